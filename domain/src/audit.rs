@@ -1,0 +1,82 @@
+//! The audit log: one row per state-changing mutation (and, later, per key reveal), written in
+//! the mutation's own transaction so a change and its record commit or fail together.
+
+
+use serde_json::Value;
+
+use crate::db::prelude::*;
+use uuid::Uuid;
+
+use crate::db::models::AuditEntry;
+use crate::db::schema::audit_log;
+use crate::db::PgConn;
+use crate::enums::ActorKind;
+use crate::error::AppResult;
+use crate::permissions::Principal;
+
+/// Who did it and under which request id; built once per request by the api.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn of(principal: &Principal, request_id: Option<String>) -> Self {
+        let (kind, id) = match principal {
+            Principal::User { user_id, .. } => (ActorKind::User, user_id.to_string()),
+            Principal::Operator { operator_id, .. } => (ActorKind::Operator, operator_id.to_string()),
+            Principal::Identity { subject, .. } => (ActorKind::Identity, subject.clone()),
+        };
+        Self { kind, id, request_id }
+    }
+
+    pub fn system(what: &str) -> Self {
+        Self { kind: ActorKind::System, id: what.to_owned(), request_id: None }
+    }
+}
+
+pub async fn record(
+    conn: &mut PgConn,
+    actor: &Actor,
+    partner_id: Option<Uuid>,
+    action: &str,
+    target: (&str, String),
+    details: Value,
+) -> AppResult<()> {
+    let entry = AuditEntry {
+        id: Uuid::now_v7(),
+        partner_id,
+        actor_kind: actor.kind,
+        actor_id: actor.id.clone(),
+        action: action.to_owned(),
+        target_type: target.0.to_owned(),
+        target_id: target.1,
+        details,
+        request_id: actor.request_id.clone(),
+        created_at: chrono::Utc::now(),
+    };
+    diesel::insert_into(audit_log::table).values(&entry).execute(conn).await?;
+    Ok(())
+}
+
+/// Newest first, keyset-paginated by id (UUIDv7, so time-ordered).
+pub async fn list(
+    conn: &mut PgConn,
+    partner_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<AuditEntry>> {
+
+    let mut q = audit_log::table
+        .filter(audit_log::partner_id.eq(partner_id))
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .select(AuditEntry::as_select())
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(audit_log::id.lt(b));
+    }
+    Ok(q.load(conn).await?)
+}

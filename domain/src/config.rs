@@ -1,0 +1,388 @@
+//! Typed configuration from environment variables, one small struct per area. `Config::from_env`
+//! reads everything, validates it, and reports *all* problems at once. Every variable is
+//! documented in `.env.example` (kept in step by `env_example_documents_every_variable`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The HS256 secret dev and test environments use when none is set. Production refuses it.
+pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: AppEnv,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub email: EmailConfig,
+    pub enrollment: EnrollmentConfig,
+    pub jobs: JobsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// DATABASE_URL
+    pub url: String,
+    /// DATABASE_POOL_SIZE
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// REDIS_URL
+    pub url: String,
+    /// QUEUE_PREFIX: prepended to every queue name, so environments (and tests) sharing one
+    /// Redis never see each other's jobs.
+    pub queue_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// API_BIND
+    pub bind: String,
+    /// PUBLIC_BASE_URL: where the portal lives; links in emails point there.
+    pub public_base_url: String,
+    /// CORS_ALLOWED_ORIGINS (comma-separated; empty = no cross-origin access)
+    pub cors_allowed_origins: Vec<String>,
+    /// GRAPHQL_MAX_DEPTH
+    pub max_depth: usize,
+    /// GRAPHQL_MAX_COMPLEXITY
+    pub max_complexity: usize,
+    /// GRAPHQL_MAX_BATCH
+    pub max_batch: usize,
+    /// HTTP_MAX_BODY_BYTES
+    pub max_body_bytes: usize,
+    /// HTTP_REQUEST_TIMEOUT_MS
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// JWT_ISSUER
+    pub issuer: String,
+    /// JWT_AUDIENCE
+    pub audience: String,
+    /// JWT_HS256_SECRET (development and tests only)
+    pub hs256_secret: Option<String>,
+    /// JWT_JWKS_FILE
+    pub jwks_file: Option<String>,
+    /// JWT_JWKS_URL
+    pub jwks_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailTransportKind {
+    Smtp { url: String },
+    File { dir: String },
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// EMAIL_TRANSPORT = smtp | file | memory, with SMTP_URL or EMAIL_FILE_DIR
+    pub transport: EmailTransportKind,
+    /// EMAIL_FROM
+    pub from: String,
+    /// EMAIL_MAX_ATTEMPTS
+    pub max_attempts: i32,
+    /// EMAIL_RETRY_BASE_MS: first retry delay, doubled per attempt
+    pub retry_base: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnrollmentConfig {
+    /// VERIFICATION_TOKEN_TTL_SECS
+    pub verification_ttl: Duration,
+    /// VERIFICATION_RESEND_INTERVAL_SECS
+    pub resend_interval: Duration,
+    /// AUTO_AUTHORIZE: authorize a partner as soon as its email is verified (dev/test only)
+    pub auto_authorize: bool,
+    /// TEST_CLOCKS_ENABLED (refused in production)
+    pub test_clocks: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// WORKER_CONCURRENCY
+    pub concurrency: usize,
+    /// RELAY_INTERVAL_MS: how often the outbox relay looks for due rows
+    pub relay_interval: Duration,
+    /// SWEEP_INTERVAL_MS: how often due work is re-derived from Postgres
+    pub sweep_interval: Duration,
+    /// REDISPATCH_AFTER_SECS: due work still not done this long after its due time is
+    /// dispatched again (Redis lost it, or a worker died holding it)
+    pub redispatch_after: Duration,
+    /// WORKER_POLL_MS: how often an idle worker asks Redis for jobs
+    pub poll_interval: Duration,
+}
+
+/// Reads variables from a map (the process environment in production, a literal map in tests)
+/// and collects every problem instead of stopping at the first.
+struct Reader<'a> {
+    vars: &'a BTreeMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn opt(&self, key: &str) -> Option<String> {
+        self.vars.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, key: &str, hint: &str) -> String {
+        self.opt(key).unwrap_or_else(|| {
+            self.errors.push(format!("{key} is required ({hint})"));
+            String::new()
+        })
+    }
+
+    fn string(&self, key: &str, default: &str) -> String {
+        self.opt(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, key: &str, default: T, min: T) -> T
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        match self.opt(key) {
+            None => default,
+            Some(raw) => match raw.parse::<T>() {
+                Ok(v) if v >= min => v,
+                Ok(_) => {
+                    self.errors.push(format!("{key} must be at least {min}, got `{raw}`"));
+                    default
+                }
+                Err(_) => {
+                    self.errors.push(format!("{key} must be a number, got `{raw}`"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn flag(&mut self, key: &str, default: bool) -> bool {
+        match self.opt(key).as_deref() {
+            None => default,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => {
+                self.errors.push(format!("{key} must be true or false, got `{other}`"));
+                default
+            }
+        }
+    }
+
+    fn millis(&mut self, key: &str, default: u64) -> Duration {
+        Duration::from_millis(self.parse(key, default, 1))
+    }
+
+    fn secs(&mut self, key: &str, default: u64) -> Duration {
+        Duration::from_secs(self.parse(key, default, 1))
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        Self::from_map(&vars)
+    }
+
+    pub fn from_map(vars: &BTreeMap<String, String>) -> Result<Self, String> {
+        let mut r = Reader { vars, errors: Vec::new() };
+        let env = match r.string("APP_ENV", "development").as_str() {
+            "development" | "dev" => AppEnv::Development,
+            "test" => AppEnv::Test,
+            "production" | "prod" => AppEnv::Production,
+            other => {
+                r.errors.push(format!("APP_ENV must be development, test or production, got `{other}`"));
+                AppEnv::Development
+            }
+        };
+        let prod = env == AppEnv::Production;
+
+        let database = DatabaseConfig {
+            url: r.required("DATABASE_URL", "postgres://user@host:5432/db"),
+            pool_size: r.parse("DATABASE_POOL_SIZE", 10usize, 1),
+        };
+        let redis = RedisConfig {
+            url: r.required("REDIS_URL", "redis://127.0.0.1:6379"),
+            queue_prefix: r.string("QUEUE_PREFIX", "pbg"),
+        };
+        if !redis.queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+            r.errors.push("QUEUE_PREFIX may contain only letters, digits, `_` and `-`".into());
+        }
+        let http = HttpConfig {
+            bind: r.string("API_BIND", "127.0.0.1:8080"),
+            public_base_url: r.string("PUBLIC_BASE_URL", "http://localhost:8080"),
+            cors_allowed_origins: r
+                .string("CORS_ALLOWED_ORIGINS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            max_depth: r.parse("GRAPHQL_MAX_DEPTH", 12usize, 2),
+            max_complexity: r.parse("GRAPHQL_MAX_COMPLEXITY", 2000usize, 10),
+            max_batch: r.parse("GRAPHQL_MAX_BATCH", 10usize, 1),
+            max_body_bytes: r.parse("HTTP_MAX_BODY_BYTES", 64 * 1024usize, 1024),
+            request_timeout: r.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000),
+        };
+        if http.cors_allowed_origins.iter().any(|o| o == "*") {
+            r.errors.push("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
+        }
+
+        let hs256_secret = r.opt("JWT_HS256_SECRET").or_else(|| (!prod).then(|| DEV_JWT_SECRET.to_owned()));
+        let auth = AuthConfig {
+            issuer: r.string("JWT_ISSUER", "pbg-dev"),
+            audience: r.string("JWT_AUDIENCE", "pbg-api"),
+            hs256_secret,
+            jwks_file: r.opt("JWT_JWKS_FILE"),
+            jwks_url: r.opt("JWT_JWKS_URL"),
+        };
+        if let Some(secret) = &auth.hs256_secret {
+            if secret.len() < 32 {
+                r.errors.push("JWT_HS256_SECRET must be at least 32 characters".into());
+            }
+        }
+
+        let transport = match r.string("EMAIL_TRANSPORT", if prod { "smtp" } else { "file" }).as_str() {
+            "smtp" => EmailTransportKind::Smtp { url: r.required("SMTP_URL", "smtp://host:25 or smtps://user:pass@host:465") },
+            "file" => EmailTransportKind::File { dir: r.string("EMAIL_FILE_DIR", ".local/mail") },
+            "memory" => EmailTransportKind::Memory,
+            other => {
+                r.errors.push(format!("EMAIL_TRANSPORT must be smtp, file or memory, got `{other}`"));
+                EmailTransportKind::Memory
+            }
+        };
+        let email = EmailConfig {
+            transport,
+            from: r.string("EMAIL_FROM", "Partner Network <no-reply@partners.example>"),
+            max_attempts: r.parse("EMAIL_MAX_ATTEMPTS", 5i32, 1),
+            retry_base: r.millis("EMAIL_RETRY_BASE_MS", 30_000),
+        };
+        let enrollment = EnrollmentConfig {
+            verification_ttl: r.secs("VERIFICATION_TOKEN_TTL_SECS", 3 * 24 * 3600),
+            resend_interval: r.secs("VERIFICATION_RESEND_INTERVAL_SECS", 60),
+            auto_authorize: r.flag("AUTO_AUTHORIZE", false),
+            test_clocks: r.flag("TEST_CLOCKS_ENABLED", !prod),
+        };
+        let jobs = JobsConfig {
+            concurrency: r.parse("WORKER_CONCURRENCY", 8usize, 1),
+            relay_interval: r.millis("RELAY_INTERVAL_MS", 200),
+            sweep_interval: r.millis("SWEEP_INTERVAL_MS", 10_000),
+            redispatch_after: r.secs("REDISPATCH_AFTER_SECS", 120),
+            poll_interval: r.millis("WORKER_POLL_MS", 250),
+        };
+
+        if prod {
+            if auth.hs256_secret.is_some() {
+                r.errors.push(
+                    "JWT_HS256_SECRET is for development and tests; production validates RS256 \
+                     tokens against JWT_JWKS_FILE or JWT_JWKS_URL"
+                        .into(),
+                );
+            }
+            if auth.jwks_file.is_none() && auth.jwks_url.is_none() {
+                r.errors.push("production needs JWT_JWKS_FILE or JWT_JWKS_URL".into());
+            }
+            if enrollment.test_clocks {
+                r.errors.push("TEST_CLOCKS_ENABLED must be false in production".into());
+            }
+            if enrollment.auto_authorize {
+                r.errors.push("AUTO_AUTHORIZE must be false in production".into());
+            }
+            if !matches!(email.transport, EmailTransportKind::Smtp { .. }) {
+                r.errors.push("production sends email over SMTP: set EMAIL_TRANSPORT=smtp".into());
+            }
+        }
+
+        if r.errors.is_empty() {
+            Ok(Config { env, database, redis, http, auth, email, enrollment, jobs })
+        } else {
+            Err(format!("invalid configuration:\n  - {}", r.errors.join("\n  - ")))
+        }
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == AppEnv::Production
+    }
+}
+
+/// Every variable `Config::from_map` reads, for the `.env.example` check.
+pub const VARIABLES: &[&str] = &[
+    "APP_ENV", "DATABASE_URL", "DATABASE_POOL_SIZE", "REDIS_URL", "QUEUE_PREFIX", "API_BIND",
+    "PUBLIC_BASE_URL", "CORS_ALLOWED_ORIGINS", "GRAPHQL_MAX_DEPTH", "GRAPHQL_MAX_COMPLEXITY",
+    "GRAPHQL_MAX_BATCH", "HTTP_MAX_BODY_BYTES", "HTTP_REQUEST_TIMEOUT_MS", "JWT_ISSUER",
+    "JWT_AUDIENCE", "JWT_HS256_SECRET", "JWT_JWKS_FILE", "JWT_JWKS_URL", "EMAIL_TRANSPORT",
+    "SMTP_URL", "EMAIL_FILE_DIR", "EMAIL_FROM", "EMAIL_MAX_ATTEMPTS", "EMAIL_RETRY_BASE_MS",
+    "VERIFICATION_TOKEN_TTL_SECS", "VERIFICATION_RESEND_INTERVAL_SECS", "AUTO_AUTHORIZE",
+    "TEST_CLOCKS_ENABLED", "WORKER_CONCURRENCY", "RELAY_INTERVAL_MS", "SWEEP_INTERVAL_MS",
+    "REDISPATCH_AFTER_SECS", "WORKER_POLL_MS",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[("DATABASE_URL", "postgres://x/y"), ("REDIS_URL", "redis://x")];
+
+    #[test]
+    fn development_defaults() {
+        let c = Config::from_map(&map(BASE)).unwrap();
+        assert_eq!(c.env, AppEnv::Development);
+        assert_eq!(c.auth.hs256_secret.as_deref(), Some(DEV_JWT_SECRET));
+        assert!(matches!(c.email.transport, EmailTransportKind::File { .. }));
+        assert!(c.enrollment.test_clocks);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let err = Config::from_map(&map(&[("GRAPHQL_MAX_DEPTH", "deep"), ("EMAIL_TRANSPORT", "pigeon")])).unwrap_err();
+        for needle in ["DATABASE_URL is required", "REDIS_URL is required", "GRAPHQL_MAX_DEPTH must be a number", "EMAIL_TRANSPORT must be"] {
+            assert!(err.contains(needle), "missing `{needle}` in {err}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_unsafe_settings() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "production".into());
+        vars.insert("JWT_HS256_SECRET".into(), DEV_JWT_SECRET.into());
+        vars.insert("EMAIL_TRANSPORT".into(), "file".into());
+        vars.insert("TEST_CLOCKS_ENABLED".into(), "true".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        for needle in ["JWT_HS256_SECRET is for development", "JWT_JWKS_FILE or JWT_JWKS_URL", "TEST_CLOCKS_ENABLED", "EMAIL_TRANSPORT=smtp"] {
+            assert!(err.contains(needle), "missing `{needle}` in {err}");
+        }
+    }
+
+    #[test]
+    fn production_with_safe_settings_starts() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "production".into());
+        vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
+        vars.insert("SMTP_URL".into(), "smtp://mail.example:25".into());
+        let c = Config::from_map(&vars).unwrap();
+        assert!(c.auth.hs256_secret.is_none());
+        assert!(!c.enrollment.test_clocks);
+    }
+
+    #[test]
+    fn env_example_documents_every_variable() {
+        let example = include_str!("../../.env.example");
+        for var in VARIABLES {
+            assert!(example.contains(&format!("{var}=")), ".env.example does not document {var}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Email: render now, store in `emails`, deliver later through the outbox and the worker.
+//! Postgres owns delivery state (attempts, backoff, dead) so a lost Redis loses no email.
+
+pub mod templates;
+pub mod transport;
+
+use chrono::{DateTime, Utc};
+use crate::db::prelude::*;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use templates::{render, Rendered, Template};
+pub use transport::{Mailer, OutgoingEmail};
+
+use crate::config::EmailConfig;
+use crate::db::models::{Email, NewEmail};
+use crate::db::schema::{emails, outbox};
+use crate::db::PgConn;
+use crate::enums::EmailStatus;
+use crate::error::{AppError, AppResult};
+use crate::jobs::SendEmail;
+
+/// Renders `template` for `to` and queues its delivery, inside the caller's transaction.
+pub async fn queue(
+    conn: &mut PgConn,
+    partner_id: Option<Uuid>,
+    template: Template,
+    to: &str,
+    ctx: &impl Serialize,
+) -> AppResult<Uuid> {
+    let rendered = render(template, ctx).map_err(AppError::internal)?;
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    diesel::insert_into(emails::table)
+        .values(&NewEmail {
+            id,
+            partner_id,
+            template: template.name().to_owned(),
+            recipient: to.to_owned(),
+            subject: rendered.subject,
+            body_text: Some(rendered.text),
+            body_html: Some(rendered.html),
+            status: EmailStatus::Pending,
+            next_attempt_at: now,
+        })
+        .execute(conn)
+        .await?;
+    crate::outbox::enqueue(conn, &SendEmail::new(id), now).await?;
+    Ok(id)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// Nothing to do: already sent or dead (a duplicate or late job).
+    AlreadyFinal,
+    /// Failed; another attempt is scheduled at the given time.
+    RetryAt(DateTime<Utc>),
+    /// Failed for the last allowed time; the row is DEAD.
+    Dead(String),
+}
+
+/// Exponential backoff: base, 2×base, 4×base, … capped at one hour.
+pub fn backoff(base: std::time::Duration, attempts: i32) -> chrono::Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).clamp(0, 16) as u32);
+    let delay = base.saturating_mul(factor).min(std::time::Duration::from_secs(3600));
+    chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
+}
+
+/// Delivers one email, idempotently. The row stays locked while sending, so two workers
+/// handed the same job cannot both send it; a job for a sent or dead email does nothing.
+pub async fn deliver(conn: &mut PgConn, mailer: &Mailer, cfg: &EmailConfig, email_id: Uuid) -> AppResult<Delivery> {
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let Some(email) = emails::table
+            .find(email_id)
+            .for_update()
+            .select(Email::as_select())
+            .first(conn)
+            .await
+            .optional()?
+        else {
+            return Err(AppError::NotFound("email"));
+        };
+        if email.status != EmailStatus::Pending {
+            return Ok(Delivery::AlreadyFinal);
+        }
+        let outgoing = OutgoingEmail {
+            to: email.recipient.clone(),
+            subject: email.subject.clone(),
+            text: email.body_text.clone().unwrap_or_default(),
+            html: email.body_html.clone().unwrap_or_default(),
+        };
+        let attempts = email.attempts + 1;
+        match mailer.send(&email.id.to_string(), &outgoing).await {
+            Ok(()) => {
+                // Bodies may carry single-use tokens: keep them no longer than needed.
+                diesel::update(emails::table.find(email_id))
+                    .set((
+                        emails::status.eq(EmailStatus::Sent),
+                        emails::sent_at.eq(Utc::now()),
+                        emails::attempts.eq(attempts),
+                        emails::body_text.eq(None::<String>),
+                        emails::body_html.eq(None::<String>),
+                        emails::last_error.eq(None::<String>),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(Delivery::Sent)
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                if attempts >= cfg.max_attempts {
+                    diesel::update(emails::table.find(email_id))
+                        .set((
+                            emails::status.eq(EmailStatus::Dead),
+                            emails::attempts.eq(attempts),
+                            emails::last_error.eq(&error),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    Ok(Delivery::Dead(error))
+                } else {
+                    let at = Utc::now() + backoff(cfg.retry_base, attempts);
+                    diesel::update(emails::table.find(email_id))
+                        .set((
+                            emails::attempts.eq(attempts),
+                            emails::last_error.eq(&error),
+                            emails::next_attempt_at.eq(at),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    crate::outbox::enqueue(conn, &SendEmail::new(email_id), at).await?;
+                    Ok(Delivery::RetryAt(at))
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Due work re-derived from Postgres: pending emails whose attempt was due more than
+/// `stale_after` ago and that have no undispatched outbox row get a fresh one. This is what
+/// makes a Redis flush (or a worker killed mid-job) harmless. Returns how many were re-queued.
+pub async fn redispatch_stale(conn: &mut PgConn, stale_after: std::time::Duration) -> AppResult<usize> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::minutes(2));
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let pending_in_outbox = outbox::table
+            .filter(outbox::dispatched_at.is_null())
+            .filter(outbox::queue.eq(<SendEmail as crate::jobs::Job>::QUEUE))
+            .select(diesel::dsl::sql::<diesel::sql_types::Uuid>("(payload->>'email_id')::uuid"));
+        let stale: Vec<Uuid> = emails::table
+            .filter(emails::status.eq(EmailStatus::Pending))
+            .filter(emails::next_attempt_at.lt(cutoff))
+            .filter(diesel::dsl::not(emails::id.eq_any(pending_in_outbox)))
+            .select(emails::id)
+            .limit(1000)
+            .for_update()
+            .skip_locked()
+            .load(conn)
+            .await?;
+        let now = Utc::now();
+        for id in &stale {
+            crate::outbox::enqueue(conn, &SendEmail::new(*id), now).await?;
+        }
+        diesel::update(emails::table.filter(emails::id.eq_any(&stale)))
+            .set(emails::next_attempt_at.eq(now))
+            .execute(conn)
+            .await?;
+        Ok(stale.len())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(30);
+        assert_eq!(backoff(base, 1).num_seconds(), 30);
+        assert_eq!(backoff(base, 2).num_seconds(), 60);
+        assert_eq!(backoff(base, 3).num_seconds(), 120);
+        assert_eq!(backoff(base, 40).num_seconds(), 3600);
+    }
+}

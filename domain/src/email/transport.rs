@@ -1,0 +1,75 @@
+//! Where emails go: SMTP (production and end-to-end tests), a file drop (development), or
+//! memory (unit tests).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{EmailConfig, EmailTransportKind};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
+    File { dir: PathBuf, from: Mailbox },
+    Memory { sent: Arc<Mutex<Vec<OutgoingEmail>>> },
+}
+
+impl Mailer {
+    pub fn from_config(cfg: &EmailConfig) -> anyhow::Result<Self> {
+        let from: Mailbox = cfg.from.parse().map_err(|e| anyhow::anyhow!("EMAIL_FROM `{}`: {e}", cfg.from))?;
+        Ok(match &cfg.transport {
+            EmailTransportKind::Smtp { url } => Mailer::Smtp {
+                transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("SMTP_URL is not a valid smtp:// or smtps:// URL: {e}"))?
+                    .timeout(Some(Duration::from_secs(10)))
+                    .build(),
+                from,
+            },
+            EmailTransportKind::File { dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("EMAIL_FILE_DIR {dir}: {e}"))?;
+                Mailer::File { dir: dir.into(), from }
+            }
+            EmailTransportKind::Memory => Mailer::Memory { sent: Arc::default() },
+        })
+    }
+
+    pub fn memory() -> (Self, Arc<Mutex<Vec<OutgoingEmail>>>) {
+        let sent: Arc<Mutex<Vec<OutgoingEmail>>> = Arc::default();
+        (Mailer::Memory { sent: sent.clone() }, sent)
+    }
+
+    fn build(from: &Mailbox, email: &OutgoingEmail) -> anyhow::Result<Message> {
+        Ok(Message::builder()
+            .from(from.clone())
+            .to(email.to.parse()?)
+            .subject(&email.subject)
+            .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))?)
+    }
+
+    /// Sends one message. An error means "not delivered": the caller decides about retrying.
+    pub async fn send(&self, id: &str, email: &OutgoingEmail) -> anyhow::Result<()> {
+        match self {
+            Mailer::Smtp { transport, from } => {
+                transport.send(Self::build(from, email)?).await?;
+            }
+            Mailer::File { dir, from } => {
+                let message = Self::build(from, email)?;
+                let name = format!("{}-{id}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+                tokio::fs::write(dir.join(name), message.formatted()).await?;
+            }
+            Mailer::Memory { sent } => sent.lock().expect("mailbox lock").push(email.clone()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Domain enumerations. Stored as `text` (with CHECK constraints in the migrations), exposed
+//! as GraphQL enums, parsed with `FromStr`. `text_enum!` writes the glue once.
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize, async_graphql::Enum,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} `{}`", stringify!($name), other)),
+                }
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    self.as_str(),
+                    &mut out.reborrow(),
+                )
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let s = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(bytes)?;
+                s.parse().map_err(Into::into)
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Roles a partner user can hold (several at once). A user with none is a plain member.
+    TenantRole {
+        GlobalAdmin => "GLOBAL_ADMIN",
+        UserAdmin => "USER_ADMIN",
+        AdminAgent => "ADMIN_AGENT",
+        MpnPartnerAdmin => "MPN_PARTNER_ADMIN",
+    }
+);
+
+text_enum!(VettingStatus {
+    Pending => "PENDING",
+    Authorized => "AUTHORIZED",
+    Rejected => "REJECTED",
+});
+
+text_enum!(VettingSubStatus {
+    EmailOwnership => "EMAIL_OWNERSHIP",
+    EmploymentVerification => "EMPLOYMENT_VERIFICATION",
+    BusinessVerification => "BUSINESS_VERIFICATION",
+    Decision => "DECISION",
+});
+
+text_enum!(
+    /// Legal-profile fields whose change re-opens verification.
+    VerifiedField {
+        LegalName => "LEGAL_NAME",
+        Address => "ADDRESS",
+    }
+);
+
+text_enum!(UserStatus {
+    Invited => "INVITED",
+    Active => "ACTIVE",
+    Removed => "REMOVED",
+});
+
+text_enum!(VettingDecision {
+    Authorize => "AUTHORIZE",
+    Reject => "REJECT",
+});
+
+text_enum!(ServiceRequestKind {
+    /// "Help with partner invoice, payment, or reconciliation file" (cancellations, refunds).
+    Billing => "BILLING",
+    TechnicalSupport => "TECHNICAL_SUPPORT",
+    PresalesDeployment => "PRESALES_DEPLOYMENT",
+    Other => "OTHER",
+});
+
+text_enum!(Severity {
+    Critical => "CRITICAL",
+    Moderate => "MODERATE",
+    Minimal => "MINIMAL",
+});
+
+text_enum!(ServiceRequestStatus {
+    Open => "OPEN",
+    AttentionNeeded => "ATTENTION_NEEDED",
+    Closed => "CLOSED",
+});
+
+text_enum!(EmailStatus {
+    Pending => "PENDING",
+    Sent => "SENT",
+    Dead => "DEAD",
+});
+
+text_enum!(ActorKind {
+    User => "USER",
+    Operator => "OPERATOR",
+    /// A signed-in identity not yet linked to a partner (enrollment).
+    Identity => "IDENTITY",
+    System => "SYSTEM",
+});
+
+/// Converts the `text[]` column of roles. Unknown values cannot exist (CHECK constraint).
+pub fn roles_from_db(raw: &[String]) -> Vec<TenantRole> {
+    let mut roles: Vec<TenantRole> = raw.iter().filter_map(|r| r.parse().ok()).collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+pub fn roles_to_db(roles: &[TenantRole]) -> Vec<String> {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    roles.iter().map(|r| r.as_str().to_owned()).collect()
+}

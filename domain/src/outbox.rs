@@ -1,0 +1,58 @@
+//! The transactional outbox. Call [`enqueue`] inside the transaction that changes state; the
+//! worker's relay (worker/src/relay.rs) moves due rows to Redis. A crash between commit and
+//! enqueue loses nothing: the row is still there.
+
+use chrono::{DateTime, Utc};
+use crate::db::prelude::*;
+
+
+use crate::db::models::{NewOutboxRow, OutboxRow};
+use crate::db::schema::outbox;
+use crate::db::PgConn;
+use crate::error::{AppError, AppResult};
+use crate::jobs::Job;
+
+pub async fn enqueue<J: Job>(conn: &mut PgConn, job: &J, run_at: DateTime<Utc>) -> AppResult<()> {
+    let row = NewOutboxRow {
+        queue: J::QUEUE.to_owned(),
+        payload: serde_json::to_value(job).map_err(AppError::internal)?,
+        run_at,
+    };
+    diesel::insert_into(outbox::table).values(&row).execute(conn).await?;
+    Ok(())
+}
+
+/// Locks up to `limit` due, undispatched rows of one queue (other relays skip them).
+/// Call inside a transaction and [`mark_dispatched`] before committing.
+pub async fn claim_due(conn: &mut PgConn, queue: &str, limit: i64) -> AppResult<Vec<OutboxRow>> {
+    Ok(outbox::table
+        .filter(outbox::dispatched_at.is_null())
+        .filter(outbox::queue.eq(queue))
+        .filter(outbox::run_at.le(diesel::dsl::now))
+        .order((outbox::run_at, outbox::id))
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(OutboxRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn mark_dispatched(conn: &mut PgConn, ids: &[i64]) -> AppResult<()> {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+        .set(outbox::dispatched_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Age in seconds of the oldest due row not yet dispatched (0 when none): the relay's lag.
+pub async fn lag_seconds(conn: &mut PgConn) -> AppResult<f64> {
+    let oldest: Option<DateTime<Utc>> = outbox::table
+        .filter(outbox::dispatched_at.is_null())
+        .filter(outbox::run_at.le(diesel::dsl::now))
+        .select(diesel::dsl::min(outbox::run_at))
+        .first(conn)
+        .await?;
+    Ok(oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0))
+}

@@ -1,0 +1,27 @@
+//! Seed data: the demo operator `scripts/run` prints a token for. Idempotent.
+//! (The offer catalog arrives with the offers issue; it is seeded by its migration.)
+
+use chrono::Utc;
+use crate::db::prelude::*;
+
+use uuid::Uuid;
+
+use crate::db::models::Operator;
+use crate::db::schema::operators;
+use crate::db::PgConn;
+
+pub const DEMO_OPERATOR_SUBJECT: &str = "demo-operator";
+
+pub async fn ensure_operator(conn: &mut PgConn, subject: &str, email: &str, name: &str) -> anyhow::Result<()> {
+    diesel::insert_into(operators::table)
+        .values(&Operator { id: Uuid::now_v7(), subject: subject.into(), email: email.into(), name: name.into(), created_at: Utc::now() })
+        .on_conflict(operators::subject)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn run(conn: &mut PgConn) -> anyhow::Result<()> {
+    ensure_operator(conn, DEMO_OPERATOR_SUBJECT, "operator@partners.example", "Demo Operator").await
+}

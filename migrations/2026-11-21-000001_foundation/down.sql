@@ -1,0 +1,10 @@
+DROP TABLE audit_log;
+DROP TABLE service_request_notes;
+DROP TABLE service_requests;
+DROP TABLE outbox;
+DROP TABLE emails;
+DROP TABLE email_verifications;
+DROP TABLE agreement_acceptances;
+DROP TABLE operators;
+DROP TABLE users;
+DROP TABLE partners;
