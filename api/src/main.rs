@@ -1,1 +1,101 @@
-fn main() {}
+//! `gateway-api`: serve the GraphQL api, migrate, seed, mint dev tokens, print the SDL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use gateway_domain::config::Config;
+
+#[derive(Parser)]
+#[command(name = "gateway-api", about = "Partner benefits gateway: GraphQL api")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default). Migrations run first unless --no-migrate.
+    Serve {
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Apply migrations, then seed the catalog and the demo operator (idempotent).
+    Seed,
+    /// Print an HS256 bearer token for development and tests.
+    MintToken {
+        /// The token subject (the user's or operator's identity).
+        #[arg(long)]
+        sub: String,
+        /// The identity's verified email (links invitations; enrollment uses it).
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Print the GraphQL SDL (what `schema.graphql` holds).
+    PrintSchema,
+}
+
+fn config() -> anyhow::Result<Arc<Config>> {
+    Config::from_env().map(Arc::new).map_err(|e| anyhow::anyhow!(e))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,gateway=debug".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
+        Command::PrintSchema => print!("{}", gateway_api::graphql::sdl()),
+        Command::MintToken { sub, email, name, ttl } => {
+            let cfg = config()?;
+            let token = gateway_domain::auth::mint_dev_token(&cfg.auth, &sub, email.as_deref(), name.as_deref(), Duration::from_secs(ttl))?;
+            println!("{token}");
+        }
+        Command::Migrate => {
+            let cfg = config()?;
+            let applied = gateway_domain::db::migrate(&cfg.database.url).await?;
+            eprintln!("applied {} migration(s)", applied.len());
+        }
+        Command::Seed => {
+            let cfg = config()?;
+            gateway_domain::db::migrate(&cfg.database.url).await?;
+            let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
+            gateway_domain::seed::run(&mut *pool.get().await?).await?;
+            eprintln!("seeded");
+        }
+        Command::Serve { no_migrate } => {
+            let cfg = config()?;
+            if !no_migrate {
+                gateway_domain::db::migrate(&cfg.database.url).await?;
+            }
+            let app = gateway_api::app(cfg.clone()).await?;
+            let listener = tokio::net::TcpListener::bind(&cfg.http.bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on API_BIND={}: {e}", cfg.http.bind))?;
+            tracing::info!(addr = %listener.local_addr()?, env = ?cfg.env, "api listening");
+            axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -16,28 +16,38 @@ impl Reason {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Deliberately not `Display`: async-graphql converts any `Display` type into an error without
+/// a code, so only the coded conversion below must apply. Use [`AppError::message`].
+#[derive(Debug)]
 pub enum AppError {
-    #[error("authentication required")]
     Unauthenticated,
-    #[error("you do not have permission to do this")]
     Forbidden,
-    #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{message}")]
     BadUserInput { field: String, message: String },
-    #[error("{0}")]
     Conflict(String),
-    #[error("not eligible: {}", .0.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))]
     NotEligible(Vec<Reason>),
-    #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: i64 },
-    /// The message is logged, never shown to callers.
-    #[error("internal error")]
+    /// The detail is logged, never shown to callers.
     Internal(String),
 }
 
 impl AppError {
+    /// What the caller reads.
+    pub fn message(&self) -> String {
+        match self {
+            AppError::Unauthenticated => "authentication required".into(),
+            AppError::Forbidden => "you do not have permission to do this".into(),
+            AppError::NotFound(what) => format!("{what} not found"),
+            AppError::BadUserInput { message, .. } => message.clone(),
+            AppError::Conflict(m) => m.clone(),
+            AppError::NotEligible(reasons) => {
+                format!("not eligible: {}", reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))
+            }
+            AppError::RateLimited { retry_after_secs } => format!("too many requests; retry in {retry_after_secs} s"),
+            AppError::Internal(_) => "internal error".into(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated => "UNAUTHENTICATED",
@@ -92,6 +102,39 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The one mapping to GraphQL: `extensions.code` always, plus `field` (bad input), `reasons`
+/// (not eligible) and `retryAfter` (rate limited). Internal details are logged, not returned.
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        use async_graphql::ErrorExtensions;
+        if let AppError::Internal(detail) = &e {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let code = e.code();
+        async_graphql::Error::new(e.message()).extend_with(|_, ext| {
+            ext.set("code", code);
+            match &e {
+                AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
+                AppError::NotEligible(reasons) => {
+                    let list: Vec<async_graphql::Value> = reasons
+                        .iter()
+                        .map(|r| {
+                            let mut m = async_graphql::indexmap::IndexMap::new();
+                            m.insert(async_graphql::Name::new("code"), async_graphql::Value::from(r.code.as_str()));
+                            m.insert(async_graphql::Name::new("message"), async_graphql::Value::from(r.message.as_str()));
+                            async_graphql::Value::Object(m)
+                        })
+                        .collect();
+                    ext.set("reasons", async_graphql::Value::List(list));
+                }
+                AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                AppError::NotFound(what) => ext.set("entity", *what),
+                _ => {}
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,11 +159,23 @@ mod tests {
     #[test]
     fn internal_detail_is_not_in_the_message() {
         let e = AppError::internal("relation \"partners\" does not exist");
-        assert_eq!(e.to_string(), "internal error");
+        assert_eq!(e.message(), "internal error");
     }
 
     #[test]
-    fn unique_violation_maps_to_conflict() {
+    fn graphql_errors_carry_code_and_details() {
+        let e: async_graphql::Error = AppError::not_eligible("TOKEN_USED", "used").into();
+        let ext = e.extensions.unwrap();
+        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("NOT_ELIGIBLE")));
+        assert!(ext.get("reasons").is_some());
+        let e: async_graphql::Error = AppError::internal("SELECT secret FROM x").into();
+        assert_eq!(e.message, "internal error");
+        let e: async_graphql::Error = AppError::RateLimited { retry_after_secs: 7 }.into();
+        assert_eq!(e.extensions.unwrap().get("retryAfter"), Some(&async_graphql::Value::from(7)));
+    }
+
+    #[test]
+    fn not_found_maps_from_diesel() {
         let e: AppError = diesel::result::Error::NotFound.into();
         assert_eq!(e.code(), "NOT_FOUND");
     }

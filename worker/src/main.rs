@@ -1,1 +1,91 @@
-fn main() {}
+//! `gateway-worker`: consumes the job queues, relays the outbox to Redis, and sweeps due
+//! work from Postgres. Run as many as you like: the relay and the sweep are safe to run
+//! concurrently (row locks, advisory lock), and each job is idempotent.
+
+mod jobs;
+mod relay;
+mod sweep;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
+use gateway_domain::config::Config;
+use gateway_domain::db::DbPool;
+use gateway_domain::email::Mailer;
+use gateway_domain::jobs::{queue_name, Job, SendEmail};
+
+/// What every job handler gets.
+pub struct WorkerCtx {
+    pub config: Arc<Config>,
+    pub pool: DbPool,
+    pub mailer: Mailer,
+}
+
+/// apalis refuses a worker name seen in the last minutes (STACK.md trap 4): make each one
+/// unique per process start and restart.
+fn worker_name(queue: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!("{queue}@{host}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+pub fn queue_config(config: &Config, queue: &str) -> RedisQueueConfig {
+    RedisQueueConfig::default()
+        .queue(queue_name(&config.redis.queue_prefix, queue))
+        // Leases cost an O(n) LREM per task (STACK.md trap 10); recovery of a dead worker's
+        // tasks rests on heartbeats, and on our Postgres sweep in any case.
+        .lock_tasks(false)
+        .heartbeat_interval(Duration::from_secs(5))
+        .batch_size(50)
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,gateway=debug,apalis=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Arc::new(Config::from_env().map_err(|e| anyhow::anyhow!(e))?);
+    let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
+    let mailer = Mailer::from_config(&config.email)?;
+    let redis = apalis_redis::connect(config.redis.url.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
+    let ctx = Arc::new(WorkerCtx { config: config.clone(), pool: pool.clone(), mailer });
+
+    let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
+    let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
+
+    let email_storage: RedisStorage<SendEmail> = RedisStorage::new(redis.clone()).with_config(queue_config(&config, SendEmail::QUEUE));
+    let poll = config.jobs.poll_interval;
+    let concurrency = config.jobs.concurrency;
+    let email_ctx = ctx.clone();
+    tracing::info!(prefix = %config.redis.queue_prefix, "worker starting");
+    let monitor = Monitor::new()
+        .register(move |_| {
+            WorkerBuilder::new(worker_name(SendEmail::QUEUE))
+                .backend(email_storage.clone().poll_with_interval(poll))
+                .data(email_ctx.clone())
+                .concurrency(concurrency)
+                .catch_panic()
+                .enable_tracing()
+                .build(jobs::email::run)
+        })
+        .shutdown_timeout(Duration::from_secs(20));
+    let result = monitor.run_with_signal(shutdown_signal()).await;
+    relay.abort();
+    sweep.abort();
+    tracing::info!("worker stopped");
+    result.map_err(|e| anyhow::anyhow!("worker monitor: {e}"))
+}

@@ -1,0 +1,82 @@
+//! The GraphQL schema: one module per domain area, merged into the roots here.
+
+mod audit;
+mod pagination;
+mod partners;
+mod service_requests;
+mod types;
+mod users;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use gateway_domain::audit::Actor;
+use gateway_domain::config::Config;
+use gateway_domain::db::DbPool;
+use gateway_domain::permissions::Principal;
+use gateway_domain::AppError;
+use std::sync::Arc;
+
+#[derive(MergedObject, Default)]
+pub struct Query(partners::PartnerQuery, users::UserQuery, service_requests::ServiceRequestQuery, audit::AuditQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(partners::PartnerMutation, users::UserMutation, service_requests::ServiceRequestMutation);
+
+pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Shared by every request: the pool and the configuration.
+pub struct Shared {
+    pub pool: DbPool,
+    pub config: Arc<Config>,
+}
+
+/// Per request: who is calling and the request id that ties audit records to logs.
+#[derive(Clone)]
+pub struct RequestCtx {
+    pub principal: Option<Principal>,
+    pub request_id: String,
+}
+
+pub fn build(pool: DbPool, config: Arc<Config>) -> GatewaySchema {
+    let http = &config.http;
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(http.max_depth)
+        .limit_complexity(http.max_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(20)
+        .data(Shared { pool, config: config.clone() })
+        .finish()
+}
+
+/// The schema's SDL, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+}
+
+pub(crate) fn shared<'a>(ctx: &Context<'a>) -> &'a Shared {
+    ctx.data_unchecked::<Shared>()
+}
+
+pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestCtx {
+    ctx.data_unchecked::<RequestCtx>()
+}
+
+/// The signed-in caller, or UNAUTHENTICATED.
+pub(crate) fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal, AppError> {
+    request(ctx).principal.as_ref().ok_or(AppError::Unauthenticated)
+}
+
+pub(crate) fn actor(ctx: &Context<'_>) -> Result<Actor, AppError> {
+    let r = request(ctx);
+    Ok(Actor::of(principal(ctx)?, Some(r.request_id.clone())))
+}
+
+pub(crate) async fn conn(
+    ctx: &Context<'_>,
+) -> Result<diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>, AppError> {
+    Ok(shared(ctx).pool.get().await?)
+}
+
+pub(crate) fn parse_id(field: &str, id: &async_graphql::ID) -> Result<uuid::Uuid, AppError> {
+    // A malformed id cannot name anything the caller may see.
+    uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, format!("`{}` is not a valid id", id.as_str())))
+}

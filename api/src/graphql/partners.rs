@@ -1,0 +1,147 @@
+//! Partner account: `me`, `partner`, `partners` (operators), enrollment and vetting.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object, ID};
+use gateway_domain::db::models;
+use gateway_domain::db::prelude::*;
+use gateway_domain::db::schema::partners;
+use gateway_domain::enrollment::{self, EnrollPartnerInput, UpdateLegalProfileInput};
+use gateway_domain::enums::{VettingDecision, VettingStatus};
+use gateway_domain::permissions::{Action, Principal};
+use gateway_domain::AppError;
+
+use super::pagination;
+use super::types::*;
+use super::{actor, conn, parse_id, principal, request, shared};
+
+#[derive(Default)]
+pub struct PartnerQuery;
+
+#[Object]
+impl PartnerQuery {
+    /// The caller: partner user, operator, or a signed-in identity that may enroll.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(match p {
+            Principal::User { user_id, partner_id, subject, email, .. } => Me {
+                identity: Identity { subject: subject.clone(), email: Some(email.clone()) },
+                user: Some(User(gateway_domain::users::load(&mut c, *user_id).await?)),
+                partner: Some(Partner(enrollment::load_partner(&mut c, *partner_id).await?)),
+                operator: None,
+            },
+            Principal::Operator { operator_id, subject, name } => Me {
+                identity: Identity { subject: subject.clone(), email: None },
+                user: None,
+                partner: None,
+                operator: Some(OperatorInfo { id: ID(operator_id.to_string()), name: name.clone() }),
+            },
+            Principal::Identity { subject, email, .. } => Me {
+                identity: Identity { subject: subject.clone(), email: email.clone() },
+                user: None,
+                partner: None,
+                operator: None,
+            },
+        })
+    }
+
+    /// The caller's partner. Operators name one with `id`; a partner user naming another
+    /// partner gets NOT_FOUND.
+    async fn partner(&self, ctx: &Context<'_>, id: Option<ID>) -> async_graphql::Result<Partner> {
+        let p = principal(ctx)?;
+        p.require(Action::ViewPartner)?;
+        let requested = id.as_ref().map(|i| parse_id("id", i)).transpose()?;
+        let partner_id = p.scope(requested)?;
+        let mut c = conn(ctx).await?;
+        Ok(Partner(enrollment::load_partner(&mut c, partner_id).await?))
+    }
+
+    /// Operators: partners, newest first, optionally by vetting status.
+    async fn partners(
+        &self,
+        ctx: &Context<'_>,
+        vetting_status: Option<VettingStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Partner>> {
+        principal(ctx)?.require(Action::Operate)?;
+        let limit = pagination::page_size(first)?;
+        let before = pagination::decode_cursor(after.as_deref())?;
+        let mut c = conn(ctx).await?;
+        let mut q = partners::table
+            .order(partners::id.desc())
+            .limit(limit + 1)
+            .select(models::Partner::as_select())
+            .into_boxed();
+        if let Some(s) = vetting_status {
+            q = q.filter(partners::vetting_status.eq(s));
+        }
+        if let Some(b) = before {
+            q = q.filter(partners::id.lt(b));
+        }
+        let rows = q.load(&mut c).await.map_err(AppError::from)?;
+        Ok(pagination::connection(rows.into_iter().map(Partner).collect(), limit, before.is_some(), |p| p.0.id))
+    }
+}
+
+#[derive(Default)]
+pub struct PartnerMutation;
+
+#[Object]
+impl PartnerMutation {
+    /// Enrolls the signed-in identity's organization: legal profile, primary contact, tenant,
+    /// agreement acceptance. Grants Network membership; the caller becomes Global admin and
+    /// Admin agent; a verification email goes to the primary contact.
+    async fn enroll_partner(&self, ctx: &Context<'_>, input: EnrollPartnerInput) -> async_graphql::Result<EnrollPartnerPayload> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        let done = enrollment::enroll(&mut c, &shared(ctx).config, p, &actor(ctx)?, input).await?;
+        Ok(EnrollPartnerPayload { partner: Partner(done.partner), user: User(done.user) })
+    }
+
+    /// Follows the verification link. The token is the credential; no sign-in needed.
+    async fn verify_primary_contact_email(&self, ctx: &Context<'_>, token: String) -> async_graphql::Result<VerifyEmailPayload> {
+        let r = request(ctx);
+        let actor = match &r.principal {
+            Some(p) => gateway_domain::audit::Actor::of(p, Some(r.request_id.clone())),
+            None => gateway_domain::audit::Actor {
+                kind: gateway_domain::enums::ActorKind::System,
+                id: "email-link".into(),
+                request_id: Some(r.request_id.clone()),
+            },
+        };
+        let mut c = conn(ctx).await?;
+        let out = enrollment::verify_email(&mut c, &shared(ctx).config, &actor, &token).await?;
+        Ok(VerifyEmailPayload { vetting_status: out.vetting_status, vetting_sub_status: out.vetting_sub_status })
+    }
+
+    /// Sends a new verification email (earlier links stop working). Rate limited.
+    async fn resend_verification_email(&self, ctx: &Context<'_>) -> async_graphql::Result<ResendVerificationPayload> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        let sent_at = enrollment::resend_verification(&mut c, &shared(ctx).config, p, &actor(ctx)?).await?;
+        Ok(ResendVerificationPayload { sent_at })
+    }
+
+    /// Operators: authorize or reject a partner (a rejection needs a reason).
+    async fn decide_vetting(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: ID,
+        decision: VettingDecision,
+        reason: Option<String>,
+    ) -> async_graphql::Result<Partner> {
+        let p = principal(ctx)?;
+        let id = parse_id("partnerId", &partner_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Partner(enrollment::decide_vetting(&mut c, p, &actor(ctx)?, id, decision, reason).await?))
+    }
+
+    /// Global admins: edit the legal profile. Changing the legal name or address re-opens
+    /// verification of those fields.
+    async fn update_legal_profile(&self, ctx: &Context<'_>, input: UpdateLegalProfileInput) -> async_graphql::Result<Partner> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(Partner(enrollment::update_legal_profile(&mut c, p, &actor(ctx)?, input).await?))
+    }
+}

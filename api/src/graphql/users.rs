@@ -1,0 +1,58 @@
+//! Users and roles of the caller's partner.
+
+use async_graphql::{Context, Object, ID};
+use gateway_domain::enums::TenantRole;
+use gateway_domain::users;
+
+use super::types::User;
+use super::{actor, conn, parse_id, principal, shared};
+
+#[derive(Default)]
+pub struct UserQuery;
+
+#[Object]
+impl UserQuery {
+    /// The users of the caller's partner.
+    async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
+        let p = principal(ctx)?;
+        p.require(gateway_domain::permissions::Action::ViewPartner)?;
+        let partner_id = p.scope(None)?;
+        let mut c = conn(ctx).await?;
+        Ok(users::list(&mut c, partner_id).await?.into_iter().map(User).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct UserMutation;
+
+#[Object]
+impl UserMutation {
+    /// Invites a user by work email; they are linked on first sign-in.
+    async fn add_user(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        #[graphql(default)] roles: Vec<TenantRole>,
+        display_name: Option<String>,
+    ) -> async_graphql::Result<User> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(User(users::add_user(&mut c, &shared(ctx).config, p, &actor(ctx)?, &email, roles, display_name).await?))
+    }
+
+    /// Replaces a user's roles.
+    async fn update_user_roles(&self, ctx: &Context<'_>, user_id: ID, roles: Vec<TenantRole>) -> async_graphql::Result<User> {
+        let p = principal(ctx)?;
+        let id = parse_id("userId", &user_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(User(users::update_roles(&mut c, p, &actor(ctx)?, id, roles).await?))
+    }
+
+    /// Removes a user from the partner (the last Global admin stays).
+    async fn remove_user(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
+        let p = principal(ctx)?;
+        let id = parse_id("userId", &user_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(User(users::remove_user(&mut c, p, &actor(ctx)?, id).await?))
+    }
+}

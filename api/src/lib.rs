@@ -1,0 +1,20 @@
+//! The gateway's api: GraphQL over HTTP (axum + async-graphql). `main.rs` is the CLI.
+
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use gateway_domain::auth::Verifier;
+use gateway_domain::config::Config;
+
+/// Builds the whole HTTP application from a configuration.
+pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
+    let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
+    let verifier = Verifier::from_config(&config.auth).await?;
+    let redis = redis::Client::open(config.redis.url.as_str())
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+    let schema = graphql::build(pool.clone(), config.clone());
+    Ok(http::router(http::AppState { schema, config, pool, verifier, redis, metrics: metrics::Metrics::new() }))
+}

@@ -1,0 +1,64 @@
+//! The outbox relay: moves due outbox rows to their Redis queues. Rows are locked with
+//! SKIP LOCKED and marked dispatched in the same transaction as the push, so several relays
+//! share the work; a crash after the push but before the commit only means a duplicate job,
+//! which idempotent jobs absorb.
+
+use std::sync::Arc;
+
+use apalis::prelude::TaskSink;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use gateway_domain::config::Config;
+use gateway_domain::db::prelude::*;
+use gateway_domain::db::DbPool;
+use gateway_domain::jobs::QUEUES;
+use gateway_domain::{outbox, AppError};
+
+const BATCH: i64 = 500;
+
+pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
+    let mut storages: Vec<(&str, RedisStorage<serde_json::Value>)> = QUEUES
+        .iter()
+        .map(|q| (*q, RedisStorage::new(redis.clone()).with_config(crate::queue_config(&config, q))))
+        .collect();
+    loop {
+        let mut moved_any = false;
+        for (queue, storage) in storages.iter_mut() {
+            match relay_once(&pool, queue, storage).await {
+                Ok(n) => moved_any |= n as i64 == BATCH,
+                Err(e) => tracing::warn!(queue, error = %e, "outbox relay pass failed; will retry"),
+            }
+        }
+        if !moved_any {
+            tokio::time::sleep(config.jobs.relay_interval).await;
+        }
+    }
+}
+
+async fn relay_once(pool: &DbPool, queue: &str, storage: &mut RedisStorage<serde_json::Value>) -> anyhow::Result<usize> {
+    let mut conn = pool.get().await?;
+    let storage = storage.clone();
+    let n = conn
+        .transaction::<_, anyhow::Error, _>(async |conn| {
+            let rows = outbox::claim_due(conn, queue, BATCH).await.map_err(app_err)?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let mut storage = storage;
+            storage
+                .push_bulk(rows.into_iter().map(|r| r.payload).collect())
+                .await
+                .map_err(|e| anyhow::anyhow!("push to Redis: {e}"))?;
+            outbox::mark_dispatched(conn, &ids).await.map_err(app_err)?;
+            Ok(ids.len())
+        })
+        .await?;
+    if n > 0 {
+        tracing::debug!(queue, n, "relayed outbox rows");
+    }
+    Ok(n)
+}
+
+pub fn app_err(e: AppError) -> anyhow::Error {
+    anyhow::anyhow!("{e:?}")
+}
