@@ -134,11 +134,11 @@ mod tests {
         for bad in ["info@contoso.com", "admin@contoso.com", "marketing@contoso.com", "sales@contoso.com",
                     "support@contoso.com", "noreply@contoso.com", "noreply+x@contoso.com"] {
             let e = work_email("e", bad).unwrap_err();
-            assert!(e.message().contains("role address"), "{bad}: {e}");
+            assert!(e.message().contains("role address"), "{bad}: {e:?}");
         }
         for bad in ["ada@gmail.com", "ada@outlook.com", "ada@hotmail.com", "ada@yahoo.com"] {
             let e = work_email("e", bad).unwrap_err();
-            assert!(e.message().contains("personal email"), "{bad}: {e}");
+            assert!(e.message().contains("personal email"), "{bad}: {e:?}");
         }
     }
 

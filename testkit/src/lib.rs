@@ -1,1 +1,21 @@
+//! Test harness: an isolated database per test (cloned from a migrated template), isolated
+//! Redis queue names, a real SMTP server in-process, and the real api and worker binaries.
 
+pub mod db;
+pub mod smtp;
+pub mod system;
+
+pub use db::TestDb;
+pub use smtp::{ReceivedEmail, SmtpSink};
+pub use system::TestSystem;
+
+/// Admin URL of the Postgres server tests create databases on.
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}

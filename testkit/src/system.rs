@@ -1,0 +1,159 @@
+//! Starts the real `gateway-api` and `gateway-worker` binaries against a fresh database, a
+//! unique queue prefix and an in-process SMTP server. Children are killed when dropped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::{redis_url, SmtpSink, TestDb};
+
+/// The binaries sit next to the test executable's folder: target/<profile>/{gateway-api,…}.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (`cargo build --bins`; scripts/test does it)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TestSystem {
+    pub db: TestDb,
+    pub smtp: SmtpSink,
+    pub api_url: String,
+    pub queue_prefix: String,
+    pub env: BTreeMap<String, String>,
+    pub api: Option<Child>,
+    pub worker: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl TestSystem {
+    /// Everything up: api answering /healthz, worker running.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like `start`, with extra environment variables for both processes.
+    pub async fn start_with(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let db = TestDb::create().await?;
+        let smtp = SmtpSink::start().await?;
+        let port = free_port();
+        let queue_prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut env: BTreeMap<String, String> = [
+            ("APP_ENV", "test".to_owned()),
+            ("DATABASE_URL", db.url.clone()),
+            ("DATABASE_POOL_SIZE", "5".to_owned()),
+            ("REDIS_URL", redis_url()),
+            ("QUEUE_PREFIX", queue_prefix.clone()),
+            ("API_BIND", format!("127.0.0.1:{port}")),
+            ("PUBLIC_BASE_URL", "http://portal.test".to_owned()),
+            ("EMAIL_TRANSPORT", "smtp".to_owned()),
+            ("SMTP_URL", smtp.url()),
+            ("EMAIL_RETRY_BASE_MS", "200".to_owned()),
+            ("RELAY_INTERVAL_MS", "50".to_owned()),
+            ("SWEEP_INTERVAL_MS", "500".to_owned()),
+            ("WORKER_POLL_MS", "100".to_owned()),
+            ("VERIFICATION_RESEND_INTERVAL_SECS", "60".to_owned()),
+            ("RUST_LOG", "warn,gateway=info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let mut sys = Self {
+            db,
+            smtp,
+            api_url: format!("http://127.0.0.1:{port}"),
+            queue_prefix,
+            env,
+            api: None,
+            worker: None,
+            http: reqwest::Client::new(),
+        };
+        sys.start_api().await?;
+        sys.start_worker()?;
+        Ok(sys)
+    }
+
+    fn spawn(&self, bin: &str, args: &[&str]) -> anyhow::Result<Child> {
+        let show = std::env::var("TEST_SHOW_LOGS").is_ok();
+        Ok(Command::new(bin_path(bin))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdout(Stdio::null())
+            .stderr(if show { Stdio::inherit() } else { Stdio::null() })
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
+    pub async fn start_api(&mut self) -> anyhow::Result<()> {
+        self.api = Some(self.spawn("gateway-api", &["serve"])?);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.api_url)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.api.as_mut().unwrap().try_wait()? {
+                anyhow::bail!("gateway-api exited early with {status} (set TEST_SHOW_LOGS=1 to see why)");
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("gateway-api did not answer /healthz within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn start_worker(&mut self) -> anyhow::Result<()> {
+        self.worker = Some(self.spawn("gateway-worker", &[])?);
+        Ok(())
+    }
+
+    /// A dev token signed with the secret the test processes use.
+    pub fn token(&self, subject: &str, email: Option<&str>) -> String {
+        let cfg = gateway_domain::config::Config::from_map(&self.env).expect("test config");
+        gateway_domain::auth::mint_dev_token(&cfg.auth, subject, email, None, Duration::from_secs(3600)).expect("mint")
+    }
+
+    /// POSTs a GraphQL operation; returns the whole JSON response (data and errors).
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self.http.post(format!("{}/graphql", self.api_url)).json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("POST /graphql").json().await.expect("JSON response")
+    }
+
+    /// Like `gql`, but fails the test on any error and returns `data`.
+    pub async fn gql_ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let resp = self.gql(token, query, variables).await;
+        assert!(resp.get("errors").is_none(), "unexpected errors: {resp:#}");
+        resp["data"].clone()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(resp: &Value) -> Option<&str> {
+    resp["errors"][0]["extensions"]["code"].as_str()
+}
