@@ -64,11 +64,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let cfg = config()?;
+            gateway_domain::db::ensure_database(&cfg.database.url).await?;
             let applied = gateway_domain::db::migrate(&cfg.database.url).await?;
             eprintln!("applied {} migration(s)", applied.len());
         }
         Command::Seed => {
             let cfg = config()?;
+            gateway_domain::db::ensure_database(&cfg.database.url).await?;
             gateway_domain::db::migrate(&cfg.database.url).await?;
             let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
             gateway_domain::seed::run(&mut *pool.get().await?).await?;

@@ -157,3 +157,34 @@ impl TestSystem {
 pub fn error_code(resp: &Value) -> Option<&str> {
     resp["errors"][0]["extensions"]["code"].as_str()
 }
+
+impl Drop for TestSystem {
+    /// Stops the processes, then drops the test database and this test's Redis keys, so a
+    /// long-lived development server does not fill up with leftovers.
+    fn drop(&mut self) {
+        for child in [self.api.as_mut(), self.worker.as_mut()].into_iter().flatten() {
+            let _ = child.start_kill();
+        }
+        let name = self.db.name.clone();
+        let prefix = self.queue_prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                use diesel_async::{AsyncConnection, RunQueryDsl};
+                if let Ok(mut admin) = diesel_async::AsyncPgConnection::establish(&crate::admin_database_url()).await {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                }
+                if let Ok(client) = redis::Client::open(crate::redis_url()) {
+                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> =
+                            redis::cmd("KEYS").arg(format!("{prefix}.*")).query_async(&mut c).await.unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -24,6 +24,26 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
         .build()?)
 }
 
+/// Creates the database named in `url` when it does not exist yet (connecting to the server's
+/// `postgres` database to do so), so a fresh server needs no manual step.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    if AsyncPgConnection::establish(url).await.is_ok() {
+        return Ok(());
+    }
+    let (base, rest) = url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
+    let (name, query) = rest.split_once('?').map(|(n, q)| (n, format!("?{q}"))).unwrap_or((rest, String::new()));
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        anyhow::bail!("cannot create database `{name}`: use letters, digits and `_`");
+    }
+    let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres{query}"))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Postgres at DATABASE_URL: {e}"))?;
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+    tracing::info!(database = name, "created database");
+    Ok(())
+}
+
 /// Runs pending migrations. Diesel's harness is synchronous: run it on a blocking thread.
 pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
     use diesel_async::AsyncConnection;

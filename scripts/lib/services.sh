@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Sourced by scripts/run and scripts/test. Reaches Postgres and Redis, or starts them:
+#   1. DATABASE_URL / REDIS_URL when set and answering;
+#   2. else the standard local ports (127.0.0.1:5432 as user postgres, 127.0.0.1:6379);
+#   3. else throwaway servers under .local/ on free ports, installing the Debian packages
+#      `postgresql` and `redis-server` with apt-get when their binaries are missing.
+# Exports PG_ADMIN_URL (a URL to the server's `postgres` database) and REDIS_URL.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL="$ROOT/.local"
+mkdir -p "$LOCAL"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# tcp_open HOST PORT: true when something listens there.
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+free_port() {
+  local p=$1
+  while tcp_open 127.0.0.1 "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# host and port out of a URL like scheme://user@host:port/db
+url_host() { local u=${1#*://}; u=${u#*@}; u=${u%%/*}; echo "${u%%:*}"; }
+url_port() { local u=${1#*://}; u=${u#*@}; u=${u%%/*}; [[ $u == *:* ]] && echo "${u##*:}" || echo "$2"; }
+
+redis_ping() {
+  local host=$1 port=$2 reply
+  exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  read -r -t 2 reply <&3 || true
+  exec 3>&-
+  [[ $reply == +PONG* ]]
+}
+
+apt_install() {
+  if ! command -v apt-get >/dev/null; then die "$1 is missing and apt-get is not available: install $1"; fi
+  log "installing $* (apt-get)"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+pg_bin() {
+  local name=$1 found
+  found=$(command -v "$name" 2>/dev/null || true)
+  [ -z "$found" ] && found=$(ls -d /usr/lib/postgresql/*/bin/"$name" 2>/dev/null | sort -V | tail -1)
+  echo "$found"
+}
+
+start_local_postgres() {
+  local initdb pg_ctl port data="$LOCAL/pg/data" as=()
+  initdb=$(pg_bin initdb)
+  if [ -z "$initdb" ]; then apt_install postgresql; initdb=$(pg_bin initdb); fi
+  pg_ctl=$(pg_bin pg_ctl)
+  [ -n "$initdb" ] && [ -n "$pg_ctl" ] || die "PostgreSQL binaries not found after install"
+  # PostgreSQL refuses to run as root: run it as the `postgres` user the package creates.
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
+    as=(runuser -u postgres --)
+    mkdir -p "$LOCAL/pg"; chown postgres "$LOCAL/pg"
+  fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initializing a throwaway PostgreSQL cluster in .local/pg"
+    "${as[@]}" "$initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null || die "initdb failed"
+  fi
+  if [ -f "$LOCAL/pg/port" ] && tcp_open 127.0.0.1 "$(cat "$LOCAL/pg/port")"; then
+    port=$(cat "$LOCAL/pg/port")
+  else
+    port=$(free_port 55432)
+    "${as[@]}" "$pg_ctl" -D "$data" -l "$LOCAL/pg/log" -w -o "-p $port -k $LOCAL/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
+      || die "PostgreSQL did not start (see .local/pg/log)"
+    echo "$port" > "$LOCAL/pg/port"
+  fi
+  PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    if tcp_open "$(url_host "$DATABASE_URL")" "$(url_port "$DATABASE_URL" 5432)"; then
+      PG_ADMIN_URL="${DATABASE_URL%/*}/postgres"
+      log "using PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432) (DATABASE_URL)"
+      return
+    fi
+    log "DATABASE_URL does not answer; starting a local PostgreSQL instead"
+  elif tcp_open 127.0.0.1 5432; then
+    PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
+    log "using PostgreSQL at 127.0.0.1:5432"
+    return
+  fi
+  start_local_postgres
+  log "using throwaway PostgreSQL at ${PG_ADMIN_URL#*@}"
+}
+
+ensure_redis() {
+  if [ -n "${REDIS_URL:-}" ] && redis_ping "$(url_host "$REDIS_URL")" "$(url_port "$REDIS_URL" 6379)"; then
+    log "using Redis at $(url_host "$REDIS_URL"):$(url_port "$REDIS_URL" 6379) (REDIS_URL)"
+    return
+  fi
+  if [ -z "${REDIS_URL:-}" ] && redis_ping 127.0.0.1 6379; then
+    REDIS_URL="redis://127.0.0.1:6379"
+    log "using Redis at 127.0.0.1:6379"
+    return
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p "$LOCAL/redis"
+  local port
+  if [ -f "$LOCAL/redis/port" ] && redis_ping 127.0.0.1 "$(cat "$LOCAL/redis/port")"; then
+    port=$(cat "$LOCAL/redis/port")
+  else
+    port=$(free_port 56379)
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+      --dir "$LOCAL/redis" --logfile "$LOCAL/redis/log" --pidfile "$LOCAL/redis/pid" >/dev/null || die "redis-server did not start"
+    for _ in $(seq 50); do redis_ping 127.0.0.1 "$port" && break; sleep 0.1; done
+    echo "$port" > "$LOCAL/redis/port"
+  fi
+  REDIS_URL="redis://127.0.0.1:$port"
+  log "using throwaway Redis at 127.0.0.1:$port"
+}
+
+ensure_services() {
+  ensure_postgres
+  ensure_redis
+  export PG_ADMIN_URL REDIS_URL
+}
