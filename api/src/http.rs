@@ -38,7 +38,12 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(
-            state.config.http.cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+            state
+                .config
+                .http
+                .cors_allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
         ))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
@@ -55,21 +60,35 @@ pub fn router(state: AppState) -> Router {
 /// A GraphQL-shaped error response with a code, for failures before execution.
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
 /// Verifies the bearer token, if any, and resolves the caller.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, AppError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     let value = value.to_str().map_err(|_| AppError::Unauthenticated)?;
     let token = value
         .strip_prefix("Bearer ")
@@ -77,7 +96,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Pr
         .ok_or(AppError::Unauthenticated)?;
     let claims = state.verifier.verify(token.trim()).await?;
     let mut conn = state.pool.get().await?;
-    Ok(Some(gateway_domain::users::resolve_principal(&mut conn, &claims).await?))
+    Ok(Some(
+        gateway_domain::users::resolve_principal(&mut conn, &claims).await?,
+    ))
 }
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
@@ -89,8 +110,16 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 
 async fn graphql_post(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "application/json" && mime != "application/graphql-response+json" {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -111,12 +140,22 @@ async fn graphql_post(State(state): State<AppState>, req: Request) -> Response {
     };
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &format!("malformed GraphQL request: {e}")),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("malformed GraphQL request: {e}"),
+            )
+        }
     };
     if let BatchRequest::Batch(list) = &batch {
         let max = state.config.http.max_batch;
         if list.len() > max || list.is_empty() {
-            return error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &format!("a batch holds 1 to {max} operations"));
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("a batch holds 1 to {max} operations"),
+            );
         }
     }
     execute(state, headers, batch).await
@@ -130,23 +169,45 @@ struct GetParams {
     variables: Option<String>,
 }
 
-async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<GetParams>) -> Response {
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<GetParams>,
+) -> Response {
     let Some(query) = params.query else {
         if state.config.is_production() {
-            return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "GraphiQL is disabled in production");
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "GraphiQL is disabled in production",
+            );
         }
-        return Html(GraphiQLSource::build().endpoint("/graphql").title("Partner benefits gateway").finish()).into_response();
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .title("Partner benefits gateway")
+                .finish(),
+        )
+        .into_response();
     };
     // Mutations change state: never over GET (CSRF, caches, prefetchers).
     match async_graphql::parser::parse_query(&query) {
         Ok(doc) => {
             let is_mutation = doc.operations.iter().any(|(name, op)| {
-                let selected = params.operation_name.as_deref().is_none_or(|n| name.map(|x| x.as_str()) == Some(n));
+                let selected = params
+                    .operation_name
+                    .as_deref()
+                    .is_none_or(|n| name.map(|x| x.as_str()) == Some(n));
                 selected && op.node.ty == async_graphql::parser::types::OperationType::Mutation
             });
             if is_mutation {
-                let mut resp = error_response(StatusCode::METHOD_NOT_ALLOWED, "BAD_USER_INPUT", "mutations must use POST");
-                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                let mut resp = error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "BAD_USER_INPUT",
+                    "mutations must use POST",
+                );
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return resp;
             }
         }
@@ -159,7 +220,13 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, Query(pa
     if let Some(vars) = params.variables {
         match serde_json::from_str(&vars) {
             Ok(v) => req = req.variables(async_graphql::Variables::from_json(v)),
-            Err(_) => return error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "variables must be a JSON object"),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_USER_INPUT",
+                    "variables must be a JSON object",
+                )
+            }
         }
     }
     execute(state, headers, BatchRequest::Single(req)).await
@@ -169,9 +236,13 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, Query(pa
 /// all the client's doing.
 fn ensure_codes(errors: &mut [ServerError]) {
     for e in errors {
-        let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
+        let has_code = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
         if !has_code {
-            let coded = async_graphql::Error::new(e.message.clone()).extend_with(|_, x| x.set("code", "BAD_USER_INPUT"));
+            let coded = async_graphql::Error::new(e.message.clone())
+                .extend_with(|_, x| x.set("code", "BAD_USER_INPUT"));
             e.extensions = coded.extensions;
         }
     }
@@ -183,18 +254,32 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
     let principal = match authenticate(&state, &headers).await {
         Ok(p) => p,
         Err(AppError::Unauthenticated) => {
-            return error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "invalid or expired bearer token")
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "invalid or expired bearer token",
+            )
         }
         Err(e) => {
             tracing::error!(error = ?e, request_id = %rid, "authentication failed");
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL", "service temporarily unavailable");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "service temporarily unavailable",
+            );
         }
     };
     let operations: Vec<String> = match &batch {
         BatchRequest::Single(r) => vec![Metrics::operation_label(r.operation_name.as_deref())],
-        BatchRequest::Batch(v) => v.iter().map(|r| Metrics::operation_label(r.operation_name.as_deref())).collect(),
+        BatchRequest::Batch(v) => v
+            .iter()
+            .map(|r| Metrics::operation_label(r.operation_name.as_deref()))
+            .collect(),
     };
-    let batch = batch.data(RequestCtx { principal, request_id: rid.clone() });
+    let batch = batch.data(RequestCtx {
+        principal,
+        request_id: rid.clone(),
+    });
     let timeout = state.config.http.request_timeout;
     let result = tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -202,9 +287,17 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
         Ok(r) => r,
         Err(_) => {
             for op in &operations {
-                state.metrics.requests.with_label_values(&[op.as_str(), "timeout"]).inc();
+                state
+                    .metrics
+                    .requests
+                    .with_label_values(&[op.as_str(), "timeout"])
+                    .inc();
             }
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, "INTERNAL", "the request took too long and was stopped");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "the request took too long and was stopped",
+            );
         }
     };
     let outcomes: Vec<bool> = match &mut response {
@@ -221,13 +314,26 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
             .collect(),
     };
     for (op, ok) in operations.iter().zip(outcomes) {
-        state.metrics.requests.with_label_values(&[op.as_str(), if ok { "ok" } else { "error" }]).inc();
-        state.metrics.latency.with_label_values(&[op]).observe(elapsed);
+        state
+            .metrics
+            .requests
+            .with_label_values(&[op.as_str(), if ok { "ok" } else { "error" }])
+            .inc();
+        state
+            .metrics
+            .latency
+            .with_label_values(&[op])
+            .observe(elapsed);
     }
-    let content_type = if wants_graphql_response(&headers) { "application/graphql-response+json" } else { "application/json" };
+    let content_type = if wants_graphql_response(&headers) {
+        "application/graphql-response+json"
+    } else {
+        "application/json"
+    };
     let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Body::from(body));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -237,13 +343,22 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
 async fn check_postgres(pool: &DbPool) -> Result<(), String> {
     use diesel_async::RunQueryDsl;
     let mut c = pool.get().await.map_err(|e| e.to_string())?;
-    diesel::sql_query("SELECT 1").execute(&mut c).await.map_err(|e| e.to_string())?;
+    diesel::sql_query("SELECT 1")
+        .execute(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
 async fn check_redis(client: &redis::Client) -> Result<(), String> {
-    let mut c = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
-    redis::cmd("PING").query_async::<String>(&mut c).await.map_err(|e| e.to_string())?;
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -262,8 +377,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Err(_) => "timeout".to_owned(),
     };
     let (pg, rd) = (describe(pg), describe(rd));
-    let status = if pg == "ok" && rd == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(serde_json::json!({"postgres": pg, "redis": rd}))).into_response()
+    let status = if pg == "ok" && rd == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"postgres": pg, "redis": rd})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -275,5 +398,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
             extra.push_str(&format!("outbox_lag_seconds {lag}\n"));
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&extra)).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&extra),
+    )
+        .into_response()
 }

@@ -16,5 +16,12 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let redis = redis::Client::open(config.redis.url.as_str())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
     let schema = graphql::build(pool.clone(), config.clone());
-    Ok(http::router(http::AppState { schema, config, pool, verifier, redis, metrics: metrics::Metrics::new() }))
+    Ok(http::router(http::AppState {
+        schema,
+        config,
+        pool,
+        verifier,
+        redis,
+        metrics: metrics::Metrics::new(),
+    }))
 }

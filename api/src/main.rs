@@ -43,23 +43,37 @@ enum Command {
 }
 
 fn config() -> anyhow::Result<Arc<Config>> {
-    Config::from_env().map(Arc::new).map_err(|e| anyhow::anyhow!(e))
+    Config::from_env()
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,gateway=debug".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,gateway=debug".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
         Command::PrintSchema => print!("{}", gateway_api::graphql::sdl()),
-        Command::MintToken { sub, email, name, ttl } => {
+        Command::MintToken {
+            sub,
+            email,
+            name,
+            ttl,
+        } => {
             let cfg = config()?;
-            let token = gateway_domain::auth::mint_dev_token(&cfg.auth, &sub, email.as_deref(), name.as_deref(), Duration::from_secs(ttl))?;
+            let token = gateway_domain::auth::mint_dev_token(
+                &cfg.auth,
+                &sub,
+                email.as_deref(),
+                name.as_deref(),
+                Duration::from_secs(ttl),
+            )?;
             println!("{token}");
         }
         Command::Migrate => {
@@ -86,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on API_BIND={}: {e}", cfg.http.bind))?;
             tracing::info!(addr = %listener.local_addr()?, env = ?cfg.env, "api listening");
-            axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await?;
         }
     }
     Ok(())
@@ -94,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the api, served as text on `/metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,25 +15,47 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("graphql_requests_total", "GraphQL requests by operation name and outcome (ok, error)"),
+            Opts::new(
+                "graphql_requests_total",
+                "GraphQL requests by operation name and outcome (ok, error)",
+            ),
             &["operation", "outcome"],
         )
         .expect("metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("graphql_request_duration_seconds", "GraphQL request latency by operation name")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "graphql_request_duration_seconds",
+                "GraphQL request latency by operation name",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["operation"],
         )
         .expect("metric");
-        registry.register(Box::new(requests.clone())).expect("register");
-        registry.register(Box::new(latency.clone())).expect("register");
-        Self { registry, requests, latency }
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("register");
+        Self {
+            registry,
+            requests,
+            latency,
+        }
     }
 
     /// Operation names are client-chosen: keep the label set bounded and printable.
     pub fn operation_label(name: Option<&str>) -> String {
         match name {
-            Some(n) if !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => n.to_owned(),
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 64
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                n.to_owned()
+            }
             Some(_) => "invalid".into(),
             None => "anonymous".into(),
         }
@@ -39,7 +63,9 @@ impl Metrics {
 
     pub fn render(&self, extra: &str) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode metrics");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encode metrics");
         let mut text = String::from_utf8(buf).expect("utf8");
         text.push_str(extra);
         text

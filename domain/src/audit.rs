@@ -1,7 +1,6 @@
 //! The audit log: one row per state-changing mutation (and, later, per key reveal), written in
 //! the mutation's own transaction so a change and its record commit or fail together.
 
-
 use serde_json::Value;
 
 use crate::db::prelude::*;
@@ -26,14 +25,24 @@ impl Actor {
     pub fn of(principal: &Principal, request_id: Option<String>) -> Self {
         let (kind, id) = match principal {
             Principal::User { user_id, .. } => (ActorKind::User, user_id.to_string()),
-            Principal::Operator { operator_id, .. } => (ActorKind::Operator, operator_id.to_string()),
+            Principal::Operator { operator_id, .. } => {
+                (ActorKind::Operator, operator_id.to_string())
+            }
             Principal::Identity { subject, .. } => (ActorKind::Identity, subject.clone()),
         };
-        Self { kind, id, request_id }
+        Self {
+            kind,
+            id,
+            request_id,
+        }
     }
 
     pub fn system(what: &str) -> Self {
-        Self { kind: ActorKind::System, id: what.to_owned(), request_id: None }
+        Self {
+            kind: ActorKind::System,
+            id: what.to_owned(),
+            request_id: None,
+        }
     }
 }
 
@@ -57,7 +66,10 @@ pub async fn record(
         request_id: actor.request_id.clone(),
         created_at: chrono::Utc::now(),
     };
-    diesel::insert_into(audit_log::table).values(&entry).execute(conn).await?;
+    diesel::insert_into(audit_log::table)
+        .values(&entry)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -68,7 +80,6 @@ pub async fn list(
     before: Option<Uuid>,
     limit: i64,
 ) -> AppResult<Vec<AuditEntry>> {
-
     let mut q = audit_log::table
         .filter(audit_log::partner_id.eq(partner_id))
         .order(audit_log::id.desc())

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
@@ -35,7 +37,11 @@ pub struct Claims {
 enum JwksSource {
     None,
     Static(JwkSet),
-    Url { url: String, keys: RwLock<(JwkSet, Instant)>, client: reqwest::Client },
+    Url {
+        url: String,
+        keys: RwLock<(JwkSet, Instant)>,
+        client: reqwest::Client,
+    },
 }
 
 /// Refetch a remote JWKS at most this often when a token names an unknown key id.
@@ -58,11 +64,20 @@ impl Verifier {
         let jwks = if let Some(path) = &cfg.jwks_file {
             let raw = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read JWT_JWKS_FILE {path}: {e}"))?;
-            JwksSource::Static(serde_json::from_str(&raw).map_err(|e| anyhow::anyhow!("JWT_JWKS_FILE {path} is not a JWKS: {e}"))?)
+            JwksSource::Static(
+                serde_json::from_str(&raw)
+                    .map_err(|e| anyhow::anyhow!("JWT_JWKS_FILE {path} is not a JWKS: {e}"))?,
+            )
         } else if let Some(url) = &cfg.jwks_url {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?;
             let set = fetch_jwks(&client, url).await?;
-            JwksSource::Url { url: url.clone(), keys: RwLock::new((set, Instant::now())), client }
+            JwksSource::Url {
+                url: url.clone(),
+                keys: RwLock::new((set, Instant::now())),
+                client,
+            }
         } else {
             JwksSource::None
         };
@@ -70,7 +85,10 @@ impl Verifier {
             inner: Arc::new(VerifierInner {
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
-                hs256: cfg.hs256_secret.as_deref().map(|s| DecodingKey::from_secret(s.as_bytes())),
+                hs256: cfg
+                    .hs256_secret
+                    .as_deref()
+                    .map(|s| DecodingKey::from_secret(s.as_bytes())),
                 jwks,
             }),
         })
@@ -93,17 +111,25 @@ impl Verifier {
             tracing::debug!(reason = why, "bearer token refused");
             AppError::Unauthenticated
         };
-        let header = decode_header(token).map_err(|_| fail("malformed header or unsupported alg"))?;
+        let header =
+            decode_header(token).map_err(|_| fail("malformed header or unsupported alg"))?;
         match header.alg {
             Algorithm::HS256 => {
-                let key = self.inner.hs256.as_ref().ok_or_else(|| fail("HS256 not accepted here"))?;
+                let key = self
+                    .inner
+                    .hs256
+                    .as_ref()
+                    .ok_or_else(|| fail("HS256 not accepted here"))?;
                 decode::<Claims>(token, key, &self.validation(Algorithm::HS256))
                     .map(|d| d.claims)
                     .map_err(|e| fail(&e.to_string()))
             }
             Algorithm::RS256 => {
                 let kid = header.kid.ok_or_else(|| fail("RS256 token without kid"))?;
-                let key = self.rsa_key(&kid).await.ok_or_else(|| fail("unknown kid"))?;
+                let key = self
+                    .rsa_key(&kid)
+                    .await
+                    .ok_or_else(|| fail("unknown kid"))?;
                 decode::<Claims>(token, &key, &self.validation(Algorithm::RS256))
                     .map(|d| d.claims)
                     .map_err(|e| fail(&e.to_string()))
@@ -113,7 +139,10 @@ impl Verifier {
     }
 
     async fn rsa_key(&self, kid: &str) -> Option<DecodingKey> {
-        let find = |set: &JwkSet| set.find(kid).and_then(|jwk| DecodingKey::from_jwk(jwk).ok());
+        let find = |set: &JwkSet| {
+            set.find(kid)
+                .and_then(|jwk| DecodingKey::from_jwk(jwk).ok())
+        };
         match &self.inner.jwks {
             JwksSource::None => None,
             JwksSource::Static(set) => find(set),
@@ -155,10 +184,9 @@ pub fn mint_dev_token(
     name: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
-    let secret = cfg
-        .hs256_secret
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("no HS256 secret configured (production mints no tokens)"))?;
+    let secret = cfg.hs256_secret.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("no HS256 secret configured (production mints no tokens)")
+    })?;
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         sub: subject.to_owned(),
@@ -171,7 +199,11 @@ pub fn mint_dev_token(
         email_verified: email.map(|_| true),
         name: name.map(str::to_owned),
     };
-    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
 }
 
 #[cfg(test)]
@@ -196,7 +228,14 @@ mod tests {
     #[tokio::test]
     async fn minted_tokens_verify() {
         let v = Verifier::from_config(&cfg()).await.unwrap();
-        let t = mint_dev_token(&cfg(), "user-1", Some("ada@contoso.com"), None, Duration::from_secs(60)).unwrap();
+        let t = mint_dev_token(
+            &cfg(),
+            "user-1",
+            Some("ada@contoso.com"),
+            None,
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let c = v.verify(&t).await.unwrap();
         assert_eq!(c.sub, "user-1");
         assert_eq!(c.email.as_deref(), Some("ada@contoso.com"));
@@ -221,12 +260,22 @@ mod tests {
         assert!(v.verify(&t).await.is_err());
 
         let claims = Claims {
-            sub: "u".into(), iss: "iss-test".into(), aud: "aud-test".into(),
-            exp: chrono::Utc::now().timestamp() - 3600, nbf: None, iat: None,
-            email: None, email_verified: None, name: None,
+            sub: "u".into(),
+            iss: "iss-test".into(),
+            aud: "aud-test".into(),
+            exp: chrono::Utc::now().timestamp() - 3600,
+            nbf: None,
+            iat: None,
+            email: None,
+            email_verified: None,
+            name: None,
         };
-        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims,
-            &EncodingKey::from_secret(crate::config::DEV_JWT_SECRET.as_bytes())).unwrap();
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(crate::config::DEV_JWT_SECRET.as_bytes()),
+        )
+        .unwrap();
         assert!(v.verify(&expired).await.is_err());
     }
 
@@ -235,11 +284,19 @@ mod tests {
         let v = Verifier::from_config(&cfg()).await.unwrap();
         let claims = serde_json::json!({"sub": "u", "iss": "iss-test", "aud": "aud-test",
             "exp": chrono::Utc::now().timestamp() + 600});
-        let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&claims));
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims)
+        );
         assert_eq!(v.verify(&none).await.unwrap_err().code(), "UNAUTHENTICATED");
         assert!(v.verify("not-a-token").await.is_err());
         // RS256 header without any JWKS configured: refused, never tried against the secret.
-        let rs = format!("{}.{}.c2ln", b64(&serde_json::json!({"alg": "RS256", "kid": "k"})), b64(&claims));
+        let rs = format!(
+            "{}.{}.c2ln",
+            b64(&serde_json::json!({"alg": "RS256", "kid": "k"})),
+            b64(&claims)
+        );
         assert!(v.verify(&rs).await.is_err());
     }
 
@@ -247,13 +304,23 @@ mod tests {
     async fn rs256_against_a_jwks_file() {
         let mut c = cfg();
         c.hs256_secret = None;
-        c.jwks_file = Some(format!("{}/tests/fixtures/test-jwks.json", env!("CARGO_MANIFEST_DIR")));
+        c.jwks_file = Some(format!(
+            "{}/tests/fixtures/test-jwks.json",
+            env!("CARGO_MANIFEST_DIR")
+        ));
         let v = Verifier::from_config(&c).await.unwrap();
-        let key = EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/test-rsa-key.pem")).unwrap();
+        let key = EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/test-rsa-key.pem"))
+            .unwrap();
         let claims = Claims {
-            sub: "rs-user".into(), iss: "iss-test".into(), aud: "aud-test".into(),
-            exp: chrono::Utc::now().timestamp() + 600, nbf: None, iat: None,
-            email: None, email_verified: None, name: None,
+            sub: "rs-user".into(),
+            iss: "iss-test".into(),
+            aud: "aud-test".into(),
+            exp: chrono::Utc::now().timestamp() + 600,
+            nbf: None,
+            iat: None,
+            email: None,
+            email_verified: None,
+            name: None,
         };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("test-key-1".into());

@@ -133,7 +133,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn opt(&self, key: &str) -> Option<String> {
-        self.vars.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        self.vars
+            .get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn required(&mut self, key: &str, hint: &str) -> String {
@@ -147,20 +150,22 @@ impl Reader<'_> {
         self.opt(key).unwrap_or_else(|| default.to_owned())
     }
 
-    fn parse<T: std::str::FromStr>(&mut self, key: &str, default: T, min: T) -> T
+    fn parse<T>(&mut self, key: &str, default: T, min: T) -> T
     where
-        T: PartialOrd + std::fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
         match self.opt(key) {
             None => default,
             Some(raw) => match raw.parse::<T>() {
                 Ok(v) if v >= min => v,
                 Ok(_) => {
-                    self.errors.push(format!("{key} must be at least {min}, got `{raw}`"));
+                    self.errors
+                        .push(format!("{key} must be at least {min}, got `{raw}`"));
                     default
                 }
                 Err(_) => {
-                    self.errors.push(format!("{key} must be a number, got `{raw}`"));
+                    self.errors
+                        .push(format!("{key} must be a number, got `{raw}`"));
                     default
                 }
             },
@@ -173,7 +178,8 @@ impl Reader<'_> {
             Some("1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
             Some(other) => {
-                self.errors.push(format!("{key} must be true or false, got `{other}`"));
+                self.errors
+                    .push(format!("{key} must be true or false, got `{other}`"));
                 default
             }
         }
@@ -195,13 +201,18 @@ impl Config {
     }
 
     pub fn from_map(vars: &BTreeMap<String, String>) -> Result<Self, String> {
-        let mut r = Reader { vars, errors: Vec::new() };
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
         let env = match r.string("APP_ENV", "development").as_str() {
             "development" | "dev" => AppEnv::Development,
             "test" => AppEnv::Test,
             "production" | "prod" => AppEnv::Production,
             other => {
-                r.errors.push(format!("APP_ENV must be development, test or production, got `{other}`"));
+                r.errors.push(format!(
+                    "APP_ENV must be development, test or production, got `{other}`"
+                ));
                 AppEnv::Development
             }
         };
@@ -215,8 +226,13 @@ impl Config {
             url: r.required("REDIS_URL", "redis://127.0.0.1:6379"),
             queue_prefix: r.string("QUEUE_PREFIX", "pbg"),
         };
-        if !redis.queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
-            r.errors.push("QUEUE_PREFIX may contain only letters, digits, `_` and `-`".into());
+        if !redis
+            .queue_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+        {
+            r.errors
+                .push("QUEUE_PREFIX may contain only letters, digits, `_` and `-`".into());
         }
         let http = HttpConfig {
             bind: r.string("API_BIND", "127.0.0.1:8080"),
@@ -235,10 +251,13 @@ impl Config {
             request_timeout: r.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000),
         };
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
-            r.errors.push("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
+            r.errors
+                .push("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
         }
 
-        let hs256_secret = r.opt("JWT_HS256_SECRET").or_else(|| (!prod).then(|| DEV_JWT_SECRET.to_owned()));
+        let hs256_secret = r
+            .opt("JWT_HS256_SECRET")
+            .or_else(|| (!prod).then(|| DEV_JWT_SECRET.to_owned()));
         let auth = AuthConfig {
             issuer: r.string("JWT_ISSUER", "pbg-dev"),
             audience: r.string("JWT_AUDIENCE", "pbg-api"),
@@ -248,16 +267,26 @@ impl Config {
         };
         if let Some(secret) = &auth.hs256_secret {
             if secret.len() < 32 {
-                r.errors.push("JWT_HS256_SECRET must be at least 32 characters".into());
+                r.errors
+                    .push("JWT_HS256_SECRET must be at least 32 characters".into());
             }
         }
 
-        let transport = match r.string("EMAIL_TRANSPORT", if prod { "smtp" } else { "file" }).as_str() {
-            "smtp" => EmailTransportKind::Smtp { url: r.required("SMTP_URL", "smtp://host:25 or smtps://user:pass@host:465") },
-            "file" => EmailTransportKind::File { dir: r.string("EMAIL_FILE_DIR", ".local/mail") },
+        let transport = match r
+            .string("EMAIL_TRANSPORT", if prod { "smtp" } else { "file" })
+            .as_str()
+        {
+            "smtp" => EmailTransportKind::Smtp {
+                url: r.required("SMTP_URL", "smtp://host:25 or smtps://user:pass@host:465"),
+            },
+            "file" => EmailTransportKind::File {
+                dir: r.string("EMAIL_FILE_DIR", ".local/mail"),
+            },
             "memory" => EmailTransportKind::Memory,
             other => {
-                r.errors.push(format!("EMAIL_TRANSPORT must be smtp, file or memory, got `{other}`"));
+                r.errors.push(format!(
+                    "EMAIL_TRANSPORT must be smtp, file or memory, got `{other}`"
+                ));
                 EmailTransportKind::Memory
             }
         };
@@ -290,23 +319,39 @@ impl Config {
                 );
             }
             if auth.jwks_file.is_none() && auth.jwks_url.is_none() {
-                r.errors.push("production needs JWT_JWKS_FILE or JWT_JWKS_URL".into());
+                r.errors
+                    .push("production needs JWT_JWKS_FILE or JWT_JWKS_URL".into());
             }
             if enrollment.test_clocks {
-                r.errors.push("TEST_CLOCKS_ENABLED must be false in production".into());
+                r.errors
+                    .push("TEST_CLOCKS_ENABLED must be false in production".into());
             }
             if enrollment.auto_authorize {
-                r.errors.push("AUTO_AUTHORIZE must be false in production".into());
+                r.errors
+                    .push("AUTO_AUTHORIZE must be false in production".into());
             }
             if !matches!(email.transport, EmailTransportKind::Smtp { .. }) {
-                r.errors.push("production sends email over SMTP: set EMAIL_TRANSPORT=smtp".into());
+                r.errors
+                    .push("production sends email over SMTP: set EMAIL_TRANSPORT=smtp".into());
             }
         }
 
         if r.errors.is_empty() {
-            Ok(Config { env, database, redis, http, auth, email, enrollment, jobs })
+            Ok(Config {
+                env,
+                database,
+                redis,
+                http,
+                auth,
+                email,
+                enrollment,
+                jobs,
+            })
         } else {
-            Err(format!("invalid configuration:\n  - {}", r.errors.join("\n  - ")))
+            Err(format!(
+                "invalid configuration:\n  - {}",
+                r.errors.join("\n  - ")
+            ))
         }
     }
 
@@ -317,14 +362,39 @@ impl Config {
 
 /// Every variable `Config::from_map` reads, for the `.env.example` check.
 pub const VARIABLES: &[&str] = &[
-    "APP_ENV", "DATABASE_URL", "DATABASE_POOL_SIZE", "REDIS_URL", "QUEUE_PREFIX", "API_BIND",
-    "PUBLIC_BASE_URL", "CORS_ALLOWED_ORIGINS", "GRAPHQL_MAX_DEPTH", "GRAPHQL_MAX_COMPLEXITY",
-    "GRAPHQL_MAX_BATCH", "HTTP_MAX_BODY_BYTES", "HTTP_REQUEST_TIMEOUT_MS", "JWT_ISSUER",
-    "JWT_AUDIENCE", "JWT_HS256_SECRET", "JWT_JWKS_FILE", "JWT_JWKS_URL", "EMAIL_TRANSPORT",
-    "SMTP_URL", "EMAIL_FILE_DIR", "EMAIL_FROM", "EMAIL_MAX_ATTEMPTS", "EMAIL_RETRY_BASE_MS",
-    "VERIFICATION_TOKEN_TTL_SECS", "VERIFICATION_RESEND_INTERVAL_SECS", "AUTO_AUTHORIZE",
-    "TEST_CLOCKS_ENABLED", "WORKER_CONCURRENCY", "RELAY_INTERVAL_MS", "SWEEP_INTERVAL_MS",
-    "REDISPATCH_AFTER_SECS", "WORKER_POLL_MS",
+    "APP_ENV",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "REDIS_URL",
+    "QUEUE_PREFIX",
+    "API_BIND",
+    "PUBLIC_BASE_URL",
+    "CORS_ALLOWED_ORIGINS",
+    "GRAPHQL_MAX_DEPTH",
+    "GRAPHQL_MAX_COMPLEXITY",
+    "GRAPHQL_MAX_BATCH",
+    "HTTP_MAX_BODY_BYTES",
+    "HTTP_REQUEST_TIMEOUT_MS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_HS256_SECRET",
+    "JWT_JWKS_FILE",
+    "JWT_JWKS_URL",
+    "EMAIL_TRANSPORT",
+    "SMTP_URL",
+    "EMAIL_FILE_DIR",
+    "EMAIL_FROM",
+    "EMAIL_MAX_ATTEMPTS",
+    "EMAIL_RETRY_BASE_MS",
+    "VERIFICATION_TOKEN_TTL_SECS",
+    "VERIFICATION_RESEND_INTERVAL_SECS",
+    "AUTO_AUTHORIZE",
+    "TEST_CLOCKS_ENABLED",
+    "WORKER_CONCURRENCY",
+    "RELAY_INTERVAL_MS",
+    "SWEEP_INTERVAL_MS",
+    "REDISPATCH_AFTER_SECS",
+    "WORKER_POLL_MS",
 ];
 
 #[cfg(test)]
@@ -332,10 +402,16 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    const BASE: &[(&str, &str)] = &[("DATABASE_URL", "postgres://x/y"), ("REDIS_URL", "redis://x")];
+    const BASE: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://x/y"),
+        ("REDIS_URL", "redis://x"),
+    ];
 
     #[test]
     fn development_defaults() {
@@ -348,8 +424,17 @@ mod tests {
 
     #[test]
     fn reports_every_problem_at_once() {
-        let err = Config::from_map(&map(&[("GRAPHQL_MAX_DEPTH", "deep"), ("EMAIL_TRANSPORT", "pigeon")])).unwrap_err();
-        for needle in ["DATABASE_URL is required", "REDIS_URL is required", "GRAPHQL_MAX_DEPTH must be a number", "EMAIL_TRANSPORT must be"] {
+        let err = Config::from_map(&map(&[
+            ("GRAPHQL_MAX_DEPTH", "deep"),
+            ("EMAIL_TRANSPORT", "pigeon"),
+        ]))
+        .unwrap_err();
+        for needle in [
+            "DATABASE_URL is required",
+            "REDIS_URL is required",
+            "GRAPHQL_MAX_DEPTH must be a number",
+            "EMAIL_TRANSPORT must be",
+        ] {
             assert!(err.contains(needle), "missing `{needle}` in {err}");
         }
     }
@@ -362,7 +447,12 @@ mod tests {
         vars.insert("EMAIL_TRANSPORT".into(), "file".into());
         vars.insert("TEST_CLOCKS_ENABLED".into(), "true".into());
         let err = Config::from_map(&vars).unwrap_err();
-        for needle in ["JWT_HS256_SECRET is for development", "JWT_JWKS_FILE or JWT_JWKS_URL", "TEST_CLOCKS_ENABLED", "EMAIL_TRANSPORT=smtp"] {
+        for needle in [
+            "JWT_HS256_SECRET is for development",
+            "JWT_JWKS_FILE or JWT_JWKS_URL",
+            "TEST_CLOCKS_ENABLED",
+            "EMAIL_TRANSPORT=smtp",
+        ] {
             assert!(err.contains(needle), "missing `{needle}` in {err}");
         }
     }
@@ -382,7 +472,10 @@ mod tests {
     fn env_example_documents_every_variable() {
         let example = include_str!("../../.env.example");
         for var in VARIABLES {
-            assert!(example.contains(&format!("{var}=")), ".env.example does not document {var}");
+            assert!(
+                example.contains(&format!("{var}=")),
+                ".env.example does not document {var}"
+            );
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Partner enrollment and vetting (PRODUCT.md 2.1): enroll, verify the primary contact's email,
 //! resend the verification, operator decisions, legal-profile edits that re-open verification.
 
-use chrono::{DateTime, Utc};
 use crate::db::prelude::*;
+use chrono::{DateTime, Utc};
 
 use rand::Rng;
 use serde_json::json;
@@ -77,9 +77,16 @@ struct Address {
 
 fn validate_address(a: &AddressInput) -> AppResult<Address> {
     if a.lines.is_empty() || a.lines.len() > 3 {
-        return Err(AppError::bad_input("address.lines", "give one to three address lines"));
+        return Err(AppError::bad_input(
+            "address.lines",
+            "give one to three address lines",
+        ));
     }
-    let lines = a.lines.iter().map(|l| v::text("address.lines", l, 200)).collect::<AppResult<Vec<_>>>()?;
+    let lines = a
+        .lines
+        .iter()
+        .map(|l| v::text("address.lines", l, 200))
+        .collect::<AppResult<Vec<_>>>()?;
     Ok(Address {
         lines,
         city: v::text("address.city", &a.city, 100)?,
@@ -101,11 +108,14 @@ pub fn reopen_verification(
     if changed.is_empty() {
         return (status, sub, under_verification.to_vec());
     }
-    let mut fields: Vec<VerifiedField> = under_verification.iter().chain(changed).copied().collect();
+    let mut fields: Vec<VerifiedField> =
+        under_verification.iter().chain(changed).copied().collect();
     fields.sort();
     fields.dedup();
     let sub = match (status, sub) {
-        (VettingStatus::Pending, VettingSubStatus::EmailOwnership) => VettingSubStatus::EmailOwnership,
+        (VettingStatus::Pending, VettingSubStatus::EmailOwnership) => {
+            VettingSubStatus::EmailOwnership
+        }
         _ => VettingSubStatus::BusinessVerification,
     };
     (VettingStatus::Pending, sub, fields)
@@ -126,7 +136,11 @@ pub fn hash_token(token: &str) -> String {
 async fn new_mpn_id(conn: &mut PgConn) -> AppResult<String> {
     for _ in 0..20 {
         let candidate = format!("{}", rand::rng().random_range(1_000_000..10_000_000u32));
-        let taken: i64 = partners::table.filter(partners::mpn_id.eq(&candidate)).count().get_result(conn).await?;
+        let taken: i64 = partners::table
+            .filter(partners::mpn_id.eq(&candidate))
+            .count()
+            .get_result(conn)
+            .await?;
         if taken == 0 {
             return Ok(candidate);
         }
@@ -135,7 +149,12 @@ async fn new_mpn_id(conn: &mut PgConn) -> AppResult<String> {
 }
 
 /// Issues a fresh verification token (superseding earlier ones) and queues its email.
-async fn send_verification(conn: &mut PgConn, cfg: &Config, partner: &Partner, now: DateTime<Utc>) -> AppResult<()> {
+async fn send_verification(
+    conn: &mut PgConn,
+    cfg: &Config,
+    partner: &Partner,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
     diesel::update(
         email_verifications::table
             .filter(email_verifications::partner_id.eq(partner.id))
@@ -146,7 +165,9 @@ async fn send_verification(conn: &mut PgConn, cfg: &Config, partner: &Partner, n
     .execute(conn)
     .await?;
     let (token, token_hash) = new_token();
-    let expires_at = now + chrono::Duration::from_std(cfg.enrollment.verification_ttl).map_err(AppError::internal)?;
+    let expires_at = now
+        + chrono::Duration::from_std(cfg.enrollment.verification_ttl)
+            .map_err(AppError::internal)?;
     diesel::insert_into(email_verifications::table)
         .values(&NewEmailVerification {
             id: Uuid::now_v7(),
@@ -158,7 +179,10 @@ async fn send_verification(conn: &mut PgConn, cfg: &Config, partner: &Partner, n
         })
         .execute(conn)
         .await?;
-    let link = format!("{}/verify-email?token={token}", cfg.http.public_base_url.trim_end_matches('/'));
+    let link = format!(
+        "{}/verify-email?token={token}",
+        cfg.http.public_base_url.trim_end_matches('/')
+    );
     email::queue(
         conn,
         Some(partner.id),
@@ -211,11 +235,16 @@ pub async fn enroll(
 ) -> AppResult<Enrolled> {
     let (subject, token_email) = match principal {
         Principal::Identity { subject, email, .. } => (subject.clone(), email.clone()),
-        Principal::User { .. } => return Err(AppError::Conflict("you already belong to a partner".into())),
+        Principal::User { .. } => {
+            return Err(AppError::Conflict("you already belong to a partner".into()))
+        }
         Principal::Operator { .. } => return Err(AppError::Forbidden),
     };
     if !input.accept_partner_agreement {
-        return Err(AppError::bad_input("acceptPartnerAgreement", "the partner agreement must be accepted to enroll"));
+        return Err(AppError::bad_input(
+            "acceptPartnerAgreement",
+            "the partner agreement must be accepted to enroll",
+        ));
     }
     if input.agreement_version != PARTNER_AGREEMENT_VERSION {
         return Err(AppError::bad_input(
@@ -321,7 +350,12 @@ pub struct VerificationOutcome {
 
 /// Follows the link from the verification email. The token is the credential: no sign-in is
 /// needed. Tokens work once, expire, and are superseded by a resend.
-pub async fn verify_email(conn: &mut PgConn, cfg: &Config, actor: &Actor, token: &str) -> AppResult<VerificationOutcome> {
+pub async fn verify_email(
+    conn: &mut PgConn,
+    cfg: &Config,
+    actor: &Actor,
+    token: &str,
+) -> AppResult<VerificationOutcome> {
     let hash = hash_token(token.trim());
     conn.transaction::<_, AppError, _>(async |conn| {
         let now = Utc::now();
@@ -333,32 +367,50 @@ pub async fn verify_email(conn: &mut PgConn, cfg: &Config, actor: &Actor, token:
             .await
             .optional()?
         else {
-            return Err(AppError::bad_input("token", "this verification link is not valid"));
+            return Err(AppError::bad_input(
+                "token",
+                "this verification link is not valid",
+            ));
         };
         if record.used_at.is_some() {
-            return Err(AppError::not_eligible("TOKEN_USED", "this verification link was already used"));
+            return Err(AppError::not_eligible(
+                "TOKEN_USED",
+                "this verification link was already used",
+            ));
         }
         if record.superseded_at.is_some() {
-            return Err(AppError::not_eligible("TOKEN_SUPERSEDED", "a newer verification email was sent; use its link"));
+            return Err(AppError::not_eligible(
+                "TOKEN_SUPERSEDED",
+                "a newer verification email was sent; use its link",
+            ));
         }
         if record.expires_at <= now {
-            return Err(AppError::not_eligible("TOKEN_EXPIRED", "this verification link has expired; ask for a new one"));
+            return Err(AppError::not_eligible(
+                "TOKEN_EXPIRED",
+                "this verification link has expired; ask for a new one",
+            ));
         }
         let partner = lock_partner(conn, record.partner_id).await?;
         if partner.contact_email != record.email {
-            return Err(AppError::not_eligible("EMAIL_CHANGED", "the primary contact's email changed since this link was sent"));
+            return Err(AppError::not_eligible(
+                "EMAIL_CHANGED",
+                "the primary contact's email changed since this link was sent",
+            ));
         }
         diesel::update(email_verifications::table.find(record.id))
             .set(email_verifications::used_at.eq(now))
             .execute(conn)
             .await?;
         let (status, sub) = match (partner.vetting_status, partner.vetting_sub_status) {
-            (VettingStatus::Pending, VettingSubStatus::EmailOwnership) if cfg.enrollment.auto_authorize => {
+            (VettingStatus::Pending, VettingSubStatus::EmailOwnership)
+                if cfg.enrollment.auto_authorize =>
+            {
                 (VettingStatus::Authorized, VettingSubStatus::Decision)
             }
-            (VettingStatus::Pending, VettingSubStatus::EmailOwnership) => {
-                (VettingStatus::Pending, VettingSubStatus::EmploymentVerification)
-            }
+            (VettingStatus::Pending, VettingSubStatus::EmailOwnership) => (
+                VettingStatus::Pending,
+                VettingSubStatus::EmploymentVerification,
+            ),
             other => other,
         };
         diesel::update(partners::table.find(partner.id))
@@ -379,7 +431,10 @@ pub async fn verify_email(conn: &mut PgConn, cfg: &Config, actor: &Actor, token:
             json!({"vettingStatus": status, "vettingSubStatus": sub}),
         )
         .await?;
-        Ok(VerificationOutcome { vetting_status: status, vetting_sub_status: sub })
+        Ok(VerificationOutcome {
+            vetting_status: status,
+            vetting_sub_status: sub,
+        })
     })
     .await
 }
@@ -396,22 +451,36 @@ pub async fn resend_verification(
         let now = Utc::now();
         let partner = lock_partner(conn, partner_id).await?;
         if partner.contact_email_verified_at.is_some() {
-            return Err(AppError::not_eligible("ALREADY_VERIFIED", "the primary contact's email is already verified"));
+            return Err(AppError::not_eligible(
+                "ALREADY_VERIFIED",
+                "the primary contact's email is already verified",
+            ));
         }
         let last: Option<DateTime<Utc>> = email_verifications::table
             .filter(email_verifications::partner_id.eq(partner_id))
             .select(diesel::dsl::max(email_verifications::created_at))
             .first(conn)
             .await?;
-        let interval = chrono::Duration::from_std(cfg.enrollment.resend_interval).map_err(AppError::internal)?;
+        let interval = chrono::Duration::from_std(cfg.enrollment.resend_interval)
+            .map_err(AppError::internal)?;
         if let Some(last) = last {
             let next = last + interval;
             if next > now {
-                return Err(AppError::RateLimited { retry_after_secs: (next - now).num_seconds().max(1) });
+                return Err(AppError::RateLimited {
+                    retry_after_secs: (next - now).num_seconds().max(1),
+                });
             }
         }
         send_verification(conn, cfg, &partner, now).await?;
-        audit::record(conn, actor, Some(partner_id), "partner.verification_resent", ("partner", partner_id.to_string()), json!({})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "partner.verification_resent",
+            ("partner", partner_id.to_string()),
+            json!({}),
+        )
+        .await?;
         Ok(now)
     })
     .await
@@ -479,11 +548,27 @@ pub async fn update_legal_profile(
 ) -> AppResult<Partner> {
     principal.require(Action::EditLegalProfile)?;
     let partner_id = principal.scope(None)?;
-    let legal_name = input.legal_name.as_deref().map(|n| v::text("legalName", n, 200)).transpose()?;
+    let legal_name = input
+        .legal_name
+        .as_deref()
+        .map(|n| v::text("legalName", n, 200))
+        .transpose()?;
     let address = input.address.as_ref().map(validate_address).transpose()?;
-    let first = input.contact_first_name.as_deref().map(|n| v::text("contactFirstName", n, 100)).transpose()?;
-    let last = input.contact_last_name.as_deref().map(|n| v::text("contactLastName", n, 100)).transpose()?;
-    let phone = input.contact_phone.as_deref().map(|p| v::phone_e164("contactPhone", p)).transpose()?;
+    let first = input
+        .contact_first_name
+        .as_deref()
+        .map(|n| v::text("contactFirstName", n, 100))
+        .transpose()?;
+    let last = input
+        .contact_last_name
+        .as_deref()
+        .map(|n| v::text("contactLastName", n, 100))
+        .transpose()?;
+    let phone = input
+        .contact_phone
+        .as_deref()
+        .map(|p| v::phone_e164("contactPhone", p))
+        .transpose()?;
 
     conn.transaction::<_, AppError, _>(async |conn| {
         let p = lock_partner(conn, partner_id).await?;
@@ -520,8 +605,13 @@ pub async fn update_legal_profile(
         if changes.is_empty() {
             return Ok(p);
         }
-        let under: Vec<VerifiedField> = p.fields_under_verification.iter().filter_map(|f| f.parse().ok()).collect();
-        let (status, sub, fields) = reopen_verification(p.vetting_status, p.vetting_sub_status, &under, &changed);
+        let under: Vec<VerifiedField> = p
+            .fields_under_verification
+            .iter()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let (status, sub, fields) =
+            reopen_verification(p.vetting_status, p.vetting_sub_status, &under, &changed);
         let a = address.as_ref();
         let updated: Partner = diesel::update(partners::table.find(partner_id))
             .set((
@@ -536,14 +626,25 @@ pub async fn update_legal_profile(
                 partners::contact_phone.eq(phone.as_ref().unwrap_or(&p.contact_phone)),
                 partners::vetting_status.eq(status),
                 partners::vetting_sub_status.eq(sub),
-                partners::fields_under_verification.eq(fields.iter().map(|f| f.as_str().to_owned()).collect::<Vec<_>>()),
+                partners::fields_under_verification.eq(fields
+                    .iter()
+                    .map(|f| f.as_str().to_owned())
+                    .collect::<Vec<_>>()),
                 partners::updated_at.eq(Utc::now()),
             ))
             .returning(Partner::as_returning())
             .get_result(conn)
             .await?;
         changes.insert("reopenedVerification".into(), json!(changed));
-        audit::record(conn, actor, Some(partner_id), "partner.legal_profile_updated", ("partner", partner_id.to_string()), serde_json::Value::Object(changes)).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "partner.legal_profile_updated",
+            ("partner", partner_id.to_string()),
+            serde_json::Value::Object(changes),
+        )
+        .await?;
         Ok(updated)
     })
     .await
@@ -559,14 +660,27 @@ mod tests {
     #[test]
     fn authorized_partner_changing_its_name_goes_back_to_business_verification() {
         let (s, sub, f) = reopen_verification(S::Authorized, Sub::Decision, &[], &[LegalName]);
-        assert_eq!((s, sub, f), (S::Pending, Sub::BusinessVerification, vec![LegalName]));
+        assert_eq!(
+            (s, sub, f),
+            (S::Pending, Sub::BusinessVerification, vec![LegalName])
+        );
     }
 
     #[test]
     fn only_changed_fields_are_reverified_and_they_accumulate() {
-        let (_, _, f) = reopen_verification(S::Pending, Sub::BusinessVerification, &[LegalName], &[Address]);
+        let (_, _, f) = reopen_verification(
+            S::Pending,
+            Sub::BusinessVerification,
+            &[LegalName],
+            &[Address],
+        );
         assert_eq!(f, vec![LegalName, Address]);
-        let (_, _, f) = reopen_verification(S::Pending, Sub::BusinessVerification, &[Address], &[Address]);
+        let (_, _, f) = reopen_verification(
+            S::Pending,
+            Sub::BusinessVerification,
+            &[Address],
+            &[Address],
+        );
         assert_eq!(f, vec![Address]);
     }
 

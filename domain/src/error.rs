@@ -12,7 +12,10 @@ pub struct Reason {
 
 impl Reason {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_owned(), message: message.into() }
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -23,10 +26,15 @@ pub enum AppError {
     Unauthenticated,
     Forbidden,
     NotFound(&'static str),
-    BadUserInput { field: String, message: String },
+    BadUserInput {
+        field: String,
+        message: String,
+    },
     Conflict(String),
     NotEligible(Vec<Reason>),
-    RateLimited { retry_after_secs: i64 },
+    RateLimited {
+        retry_after_secs: i64,
+    },
     /// The detail is logged, never shown to callers.
     Internal(String),
 }
@@ -41,9 +49,18 @@ impl AppError {
             AppError::BadUserInput { message, .. } => message.clone(),
             AppError::Conflict(m) => m.clone(),
             AppError::NotEligible(reasons) => {
-                format!("not eligible: {}", reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))
+                format!(
+                    "not eligible: {}",
+                    reasons
+                        .iter()
+                        .map(|r| r.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             }
-            AppError::RateLimited { retry_after_secs } => format!("too many requests; retry in {retry_after_secs} s"),
+            AppError::RateLimited { retry_after_secs } => {
+                format!("too many requests; retry in {retry_after_secs} s")
+            }
             AppError::Internal(_) => "internal error".into(),
         }
     }
@@ -62,7 +79,10 @@ impl AppError {
     }
 
     pub fn bad_input(field: &str, message: impl Into<String>) -> Self {
-        AppError::BadUserInput { field: field.to_owned(), message: message.into() }
+        AppError::BadUserInput {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub fn not_eligible(code: &str, message: impl Into<String>) -> Self {
@@ -120,14 +140,22 @@ impl From<AppError> for async_graphql::Error {
                         .iter()
                         .map(|r| {
                             let mut m = async_graphql::indexmap::IndexMap::new();
-                            m.insert(async_graphql::Name::new("code"), async_graphql::Value::from(r.code.as_str()));
-                            m.insert(async_graphql::Name::new("message"), async_graphql::Value::from(r.message.as_str()));
+                            m.insert(
+                                async_graphql::Name::new("code"),
+                                async_graphql::Value::from(r.code.as_str()),
+                            );
+                            m.insert(
+                                async_graphql::Name::new("message"),
+                                async_graphql::Value::from(r.message.as_str()),
+                            );
                             async_graphql::Value::Object(m)
                         })
                         .collect();
                     ext.set("reasons", async_graphql::Value::List(list));
                 }
-                AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                AppError::RateLimited { retry_after_secs } => {
+                    ext.set("retryAfter", *retry_after_secs)
+                }
                 AppError::NotFound(what) => ext.set("entity", *what),
                 _ => {}
             }
@@ -148,7 +176,12 @@ mod tests {
             (AppError::bad_input("email", "bad"), "BAD_USER_INPUT"),
             (AppError::Conflict("x".into()), "CONFLICT"),
             (AppError::not_eligible("X", "y"), "NOT_ELIGIBLE"),
-            (AppError::RateLimited { retry_after_secs: 3 }, "RATE_LIMITED"),
+            (
+                AppError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                "RATE_LIMITED",
+            ),
             (AppError::internal("boom"), "INTERNAL"),
         ];
         for (err, code) in cases {
@@ -166,12 +199,21 @@ mod tests {
     fn graphql_errors_carry_code_and_details() {
         let e: async_graphql::Error = AppError::not_eligible("TOKEN_USED", "used").into();
         let ext = e.extensions.unwrap();
-        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("NOT_ELIGIBLE")));
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("NOT_ELIGIBLE"))
+        );
         assert!(ext.get("reasons").is_some());
         let e: async_graphql::Error = AppError::internal("SELECT secret FROM x").into();
         assert_eq!(e.message, "internal error");
-        let e: async_graphql::Error = AppError::RateLimited { retry_after_secs: 7 }.into();
-        assert_eq!(e.extensions.unwrap().get("retryAfter"), Some(&async_graphql::Value::from(7)));
+        let e: async_graphql::Error = AppError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into();
+        assert_eq!(
+            e.extensions.unwrap().get("retryAfter"),
+            Some(&async_graphql::Value::from(7))
+        );
     }
 
     #[test]

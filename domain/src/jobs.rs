@@ -31,7 +31,10 @@ pub struct SendEmail {
 
 impl SendEmail {
     pub fn new(email_id: Uuid) -> Self {
-        Self { v: PAYLOAD_VERSION, email_id }
+        Self {
+            v: PAYLOAD_VERSION,
+            email_id,
+        }
     }
 }
 

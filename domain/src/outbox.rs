@@ -2,9 +2,8 @@
 //! worker's relay (worker/src/relay.rs) moves due rows to Redis. A crash between commit and
 //! enqueue loses nothing: the row is still there.
 
-use chrono::{DateTime, Utc};
 use crate::db::prelude::*;
-
+use chrono::{DateTime, Utc};
 
 use crate::db::models::{NewOutboxRow, OutboxRow};
 use crate::db::schema::outbox;
@@ -18,7 +17,10 @@ pub async fn enqueue<J: Job>(conn: &mut PgConn, job: &J, run_at: DateTime<Utc>) 
         payload: serde_json::to_value(job).map_err(AppError::internal)?,
         run_at,
     };
-    diesel::insert_into(outbox::table).values(&row).execute(conn).await?;
+    diesel::insert_into(outbox::table)
+        .values(&row)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -54,5 +56,7 @@ pub async fn lag_seconds(conn: &mut PgConn) -> AppResult<f64> {
         .select(diesel::dsl::min(outbox::run_at))
         .first(conn)
         .await?;
-    Ok(oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0))
+    Ok(oldest
+        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0))
 }

@@ -55,7 +55,9 @@ fn tenant_rule(action: Action) -> TenantRule {
     match action {
         A::ViewPartner | A::ViewSupportIds | A::CreateSupportRequest => TenantRule::AnyMember,
         A::ManageUsers => TenantRule::Roles(&[R::GlobalAdmin, R::UserAdmin]),
-        A::EditLegalProfile | A::AssignBenefits | A::ViewAuditLog => TenantRule::Roles(&[R::GlobalAdmin]),
+        A::EditLegalProfile | A::AssignBenefits | A::ViewAuditLog => {
+            TenantRule::Roles(&[R::GlobalAdmin])
+        }
         A::Purchase => TenantRule::Roles(&[R::GlobalAdmin, R::AdminAgent, R::MpnPartnerAdmin]),
         A::ViewInvoices | A::UseBenefits | A::RequestRefund => {
             TenantRule::Roles(&[R::GlobalAdmin, R::MpnPartnerAdmin])
@@ -72,18 +74,35 @@ enum TenantRule {
 /// What an operator may do: operate, and read what support staff need to see.
 /// Operators never see secrets (keys, Access/Contract IDs) and never act as a partner.
 fn operator_allowed(action: Action) -> bool {
-    matches!(action, A::Operate | A::ViewPartner | A::ViewInvoices | A::ViewAuditLog)
+    matches!(
+        action,
+        A::Operate | A::ViewPartner | A::ViewInvoices | A::ViewAuditLog
+    )
 }
 
 /// Who is calling, once the bearer token is verified and resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A partner user (linked by token subject).
-    User { user_id: Uuid, partner_id: Uuid, roles: Vec<TenantRole>, email: String, subject: String },
+    User {
+        user_id: Uuid,
+        partner_id: Uuid,
+        roles: Vec<TenantRole>,
+        email: String,
+        subject: String,
+    },
     /// Support / operations staff, on no partner.
-    Operator { operator_id: Uuid, subject: String, name: String },
+    Operator {
+        operator_id: Uuid,
+        subject: String,
+        name: String,
+    },
     /// A valid token whose subject is not (yet) a partner user: may enroll.
-    Identity { subject: String, email: Option<String>, email_verified: bool },
+    Identity {
+        subject: String,
+        email: Option<String>,
+        email_verified: bool,
+    },
 }
 
 impl Principal {
@@ -127,9 +146,10 @@ impl Principal {
             (Principal::User { partner_id, .. }, Some(p)) if p == *partner_id => Ok(p),
             (Principal::User { .. }, Some(_)) => Err(AppError::NotFound("partner")),
             (Principal::Operator { .. }, Some(p)) => Ok(p),
-            (Principal::Operator { .. }, None) => {
-                Err(AppError::bad_input("partnerId", "operators must name the partner"))
-            }
+            (Principal::Operator { .. }, None) => Err(AppError::bad_input(
+                "partnerId",
+                "operators must name the partner",
+            )),
             (Principal::Identity { .. }, _) => Err(AppError::NotFound("partner")),
         }
     }
@@ -153,13 +173,19 @@ mod tests {
     const MATRIX: &[(Action, [bool; 6])] = &[
         (A::ViewPartner, [true, true, true, true, true, true]),
         (A::ManageUsers, [true, true, false, false, false, false]),
-        (A::EditLegalProfile, [true, false, false, false, false, false]),
+        (
+            A::EditLegalProfile,
+            [true, false, false, false, false, false],
+        ),
         (A::Purchase, [true, false, true, true, false, false]),
         (A::ViewInvoices, [true, false, false, true, false, true]),
         (A::UseBenefits, [true, false, false, true, false, false]),
         (A::AssignBenefits, [true, false, false, false, false, false]),
         (A::ViewSupportIds, [true, true, true, true, true, false]),
-        (A::CreateSupportRequest, [true, true, true, true, true, false]),
+        (
+            A::CreateSupportRequest,
+            [true, true, true, true, true, false],
+        ),
         (A::RequestRefund, [true, false, false, true, false, false]),
         (A::Operate, [false, false, false, false, false, true]),
         (A::ViewAuditLog, [true, false, false, false, false, true]),
@@ -174,11 +200,19 @@ mod tests {
             user(&[R::AdminAgent]),
             user(&[R::MpnPartnerAdmin]),
             user(&[]),
-            Principal::Operator { operator_id: Uuid::nil(), subject: "op".into(), name: "Op".into() },
+            Principal::Operator {
+                operator_id: Uuid::nil(),
+                subject: "op".into(),
+                name: "Op".into(),
+            },
         ];
         for (action, row) in MATRIX {
             for (principal, expected) in principals.iter().zip(row) {
-                assert_eq!(principal.can(*action), *expected, "{action:?} for {principal:?}");
+                assert_eq!(
+                    principal.can(*action),
+                    *expected,
+                    "{action:?} for {principal:?}"
+                );
                 assert_eq!(principal.require(*action).is_ok(), *expected);
             }
         }
@@ -194,7 +228,11 @@ mod tests {
 
     #[test]
     fn an_identity_without_partner_can_do_nothing_guarded() {
-        let p = Principal::Identity { subject: "x".into(), email: None, email_verified: false };
+        let p = Principal::Identity {
+            subject: "x".into(),
+            email: None,
+            email_verified: false,
+        };
         for a in Action::ALL {
             assert!(!p.can(*a));
         }
@@ -204,6 +242,9 @@ mod tests {
     fn foreign_partner_is_not_found() {
         let p = user(&[R::GlobalAdmin]);
         assert!(p.scope(None).is_ok());
-        assert_eq!(p.scope(Some(Uuid::now_v7())).unwrap_err().code(), "NOT_FOUND");
+        assert_eq!(
+            p.scope(Some(Uuid::now_v7())).unwrap_err().code(),
+            "NOT_FOUND"
+        );
     }
 }

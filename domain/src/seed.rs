@@ -1,8 +1,8 @@
 //! Seed data: the demo operator `scripts/run` prints a token for. Idempotent.
 //! (The offer catalog arrives with the offers issue; it is seeded by its migration.)
 
-use chrono::Utc;
 use crate::db::prelude::*;
+use chrono::Utc;
 
 use uuid::Uuid;
 
@@ -12,9 +12,20 @@ use crate::db::PgConn;
 
 pub const DEMO_OPERATOR_SUBJECT: &str = "demo-operator";
 
-pub async fn ensure_operator(conn: &mut PgConn, subject: &str, email: &str, name: &str) -> anyhow::Result<()> {
+pub async fn ensure_operator(
+    conn: &mut PgConn,
+    subject: &str,
+    email: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     diesel::insert_into(operators::table)
-        .values(&Operator { id: Uuid::now_v7(), subject: subject.into(), email: email.into(), name: name.into(), created_at: Utc::now() })
+        .values(&Operator {
+            id: Uuid::now_v7(),
+            subject: subject.into(),
+            email: email.into(),
+            name: name.into(),
+            created_at: Utc::now(),
+        })
         .on_conflict(operators::subject)
         .do_nothing()
         .execute(conn)
@@ -23,5 +34,11 @@ pub async fn ensure_operator(conn: &mut PgConn, subject: &str, email: &str, name
 }
 
 pub async fn run(conn: &mut PgConn) -> anyhow::Result<()> {
-    ensure_operator(conn, DEMO_OPERATOR_SUBJECT, "operator@partners.example", "Demo Operator").await
+    ensure_operator(
+        conn,
+        DEMO_OPERATOR_SUBJECT,
+        "operator@partners.example",
+        "Demo Operator",
+    )
+    .await
 }

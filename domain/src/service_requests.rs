@@ -2,8 +2,8 @@
 //! resolve. A note from support asks the partner for attention; a note from the partner
 //! hands it back to support.
 
-use chrono::Utc;
 use crate::db::prelude::*;
+use chrono::Utc;
 
 use serde_json::json;
 use uuid::Uuid;
@@ -42,7 +42,9 @@ pub async fn create(
 ) -> AppResult<ServiceRequest> {
     principal.require(required_action(input.kind))?;
     let partner_id = principal.scope(None)?;
-    let Principal::User { user_id, .. } = principal else { return Err(AppError::Forbidden) };
+    let Principal::User { user_id, .. } = principal else {
+        return Err(AppError::Forbidden);
+    };
     let title = v::text("title", &input.title, 200)?;
     let description = v::text("description", &input.description, 10_000)?;
     let product = v::optional_text("product", input.product.as_deref(), 200)?;
@@ -64,20 +66,38 @@ pub async fn create(
             .returning(ServiceRequest::as_returning())
             .get_result(conn)
             .await?;
-        audit::record(conn, actor, Some(partner_id), "service_request.created", ("service_request", sr.id.to_string()), json!({"kind": sr.kind, "severity": sr.severity})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "service_request.created",
+            ("service_request", sr.id.to_string()),
+            json!({"kind": sr.kind, "severity": sr.severity}),
+        )
+        .await?;
         Ok(sr)
     })
     .await
 }
 
 /// A request the caller may see: its own partner's, or any for an operator.
-pub async fn load_visible(conn: &mut PgConn, principal: &Principal, id: Uuid) -> AppResult<ServiceRequest> {
+pub async fn load_visible(
+    conn: &mut PgConn,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<ServiceRequest> {
     principal.require(Action::ViewPartner)?;
-    let mut q = service_requests::table.find(id).select(ServiceRequest::as_select()).into_boxed();
+    let mut q = service_requests::table
+        .find(id)
+        .select(ServiceRequest::as_select())
+        .into_boxed();
     if !principal.is_operator() {
         q = q.filter(service_requests::partner_id.eq(principal.scope(None)?));
     }
-    q.first(conn).await.optional()?.ok_or(AppError::NotFound("service request"))
+    q.first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("service request"))
 }
 
 pub struct ListFilter {
@@ -88,14 +108,22 @@ pub struct ListFilter {
 }
 
 /// Newest first. Partner users see their partner's; operators all, or one partner's.
-pub async fn list(conn: &mut PgConn, principal: &Principal, f: ListFilter) -> AppResult<Vec<ServiceRequest>> {
+pub async fn list(
+    conn: &mut PgConn,
+    principal: &Principal,
+    f: ListFilter,
+) -> AppResult<Vec<ServiceRequest>> {
     principal.require(Action::ViewPartner)?;
     let mut q = service_requests::table
         .order(service_requests::id.desc())
         .limit(f.limit)
         .select(ServiceRequest::as_select())
         .into_boxed();
-    let scope = if principal.is_operator() { f.partner_id } else { Some(principal.scope(f.partner_id)?) };
+    let scope = if principal.is_operator() {
+        f.partner_id
+    } else {
+        Some(principal.scope(f.partner_id)?)
+    };
     if let Some(p) = scope {
         q = q.filter(service_requests::partner_id.eq(p));
     }
@@ -119,13 +147,29 @@ pub async fn notes(conn: &mut PgConn, request_ids: &[Uuid]) -> AppResult<Vec<Ser
 
 fn author(principal: &Principal, display: Option<String>) -> AppResult<(ActorKind, Uuid, String)> {
     match principal {
-        Principal::User { user_id, email, .. } => Ok((ActorKind::User, *user_id, display.unwrap_or_else(|| email.clone()))),
-        Principal::Operator { operator_id, name, .. } => Ok((ActorKind::Operator, *operator_id, format!("{name} (support)"))),
+        Principal::User { user_id, email, .. } => Ok((
+            ActorKind::User,
+            *user_id,
+            display.unwrap_or_else(|| email.clone()),
+        )),
+        Principal::Operator {
+            operator_id, name, ..
+        } => Ok((
+            ActorKind::Operator,
+            *operator_id,
+            format!("{name} (support)"),
+        )),
         Principal::Identity { .. } => Err(AppError::Forbidden),
     }
 }
 
-pub async fn add_note(conn: &mut PgConn, principal: &Principal, actor: &Actor, id: Uuid, body: &str) -> AppResult<ServiceRequest> {
+pub async fn add_note(
+    conn: &mut PgConn,
+    principal: &Principal,
+    actor: &Actor,
+    id: Uuid,
+    body: &str,
+) -> AppResult<ServiceRequest> {
     if !principal.is_operator() {
         principal.require(Action::CreateSupportRequest)?;
     }
@@ -133,31 +177,69 @@ pub async fn add_note(conn: &mut PgConn, principal: &Principal, actor: &Actor, i
     conn.transaction::<_, AppError, _>(async |conn| {
         let sr = load_visible(conn, principal, id).await?;
         if sr.status == ServiceRequestStatus::Closed {
-            return Err(AppError::not_eligible("REQUEST_CLOSED", "this service request is closed; open a new one"));
+            return Err(AppError::not_eligible(
+                "REQUEST_CLOSED",
+                "this service request is closed; open a new one",
+            ));
         }
         let display = match principal {
-            Principal::User { user_id, .. } => users::table.find(*user_id).select(users::display_name).first::<Option<String>>(conn).await?,
+            Principal::User { user_id, .. } => {
+                users::table
+                    .find(*user_id)
+                    .select(users::display_name)
+                    .first::<Option<String>>(conn)
+                    .await?
+            }
             _ => None,
         };
         let (kind, author_id, author_name) = author(principal, display)?;
         let now = Utc::now();
         diesel::insert_into(service_request_notes::table)
-            .values(&ServiceRequestNote { id: Uuid::now_v7(), service_request_id: id, author_kind: kind, author_id, author_name, body, created_at: now })
+            .values(&ServiceRequestNote {
+                id: Uuid::now_v7(),
+                service_request_id: id,
+                author_kind: kind,
+                author_id,
+                author_name,
+                body,
+                created_at: now,
+            })
             .execute(conn)
             .await?;
-        let status = if principal.is_operator() { ServiceRequestStatus::AttentionNeeded } else { ServiceRequestStatus::Open };
+        let status = if principal.is_operator() {
+            ServiceRequestStatus::AttentionNeeded
+        } else {
+            ServiceRequestStatus::Open
+        };
         let updated = diesel::update(service_requests::table.find(id))
-            .set((service_requests::status.eq(status), service_requests::updated_at.eq(now)))
+            .set((
+                service_requests::status.eq(status),
+                service_requests::updated_at.eq(now),
+            ))
             .returning(ServiceRequest::as_returning())
             .get_result(conn)
             .await?;
-        audit::record(conn, actor, Some(sr.partner_id), "service_request.note_added", ("service_request", id.to_string()), json!({"status": status})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(sr.partner_id),
+            "service_request.note_added",
+            ("service_request", id.to_string()),
+            json!({"status": status}),
+        )
+        .await?;
         Ok(updated)
     })
     .await
 }
 
-pub async fn resolve(conn: &mut PgConn, principal: &Principal, actor: &Actor, id: Uuid, resolution: &str) -> AppResult<ServiceRequest> {
+pub async fn resolve(
+    conn: &mut PgConn,
+    principal: &Principal,
+    actor: &Actor,
+    id: Uuid,
+    resolution: &str,
+) -> AppResult<ServiceRequest> {
     principal.require(Action::Operate)?;
     let resolution = v::text("resolution", resolution, 10_000)?;
     conn.transaction::<_, AppError, _>(async |conn| {
@@ -170,12 +252,22 @@ pub async fn resolve(conn: &mut PgConn, principal: &Principal, actor: &Actor, id
             .optional()?
             .ok_or(AppError::NotFound("service request"))?;
         if sr.status == ServiceRequestStatus::Closed {
-            return Err(AppError::Conflict("this service request is already closed".into()));
+            return Err(AppError::Conflict(
+                "this service request is already closed".into(),
+            ));
         }
         let (kind, author_id, author_name) = author(principal, None)?;
         let now = Utc::now();
         diesel::insert_into(service_request_notes::table)
-            .values(&ServiceRequestNote { id: Uuid::now_v7(), service_request_id: id, author_kind: kind, author_id, author_name, body: resolution.clone(), created_at: now })
+            .values(&ServiceRequestNote {
+                id: Uuid::now_v7(),
+                service_request_id: id,
+                author_kind: kind,
+                author_id,
+                author_name,
+                body: resolution.clone(),
+                created_at: now,
+            })
             .execute(conn)
             .await?;
         let updated = diesel::update(service_requests::table.find(id))
@@ -188,7 +280,15 @@ pub async fn resolve(conn: &mut PgConn, principal: &Principal, actor: &Actor, id
             .returning(ServiceRequest::as_returning())
             .get_result(conn)
             .await?;
-        audit::record(conn, actor, Some(sr.partner_id), "service_request.resolved", ("service_request", id.to_string()), json!({})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(sr.partner_id),
+            "service_request.resolved",
+            ("service_request", id.to_string()),
+            json!({}),
+        )
+        .await?;
         Ok(updated)
     })
     .await

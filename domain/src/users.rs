@@ -1,8 +1,8 @@
 //! Users and roles (PRODUCT.md 2.2): who the caller is, inviting users, changing roles,
 //! removing users. The role rules live in [`check_role_change`], a pure function.
 
-use chrono::Utc;
 use crate::db::prelude::*;
+use chrono::Utc;
 
 use serde_json::json;
 use uuid::Uuid;
@@ -29,7 +29,11 @@ pub async fn resolve_principal(conn: &mut PgConn, claims: &Claims) -> AppResult<
         .await
         .optional()?
     {
-        return Ok(Principal::Operator { operator_id: op.id, subject: op.subject, name: op.name });
+        return Ok(Principal::Operator {
+            operator_id: op.id,
+            subject: op.subject,
+            name: op.name,
+        });
     }
     let user = users::table
         .filter(users::subject.eq(&claims.sub))
@@ -44,7 +48,10 @@ pub async fn resolve_principal(conn: &mut PgConn, claims: &Claims) -> AppResult<
             // First sign-in of an invited user: claim the invitation, once.
             diesel::update(
                 users::table
-                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ").bind::<diesel::sql_types::Text, _>(email.to_lowercase()))
+                    .filter(
+                        diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ")
+                            .bind::<diesel::sql_types::Text, _>(email.to_lowercase()),
+                    )
                     .filter(users::status.eq(UserStatus::Invited))
                     .filter(users::subject.is_null()),
             )
@@ -123,7 +130,10 @@ async fn load_member(conn: &mut PgConn, partner_id: Uuid, user_id: Uuid) -> AppR
 }
 
 /// Serializes role changes of one partner (the last-Global-admin rule needs a stable count).
-async fn lock_partner_and_count_gas(conn: &mut PgConn, partner_id: Uuid) -> AppResult<(Partner, usize)> {
+async fn lock_partner_and_count_gas(
+    conn: &mut PgConn,
+    partner_id: Uuid,
+) -> AppResult<(Partner, usize)> {
     let partner = partners::table
         .find(partner_id)
         .for_update()
@@ -151,7 +161,13 @@ pub async fn list(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<User>> {
 }
 
 pub async fn load(conn: &mut PgConn, user_id: Uuid) -> AppResult<User> {
-    users::table.find(user_id).select(User::as_select()).first(conn).await.optional()?.ok_or(AppError::NotFound("user"))
+    users::table
+        .find(user_id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("user"))
 }
 
 pub async fn add_user(
@@ -192,10 +208,17 @@ pub async fn add_user(
             .get_result(conn)
             .await
             .map_err(|e| match AppError::from(e) {
-                AppError::Conflict(_) => AppError::Conflict(format!("{email} already belongs to a partner user")),
+                AppError::Conflict(_) => {
+                    AppError::Conflict(format!("{email} already belongs to a partner user"))
+                }
                 other => other,
             })?;
-        let roles_text = user.roles().iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+        let roles_text = user
+            .roles()
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         email::queue(
             conn,
             Some(partner_id),
@@ -211,7 +234,15 @@ pub async fn add_user(
             }),
         )
         .await?;
-        audit::record(conn, actor, Some(partner_id), "user.invited", ("user", user.id.to_string()), json!({"email": email, "roles": user.roles()})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "user.invited",
+            ("user", user.id.to_string()),
+            json!({"email": email, "roles": user.roles()}),
+        )
+        .await?;
         Ok(user)
     })
     .await
@@ -232,17 +263,33 @@ pub async fn update_roles(
         let before = target.roles();
         check_role_change(actor_roles(principal), &before, Some(&roles), gas)?;
         let updated: User = diesel::update(users::table.find(user_id))
-            .set((users::roles.eq(roles_to_db(&roles)), users::updated_at.eq(Utc::now())))
+            .set((
+                users::roles.eq(roles_to_db(&roles)),
+                users::updated_at.eq(Utc::now()),
+            ))
             .returning(User::as_returning())
             .get_result(conn)
             .await?;
-        audit::record(conn, actor, Some(partner_id), "user.roles_updated", ("user", user_id.to_string()), json!({"from": before, "to": updated.roles()})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "user.roles_updated",
+            ("user", user_id.to_string()),
+            json!({"from": before, "to": updated.roles()}),
+        )
+        .await?;
         Ok(updated)
     })
     .await
 }
 
-pub async fn remove_user(conn: &mut PgConn, principal: &Principal, actor: &Actor, user_id: Uuid) -> AppResult<User> {
+pub async fn remove_user(
+    conn: &mut PgConn,
+    principal: &Principal,
+    actor: &Actor,
+    user_id: Uuid,
+) -> AppResult<User> {
     principal.require(Action::ManageUsers)?;
     let partner_id = principal.scope(None)?;
     conn.transaction::<_, AppError, _>(async |conn| {
@@ -260,7 +307,15 @@ pub async fn remove_user(conn: &mut PgConn, principal: &Principal, actor: &Actor
             .returning(User::as_returning())
             .get_result(conn)
             .await?;
-        audit::record(conn, actor, Some(partner_id), "user.removed", ("user", user_id.to_string()), json!({"email": target.email, "roles": target.roles()})).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "user.removed",
+            ("user", user_id.to_string()),
+            json!({"email": target.email, "roles": target.roles()}),
+        )
+        .await?;
         Ok(removed)
     })
     .await
@@ -273,11 +328,38 @@ mod tests {
 
     #[test]
     fn user_admin_cannot_grant_or_revoke_global_admin() {
-        assert_eq!(check_role_change(&[UserAdmin], &[], Some(&[GlobalAdmin]), 1).unwrap_err().code(), "FORBIDDEN");
-        assert_eq!(check_role_change(&[UserAdmin], &[GlobalAdmin], Some(&[]), 2).unwrap_err().code(), "FORBIDDEN");
-        assert_eq!(check_role_change(&[UserAdmin], &[GlobalAdmin, AdminAgent], Some(&[GlobalAdmin]), 2).unwrap_err().code(), "FORBIDDEN");
-        assert_eq!(check_role_change(&[UserAdmin], &[GlobalAdmin], None, 2).unwrap_err().code(), "FORBIDDEN");
-        assert!(check_role_change(&[UserAdmin], &[AdminAgent], Some(&[MpnPartnerAdmin]), 1).is_ok());
+        assert_eq!(
+            check_role_change(&[UserAdmin], &[], Some(&[GlobalAdmin]), 1)
+                .unwrap_err()
+                .code(),
+            "FORBIDDEN"
+        );
+        assert_eq!(
+            check_role_change(&[UserAdmin], &[GlobalAdmin], Some(&[]), 2)
+                .unwrap_err()
+                .code(),
+            "FORBIDDEN"
+        );
+        assert_eq!(
+            check_role_change(
+                &[UserAdmin],
+                &[GlobalAdmin, AdminAgent],
+                Some(&[GlobalAdmin]),
+                2
+            )
+            .unwrap_err()
+            .code(),
+            "FORBIDDEN"
+        );
+        assert_eq!(
+            check_role_change(&[UserAdmin], &[GlobalAdmin], None, 2)
+                .unwrap_err()
+                .code(),
+            "FORBIDDEN"
+        );
+        assert!(
+            check_role_change(&[UserAdmin], &[AdminAgent], Some(&[MpnPartnerAdmin]), 1).is_ok()
+        );
         assert!(check_role_change(&[UserAdmin], &[MpnPartnerAdmin], None, 1).is_ok());
     }
 
@@ -290,9 +372,16 @@ mod tests {
 
     #[test]
     fn the_last_global_admin_stays() {
-        let e = check_role_change(&[GlobalAdmin], &[GlobalAdmin], Some(&[AdminAgent]), 1).unwrap_err();
+        let e =
+            check_role_change(&[GlobalAdmin], &[GlobalAdmin], Some(&[AdminAgent]), 1).unwrap_err();
         assert_eq!(e.code(), "NOT_ELIGIBLE");
         assert!(check_role_change(&[GlobalAdmin], &[GlobalAdmin], None, 1).is_err());
-        assert!(check_role_change(&[GlobalAdmin], &[GlobalAdmin], Some(&[GlobalAdmin, UserAdmin]), 1).is_ok());
+        assert!(check_role_change(
+            &[GlobalAdmin],
+            &[GlobalAdmin],
+            Some(&[GlobalAdmin, UserAdmin]),
+            1
+        )
+        .is_ok());
     }
 }

@@ -5,16 +5,53 @@ use crate::error::AppError;
 
 /// Local parts that address a role, not a person (PRODUCT.md 2.1).
 const ROLE_LOCAL_PARTS: &[&str] = &[
-    "info", "admin", "administrator", "marketing", "sales", "support", "noreply", "no-reply",
-    "webmaster", "postmaster", "hostmaster", "contact", "help", "billing", "office",
+    "info",
+    "admin",
+    "administrator",
+    "marketing",
+    "sales",
+    "support",
+    "noreply",
+    "no-reply",
+    "webmaster",
+    "postmaster",
+    "hostmaster",
+    "contact",
+    "help",
+    "billing",
+    "office",
 ];
 
 /// Free-mail domains refused for a work email.
 const FREE_MAIL_DOMAINS: &[&str] = &[
-    "outlook.com", "hotmail.com", "live.com", "msn.com", "gmail.com", "googlemail.com",
-    "yahoo.com", "ymail.com", "aol.com", "icloud.com", "me.com", "mac.com", "gmx.com", "gmx.net",
-    "mail.com", "protonmail.com", "proton.me", "zoho.com", "yandex.com", "yandex.ru", "qq.com",
-    "163.com", "126.com", "web.de", "hotmail.co.uk", "yahoo.co.uk", "yahoo.co.jp", "outlook.jp",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "msn.com",
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "ymail.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "gmx.com",
+    "gmx.net",
+    "mail.com",
+    "protonmail.com",
+    "proton.me",
+    "zoho.com",
+    "yandex.com",
+    "yandex.ru",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "web.de",
+    "hotmail.co.uk",
+    "yahoo.co.uk",
+    "yahoo.co.jp",
+    "outlook.jp",
 ];
 
 /// ISO 3166-1 alpha-2 codes.
@@ -30,7 +67,12 @@ UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 /// of letters, digits and hyphens, no spaces or quotes.
 pub fn email(field: &str, raw: &str) -> Result<String, AppError> {
     let value = raw.trim().to_ascii_lowercase();
-    let bad = || AppError::bad_input(field, format!("`{}` is not a valid email address", raw.trim()));
+    let bad = || {
+        AppError::bad_input(
+            field,
+            format!("`{}` is not a valid email address", raw.trim()),
+        )
+    };
     if value.len() > 254 {
         return Err(bad());
     }
@@ -40,7 +82,9 @@ pub fn email(field: &str, raw: &str) -> Result<String, AppError> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| c.is_ascii_alphanumeric() || "._%+-'".contains(c));
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._%+-'".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {
@@ -50,7 +94,9 @@ pub fn email(field: &str, raw: &str) -> Result<String, AppError> {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
-        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
     if local_ok && domain_ok {
         Ok(value)
     } else {
@@ -80,7 +126,11 @@ pub fn work_email(field: &str, raw: &str) -> Result<String, AppError> {
 
 /// E.164: `+`, country code not starting with 0, 8 to 15 digits in all.
 pub fn phone_e164(field: &str, raw: &str) -> Result<String, AppError> {
-    let value: String = raw.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let value: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
     let digits = value.strip_prefix('+').unwrap_or("");
     let ok = digits.len() >= 8
         && digits.len() <= 15
@@ -89,7 +139,10 @@ pub fn phone_e164(field: &str, raw: &str) -> Result<String, AppError> {
     if ok {
         Ok(value)
     } else {
-        Err(AppError::bad_input(field, "phone must be in E.164 form, for example +14255550100"))
+        Err(AppError::bad_input(
+            field,
+            "phone must be in E.164 form, for example +14255550100",
+        ))
     }
 }
 
@@ -98,7 +151,10 @@ pub fn country(field: &str, raw: &str) -> Result<String, AppError> {
     if value.len() == 2 && COUNTRIES.split_whitespace().any(|c| c == value) {
         Ok(value)
     } else {
-        Err(AppError::bad_input(field, format!("`{}` is not an ISO 3166-1 alpha-2 country code", raw.trim())))
+        Err(AppError::bad_input(
+            field,
+            format!("`{}` is not an ISO 3166-1 alpha-2 country code", raw.trim()),
+        ))
     }
 }
 
@@ -106,18 +162,34 @@ pub fn country(field: &str, raw: &str) -> Result<String, AppError> {
 pub fn text(field: &str, raw: &str, max: usize) -> Result<String, AppError> {
     let value = raw.trim();
     if value.is_empty() {
-        return Err(AppError::bad_input(field, format!("{field} must not be empty")));
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.chars().count() > max {
-        return Err(AppError::bad_input(field, format!("{field} must be at most {max} characters")));
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AppError::bad_input(field, format!("{field} contains control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(AppError::bad_input(
+            field,
+            format!("{field} contains control characters"),
+        ));
     }
     Ok(value.to_owned())
 }
 
-pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, AppError> {
+pub fn optional_text(
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, AppError> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => text(field, v, max).map(Some),
@@ -130,13 +202,28 @@ mod tests {
 
     #[test]
     fn work_emails() {
-        assert_eq!(work_email("e", " Ada.Lovelace@Contoso.com ").unwrap(), "ada.lovelace@contoso.com");
-        for bad in ["info@contoso.com", "admin@contoso.com", "marketing@contoso.com", "sales@contoso.com",
-                    "support@contoso.com", "noreply@contoso.com", "noreply+x@contoso.com"] {
+        assert_eq!(
+            work_email("e", " Ada.Lovelace@Contoso.com ").unwrap(),
+            "ada.lovelace@contoso.com"
+        );
+        for bad in [
+            "info@contoso.com",
+            "admin@contoso.com",
+            "marketing@contoso.com",
+            "sales@contoso.com",
+            "support@contoso.com",
+            "noreply@contoso.com",
+            "noreply+x@contoso.com",
+        ] {
             let e = work_email("e", bad).unwrap_err();
             assert!(e.message().contains("role address"), "{bad}: {e:?}");
         }
-        for bad in ["ada@gmail.com", "ada@outlook.com", "ada@hotmail.com", "ada@yahoo.com"] {
+        for bad in [
+            "ada@gmail.com",
+            "ada@outlook.com",
+            "ada@hotmail.com",
+            "ada@yahoo.com",
+        ] {
             let e = work_email("e", bad).unwrap_err();
             assert!(e.message().contains("personal email"), "{bad}: {e:?}");
         }
@@ -144,16 +231,37 @@ mod tests {
 
     #[test]
     fn malformed_emails() {
-        for bad in ["", "ada", "ada@", "@contoso.com", "ada@contoso", "ada@@contoso.com", "a b@contoso.com",
-                    "ada@contoso..com", ".ada@contoso.com", "ada@-contoso.com", "ada@contoso.c0m"] {
-            assert_eq!(email("email", bad).unwrap_err().code(), "BAD_USER_INPUT", "{bad}");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@contoso.com",
+            "ada@contoso",
+            "ada@@contoso.com",
+            "a b@contoso.com",
+            "ada@contoso..com",
+            ".ada@contoso.com",
+            "ada@-contoso.com",
+            "ada@contoso.c0m",
+        ] {
+            assert_eq!(
+                email("email", bad).unwrap_err().code(),
+                "BAD_USER_INPUT",
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn phones() {
         assert_eq!(phone_e164("p", "+1 425-555-0100").unwrap(), "+14255550100");
-        for bad in ["4255550100", "+0425555010", "+1", "+1425555010012345", "+1425abc0100"] {
+        for bad in [
+            "4255550100",
+            "+0425555010",
+            "+1",
+            "+1425555010012345",
+            "+1425abc0100",
+        ] {
             assert!(phone_e164("p", bad).is_err(), "{bad}");
         }
     }

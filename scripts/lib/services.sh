@@ -28,7 +28,8 @@ url_port() { local u=${1#*://}; u=${u#*@}; u=${u%%/*}; [[ $u == *:* ]] && echo "
 
 redis_ping() {
   local host=$1 port=$2 reply
-  exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
+  # Braces: a bare `exec … 2>/dev/null` would silence the whole shell's stderr from then on.
+  { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || return 1
   printf 'PING\r\n' >&3
   read -r -t 2 reply <&3 || true
   exec 3>&-

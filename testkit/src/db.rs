@@ -56,26 +56,43 @@ impl TestDb {
         let template = format!("pbg_template_{}", migrations_hash());
         let name = format!("pbg_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-        diesel::sql_query(format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})")).execute(&mut admin).await?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
+            .execute(&mut admin)
+            .await?;
         let result = async {
-            let exists: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-                .bind::<diesel::sql_types::Text, _>(&template)
-                .get_result(&mut admin)
-                .await?;
+            let exists: Exists = diesel::sql_query(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists",
+            )
+            .bind::<diesel::sql_types::Text, _>(&template)
+            .get_result(&mut admin)
+            .await?;
             if !exists.exists {
                 let building = format!("{template}_building");
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}")).execute(&mut admin).await?;
-                diesel::sql_query(format!("CREATE DATABASE {building}")).execute(&mut admin).await?;
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}"))
+                    .execute(&mut admin)
+                    .await?;
+                diesel::sql_query(format!("CREATE DATABASE {building}"))
+                    .execute(&mut admin)
+                    .await?;
                 gateway_domain::db::migrate(&url_for(&admin_url, &building)).await?;
-                diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}")).execute(&mut admin).await?;
+                diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}"))
+                    .execute(&mut admin)
+                    .await?;
             }
-            diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}")).execute(&mut admin).await?;
+            diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .execute(&mut admin)
+                .await?;
             anyhow::Ok(())
         }
         .await;
-        diesel::sql_query(format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})")).execute(&mut admin).await?;
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
+            .execute(&mut admin)
+            .await?;
         result?;
-        Ok(Self { url: url_for(&admin_url, &name), name })
+        Ok(Self {
+            url: url_for(&admin_url, &name),
+            name,
+        })
     }
 
     pub async fn connect(&self) -> anyhow::Result<AsyncPgConnection> {

@@ -38,13 +38,27 @@ impl ReceivedEmail {
         let body = body.split("\r\n--").next().unwrap_or(body);
         let cte = headers
             .split("\r\n")
-            .find(|l| l.to_ascii_lowercase().starts_with("content-transfer-encoding:"))
-            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_ascii_lowercase())
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("content-transfer-encoding:")
+            })
+            .map(|l| {
+                l.split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
         Some(match cte.as_str() {
             "base64" => {
                 let compact: String = body.split_whitespace().collect();
-                String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(compact).ok()?).into_owned()
+                String::from_utf8_lossy(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(compact)
+                        .ok()?,
+                )
+                .into_owned()
             }
             "quoted-printable" => decode_qp(body),
             _ => body.to_owned(),
@@ -128,15 +142,27 @@ impl SmtpSink {
             let cmd = line.trim_end().to_owned();
             let upper = cmd.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
-                w.write_all(b"250-test-smtp\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
+                w.write_all(b"250-test-smtp\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                    .await?;
             } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
                 w.write_all(b"250 OK\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
-                from = cmd[10..].trim().trim_matches(|c| c == '<' || c == '>').split('>').next().unwrap_or("").to_owned();
+                from = cmd[10..]
+                    .trim()
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
                 to.clear();
                 w.write_all(b"250 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
-                to.push(cmd[8..].trim().trim_matches(|c| c == '<' || c == '>').to_owned());
+                to.push(
+                    cmd[8..]
+                        .trim()
+                        .trim_matches(|c| c == '<' || c == '>')
+                        .to_owned(),
+                );
                 w.write_all(b"250 OK\r\n").await?;
             } else if upper == "DATA" {
                 w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
@@ -150,12 +176,20 @@ impl SmtpSink {
                         break;
                     }
                     // Dot-stuffing (RFC 5321 4.5.2).
-                    data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+                    data.push_str(
+                        line.strip_prefix('.')
+                            .filter(|_| line.starts_with(".."))
+                            .unwrap_or(&line),
+                    );
                 }
                 if self.refuse.load(Ordering::SeqCst) {
                     w.write_all(b"451 4.3.0 try again later\r\n").await?;
                 } else {
-                    self.received.lock().unwrap().push(ReceivedEmail { from: from.clone(), to: to.clone(), raw: data });
+                    self.received.lock().unwrap().push(ReceivedEmail {
+                        from: from.clone(),
+                        to: to.clone(),
+                        raw: data,
+                    });
                     self.arrived.notify_waiters();
                     w.write_all(b"250 OK queued\r\n").await?;
                 }
@@ -176,11 +210,19 @@ impl SmtpSink {
     }
 
     pub fn to(&self, recipient: &str) -> Vec<ReceivedEmail> {
-        self.all().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(recipient))).collect()
+        self.all()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(recipient)))
+            .collect()
     }
 
     /// Waits until `count` messages for `recipient` have arrived, or fails after `timeout`.
-    pub async fn wait_for(&self, recipient: &str, count: usize, timeout: Duration) -> anyhow::Result<Vec<ReceivedEmail>> {
+    pub async fn wait_for(
+        &self,
+        recipient: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<ReceivedEmail>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.arrived.notified();
@@ -189,7 +231,10 @@ impl SmtpSink {
                 return Ok(got);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                anyhow::bail!("expected {count} email(s) to {recipient} within {timeout:?}, got {}", self.to(recipient).len());
+                anyhow::bail!(
+                    "expected {count} email(s) to {recipient} within {timeout:?}, got {}",
+                    self.to(recipient).len()
+                );
             }
         }
     }

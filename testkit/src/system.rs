@@ -25,7 +25,11 @@ pub fn bin_path(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct TestSystem {
@@ -97,7 +101,11 @@ impl TestSystem {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&self.env)
             .stdout(Stdio::null())
-            .stderr(if show { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if show {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true)
             .spawn()?)
     }
@@ -106,13 +114,20 @@ impl TestSystem {
         self.api = Some(self.spawn("gateway-api", &["serve"])?);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.api_url)).send().await {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/healthz", self.api_url))
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     return Ok(());
                 }
             }
             if let Some(status) = self.api.as_mut().unwrap().try_wait()? {
-                anyhow::bail!("gateway-api exited early with {status} (set TEST_SHOW_LOGS=1 to see why)");
+                anyhow::bail!(
+                    "gateway-api exited early with {status} (set TEST_SHOW_LOGS=1 to see why)"
+                );
             }
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!("gateway-api did not answer /healthz within 30 s");
@@ -129,16 +144,31 @@ impl TestSystem {
     /// A dev token signed with the secret the test processes use.
     pub fn token(&self, subject: &str, email: Option<&str>) -> String {
         let cfg = gateway_domain::config::Config::from_map(&self.env).expect("test config");
-        gateway_domain::auth::mint_dev_token(&cfg.auth, subject, email, None, Duration::from_secs(3600)).expect("mint")
+        gateway_domain::auth::mint_dev_token(
+            &cfg.auth,
+            subject,
+            email,
+            None,
+            Duration::from_secs(3600),
+        )
+        .expect("mint")
     }
 
     /// POSTs a GraphQL operation; returns the whole JSON response (data and errors).
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut req = self.http.post(format!("{}/graphql", self.api_url)).json(&json!({"query": query, "variables": variables}));
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.api_url))
+            .json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        req.send().await.expect("POST /graphql").json().await.expect("JSON response")
+        req.send()
+            .await
+            .expect("POST /graphql")
+            .json()
+            .await
+            .expect("JSON response")
     }
 
     /// Like `gql`, but fails the test on any error and returns `data`.
@@ -162,24 +192,41 @@ impl Drop for TestSystem {
     /// Stops the processes, then drops the test database and this test's Redis keys, so a
     /// long-lived development server does not fill up with leftovers.
     fn drop(&mut self) {
-        for child in [self.api.as_mut(), self.worker.as_mut()].into_iter().flatten() {
+        for child in [self.api.as_mut(), self.worker.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.start_kill();
         }
         let name = self.db.name.clone();
         let prefix = self.queue_prefix.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
                 use diesel_async::{AsyncConnection, RunQueryDsl};
-                if let Ok(mut admin) = diesel_async::AsyncPgConnection::establish(&crate::admin_database_url()).await {
-                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                if let Ok(mut admin) =
+                    diesel_async::AsyncPgConnection::establish(&crate::admin_database_url()).await
+                {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
                 }
                 if let Ok(client) = redis::Client::open(crate::redis_url()) {
                     if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> =
-                            redis::cmd("KEYS").arg(format!("{prefix}.*")).query_async(&mut c).await.unwrap_or_default();
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}.*"))
+                            .query_async(&mut c)
+                            .await
+                            .unwrap_or_default();
                         if !keys.is_empty() {
-                            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
                         }
                     }
                 }

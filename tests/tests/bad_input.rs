@@ -15,7 +15,10 @@ async fn count(sys: &TestSystem, table: &str) -> i64 {
         n: i64,
     }
     let mut conn = sys.db.connect().await.unwrap();
-    let n: N = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}")).get_result(&mut conn).await.unwrap();
+    let n: N = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
     n.n
 }
 
@@ -32,7 +35,11 @@ async fn enrollment_refuses_bad_input_and_writes_nothing() {
     cases.push(("free mail", input.clone(), "primaryContact.email"));
     input = enroll_input("Contoso", "ada@contoso.com");
     input["input"]["acceptPartnerAgreement"] = json!(false);
-    cases.push(("agreement not accepted", input.clone(), "acceptPartnerAgreement"));
+    cases.push((
+        "agreement not accepted",
+        input.clone(),
+        "acceptPartnerAgreement",
+    ));
     input = enroll_input("Contoso", "ada@contoso.com");
     input["input"]["agreementVersion"] = json!("1999-01");
     cases.push(("old agreement", input.clone(), "agreementVersion"));
@@ -50,19 +57,36 @@ async fn enrollment_refuses_bad_input_and_writes_nothing() {
         assert_eq!(resp["errors"][0]["extensions"]["field"], field, "{what}");
     }
     // A missing required field is a GraphQL validation error, also coded.
-    let resp = sys.gql(Some(&t), ENROLL, json!({"input": {"legalName": "x"}})).await;
+    let resp = sys
+        .gql(Some(&t), ENROLL, json!({"input": {"legalName": "x"}}))
+        .await;
     assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"));
     // Without a token.
-    let resp = sys.gql(None, ENROLL, enroll_input("Contoso", "ada@contoso.com")).await;
+    let resp = sys
+        .gql(None, ENROLL, enroll_input("Contoso", "ada@contoso.com"))
+        .await;
     assert_eq!(error_code(&resp), Some("UNAUTHENTICATED"));
 
-    for table in ["partners", "users", "emails", "outbox", "audit_log", "email_verifications"] {
+    for table in [
+        "partners",
+        "users",
+        "emails",
+        "outbox",
+        "audit_log",
+        "email_verifications",
+    ] {
         assert_eq!(count(&sys, table).await, 0, "{table} must be untouched");
     }
 
     // Enrolling twice is a conflict, and leaves one partner.
     enroll(&sys, "x-sub", "x@contoso.com", "Contoso").await;
-    let resp = sys.gql(Some(&t), ENROLL, enroll_input("Contoso again", "x@contoso.com")).await;
+    let resp = sys
+        .gql(
+            Some(&t),
+            ENROLL,
+            enroll_input("Contoso again", "x@contoso.com"),
+        )
+        .await;
     assert_eq!(error_code(&resp), Some("CONFLICT"));
     assert_eq!(count(&sys, "partners").await, 1);
 }
@@ -74,37 +98,78 @@ async fn the_http_layer_refuses_what_it_must() {
     let http = sys.http();
 
     // Malformed JSON.
-    let r = http.post(&url).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"));
 
     // CSRF: "simple" content types are refused.
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-        let r = http.post(&url).header("content-type", ct).body(r#"{"query":"{ me { identity { subject } } }"}"#).send().await.unwrap();
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = http
+            .post(&url)
+            .header("content-type", ct)
+            .body(r#"{"query":"{ me { identity { subject } } }"}"#)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 415, "{ct}");
     }
     // Mutations over GET: 405.
-    let r = http.get(&url).query(&[("query", "mutation { resendVerificationEmail { sentAt } }")]).send().await.unwrap();
+    let r = http
+        .get(&url)
+        .query(&[("query", "mutation { resendVerificationEmail { sentAt } }")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     // Queries over GET work; GraphiQL is served without a query.
-    let r = http.get(&url).query(&[("query", "{ __typename }")]).send().await.unwrap();
+    let r = http
+        .get(&url)
+        .query(&[("query", "{ __typename }")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = http.get(&url).send().await.unwrap();
     assert!(r.text().await.unwrap().to_lowercase().contains("graphiql"));
 
     // Oversized body.
-    let big = format!(r#"{{"query":"{{ __typename }}","variables":{{"x":"{}"}}}}"#, "a".repeat(100 * 1024));
-    let r = http.post(&url).header("content-type", "application/json").body(big).send().await.unwrap();
+    let big = format!(
+        r#"{{"query":"{{ __typename }}","variables":{{"x":"{}"}}}}"#,
+        "a".repeat(100 * 1024)
+    );
+    let r = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
 
     // Too deep.
-    let deep = format!("{{ {}__typename{} }}", "me { partner { ".repeat(8), " } }".repeat(8));
+    let deep = format!(
+        "{{ {}__typename{} }}",
+        "me { partner { ".repeat(8),
+        " } }".repeat(8)
+    );
     let resp = sys.gql(Some(&sys.token("s", None)), &deep, json!({})).await;
     assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
 
     // Batches beyond the limit.
-    let batch: Vec<_> = (0..11).map(|_| json!({"query": "{ __typename }"})).collect();
+    let batch: Vec<_> = (0..11)
+        .map(|_| json!({"query": "{ __typename }"}))
+        .collect();
     let r = http.post(&url).json(&batch).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let batch: Vec<_> = (0..2).map(|_| json!({"query": "{ __typename }"})).collect();
@@ -113,22 +178,51 @@ async fn the_http_layer_refuses_what_it_must() {
 
     // Bad tokens: garbage, wrong secret, alg none.
     for bad in ["garbage", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
-        let r = http.post(&url).bearer_auth(bad).json(&json!({"query": "{ __typename }"})).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .bearer_auth(bad)
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(error_code(&body), Some("UNAUTHENTICATED"));
     }
     // Malformed ids are input errors.
     let op = operator_token(&sys).await;
-    let resp = sys.gql(Some(&op), "{ partner(id: \"nope\") { id } }", json!({})).await;
+    let resp = sys
+        .gql(Some(&op), "{ partner(id: \"nope\") { id } }", json!({}))
+        .await;
     assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"));
 
     // Health, readiness, metrics.
-    assert_eq!(http.get(format!("{}/healthz", sys.api_url)).send().await.unwrap().status(), 200);
-    let ready = http.get(format!("{}/readyz", sys.api_url)).send().await.unwrap();
+    assert_eq!(
+        http.get(format!("{}/healthz", sys.api_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = http
+        .get(format!("{}/readyz", sys.api_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<serde_json::Value>().await.unwrap(), json!({"postgres": "ok", "redis": "ok"}));
-    let metrics = http.get(format!("{}/metrics", sys.api_url)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap(),
+        json!({"postgres": "ok", "redis": "ok"})
+    );
+    let metrics = http
+        .get(format!("{}/metrics", sys.api_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("graphql_requests_total"), "{metrics}");
     assert!(metrics.contains("outbox_lag_seconds"));
 }

@@ -40,23 +40,50 @@ pub fn enroll_input(legal_name: &str, contact_email: &str) -> Value {
 /// Pulls the single-use token out of the verification email's link.
 pub fn token_from(text: &str) -> String {
     let at = text.find("token=").expect("link with token") + "token=".len();
-    text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }
 
 /// Enrolls a partner for `subject` and returns (partner id, enrolling user's token).
-pub async fn enroll(sys: &TestSystem, subject: &str, email: &str, legal_name: &str) -> (String, String) {
+pub async fn enroll(
+    sys: &TestSystem,
+    subject: &str,
+    email: &str,
+    legal_name: &str,
+) -> (String, String) {
     let token = sys.token(subject, Some(email));
-    let data = sys.gql_ok(Some(&token), ENROLL, enroll_input(legal_name, email)).await;
-    (data["enrollPartner"]["partner"]["id"].as_str().unwrap().to_owned(), token)
+    let data = sys
+        .gql_ok(Some(&token), ENROLL, enroll_input(legal_name, email))
+        .await;
+    (
+        data["enrollPartner"]["partner"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        token,
+    )
 }
 
 pub async fn operator_token(sys: &TestSystem) -> String {
     let mut conn = sys.db.connect().await.unwrap();
-    gateway_domain::seed::ensure_operator(&mut conn, "op-e2e", "op@partners.example", "Olga Operator").await.unwrap();
+    gateway_domain::seed::ensure_operator(
+        &mut conn,
+        "op-e2e",
+        "op@partners.example",
+        "Olga Operator",
+    )
+    .await
+    .unwrap();
     sys.token("op-e2e", None)
 }
 
 pub async fn verification_token(sys: &TestSystem, email: &str, nth: usize) -> String {
-    let mails = sys.smtp.wait_for(email, nth, Duration::from_secs(20)).await.unwrap();
+    let mails = sys
+        .smtp
+        .wait_for(email, nth, Duration::from_secs(20))
+        .await
+        .unwrap();
     token_from(&mails[nth - 1].text())
 }

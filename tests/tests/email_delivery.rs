@@ -8,13 +8,19 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusing_smtp_server_delays_but_does_not_lose_email() {
-    let sys = TestSystem::start_with(&[("EMAIL_MAX_ATTEMPTS", "20")]).await.unwrap();
+    let sys = TestSystem::start_with(&[("EMAIL_MAX_ATTEMPTS", "20")])
+        .await
+        .unwrap();
     sys.smtp.refuse(true);
     enroll(&sys, "alice-sub", "alice@contoso.com", "Contoso Ltd").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(sys.smtp.to("alice@contoso.com").is_empty());
     sys.smtp.refuse(false);
-    let mails = sys.smtp.wait_for("alice@contoso.com", 1, Duration::from_secs(30)).await.unwrap();
+    let mails = sys
+        .smtp
+        .wait_for("alice@contoso.com", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(mails.len(), 1);
 }
 
@@ -22,7 +28,9 @@ async fn a_refusing_smtp_server_delays_but_does_not_lose_email() {
 async fn flushed_queue_is_rebuilt_from_postgres() {
     // No worker at first: the email's job reaches Redis only through the relay, which runs in
     // the worker. Start the worker, delete the queue's keys, and the sweep re-dispatches.
-    let sys = TestSystem::start_with(&[("REDISPATCH_AFTER_SECS", "1")]).await.unwrap();
+    let sys = TestSystem::start_with(&[("REDISPATCH_AFTER_SECS", "1")])
+        .await
+        .unwrap();
     let mut sys = sys;
     if let Some(mut w) = sys.worker.take() {
         w.kill().await.unwrap();
@@ -32,17 +40,32 @@ async fn flushed_queue_is_rebuilt_from_postgres() {
     // Put the job in Redis by hand, then wipe this test's keys as a flush would.
     let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}.*", sys.queue_prefix)).query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}.*", sys.queue_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
     // Mark the outbox row as already dispatched, as if the relay had pushed it before the flush.
     {
         use diesel_async::RunQueryDsl;
         let mut db = sys.db.connect().await.unwrap();
-        diesel::sql_query("UPDATE outbox SET dispatched_at = now()").execute(&mut db).await.unwrap();
+        diesel::sql_query("UPDATE outbox SET dispatched_at = now()")
+            .execute(&mut db)
+            .await
+            .unwrap();
     }
     sys.start_worker().unwrap();
-    let mails = sys.smtp.wait_for("alice@contoso.com", 1, Duration::from_secs(30)).await.unwrap();
+    let mails = sys
+        .smtp
+        .wait_for("alice@contoso.com", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(mails.len(), 1);
 }

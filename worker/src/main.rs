@@ -27,7 +27,11 @@ pub struct WorkerCtx {
 /// unique per process start and restart.
 fn worker_name(queue: &str) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-    format!("{queue}@{host}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{queue}@{host}:{}:{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 pub fn queue_config(config: &Config, queue: &str) -> RedisQueueConfig {
@@ -52,7 +56,8 @@ async fn shutdown_signal() -> std::io::Result<()> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,gateway=debug,apalis=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,gateway=debug,apalis=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -62,12 +67,17 @@ async fn main() -> anyhow::Result<()> {
     let redis = apalis_redis::connect(config.redis.url.as_str())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
-    let ctx = Arc::new(WorkerCtx { config: config.clone(), pool: pool.clone(), mailer });
+    let ctx = Arc::new(WorkerCtx {
+        config: config.clone(),
+        pool: pool.clone(),
+        mailer,
+    });
 
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
 
-    let email_storage: RedisStorage<SendEmail> = RedisStorage::new(redis.clone()).with_config(queue_config(&config, SendEmail::QUEUE));
+    let email_storage: RedisStorage<SendEmail> =
+        RedisStorage::new(redis.clone()).with_config(queue_config(&config, SendEmail::QUEUE));
     let poll = config.jobs.poll_interval;
     let concurrency = config.jobs.concurrency;
     let email_ctx = ctx.clone();

@@ -18,7 +18,12 @@ const BATCH: i64 = 500;
 pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
     let mut storages: Vec<(&str, RedisStorage<serde_json::Value>)> = QUEUES
         .iter()
-        .map(|q| (*q, RedisStorage::new(redis.clone()).with_config(crate::queue_config(&config, q))))
+        .map(|q| {
+            (
+                *q,
+                RedisStorage::new(redis.clone()).with_config(crate::queue_config(&config, q)),
+            )
+        })
         .collect();
     loop {
         let mut moved_any = false;
@@ -34,12 +39,18 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
     }
 }
 
-async fn relay_once(pool: &DbPool, queue: &str, storage: &mut RedisStorage<serde_json::Value>) -> anyhow::Result<usize> {
+async fn relay_once(
+    pool: &DbPool,
+    queue: &str,
+    storage: &mut RedisStorage<serde_json::Value>,
+) -> anyhow::Result<usize> {
     let mut conn = pool.get().await?;
     let storage = storage.clone();
     let n = conn
         .transaction::<_, anyhow::Error, _>(async |conn| {
-            let rows = outbox::claim_due(conn, queue, BATCH).await.map_err(app_err)?;
+            let rows = outbox::claim_due(conn, queue, BATCH)
+                .await
+                .map_err(app_err)?;
             if rows.is_empty() {
                 return Ok(0);
             }

@@ -38,7 +38,9 @@ async fn sweep_once(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
         if !lock.locked {
             return Ok(());
         }
-        let emails = gateway_domain::email::redispatch_stale(conn, stale_after).await.map_err(crate::relay::app_err)?;
+        let emails = gateway_domain::email::redispatch_stale(conn, stale_after)
+            .await
+            .map_err(crate::relay::app_err)?;
         if emails > 0 {
             tracing::info!(emails, "re-dispatched stale due work");
         }

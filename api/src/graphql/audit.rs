@@ -23,11 +23,21 @@ impl AuditQuery {
     ) -> async_graphql::Result<Connection<String, AuditEntry>> {
         let p = principal(ctx)?;
         p.require(Action::ViewAuditLog)?;
-        let partner_id = p.scope(partner_id.as_ref().map(|i| parse_id("partnerId", i)).transpose()?)?;
+        let partner_id = p.scope(
+            partner_id
+                .as_ref()
+                .map(|i| parse_id("partnerId", i))
+                .transpose()?,
+        )?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let mut c = conn(ctx).await?;
         let rows = gateway_domain::audit::list(&mut c, partner_id, before, limit + 1).await?;
-        Ok(pagination::connection(rows.into_iter().map(AuditEntry::from).collect(), limit, before.is_some(), |a| a.uuid))
+        Ok(pagination::connection(
+            rows.into_iter().map(AuditEntry::from).collect(),
+            limit,
+            before.is_some(),
+            |a| a.uuid,
+        ))
     }
 }

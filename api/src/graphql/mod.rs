@@ -16,10 +16,19 @@ use gateway_domain::AppError;
 use std::sync::Arc;
 
 #[derive(MergedObject, Default)]
-pub struct Query(partners::PartnerQuery, users::UserQuery, service_requests::ServiceRequestQuery, audit::AuditQuery);
+pub struct Query(
+    partners::PartnerQuery,
+    users::UserQuery,
+    service_requests::ServiceRequestQuery,
+    audit::AuditQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(partners::PartnerMutation, users::UserMutation, service_requests::ServiceRequestMutation);
+pub struct Mutation(
+    partners::PartnerMutation,
+    users::UserMutation,
+    service_requests::ServiceRequestMutation,
+);
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -43,13 +52,18 @@ pub fn build(pool: DbPool, config: Arc<Config>) -> GatewaySchema {
         .limit_complexity(http.max_complexity)
         .limit_recursive_depth(64)
         .limit_directives(20)
-        .data(Shared { pool, config: config.clone() })
+        .data(Shared {
+            pool,
+            config: config.clone(),
+        })
         .finish()
 }
 
 /// The schema's SDL, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
 }
 
 pub(crate) fn shared<'a>(ctx: &Context<'a>) -> &'a Shared {
@@ -62,7 +76,10 @@ pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestCtx {
 
 /// The signed-in caller, or UNAUTHENTICATED.
 pub(crate) fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal, AppError> {
-    request(ctx).principal.as_ref().ok_or(AppError::Unauthenticated)
+    request(ctx)
+        .principal
+        .as_ref()
+        .ok_or(AppError::Unauthenticated)
 }
 
 pub(crate) fn actor(ctx: &Context<'_>) -> Result<Actor, AppError> {
@@ -72,11 +89,15 @@ pub(crate) fn actor(ctx: &Context<'_>) -> Result<Actor, AppError> {
 
 pub(crate) async fn conn(
     ctx: &Context<'_>,
-) -> Result<diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>, AppError> {
+) -> Result<
+    diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>,
+    AppError,
+> {
     Ok(shared(ctx).pool.get().await?)
 }
 
 pub(crate) fn parse_id(field: &str, id: &async_graphql::ID) -> Result<uuid::Uuid, AppError> {
     // A malformed id cannot name anything the caller may see.
-    uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, format!("`{}` is not a valid id", id.as_str())))
+    uuid::Uuid::parse_str(id.as_str())
+        .map_err(|_| AppError::bad_input(field, format!("`{}` is not a valid id", id.as_str())))
 }

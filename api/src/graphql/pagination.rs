@@ -13,7 +13,9 @@ pub const MAX_PAGE: i32 = 100;
 pub fn decode_cursor(after: Option<&str>) -> Result<Option<Uuid>, AppError> {
     let Some(raw) = after else { return Ok(None) };
     let bad = || AppError::bad_input("after", "invalid cursor");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     Uuid::parse_str(&text).map(Some).map_err(|_| bad())
 }
@@ -25,7 +27,10 @@ pub fn encode_cursor(id: Uuid) -> String {
 pub fn page_size(first: Option<i32>) -> Result<i64, AppError> {
     match first.unwrap_or(DEFAULT_PAGE) {
         n if (1..=MAX_PAGE).contains(&n) => Ok(n as i64),
-        _ => Err(AppError::bad_input("first", format!("first must be between 1 and {MAX_PAGE}"))),
+        _ => Err(AppError::bad_input(
+            "first",
+            format!("first must be between 1 and {MAX_PAGE}"),
+        )),
     }
 }
 
@@ -39,7 +44,10 @@ pub fn connection<T: OutputType>(
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let mut c = Connection::new(has_previous, has_next);
-    c.edges.extend(rows.into_iter().map(|r| Edge::new(encode_cursor(id_of(&r)), r)));
+    c.edges.extend(
+        rows.into_iter()
+            .map(|r| Edge::new(encode_cursor(id_of(&r)), r)),
+    );
     c
 }
 
@@ -51,7 +59,10 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let id = Uuid::now_v7();
         assert_eq!(decode_cursor(Some(&encode_cursor(id))).unwrap(), Some(id));
-        assert_eq!(decode_cursor(Some("%%%")).unwrap_err().code(), "BAD_USER_INPUT");
+        assert_eq!(
+            decode_cursor(Some("%%%")).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
         assert_eq!(page_size(Some(0)).unwrap_err().code(), "BAD_USER_INPUT");
         assert_eq!(page_size(Some(101)).unwrap_err().code(), "BAD_USER_INPUT");
         assert_eq!(page_size(None).unwrap(), 20);

@@ -24,20 +24,44 @@ impl PartnerQuery {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(match p {
-            Principal::User { user_id, partner_id, subject, email, .. } => Me {
-                identity: Identity { subject: subject.clone(), email: Some(email.clone()) },
+            Principal::User {
+                user_id,
+                partner_id,
+                subject,
+                email,
+                ..
+            } => Me {
+                identity: Identity {
+                    subject: subject.clone(),
+                    email: Some(email.clone()),
+                },
                 user: Some(User(gateway_domain::users::load(&mut c, *user_id).await?)),
-                partner: Some(Partner(enrollment::load_partner(&mut c, *partner_id).await?)),
+                partner: Some(Partner(
+                    enrollment::load_partner(&mut c, *partner_id).await?,
+                )),
                 operator: None,
             },
-            Principal::Operator { operator_id, subject, name } => Me {
-                identity: Identity { subject: subject.clone(), email: None },
+            Principal::Operator {
+                operator_id,
+                subject,
+                name,
+            } => Me {
+                identity: Identity {
+                    subject: subject.clone(),
+                    email: None,
+                },
                 user: None,
                 partner: None,
-                operator: Some(OperatorInfo { id: ID(operator_id.to_string()), name: name.clone() }),
+                operator: Some(OperatorInfo {
+                    id: ID(operator_id.to_string()),
+                    name: name.clone(),
+                }),
             },
             Principal::Identity { subject, email, .. } => Me {
-                identity: Identity { subject: subject.clone(), email: email.clone() },
+                identity: Identity {
+                    subject: subject.clone(),
+                    email: email.clone(),
+                },
                 user: None,
                 partner: None,
                 operator: None,
@@ -80,7 +104,12 @@ impl PartnerQuery {
             q = q.filter(partners::id.lt(b));
         }
         let rows = q.load(&mut c).await.map_err(AppError::from)?;
-        Ok(pagination::connection(rows.into_iter().map(Partner).collect(), limit, before.is_some(), |p| p.0.id))
+        Ok(pagination::connection(
+            rows.into_iter().map(Partner).collect(),
+            limit,
+            before.is_some(),
+            |p| p.0.id,
+        ))
     }
 }
 
@@ -92,15 +121,26 @@ impl PartnerMutation {
     /// Enrolls the signed-in identity's organization: legal profile, primary contact, tenant,
     /// agreement acceptance. Grants Network membership; the caller becomes Global admin and
     /// Admin agent; a verification email goes to the primary contact.
-    async fn enroll_partner(&self, ctx: &Context<'_>, input: EnrollPartnerInput) -> async_graphql::Result<EnrollPartnerPayload> {
+    async fn enroll_partner(
+        &self,
+        ctx: &Context<'_>,
+        input: EnrollPartnerInput,
+    ) -> async_graphql::Result<EnrollPartnerPayload> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         let done = enrollment::enroll(&mut c, &shared(ctx).config, p, &actor(ctx)?, input).await?;
-        Ok(EnrollPartnerPayload { partner: Partner(done.partner), user: User(done.user) })
+        Ok(EnrollPartnerPayload {
+            partner: Partner(done.partner),
+            user: User(done.user),
+        })
     }
 
     /// Follows the verification link. The token is the credential; no sign-in needed.
-    async fn verify_primary_contact_email(&self, ctx: &Context<'_>, token: String) -> async_graphql::Result<VerifyEmailPayload> {
+    async fn verify_primary_contact_email(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+    ) -> async_graphql::Result<VerifyEmailPayload> {
         let r = request(ctx);
         let actor = match &r.principal {
             Some(p) => gateway_domain::audit::Actor::of(p, Some(r.request_id.clone())),
@@ -112,14 +152,21 @@ impl PartnerMutation {
         };
         let mut c = conn(ctx).await?;
         let out = enrollment::verify_email(&mut c, &shared(ctx).config, &actor, &token).await?;
-        Ok(VerifyEmailPayload { vetting_status: out.vetting_status, vetting_sub_status: out.vetting_sub_status })
+        Ok(VerifyEmailPayload {
+            vetting_status: out.vetting_status,
+            vetting_sub_status: out.vetting_sub_status,
+        })
     }
 
     /// Sends a new verification email (earlier links stop working). Rate limited.
-    async fn resend_verification_email(&self, ctx: &Context<'_>) -> async_graphql::Result<ResendVerificationPayload> {
+    async fn resend_verification_email(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<ResendVerificationPayload> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        let sent_at = enrollment::resend_verification(&mut c, &shared(ctx).config, p, &actor(ctx)?).await?;
+        let sent_at =
+            enrollment::resend_verification(&mut c, &shared(ctx).config, p, &actor(ctx)?).await?;
         Ok(ResendVerificationPayload { sent_at })
     }
 
@@ -134,14 +181,22 @@ impl PartnerMutation {
         let p = principal(ctx)?;
         let id = parse_id("partnerId", &partner_id)?;
         let mut c = conn(ctx).await?;
-        Ok(Partner(enrollment::decide_vetting(&mut c, p, &actor(ctx)?, id, decision, reason).await?))
+        Ok(Partner(
+            enrollment::decide_vetting(&mut c, p, &actor(ctx)?, id, decision, reason).await?,
+        ))
     }
 
     /// Global admins: edit the legal profile. Changing the legal name or address re-opens
     /// verification of those fields.
-    async fn update_legal_profile(&self, ctx: &Context<'_>, input: UpdateLegalProfileInput) -> async_graphql::Result<Partner> {
+    async fn update_legal_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateLegalProfileInput,
+    ) -> async_graphql::Result<Partner> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        Ok(Partner(enrollment::update_legal_profile(&mut c, p, &actor(ctx)?, input).await?))
+        Ok(Partner(
+            enrollment::update_legal_profile(&mut c, p, &actor(ctx)?, input).await?,
+        ))
     }
 }

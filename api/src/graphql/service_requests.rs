@@ -26,13 +26,35 @@ impl ServiceRequestQuery {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
-        let partner_id = partner_id.as_ref().map(|i| parse_id("partnerId", i)).transpose()?;
+        let partner_id = partner_id
+            .as_ref()
+            .map(|i| parse_id("partnerId", i))
+            .transpose()?;
         let mut c = conn(ctx).await?;
-        let rows = sr::list(&mut c, p, ListFilter { partner_id, status, before, limit: limit + 1 }).await?;
-        Ok(pagination::connection(rows.into_iter().map(ServiceRequest::from).collect(), limit, before.is_some(), |s| s.uuid))
+        let rows = sr::list(
+            &mut c,
+            p,
+            ListFilter {
+                partner_id,
+                status,
+                before,
+                limit: limit + 1,
+            },
+        )
+        .await?;
+        Ok(pagination::connection(
+            rows.into_iter().map(ServiceRequest::from).collect(),
+            limit,
+            before.is_some(),
+            |s| s.uuid,
+        ))
     }
 
-    async fn service_request(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ServiceRequest> {
+    async fn service_request(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
@@ -45,24 +67,42 @@ pub struct ServiceRequestMutation;
 
 #[Object]
 impl ServiceRequestMutation {
-    async fn create_service_request(&self, ctx: &Context<'_>, input: CreateServiceRequestInput) -> async_graphql::Result<ServiceRequest> {
+    async fn create_service_request(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateServiceRequestInput,
+    ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(sr::create(&mut c, p, &actor(ctx)?, input).await?.into())
     }
 
-    async fn add_service_request_note(&self, ctx: &Context<'_>, id: ID, body: String) -> async_graphql::Result<ServiceRequest> {
+    async fn add_service_request_note(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        body: String,
+    ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
-        Ok(sr::add_note(&mut c, p, &actor(ctx)?, id, &body).await?.into())
+        Ok(sr::add_note(&mut c, p, &actor(ctx)?, id, &body)
+            .await?
+            .into())
     }
 
     /// Operators: close a request with a resolution note.
-    async fn resolve_service_request(&self, ctx: &Context<'_>, id: ID, resolution: String) -> async_graphql::Result<ServiceRequest> {
+    async fn resolve_service_request(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        resolution: String,
+    ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
-        Ok(sr::resolve(&mut c, p, &actor(ctx)?, id, &resolution).await?.into())
+        Ok(sr::resolve(&mut c, p, &actor(ctx)?, id, &resolution)
+            .await?
+            .into())
     }
 }

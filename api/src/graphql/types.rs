@@ -89,18 +89,28 @@ impl Partner {
         Vetting {
             status: p.vetting_status,
             sub_status: p.vetting_sub_status,
-            fields_under_verification: p.fields_under_verification.iter().filter_map(|f| f.parse().ok()).collect(),
+            fields_under_verification: p
+                .fields_under_verification
+                .iter()
+                .filter_map(|f| f.parse().ok())
+                .collect(),
             reason: p.vetting_reason.clone(),
         }
     }
     async fn network_membership(&self) -> NetworkMembership {
-        NetworkMembership { since: self.0.network_member_since }
+        NetworkMembership {
+            since: self.0.network_member_since,
+        }
     }
     /// The partner's users (invited and active).
     async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
         principal(ctx)?.require(Action::ViewPartner)?;
         let mut c = conn(ctx).await?;
-        Ok(gateway_domain::users::list(&mut c, self.0.id).await?.into_iter().map(User).collect())
+        Ok(gateway_domain::users::list(&mut c, self.0.id)
+            .await?
+            .into_iter()
+            .map(User)
+            .collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -225,11 +235,18 @@ impl ServiceRequest {
     /// Notes, oldest first.
     async fn notes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ServiceRequestNote>> {
         let mut c = conn(ctx).await?;
-        Ok(gateway_domain::service_requests::notes(&mut c, &[self.uuid])
-            .await?
-            .into_iter()
-            .map(|n| ServiceRequestNote { author_kind: n.author_kind, author_name: n.author_name, body: n.body, created_at: n.created_at })
-            .collect())
+        Ok(
+            gateway_domain::service_requests::notes(&mut c, &[self.uuid])
+                .await?
+                .into_iter()
+                .map(|n| ServiceRequestNote {
+                    author_kind: n.author_kind,
+                    author_name: n.author_name,
+                    body: n.body,
+                    created_at: n.created_at,
+                })
+                .collect(),
+        )
     }
 }
 

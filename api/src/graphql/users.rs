@@ -18,7 +18,11 @@ impl UserQuery {
         p.require(gateway_domain::permissions::Action::ViewPartner)?;
         let partner_id = p.scope(None)?;
         let mut c = conn(ctx).await?;
-        Ok(users::list(&mut c, partner_id).await?.into_iter().map(User).collect())
+        Ok(users::list(&mut c, partner_id)
+            .await?
+            .into_iter()
+            .map(User)
+            .collect())
     }
 }
 
@@ -37,15 +41,33 @@ impl UserMutation {
     ) -> async_graphql::Result<User> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        Ok(User(users::add_user(&mut c, &shared(ctx).config, p, &actor(ctx)?, &email, roles, display_name).await?))
+        Ok(User(
+            users::add_user(
+                &mut c,
+                &shared(ctx).config,
+                p,
+                &actor(ctx)?,
+                &email,
+                roles,
+                display_name,
+            )
+            .await?,
+        ))
     }
 
     /// Replaces a user's roles.
-    async fn update_user_roles(&self, ctx: &Context<'_>, user_id: ID, roles: Vec<TenantRole>) -> async_graphql::Result<User> {
+    async fn update_user_roles(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        roles: Vec<TenantRole>,
+    ) -> async_graphql::Result<User> {
         let p = principal(ctx)?;
         let id = parse_id("userId", &user_id)?;
         let mut c = conn(ctx).await?;
-        Ok(User(users::update_roles(&mut c, p, &actor(ctx)?, id, roles).await?))
+        Ok(User(
+            users::update_roles(&mut c, p, &actor(ctx)?, id, roles).await?,
+        ))
     }
 
     /// Removes a user from the partner (the last Global admin stays).

@@ -31,15 +31,22 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     if AsyncPgConnection::establish(url).await.is_ok() {
         return Ok(());
     }
-    let (base, rest) = url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
-    let (name, query) = rest.split_once('?').map(|(n, q)| (n, format!("?{q}"))).unwrap_or((rest, String::new()));
+    let (base, rest) = url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
+    let (name, query) = rest
+        .split_once('?')
+        .map(|(n, q)| (n, format!("?{q}")))
+        .unwrap_or((rest, String::new()));
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         anyhow::bail!("cannot create database `{name}`: use letters, digits and `_`");
     }
     let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres{query}"))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Postgres at DATABASE_URL: {e}"))?;
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
     tracing::info!(database = name, "created database");
     Ok(())
 }

@@ -4,8 +4,8 @@
 pub mod templates;
 pub mod transport;
 
-use chrono::{DateTime, Utc};
 use crate::db::prelude::*;
+use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -64,13 +64,20 @@ pub enum Delivery {
 /// Exponential backoff: base, 2×base, 4×base, … capped at one hour.
 pub fn backoff(base: std::time::Duration, attempts: i32) -> chrono::Duration {
     let factor = 2u32.saturating_pow(attempts.saturating_sub(1).clamp(0, 16) as u32);
-    let delay = base.saturating_mul(factor).min(std::time::Duration::from_secs(3600));
+    let delay = base
+        .saturating_mul(factor)
+        .min(std::time::Duration::from_secs(3600));
     chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
 }
 
 /// Delivers one email, idempotently. The row stays locked while sending, so two workers
 /// handed the same job cannot both send it; a job for a sent or dead email does nothing.
-pub async fn deliver(conn: &mut PgConn, mailer: &Mailer, cfg: &EmailConfig, email_id: Uuid) -> AppResult<Delivery> {
+pub async fn deliver(
+    conn: &mut PgConn,
+    mailer: &Mailer,
+    cfg: &EmailConfig,
+    email_id: Uuid,
+) -> AppResult<Delivery> {
     conn.transaction::<_, AppError, _>(async |conn| {
         let Some(email) = emails::table
             .find(email_id)
@@ -142,13 +149,19 @@ pub async fn deliver(conn: &mut PgConn, mailer: &Mailer, cfg: &EmailConfig, emai
 /// Due work re-derived from Postgres: pending emails whose attempt was due more than
 /// `stale_after` ago and that have no undispatched outbox row get a fresh one. This is what
 /// makes a Redis flush (or a worker killed mid-job) harmless. Returns how many were re-queued.
-pub async fn redispatch_stale(conn: &mut PgConn, stale_after: std::time::Duration) -> AppResult<usize> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::minutes(2));
+pub async fn redispatch_stale(
+    conn: &mut PgConn,
+    stale_after: std::time::Duration,
+) -> AppResult<usize> {
+    let cutoff = Utc::now()
+        - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::minutes(2));
     conn.transaction::<_, AppError, _>(async |conn| {
         let pending_in_outbox = outbox::table
             .filter(outbox::dispatched_at.is_null())
             .filter(outbox::queue.eq(<SendEmail as crate::jobs::Job>::QUEUE))
-            .select(diesel::dsl::sql::<diesel::sql_types::Uuid>("(payload->>'email_id')::uuid"));
+            .select(diesel::dsl::sql::<diesel::sql_types::Uuid>(
+                "(payload->>'email_id')::uuid",
+            ));
         let stale: Vec<Uuid> = emails::table
             .filter(emails::status.eq(EmailStatus::Pending))
             .filter(emails::next_attempt_at.lt(cutoff))

@@ -45,7 +45,8 @@ fn env() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         for (name, source) in TEMPLATES {
-            env.add_template(name, source).expect("email templates parse");
+            env.add_template(name, source)
+                .expect("email templates parse");
         }
         env
     })
@@ -54,9 +55,15 @@ fn env() -> &'static Environment<'static> {
 pub fn render(template: Template, ctx: &impl Serialize) -> anyhow::Result<Rendered> {
     let env = env();
     let get = |part: &str| -> anyhow::Result<String> {
-        Ok(env.get_template(&format!("{}/{part}", template.name()))?.render(ctx)?)
+        Ok(env
+            .get_template(&format!("{}/{part}", template.name()))?
+            .render(ctx)?)
     };
-    Ok(Rendered { subject: get("subject.txt")?.trim().to_owned(), text: get("body.txt")?, html: get("body.html")? })
+    Ok(Rendered {
+        subject: get("subject.txt")?.trim().to_owned(),
+        text: get("body.txt")?,
+        html: get("body.html")?,
+    })
 }
 
 #[cfg(test)]
@@ -71,13 +78,20 @@ mod tests {
                                 "expires_at": "2026-11-24 10:00 UTC", "mpn_id": "1234567"}),
         )
         .unwrap();
-        assert_eq!(r.subject, "Verify your email for Contoso <Ltd> in the Partner Network");
+        assert_eq!(
+            r.subject,
+            "Verify your email for Contoso <Ltd> in the Partner Network"
+        );
         assert!(r.text.contains("https://p/x?token=abc"));
         assert!(r.html.contains("Contoso &lt;Ltd&gt;"), "{}", r.html);
     }
 
     #[test]
     fn a_missing_variable_is_an_error_not_a_blank() {
-        assert!(render(Template::Invitation, &serde_json::json!({"legal_name": "x"})).is_err());
+        assert!(render(
+            Template::Invitation,
+            &serde_json::json!({"legal_name": "x"})
+        )
+        .is_err());
     }
 }

@@ -20,27 +20,46 @@ pub struct OutgoingEmail {
 
 #[derive(Clone)]
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
-    File { dir: PathBuf, from: Mailbox },
-    Memory { sent: Arc<Mutex<Vec<OutgoingEmail>>> },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+    },
+    File {
+        dir: PathBuf,
+        from: Mailbox,
+    },
+    Memory {
+        sent: Arc<Mutex<Vec<OutgoingEmail>>>,
+    },
 }
 
 impl Mailer {
     pub fn from_config(cfg: &EmailConfig) -> anyhow::Result<Self> {
-        let from: Mailbox = cfg.from.parse().map_err(|e| anyhow::anyhow!("EMAIL_FROM `{}`: {e}", cfg.from))?;
+        let from: Mailbox = cfg
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("EMAIL_FROM `{}`: {e}", cfg.from))?;
         Ok(match &cfg.transport {
             EmailTransportKind::Smtp { url } => Mailer::Smtp {
                 transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("SMTP_URL is not a valid smtp:// or smtps:// URL: {e}"))?
+                    .map_err(|e| {
+                        anyhow::anyhow!("SMTP_URL is not a valid smtp:// or smtps:// URL: {e}")
+                    })?
                     .timeout(Some(Duration::from_secs(10)))
                     .build(),
                 from,
             },
             EmailTransportKind::File { dir } => {
-                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("EMAIL_FILE_DIR {dir}: {e}"))?;
-                Mailer::File { dir: dir.into(), from }
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("EMAIL_FILE_DIR {dir}: {e}"))?;
+                Mailer::File {
+                    dir: dir.into(),
+                    from,
+                }
             }
-            EmailTransportKind::Memory => Mailer::Memory { sent: Arc::default() },
+            EmailTransportKind::Memory => Mailer::Memory {
+                sent: Arc::default(),
+            },
         })
     }
 
@@ -54,7 +73,10 @@ impl Mailer {
             .from(from.clone())
             .to(email.to.parse()?)
             .subject(&email.subject)
-            .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))?)
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))?)
     }
 
     /// Sends one message. An error means "not delivered": the caller decides about retrying.
@@ -65,7 +87,10 @@ impl Mailer {
             }
             Mailer::File { dir, from } => {
                 let message = Self::build(from, email)?;
-                let name = format!("{}-{id}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+                let name = format!(
+                    "{}-{id}.eml",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
+                );
                 tokio::fs::write(dir.join(name), message.formatted()).await?;
             }
             Mailer::Memory { sent } => sent.lock().expect("mailbox lock").push(email.clone()),

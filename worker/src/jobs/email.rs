@@ -16,7 +16,9 @@ pub async fn run(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDyn
         return Err(AbortError::new(format!("unknown SendEmail payload version {}", job.v)).into());
     }
     let mut conn = ctx.pool.get().await.map_err(|e| format!("database: {e}"))?;
-    match gateway_domain::email::deliver(&mut conn, &ctx.mailer, &ctx.config.email, job.email_id).await {
+    match gateway_domain::email::deliver(&mut conn, &ctx.mailer, &ctx.config.email, job.email_id)
+        .await
+    {
         Ok(Delivery::Sent) => {
             tracing::info!(email_id = %job.email_id, "email sent");
             Ok(())
@@ -30,7 +32,9 @@ pub async fn run(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDyn
             tracing::error!(email_id = %job.email_id, %error, "email gave up after the last attempt");
             Err(AbortError::new(format!("email {} dead: {error}", job.email_id)).into())
         }
-        Err(AppError::NotFound(_)) => Err(AbortError::new(format!("email {} does not exist", job.email_id)).into()),
+        Err(AppError::NotFound(_)) => {
+            Err(AbortError::new(format!("email {} does not exist", job.email_id)).into())
+        }
         // Postgres unreachable and the like: let apalis retry soon; the sweep is the backstop.
         Err(e) => Err(format!("{e:?}").into()),
     }
