@@ -226,3 +226,31 @@ async fn the_http_layer_refuses_what_it_must() {
     assert!(metrics.contains("graphql_requests_total"), "{metrics}");
     assert!(metrics.contains("outbox_lag_seconds"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_allows_only_listed_origins() {
+    let sys = TestSystem::start_with(&[("CORS_ALLOWED_ORIGINS", "https://portal.example")])
+        .await
+        .unwrap();
+    let url = format!("{}/graphql", sys.api_url);
+    let preflight = |origin: &'static str| {
+        sys.http()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://portal.example").await.unwrap();
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://portal.example")
+    );
+    let evil = preflight("https://evil.example").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+}

@@ -190,6 +190,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[tokio::test]
+    async fn the_memory_transport_keeps_what_was_sent() {
+        let (mailer, sent) = Mailer::memory();
+        let email = OutgoingEmail {
+            to: "a@contoso.com".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>t</p>".into(),
+        };
+        mailer.send("id", &email).await.unwrap();
+        assert_eq!(*sent.lock().unwrap(), vec![email]);
+    }
+
     #[test]
     fn backoff_doubles_and_caps() {
         let base = Duration::from_secs(30);
