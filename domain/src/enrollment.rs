@@ -210,6 +210,29 @@ pub async fn load_partner(conn: &mut PgConn, id: Uuid) -> AppResult<Partner> {
         .ok_or(AppError::NotFound("partner"))
 }
 
+/// Operators' list of partners, newest first, optionally by vetting status (keyset by id).
+pub async fn list_partners(
+    conn: &mut PgConn,
+    principal: &Principal,
+    vetting_status: Option<VettingStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<Partner>> {
+    principal.require(Action::Operate)?;
+    let mut q = partners::table
+        .order(partners::id.desc())
+        .limit(limit)
+        .select(Partner::as_select())
+        .into_boxed();
+    if let Some(s) = vetting_status {
+        q = q.filter(partners::vetting_status.eq(s));
+    }
+    if let Some(b) = before {
+        q = q.filter(partners::id.lt(b));
+    }
+    Ok(q.load(conn).await?)
+}
+
 async fn lock_partner(conn: &mut PgConn, id: Uuid) -> AppResult<Partner> {
     partners::table
         .find(id)

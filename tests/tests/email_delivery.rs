@@ -26,8 +26,9 @@ async fn a_refusing_smtp_server_delays_but_does_not_lose_email() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flushed_queue_is_rebuilt_from_postgres() {
-    // No worker at first: the email's job reaches Redis only through the relay, which runs in
-    // the worker. Start the worker, delete the queue's keys, and the sweep re-dispatches.
+    // Stop the worker so nothing is relayed; enroll (an email is due); then make it look as if
+    // the job had been pushed to Redis and Redis had been flushed: the outbox row is marked
+    // dispatched and the queue's keys are deleted. Only the sweep can bring the email back.
     let sys = TestSystem::start_with(&[("REDISPATCH_AFTER_SECS", "1")])
         .await
         .unwrap();
@@ -37,7 +38,7 @@ async fn flushed_queue_is_rebuilt_from_postgres() {
     }
     sys.smtp.refuse(false);
     enroll(&sys, "alice-sub", "alice@contoso.com", "Contoso Ltd").await;
-    // Put the job in Redis by hand, then wipe this test's keys as a flush would.
+    // Wipe this test's keys as a flush would.
     let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")

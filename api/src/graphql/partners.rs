@@ -2,13 +2,9 @@
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use gateway_domain::db::models;
-use gateway_domain::db::prelude::*;
-use gateway_domain::db::schema::partners;
 use gateway_domain::enrollment::{self, EnrollPartnerInput, UpdateLegalProfileInput};
 use gateway_domain::enums::{VettingDecision, VettingStatus};
 use gateway_domain::permissions::{Action, Principal};
-use gateway_domain::AppError;
 
 use super::pagination;
 use super::types::*;
@@ -88,22 +84,12 @@ impl PartnerQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Partner>> {
-        principal(ctx)?.require(Action::Operate)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let mut c = conn(ctx).await?;
-        let mut q = partners::table
-            .order(partners::id.desc())
-            .limit(limit + 1)
-            .select(models::Partner::as_select())
-            .into_boxed();
-        if let Some(s) = vetting_status {
-            q = q.filter(partners::vetting_status.eq(s));
-        }
-        if let Some(b) = before {
-            q = q.filter(partners::id.lt(b));
-        }
-        let rows = q.load(&mut c).await.map_err(AppError::from)?;
+        let rows =
+            enrollment::list_partners(&mut c, principal(ctx)?, vetting_status, before, limit + 1)
+                .await?;
         Ok(pagination::connection(
             rows.into_iter().map(Partner).collect(),
             limit,
