@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, ServerError};
 use axum::body::{to_bytes, Body};
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/invoices/{id}/pdf", get(invoice_pdf))
         .layer(cors)
         .with_state(state)
 }
@@ -403,4 +404,54 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(&extra),
     )
         .into_response()
+}
+
+/// An invoice as PDF, for the roles that may see invoices (PRODUCT.md 2.2), with the same
+/// bearer token as the GraphQL API. Errors use the GraphQL error shape and codes.
+async fn invoice_pdf(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let fail = |e: AppError| {
+        let status = match &e {
+            AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::BadUserInput { .. } => StatusCode::BAD_REQUEST,
+            AppError::Internal(detail) => {
+                tracing::error!(error = %detail, "invoice pdf failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        error_response(status, e.code(), &e.message())
+    };
+    let result = async {
+        let principal = authenticate(&state, &headers)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let id = gateway_domain::validation::uuid_id("id", &id)?;
+        let mut conn = state.pool.get().await?;
+        let invoice =
+            gateway_domain::billing::invoices::load_visible(&mut conn, &principal, id).await?;
+        let pdf = gateway_domain::billing::pdf::render(&invoice)?;
+        Ok::<_, AppError>((invoice.number, pdf))
+    }
+    .await;
+    match result {
+        Ok((number, pdf)) => (
+            [
+                (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{number}.pdf\""),
+                ),
+                (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            ],
+            pdf,
+        )
+            .into_response(),
+        Err(e) => fail(e),
+    }
 }

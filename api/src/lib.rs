@@ -15,7 +15,10 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let verifier = Verifier::from_config(&config.auth).await?;
     let redis = redis::Client::open(config.redis.url.as_str())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-    let schema = graphql::build(pool.clone(), config.clone());
+    let schema = graphql::build(gateway_domain::services::Services::new(
+        config.clone(),
+        pool.clone(),
+    ));
     Ok(http::router(http::AppState {
         schema,
         config,

@@ -25,6 +25,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub enrollment: EnrollmentConfig,
     pub jobs: JobsConfig,
+    pub billing: BillingConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +123,24 @@ pub struct JobsConfig {
     pub redispatch_after: Duration,
     /// WORKER_POLL_MS: how often an idle worker asks Redis for jobs
     pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayKind {
+    /// The local sandbox gateway with test cards (domain/src/billing/gateway.rs).
+    Sandbox,
+}
+
+#[derive(Debug, Clone)]
+pub struct BillingConfig {
+    /// PAYMENT_GATEWAY = sandbox (the only adapter so far; refused in production)
+    pub gateway: GatewayKind,
+    /// ORDER_SETTLE_AFTER_SECS: a card order still PROCESSING this long after it was placed
+    /// (its request died mid-way) is settled from the gateway's records by a job
+    pub settle_after: Duration,
+    /// RENEWAL_TRANSIENT_RETRY_SECS: after a transient gateway failure, a renewal charge is
+    /// tried again this much later (partner time), up to 3 times before it counts as declined
+    pub transient_retry: Duration,
 }
 
 /// Reads variables from a map (the process environment in production, a literal map in tests)
@@ -310,7 +329,28 @@ impl Config {
             poll_interval: r.millis("WORKER_POLL_MS", 250),
         };
 
+        let gateway = match r.string("PAYMENT_GATEWAY", "sandbox").as_str() {
+            "sandbox" => GatewayKind::Sandbox,
+            other => {
+                r.errors
+                    .push(format!("PAYMENT_GATEWAY must be sandbox, got `{other}`"));
+                GatewayKind::Sandbox
+            }
+        };
+        let billing = BillingConfig {
+            gateway,
+            settle_after: r.secs("ORDER_SETTLE_AFTER_SECS", 120),
+            transient_retry: r.secs("RENEWAL_TRANSIENT_RETRY_SECS", 600),
+        };
+
         if prod {
+            if billing.gateway == GatewayKind::Sandbox {
+                r.errors.push(
+                    "PAYMENT_GATEWAY=sandbox accepts test cards only and must not run in \
+                     production; no live gateway adapter exists yet"
+                        .into(),
+                );
+            }
             if auth.hs256_secret.is_some() {
                 r.errors.push(
                     "JWT_HS256_SECRET is for development and tests; production validates RS256 \
@@ -346,6 +386,7 @@ impl Config {
                 email,
                 enrollment,
                 jobs,
+                billing,
             })
         } else {
             Err(format!(
@@ -395,6 +436,9 @@ pub const VARIABLES: &[&str] = &[
     "SWEEP_INTERVAL_MS",
     "REDISPATCH_AFTER_SECS",
     "WORKER_POLL_MS",
+    "PAYMENT_GATEWAY",
+    "ORDER_SETTLE_AFTER_SECS",
+    "RENEWAL_TRANSIENT_RETRY_SECS",
 ];
 
 #[cfg(test)]
@@ -458,14 +502,15 @@ mod tests {
     }
 
     #[test]
-    fn production_with_safe_settings_starts() {
+    fn production_with_safe_settings_is_refused_only_for_the_sandbox_gateway() {
         let mut vars = map(BASE);
         vars.insert("APP_ENV".into(), "production".into());
         vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
         vars.insert("SMTP_URL".into(), "smtp://mail.example:25".into());
-        let c = Config::from_map(&vars).unwrap();
-        assert!(c.auth.hs256_secret.is_none());
-        assert!(!c.enrollment.test_clocks);
+        // Every other setting is accepted; what is left is the missing live payment gateway.
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains("PAYMENT_GATEWAY=sandbox"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,8 @@ macro_rules! text_enum {
     };
 }
 
+pub(crate) use text_enum;
+
 text_enum!(
     /// Roles a partner user can hold (several at once). A user with none is a plain member.
     TenantRole {
@@ -133,6 +135,123 @@ text_enum!(ActorKind {
     Identity => "IDENTITY",
     System => "SYSTEM",
 });
+
+text_enum!(OfferKind {
+    /// Network membership: free, on enrollment, never renews.
+    Membership => "MEMBERSHIP",
+    ActionPack => "ACTION_PACK",
+    Competency => "COMPETENCY",
+});
+
+text_enum!(CompetencyLevel {
+    Silver => "SILVER",
+    Gold => "GOLD",
+});
+
+text_enum!(BenefitCategory {
+    Software => "SOFTWARE",
+    Cloud => "CLOUD",
+    VisualStudio => "VISUAL_STUDIO",
+    Technical => "TECHNICAL",
+    GoToMarket => "GO_TO_MARKET",
+});
+
+text_enum!(
+    /// How a benefit line is delivered to the partner.
+    BenefitDelivery {
+        ProductKey => "PRODUCT_KEY",
+        LicenseKey => "LICENSE_KEY",
+        AzureCredit => "AZURE_CREDIT",
+        Seat => "SEAT",
+        Account => "ACCOUNT",
+        SupportIncidents => "SUPPORT_INCIDENTS",
+        SignatureSupport => "SIGNATURE_SUPPORT",
+        AdvisoryHours => "ADVISORY_HOURS",
+        GtmOffer => "GTM_OFFER",
+    }
+);
+
+text_enum!(
+    /// PRODUCT.md 2.5: PENDING_PAYMENT → ACTIVE → IN_RENEWAL_WINDOW → LAPSED, plus CANCELLED and
+    /// ORDER_EXPIRED.
+    SubscriptionStatus {
+        PendingPayment => "PENDING_PAYMENT",
+        Active => "ACTIVE",
+        InRenewalWindow => "IN_RENEWAL_WINDOW",
+        Lapsed => "LAPSED",
+        Cancelled => "CANCELLED",
+        OrderExpired => "ORDER_EXPIRED",
+    }
+);
+
+impl SubscriptionStatus {
+    /// Holds the offer: a second purchase of it is refused.
+    pub const LIVE: &'static [SubscriptionStatus] = &[
+        SubscriptionStatus::PendingPayment,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::InRenewalWindow,
+    ];
+
+    /// Benefits work (paid and not ended).
+    pub fn in_good_standing(self) -> bool {
+        matches!(
+            self,
+            SubscriptionStatus::Active | SubscriptionStatus::InRenewalWindow
+        )
+    }
+}
+
+text_enum!(OrderKind {
+    Purchase => "PURCHASE",
+    Renewal => "RENEWAL",
+});
+
+text_enum!(OrderStatus {
+    /// A card charge is under way.
+    Processing => "PROCESSING",
+    /// Waiting for a bank transfer (expires after 30 days).
+    PendingPayment => "PENDING_PAYMENT",
+    Paid => "PAID",
+    PaymentFailed => "PAYMENT_FAILED",
+    Cancelled => "CANCELLED",
+    Expired => "EXPIRED",
+    Refunded => "REFUNDED",
+});
+
+text_enum!(PaymentKind {
+    Card => "CARD",
+    BankTransfer => "BANK_TRANSFER",
+});
+
+text_enum!(
+    /// Kinds of due work (table `scheduled_actions`).
+    ActionKind {
+        RenewalCharge => "RENEWAL_CHARGE",
+        Reminder => "REMINDER",
+        EnterRenewalWindow => "ENTER_RENEWAL_WINDOW",
+        Lapse => "LAPSE",
+        OrderExpiry => "ORDER_EXPIRY",
+        /// Finishes a card order whose request died between reserving and charging.
+        SettleOrder => "SETTLE_ORDER",
+        Refund => "REFUND",
+    }
+);
+
+text_enum!(ActionStatus {
+    Pending => "PENDING",
+    Done => "DONE",
+    Cancelled => "CANCELLED",
+});
+
+text_enum!(
+    /// What a sandbox test card does when charged.
+    CardBehaviour {
+        Succeed => "SUCCEED",
+        Decline => "DECLINE",
+        Transient => "TRANSIENT",
+        HardDecline => "HARD_DECLINE",
+    }
+);
 
 /// Converts the `text[]` column of roles. Unknown values cannot exist (CHECK constraint).
 pub fn roles_from_db(raw: &[String]) -> Vec<TenantRole> {

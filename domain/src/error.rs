@@ -8,6 +8,10 @@ pub struct Reason {
     /// Machine-readable, SCREAMING_SNAKE_CASE.
     pub code: String,
     pub message: String,
+    /// When the reason stops applying (for example the date a renewal window opens), as an
+    /// ISO 8601 date or date-time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 impl Reason {
@@ -15,7 +19,13 @@ impl Reason {
         Self {
             code: code.to_owned(),
             message: message.into(),
+            at: None,
         }
+    }
+
+    pub fn until(mut self, at: impl std::fmt::Display) -> Self {
+        self.at = Some(at.to_string());
+        self
     }
 }
 
@@ -148,6 +158,12 @@ impl From<AppError> for async_graphql::Error {
                                 async_graphql::Name::new("message"),
                                 async_graphql::Value::from(r.message.as_str()),
                             );
+                            if let Some(at) = &r.at {
+                                m.insert(
+                                    async_graphql::Name::new("at"),
+                                    async_graphql::Value::from(at.as_str()),
+                                );
+                            }
                             async_graphql::Value::Object(m)
                         })
                         .collect();

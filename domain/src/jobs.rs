@@ -5,6 +5,8 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::enums::ActionKind;
+
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Queue name without the environment prefix.
     const QUEUE: &'static str;
@@ -42,5 +44,57 @@ impl Job for SendEmail {
     const QUEUE: &'static str = "email";
 }
 
+/// Do one row of `scheduled_actions` (a renewal charge, a reminder, a lapse, …). The same
+/// payload travels on one queue per kind of work, so operators see each kind apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueAction {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub action_id: Uuid,
+}
+
+impl DueAction {
+    pub fn new(action_id: Uuid) -> Self {
+        Self {
+            v: PAYLOAD_VERSION,
+            action_id,
+        }
+    }
+}
+
+/// The queue of each kind of due work.
+pub fn action_queue(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::RenewalCharge => "renewal",
+        ActionKind::Reminder => "reminder",
+        ActionKind::EnterRenewalWindow | ActionKind::Lapse => "lifecycle",
+        ActionKind::OrderExpiry | ActionKind::SettleOrder => "order",
+        ActionKind::Refund => "refund",
+    }
+}
+
+/// Queues that carry [`DueAction`] payloads.
+pub const ACTION_QUEUES: &[&str] = &["renewal", "reminder", "lifecycle", "order", "refund"];
+
 /// Every queue the worker consumes, for operators' views and for tests that clean up.
-pub const QUEUES: &[&str] = &[SendEmail::QUEUE];
+pub const QUEUES: &[&str] = &[
+    SendEmail::QUEUE,
+    "renewal",
+    "reminder",
+    "lifecycle",
+    "order",
+    "refund",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_kind_has_a_listed_queue() {
+        for kind in ActionKind::ALL {
+            let q = action_queue(*kind);
+            assert!(ACTION_QUEUES.contains(&q) && QUEUES.contains(&q), "{q}");
+        }
+    }
+}

@@ -3,6 +3,9 @@
 
 pub mod audit;
 pub mod auth;
+pub mod billing;
+pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod email;
@@ -10,10 +13,12 @@ pub mod enrollment;
 pub mod enums;
 pub mod error;
 pub mod jobs;
+pub mod lifecycle;
 pub mod outbox;
 pub mod permissions;
 pub mod seed;
 pub mod service_requests;
+pub mod services;
 pub mod users;
 pub mod validation;
 

@@ -12,8 +12,18 @@ use crate::error::{AppError, AppResult};
 use crate::jobs::Job;
 
 pub async fn enqueue<J: Job>(conn: &mut PgConn, job: &J, run_at: DateTime<Utc>) -> AppResult<()> {
+    enqueue_to(conn, J::QUEUE, job, run_at).await
+}
+
+/// Like [`enqueue`], onto a queue chosen at run time (payloads shared by several queues).
+pub async fn enqueue_to(
+    conn: &mut PgConn,
+    queue: &str,
+    job: &impl serde::Serialize,
+    run_at: DateTime<Utc>,
+) -> AppResult<()> {
     let row = NewOutboxRow {
-        queue: J::QUEUE.to_owned(),
+        queue: queue.to_owned(),
         payload: serde_json::to_value(job).map_err(AppError::internal)?,
         run_at,
     };

@@ -24,6 +24,9 @@ pub struct CreateServiceRequestInput {
     pub description: String,
     pub severity: Severity,
     pub product: Option<String>,
+    /// The subscription the request is about. A BILLING request linked to a subscription is a
+    /// cancellation request: see `refundEligibility` before making it.
+    pub subscription_id: Option<async_graphql::ID>,
 }
 
 /// Billing requests (cancellations, refunds) need the refund permission; the others any user.
@@ -48,7 +51,15 @@ pub async fn create(
     let title = v::text("title", &input.title, 200)?;
     let description = v::text("description", &input.description, 10_000)?;
     let product = v::optional_text("product", input.product.as_deref(), 200)?;
+    let subscription_id = input
+        .subscription_id
+        .as_ref()
+        .map(|id| v::uuid_id("subscriptionId", id.as_str()))
+        .transpose()?;
     conn.transaction::<_, AppError, _>(async |conn| {
+        if let Some(sub) = subscription_id {
+            crate::lifecycle::subscriptions::load_visible(conn, principal, sub, false).await?;
+        }
         let sr: ServiceRequest = diesel::insert_into(service_requests::table)
             .values(&NewServiceRequest {
                 id: Uuid::now_v7(),
@@ -59,7 +70,7 @@ pub async fn create(
                 severity: input.severity,
                 status: ServiceRequestStatus::Open,
                 product,
-                subscription_id: None,
+                subscription_id,
                 benefit_id: None,
                 created_by: *user_id,
             })
@@ -72,7 +83,7 @@ pub async fn create(
             Some(partner_id),
             "service_request.created",
             ("service_request", sr.id.to_string()),
-            json!({"kind": sr.kind, "severity": sr.severity}),
+            json!({"kind": sr.kind, "severity": sr.severity, "subscription": sr.subscription_id}),
         )
         .await?;
         Ok(sr)
@@ -163,6 +174,30 @@ fn author(principal: &Principal, display: Option<String>) -> AppResult<(ActorKin
     }
 }
 
+async fn insert_note(
+    conn: &mut PgConn,
+    principal: &Principal,
+    display: Option<String>,
+    id: Uuid,
+    body: String,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    let (author_kind, author_id, author_name) = author(principal, display)?;
+    diesel::insert_into(service_request_notes::table)
+        .values(&ServiceRequestNote {
+            id: Uuid::now_v7(),
+            service_request_id: id,
+            author_kind,
+            author_id,
+            author_name,
+            body,
+            created_at: now,
+        })
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn add_note(
     conn: &mut PgConn,
     principal: &Principal,
@@ -192,20 +227,8 @@ pub async fn add_note(
             }
             _ => None,
         };
-        let (kind, author_id, author_name) = author(principal, display)?;
         let now = Utc::now();
-        diesel::insert_into(service_request_notes::table)
-            .values(&ServiceRequestNote {
-                id: Uuid::now_v7(),
-                service_request_id: id,
-                author_kind: kind,
-                author_id,
-                author_name,
-                body,
-                created_at: now,
-            })
-            .execute(conn)
-            .await?;
+        insert_note(conn, principal, display, id, body, now).await?;
         let status = if principal.is_operator() {
             ServiceRequestStatus::AttentionNeeded
         } else {
@@ -235,6 +258,7 @@ pub async fn add_note(
 
 pub async fn resolve(
     conn: &mut PgConn,
+    svc: &crate::services::Services,
     principal: &Principal,
     actor: &Actor,
     id: Uuid,
@@ -256,20 +280,19 @@ pub async fn resolve(
                 "this service request is already closed".into(),
             ));
         }
-        let (kind, author_id, author_name) = author(principal, None)?;
+        // A billing request about a subscription is a cancellation: decide it with the
+        // resolution, in the same transaction.
+        let resolution = match (sr.kind, sr.subscription_id) {
+            (ServiceRequestKind::Billing, Some(sub)) => {
+                let decision =
+                    crate::lifecycle::subscriptions::decide_cancellation(conn, svc, actor, sub)
+                        .await?;
+                format!("{resolution}\n\n{decision}")
+            }
+            _ => resolution,
+        };
         let now = Utc::now();
-        diesel::insert_into(service_request_notes::table)
-            .values(&ServiceRequestNote {
-                id: Uuid::now_v7(),
-                service_request_id: id,
-                author_kind: kind,
-                author_id,
-                author_name,
-                body: resolution.clone(),
-                created_at: now,
-            })
-            .execute(conn)
-            .await?;
+        insert_note(conn, principal, None, id, resolution.clone(), now).await?;
         let updated = diesel::update(service_requests::table.find(id))
             .set((
                 service_requests::status.eq(ServiceRequestStatus::Closed),

@@ -159,6 +159,12 @@ pub fn country(field: &str, raw: &str) -> Result<String, AppError> {
 }
 
 /// Trimmed, non-empty, at most `max` characters, no control characters.
+/// An id sent by a client. A malformed one cannot name anything the caller may see.
+pub fn uuid_id(field: &str, raw: &str) -> Result<uuid::Uuid, AppError> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map_err(|_| AppError::bad_input(field, format!("`{raw}` is not a valid id")))
+}
+
 pub fn text(field: &str, raw: &str, max: usize) -> Result<String, AppError> {
     let value = raw.trim();
     if value.is_empty() {

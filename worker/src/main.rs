@@ -14,13 +14,15 @@ use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
 use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
 use gateway_domain::email::Mailer;
-use gateway_domain::jobs::{queue_name, Job, SendEmail};
+use gateway_domain::jobs::{queue_name, DueAction, Job, SendEmail, ACTION_QUEUES};
+use gateway_domain::services::Services;
 
 /// What every job handler gets.
 pub struct WorkerCtx {
     pub config: Arc<Config>,
     pub pool: DbPool,
     pub mailer: Mailer,
+    pub services: Services,
 }
 
 /// apalis refuses a worker name seen in the last minutes (STACK.md trap 4): make each one
@@ -71,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         config: config.clone(),
         pool: pool.clone(),
         mailer,
+        services: Services::new(config.clone(), pool.clone()),
     });
 
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
@@ -82,7 +85,22 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = config.jobs.concurrency;
     let email_ctx = ctx.clone();
     tracing::info!(prefix = %config.redis.queue_prefix, "worker starting");
-    let monitor = Monitor::new()
+    let mut monitor = Monitor::new();
+    for queue in ACTION_QUEUES {
+        let storage: RedisStorage<DueAction> =
+            RedisStorage::new(redis.clone()).with_config(queue_config(&config, queue));
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(worker_name(queue))
+                .backend(storage.clone().poll_with_interval(poll))
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .catch_panic()
+                .enable_tracing()
+                .build(jobs::actions::run)
+        });
+    }
+    let monitor = monitor
         .register(move |_| {
             WorkerBuilder::new(worker_name(SendEmail::QUEUE))
                 .backend(email_storage.clone().poll_with_interval(poll))

@@ -1,5 +1,6 @@
-//! The due-work sweep: re-derives from Postgres the work that should be queued and is not
-//! (Redis flushed, a worker killed mid-job). One sweeper at a time across all worker
+//! The due-work sweep: dispatches scheduled actions that fell due (on each partner's clock) and
+//! re-derives from Postgres the work that should be queued and is not (Redis flushed, a worker
+//! killed mid-job). One sweeper at a time across all worker
 //! processes, through a transaction-scoped Postgres advisory lock.
 
 use std::sync::Arc;
@@ -41,8 +42,11 @@ async fn sweep_once(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
         let emails = gateway_domain::email::redispatch_stale(conn, stale_after)
             .await
             .map_err(crate::relay::app_err)?;
-        if emails > 0 {
-            tracing::info!(emails, "re-dispatched stale due work");
+        let actions = gateway_domain::lifecycle::actions::dispatch_due(conn, config, None, 1000)
+            .await
+            .map_err(crate::relay::app_err)?;
+        if emails > 0 || actions > 0 {
+            tracing::info!(emails, actions, "dispatched due work");
         }
         Ok(())
     })

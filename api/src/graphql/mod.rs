@@ -1,9 +1,13 @@
 //! The GraphQL schema: one module per domain area, merged into the roots here.
 
 mod audit;
+mod billing;
+mod billing_types;
+mod clock;
 mod pagination;
 mod partners;
 mod service_requests;
+mod subscriptions;
 mod types;
 mod users;
 
@@ -12,6 +16,7 @@ use gateway_domain::audit::Actor;
 use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
 use gateway_domain::permissions::Principal;
+use gateway_domain::services::Services;
 use gateway_domain::AppError;
 use std::sync::Arc;
 
@@ -21,6 +26,9 @@ pub struct Query(
     users::UserQuery,
     service_requests::ServiceRequestQuery,
     audit::AuditQuery,
+    billing::BillingQuery,
+    subscriptions::SubscriptionQuery,
+    clock::ClockQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -28,14 +36,18 @@ pub struct Mutation(
     partners::PartnerMutation,
     users::UserMutation,
     service_requests::ServiceRequestMutation,
+    billing::BillingMutation,
+    subscriptions::SubscriptionMutation,
+    clock::ClockMutation,
 );
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Shared by every request: the pool and the configuration.
+/// Shared by every request: the pool, the configuration and the domain's services.
 pub struct Shared {
     pub pool: DbPool,
     pub config: Arc<Config>,
+    pub services: Services,
 }
 
 /// Per request: who is calling and the request id that ties audit records to logs.
@@ -45,7 +57,9 @@ pub struct RequestCtx {
     pub request_id: String,
 }
 
-pub fn build(pool: DbPool, config: Arc<Config>) -> GatewaySchema {
+pub fn build(services: Services) -> GatewaySchema {
+    let config = services.config.clone();
+    let pool = services.pool.clone();
     let http = &config.http;
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(http.max_depth)
@@ -55,6 +69,7 @@ pub fn build(pool: DbPool, config: Arc<Config>) -> GatewaySchema {
         .data(Shared {
             pool,
             config: config.clone(),
+            services,
         })
         .finish()
 }
@@ -100,4 +115,15 @@ pub(crate) fn parse_id(field: &str, id: &async_graphql::ID) -> Result<uuid::Uuid
     // A malformed id cannot name anything the caller may see.
     uuid::Uuid::parse_str(id.as_str())
         .map_err(|_| AppError::bad_input(field, format!("`{}` is not a valid id", id.as_str())))
+}
+
+pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
+    &shared(ctx).services
+}
+
+pub(crate) fn opt_id(
+    field: &str,
+    id: Option<&async_graphql::ID>,
+) -> Result<Option<uuid::Uuid>, AppError> {
+    id.map(|i| parse_id(field, i)).transpose()
 }

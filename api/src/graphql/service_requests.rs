@@ -7,7 +7,7 @@ use gateway_domain::service_requests::{self as sr, CreateServiceRequestInput, Li
 
 use super::pagination;
 use super::types::ServiceRequest;
-use super::{actor, conn, parse_id, principal};
+use super::{actor, conn, parse_id, principal, services};
 
 #[derive(Default)]
 pub struct ServiceRequestQuery;
@@ -91,7 +91,9 @@ impl ServiceRequestMutation {
             .into())
     }
 
-    /// Operators: close a request with a resolution note.
+    /// Operators: close a request with a resolution note. Closing a BILLING request linked
+    /// to a subscription decides the cancellation: refunded and cancelled when eligible, else
+    /// auto-renew off (the decision is appended to the note).
     async fn resolve_service_request(
         &self,
         ctx: &Context<'_>,
@@ -101,7 +103,7 @@ impl ServiceRequestMutation {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
-        Ok(sr::resolve(&mut c, p, &actor(ctx)?, id, &resolution)
+        Ok(sr::resolve(&mut c, services(ctx), p, &actor(ctx)?, id, &resolution)
             .await?
             .into())
     }

@@ -1,5 +1,6 @@
 //! Postgres access: the pool, embedded migrations, the diesel schema and row models.
 
+pub mod billing_models;
 pub mod models;
 pub mod schema;
 

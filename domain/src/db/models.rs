@@ -259,3 +259,4 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
+pub use super::billing_models::*;

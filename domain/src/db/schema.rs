@@ -153,8 +153,231 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    competencies (code) {
+        code -> Text,
+        name -> Text,
+        solution_area -> Text,
+        cloud -> Bool,
+        vs_bonus -> Bool,
+    }
+}
+
+diesel::table! {
+    offers (id) {
+        id -> Text,
+        name -> Text,
+        description -> Text,
+        kind -> Text,
+        level -> Nullable<Text>,
+        price_minor -> BigInt,
+        currency -> Text,
+        annual -> Bool,
+        terms_version -> Text,
+        sort -> Integer,
+    }
+}
+
+diesel::table! {
+    offer_benefits (offer_id, code) {
+        offer_id -> Text,
+        code -> Text,
+        category -> Text,
+        product -> Text,
+        delivery -> Text,
+        quantity -> Nullable<Integer>,
+        unit -> Text,
+        bonus_per_competency -> Integer,
+        unlimited_if_cloud -> Bool,
+        requires_competency -> Nullable<Text>,
+        sort -> Integer,
+    }
+}
+
+diesel::table! {
+    qualifications (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        competency -> Text,
+        level -> Text,
+        qualified_on -> Date,
+        recorded_by -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    test_clocks (partner_id) {
+        partner_id -> Uuid,
+        offset_seconds -> BigInt,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_methods (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        gateway_token -> Text,
+        brand -> Text,
+        last4 -> Text,
+        exp_month -> Integer,
+        exp_year -> Integer,
+        holder_name -> Text,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        removed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        offer_id -> Text,
+        status -> Text,
+        auto_renew -> Bool,
+        term -> Integer,
+        competencies -> Array<Text>,
+        payment_method_id -> Nullable<Uuid>,
+        activated_at -> Nullable<Timestamptz>,
+        term_started_at -> Nullable<Timestamptz>,
+        anniversary_at -> Nullable<Timestamptz>,
+        upgrade_discount_used -> Bool,
+        upgraded_at -> Nullable<Timestamptz>,
+        key_revealed_at -> Nullable<Timestamptz>,
+        benefit_activated_at -> Nullable<Timestamptz>,
+        renewal_failures -> Integer,
+        last_renewal_error -> Nullable<Text>,
+        ended_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        number -> Text,
+        kind -> Text,
+        offer_id -> Text,
+        subscription_id -> Nullable<Uuid>,
+        term -> Integer,
+        status -> Text,
+        payment_kind -> Text,
+        payment_method_id -> Nullable<Uuid>,
+        bank_transfer -> Nullable<Jsonb>,
+        currency -> Text,
+        price_minor -> BigInt,
+        discount_minor -> BigInt,
+        tax_rate_bp -> Integer,
+        tax_minor -> BigInt,
+        total_minor -> BigInt,
+        terms_version -> Nullable<Text>,
+        competencies -> Array<Text>,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        placed_by -> Text,
+        placed_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        paid_at -> Nullable<Timestamptz>,
+        gateway_charge_id -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        refunded_minor -> BigInt,
+        refunded_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    invoice_counters (year) {
+        year -> Integer,
+        last_number -> Integer,
+    }
+}
+
+diesel::table! {
+    invoices (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        order_id -> Uuid,
+        number -> Text,
+        year -> Integer,
+        seq -> Integer,
+        issued_at -> Timestamptz,
+        period_start -> Timestamptz,
+        period_end -> Timestamptz,
+        bill_to -> Jsonb,
+        lines -> Jsonb,
+        currency -> Text,
+        subtotal_minor -> BigInt,
+        discount_minor -> BigInt,
+        tax_rate_bp -> Integer,
+        tax_minor -> BigInt,
+        total_minor -> BigInt,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    scheduled_actions (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        kind -> Text,
+        subject_id -> Uuid,
+        term -> Integer,
+        tag -> Text,
+        due_at -> Timestamptz,
+        status -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        dispatched_at -> Nullable<Timestamptz>,
+        done_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_cards (token) {
+        token -> Text,
+        brand -> Text,
+        last4 -> Text,
+        behaviour -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_charges (id) {
+        id -> Text,
+        idempotency_key -> Text,
+        token -> Nullable<Text>,
+        amount_minor -> BigInt,
+        currency -> Text,
+        refunded_minor -> BigInt,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_refunds (id) {
+        id -> Text,
+        idempotency_key -> Text,
+        charge_id -> Text,
+        amount_minor -> BigInt,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(users -> partners (partner_id));
 diesel::joinable!(service_request_notes -> service_requests (service_request_id));
+diesel::joinable!(offer_benefits -> offers (offer_id));
+diesel::joinable!(subscriptions -> offers (offer_id));
+diesel::joinable!(orders -> offers (offer_id));
+diesel::joinable!(invoices -> orders (order_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     partners,
@@ -167,4 +390,18 @@ diesel::allow_tables_to_appear_in_same_query!(
     service_requests,
     service_request_notes,
     audit_log,
+    competencies,
+    offers,
+    offer_benefits,
+    qualifications,
+    test_clocks,
+    payment_methods,
+    subscriptions,
+    orders,
+    invoice_counters,
+    invoices,
+    scheduled_actions,
+    sandbox_cards,
+    sandbox_charges,
+    sandbox_refunds,
 );

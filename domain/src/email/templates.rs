@@ -15,12 +15,29 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: &[(&str, &str)] = templates!("verification", "invitation");
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "verification",
+    "invitation",
+    "order_receipt",
+    "bank_transfer_instructions",
+    "renewal_failed",
+    "renewal_reminder",
+    "order_expired",
+    "subscription_lapsed",
+    "refund_processed",
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Template {
     Verification,
     Invitation,
+    OrderReceipt,
+    BankTransferInstructions,
+    RenewalFailed,
+    RenewalReminder,
+    OrderExpired,
+    SubscriptionLapsed,
+    RefundProcessed,
 }
 
 impl Template {
@@ -28,6 +45,13 @@ impl Template {
         match self {
             Template::Verification => "verification",
             Template::Invitation => "invitation",
+            Template::OrderReceipt => "order_receipt",
+            Template::BankTransferInstructions => "bank_transfer_instructions",
+            Template::RenewalFailed => "renewal_failed",
+            Template::RenewalReminder => "renewal_reminder",
+            Template::OrderExpired => "order_expired",
+            Template::SubscriptionLapsed => "subscription_lapsed",
+            Template::RefundProcessed => "refund_processed",
         }
     }
 }

@@ -1,0 +1,240 @@
+//! Catalog, payment methods, purchases, orders and invoices.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object, ID};
+use chrono::NaiveDate;
+use gateway_domain::billing::orders::{self, PurchaseInput};
+use gateway_domain::billing::payment_methods::{self, CardInput};
+use gateway_domain::billing::invoices;
+use gateway_domain::catalog::{self, OfferSection};
+use gateway_domain::enums::{CompetencyLevel, OrderStatus};
+use gateway_domain::permissions::Action;
+
+use super::billing_types::*;
+use super::pagination;
+use super::{actor, conn, opt_id, parse_id, principal, services};
+
+#[derive(Default)]
+pub struct BillingQuery;
+
+#[Object]
+impl BillingQuery {
+    /// "Partnership > Offers": Available (with the reasons an offer cannot be bought now and
+    /// a quote), Purchased, or Expired. Operators name the partner.
+    async fn offers(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "OfferSection::Available")] section: OfferSection,
+        partner_id: Option<ID>,
+    ) -> async_graphql::Result<Vec<OfferListing>> {
+        let p = principal(ctx)?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
+        let mut c = conn(ctx).await?;
+        Ok(catalog::listings(&mut c, p, partner_id, section)
+            .await?
+            .into_iter()
+            .map(OfferListing::from)
+            .collect())
+    }
+
+    /// Every competency, with its solution area.
+    async fn competencies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Competency>> {
+        principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(catalog::competencies(&mut c)
+            .await?
+            .into_iter()
+            .map(Competency::from)
+            .collect())
+    }
+
+    /// The competencies the partner qualified for (recorded by operators).
+    async fn qualifications(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: Option<ID>,
+    ) -> async_graphql::Result<Vec<Qualification>> {
+        let p = principal(ctx)?;
+        p.require(Action::ViewPartner)?;
+        let partner_id = p.scope(opt_id("partnerId", partner_id.as_ref())?)?;
+        let mut c = conn(ctx).await?;
+        Ok(catalog::qualifications(&mut c, partner_id)
+            .await?
+            .into_iter()
+            .map(Qualification::from)
+            .collect())
+    }
+
+    /// Saved cards (those who may purchase).
+    async fn payment_methods(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PaymentMethod>> {
+        let p = principal(ctx)?;
+        p.require(Action::Purchase)?;
+        let partner_id = p.scope(None)?;
+        let mut c = conn(ctx).await?;
+        Ok(payment_methods::list(&mut c, partner_id)
+            .await?
+            .into_iter()
+            .map(PaymentMethod::from)
+            .collect())
+    }
+
+    /// Orders, newest first.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: Option<ID>,
+        status: Option<OrderStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Order>> {
+        let p = principal(ctx)?;
+        let limit = pagination::page_size(first)?;
+        let before = pagination::decode_cursor(after.as_deref())?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
+        let mut c = conn(ctx).await?;
+        let rows = orders::list(&mut c, p, partner_id, status, before, limit + 1).await?;
+        Ok(pagination::connection(
+            rows.into_iter().map(Order).collect(),
+            limit,
+            before.is_some(),
+            |o| o.0.id,
+        ))
+    }
+
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Order> {
+        let p = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Order(orders::load_visible(&mut c, p, id).await?))
+    }
+
+    /// Invoices, newest first (Global admins, MPN partner admins, operators).
+    async fn invoices(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Invoice>> {
+        let p = principal(ctx)?;
+        let limit = pagination::page_size(first)?;
+        let before = pagination::decode_cursor(after.as_deref())?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
+        let mut c = conn(ctx).await?;
+        let rows = invoices::list(&mut c, p, partner_id, before, limit + 1).await?;
+        Ok(pagination::connection(
+            rows.into_iter().map(Invoice).collect(),
+            limit,
+            before.is_some(),
+            |i| i.0.id,
+        ))
+    }
+
+    async fn invoice(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Invoice> {
+        let p = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Invoice(invoices::load_visible(&mut c, p, id).await?))
+    }
+}
+
+#[derive(Default)]
+pub struct BillingMutation;
+
+#[Object]
+impl BillingMutation {
+    /// Operators: record that a partner qualified for a competency at a level.
+    async fn record_qualification(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: ID,
+        competency: String,
+        level: CompetencyLevel,
+        qualified_on: NaiveDate,
+    ) -> async_graphql::Result<Qualification> {
+        let p = principal(ctx)?;
+        let partner_id = parse_id("partnerId", &partner_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(catalog::record_qualification(
+            &mut c,
+            p,
+            &actor(ctx)?,
+            partner_id,
+            competency.trim(),
+            level,
+            qualified_on,
+        )
+        .await?
+        .into())
+    }
+
+    /// Saves a card: the number goes to the payment gateway and only its token, brand, last
+    /// four digits and expiry are kept.
+    async fn add_payment_method(
+        &self,
+        ctx: &Context<'_>,
+        card: CardInput,
+    ) -> async_graphql::Result<PaymentMethod> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(
+            payment_methods::add_card(&mut c, services(ctx), p, &actor(ctx)?, card)
+                .await?
+                .into(),
+        )
+    }
+
+    async fn remove_payment_method(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<PaymentMethod> {
+        let p = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut c = conn(ctx).await?;
+        Ok(payment_methods::remove(&mut c, p, &actor(ctx)?, id)
+            .await?
+            .into())
+    }
+
+    /// Buys an offer. The result is the order: PAID (card charged; the subscription is
+    /// active and invoiced), PAYMENT_FAILED (see failureCode), or PENDING_PAYMENT (bank
+    /// transfer). The same idempotency key with the same input returns the same order.
+    async fn purchase_offer(
+        &self,
+        ctx: &Context<'_>,
+        input: PurchaseInput,
+    ) -> async_graphql::Result<Order> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(Order(
+            orders::purchase(&mut c, services(ctx), p, &actor(ctx)?, input).await?,
+        ))
+    }
+
+    /// Operators: the funds of a bank-transfer order arrived.
+    async fn confirm_bank_transfer(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        reference: String,
+    ) -> async_graphql::Result<Order> {
+        let p = principal(ctx)?;
+        let order_id = parse_id("orderId", &order_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Order(
+            orders::confirm_bank_transfer(&mut c, services(ctx), p, &actor(ctx)?, order_id, &reference)
+                .await?,
+        ))
+    }
+
+    /// Cancels a bank-transfer order still waiting for payment.
+    async fn cancel_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Order> {
+        let p = principal(ctx)?;
+        let order_id = parse_id("orderId", &order_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Order(
+            orders::cancel(&mut c, services(ctx), p, &actor(ctx)?, order_id).await?,
+        ))
+    }
+}

@@ -1,0 +1,576 @@
+//! GraphQL output types of the catalog, orders, subscriptions, invoices and test clocks.
+
+use async_graphql::{Context, Object, SimpleObject, ID};
+use chrono::{DateTime, NaiveDate, Utc};
+use gateway_domain::billing::{self, format_money, invoices as inv};
+use gateway_domain::catalog::{self, OfferSection};
+use gateway_domain::db::models;
+use gateway_domain::enums::*;
+use gateway_domain::error::Reason;
+use gateway_domain::lifecycle::{rules, subscriptions as subs};
+use gateway_domain::permissions::Action;
+
+use super::{conn, principal, services};
+
+#[derive(SimpleObject, Clone)]
+pub struct Money {
+    /// In minor units (cents).
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// For people: "USD 475.00".
+    pub formatted: String,
+}
+
+pub fn money(amount_minor: i64, currency: &str) -> Money {
+    Money {
+        amount_minor,
+        currency: currency.to_owned(),
+        formatted: format_money(amount_minor, currency),
+    }
+}
+
+/// Why something cannot be done now, machine-readable.
+#[derive(SimpleObject, Clone)]
+pub struct IneligibilityReason {
+    pub code: String,
+    pub message: String,
+    /// When it stops applying (for example the day a renewal window opens), if known.
+    pub at: Option<String>,
+}
+
+impl From<Reason> for IneligibilityReason {
+    fn from(r: Reason) -> Self {
+        Self {
+            code: r.code,
+            message: r.message,
+            at: r.at,
+        }
+    }
+}
+
+fn reasons(list: Vec<Reason>) -> Vec<IneligibilityReason> {
+    list.into_iter().map(Into::into).collect()
+}
+
+#[derive(SimpleObject)]
+pub struct BenefitAllocation {
+    pub code: String,
+    pub category: BenefitCategory,
+    pub product: String,
+    pub delivery: BenefitDelivery,
+    /// Null: unlimited.
+    pub quantity: Option<i32>,
+    pub unit: String,
+    /// Added per bound competency that grants extra Visual Studio seats.
+    pub bonus_per_competency: i32,
+    /// Unlimited when the package covers a cloud competency.
+    pub unlimited_with_cloud_competency: bool,
+    /// Granted only when the package covers this competency.
+    pub requires_competency: Option<String>,
+}
+
+pub struct Offer(pub models::Offer);
+
+#[Object]
+impl Offer {
+    /// `NETWORK`, `ACTION_PACK`, `SILVER`, `GOLD`.
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn kind(&self) -> OfferKind {
+        self.0.kind
+    }
+    async fn level(&self) -> Option<CompetencyLevel> {
+        self.0.level
+    }
+    /// The yearly price before discount and tax.
+    async fn price(&self) -> Money {
+        money(self.0.price_minor, &self.0.currency)
+    }
+    async fn annual(&self) -> bool {
+        self.0.annual
+    }
+    /// Pass this as `acceptTermsVersion` when buying.
+    async fn terms_version(&self) -> &str {
+        &self.0.terms_version
+    }
+    async fn benefits(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<BenefitAllocation>> {
+        let mut c = conn(ctx).await?;
+        Ok(catalog::benefits(&mut c, std::slice::from_ref(&self.0.id))
+            .await?
+            .into_iter()
+            .map(|b| BenefitAllocation {
+                code: b.code,
+                category: b.category,
+                product: b.product,
+                delivery: b.delivery,
+                quantity: b.quantity,
+                unit: b.unit,
+                bonus_per_competency: b.bonus_per_competency,
+                unlimited_with_cloud_competency: b.unlimited_if_cloud,
+                requires_competency: b.requires_competency,
+            })
+            .collect())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Quote {
+    pub price: Money,
+    /// The Silver to Gold upgrade discount (25% of the first Gold term), if it applies.
+    pub discount: Money,
+    pub tax_rate_basis_points: i32,
+    pub tax: Money,
+    pub total: Money,
+}
+
+pub fn quote(q: &billing::Quote, currency: &str) -> Quote {
+    Quote {
+        price: money(q.price_minor, currency),
+        discount: money(q.discount_minor, currency),
+        tax_rate_basis_points: q.tax_rate_bp,
+        tax: money(q.tax_minor, currency),
+        total: money(q.total_minor, currency),
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct OfferListing {
+    pub offer: Offer,
+    pub section: OfferSection,
+    /// Available offers: whether it can be bought right now.
+    pub purchasable: bool,
+    /// Why it cannot be bought now (empty when it can).
+    pub reasons: Vec<IneligibilityReason>,
+    /// The subscription behind a Purchased or Expired entry (or a pending order's).
+    pub subscription: Option<Subscription>,
+    /// Available offers: what buying it now costs.
+    pub quote: Option<Quote>,
+}
+
+impl From<catalog::Listing> for OfferListing {
+    fn from(l: catalog::Listing) -> Self {
+        let currency = l.offer.currency.clone();
+        Self {
+            purchasable: l.section == OfferSection::Available && l.reasons.is_empty(),
+            quote: l.quote.map(|q| quote(&q, &currency)),
+            offer: Offer(l.offer),
+            section: l.section,
+            reasons: reasons(l.reasons),
+            subscription: l.subscription.map(Subscription),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct RenewalWindow {
+    /// First day "Renew" is available (AD+1).
+    pub opens_on: NaiveDate,
+    /// Last day (AD+30); the subscription lapses the day after.
+    pub last_day: NaiveDate,
+}
+
+#[derive(SimpleObject)]
+pub struct Eligibility {
+    pub eligible: bool,
+    pub reasons: Vec<IneligibilityReason>,
+}
+
+#[derive(SimpleObject)]
+pub struct RefundEligibility {
+    pub eligible: bool,
+    pub reasons: Vec<IneligibilityReason>,
+    /// The last moment a refund can be asked for (30 days after payment).
+    pub deadline: Option<DateTime<Utc>>,
+    /// What a refund would pay back.
+    pub amount: Money,
+}
+
+impl From<subs::RefundEligibility> for RefundEligibility {
+    fn from(e: subs::RefundEligibility) -> Self {
+        Self {
+            eligible: e.eligible,
+            reasons: reasons(e.reasons),
+            deadline: e.deadline,
+            amount: money(e.amount_minor, &e.currency),
+        }
+    }
+}
+
+pub struct Subscription(pub models::Subscription);
+
+#[Object]
+impl Subscription {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
+        let mut c = conn(ctx).await?;
+        Ok(Offer(catalog::offer(&mut c, &self.0.offer_id).await?))
+    }
+    async fn status(&self) -> SubscriptionStatus {
+        self.0.status
+    }
+    async fn auto_renew(&self) -> bool {
+        self.0.auto_renew
+    }
+    /// 1 for the first year, +1 per renewal.
+    async fn term(&self) -> i32 {
+        self.0.term
+    }
+    /// Competency packages: the competencies the package is bound to.
+    async fn competencies(&self) -> &[String] {
+        &self.0.competencies
+    }
+    async fn activated_at(&self) -> Option<DateTime<Utc>> {
+        self.0.activated_at
+    }
+    async fn term_started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.term_started_at
+    }
+    /// The anniversary date (AD): the current term ends and renewal happens here.
+    async fn anniversary_date(&self) -> Option<DateTime<Utc>> {
+        self.0.anniversary_at
+    }
+    async fn renewal_window(&self) -> Option<RenewalWindow> {
+        self.0.anniversary_at.map(|ad| {
+            let (opens_on, last_day) = rules::renewal_window(ad);
+            RenewalWindow { opens_on, last_day }
+        })
+    }
+    /// Whether "Renew" is available now, and why not.
+    async fn can_renew(&self, ctx: &Context<'_>) -> async_graphql::Result<Eligibility> {
+        let mut c = conn(ctx).await?;
+        let now =
+            gateway_domain::clock::now_for(&mut c, &services(ctx).config, self.0.partner_id)
+                .await?;
+        let r = rules::renewal_blockers(self.0.status, self.0.anniversary_at, now);
+        Ok(Eligibility {
+            eligible: r.is_empty(),
+            reasons: reasons(r),
+        })
+    }
+    /// Whether a cancellation now would be refunded, and why not.
+    async fn refund_eligibility(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<RefundEligibility> {
+        let mut c = conn(ctx).await?;
+        Ok(
+            subs::refund_eligibility(&mut c, services(ctx), principal(ctx)?, self.0.id)
+                .await?
+                .into(),
+        )
+    }
+    /// Failed automatic renewal attempts in this term.
+    async fn renewal_failures(&self) -> i32 {
+        self.0.renewal_failures
+    }
+    async fn last_renewal_error(&self) -> Option<&str> {
+        self.0.last_renewal_error.as_deref()
+    }
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    async fn key_revealed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.key_revealed_at
+    }
+    async fn upgrade_discount_used(&self) -> bool {
+        self.0.upgrade_discount_used
+    }
+    /// The card automatic renewal charges.
+    async fn payment_method(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<PaymentMethod>> {
+        let Some(id) = self.0.payment_method_id else {
+            return Ok(None);
+        };
+        let mut c = conn(ctx).await?;
+        Ok(billing::payment_methods::list(&mut c, self.0.partner_id)
+            .await?
+            .into_iter()
+            .find(|p| p.id == id)
+            .map(PaymentMethod::from))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PaymentMethod {
+    pub id: ID,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+    pub holder_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<models::PaymentMethod> for PaymentMethod {
+    fn from(p: models::PaymentMethod) -> Self {
+        Self {
+            id: ID(p.id.to_string()),
+            brand: p.brand,
+            last4: p.last4,
+            exp_month: p.exp_month,
+            exp_year: p.exp_year,
+            holder_name: p.holder_name,
+            created_at: p.created_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct BankTransfer {
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub contact_email: String,
+    /// Quote this with the transfer.
+    pub payment_reference: String,
+    /// Recorded by the operator who confirmed the funds.
+    pub confirmation_reference: Option<String>,
+}
+
+pub struct Order(pub models::Order);
+
+#[Object]
+impl Order {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn number(&self) -> &str {
+        &self.0.number
+    }
+    async fn kind(&self) -> OrderKind {
+        self.0.kind
+    }
+    async fn status(&self) -> OrderStatus {
+        self.0.status
+    }
+    async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
+        let mut c = conn(ctx).await?;
+        Ok(Offer(catalog::offer(&mut c, &self.0.offer_id).await?))
+    }
+    async fn term(&self) -> i32 {
+        self.0.term
+    }
+    async fn payment_kind(&self) -> PaymentKind {
+        self.0.payment_kind
+    }
+    async fn bank_transfer(&self) -> Option<BankTransfer> {
+        self.0.bank_details().map(|b| BankTransfer {
+            contact_name: b.contact_name,
+            contact_phone: b.contact_phone,
+            contact_email: b.contact_email,
+            payment_reference: self.0.number.clone(),
+            confirmation_reference: b.reference,
+        })
+    }
+    async fn price(&self) -> Money {
+        money(self.0.price_minor, &self.0.currency)
+    }
+    async fn discount(&self) -> Money {
+        money(self.0.discount_minor, &self.0.currency)
+    }
+    async fn tax_rate_basis_points(&self) -> i32 {
+        self.0.tax_rate_bp
+    }
+    async fn tax(&self) -> Money {
+        money(self.0.tax_minor, &self.0.currency)
+    }
+    async fn total(&self) -> Money {
+        money(self.0.total_minor, &self.0.currency)
+    }
+    /// The offer terms version accepted with the order.
+    async fn terms_version(&self) -> Option<&str> {
+        self.0.terms_version.as_deref()
+    }
+    async fn competencies(&self) -> &[String] {
+        &self.0.competencies
+    }
+    async fn placed_at(&self) -> DateTime<Utc> {
+        self.0.placed_at
+    }
+    /// Bank transfers: the order expires unpaid at this time.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn paid_at(&self) -> Option<DateTime<Utc>> {
+        self.0.paid_at
+    }
+    /// PAYMENT_FAILED: `CARD_DECLINED`, `CARD_HARD_DECLINED`, `GATEWAY_UNAVAILABLE`, …
+    async fn failure_code(&self) -> Option<&str> {
+        self.0.failure_code.as_deref()
+    }
+    async fn failure_message(&self) -> Option<&str> {
+        self.0.failure_message.as_deref()
+    }
+    async fn refunded(&self) -> Money {
+        money(self.0.refunded_minor, &self.0.currency)
+    }
+    async fn refunded_at(&self) -> Option<DateTime<Utc>> {
+        self.0.refunded_at
+    }
+    async fn subscription(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Subscription>> {
+        let Some(id) = self.0.subscription_id else {
+            return Ok(None);
+        };
+        let mut c = conn(ctx).await?;
+        Ok(Some(Subscription(
+            subs::load_visible(&mut c, principal(ctx)?, id, false).await?,
+        )))
+    }
+    /// The invoice of a paid order (Global admins, MPN partner admins, operators).
+    async fn invoice(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Invoice>> {
+        principal(ctx)?.require(Action::ViewInvoices)?;
+        let mut c = conn(ctx).await?;
+        Ok(inv::for_order(&mut c, self.0.id).await?.map(Invoice))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct BillTo {
+    pub name: String,
+    pub mpn_id: String,
+    pub address_lines: Vec<String>,
+    pub city: String,
+    pub region: Option<String>,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(SimpleObject)]
+pub struct InvoiceLine {
+    pub description: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub amount: Money,
+}
+
+pub struct Invoice(pub models::Invoice);
+
+#[Object]
+impl Invoice {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// `INV-{year}-{sequence}`, without gaps within a year.
+    async fn number(&self) -> &str {
+        &self.0.number
+    }
+    async fn order_id(&self) -> ID {
+        ID(self.0.order_id.to_string())
+    }
+    async fn issued_at(&self) -> DateTime<Utc> {
+        self.0.issued_at
+    }
+    async fn period_start(&self) -> DateTime<Utc> {
+        self.0.period_start
+    }
+    async fn period_end(&self) -> DateTime<Utc> {
+        self.0.period_end
+    }
+    async fn bill_to(&self) -> Option<BillTo> {
+        inv::bill_to_of(&self.0).map(|b| BillTo {
+            name: b.name,
+            mpn_id: b.mpn_id,
+            address_lines: b.address_lines,
+            city: b.city,
+            region: b.region,
+            postal_code: b.postal_code,
+            country: b.country,
+        })
+    }
+    async fn lines(&self) -> Vec<InvoiceLine> {
+        inv::lines_of(&self.0)
+            .into_iter()
+            .map(|l| InvoiceLine {
+                description: l.description,
+                quantity: l.quantity,
+                unit_price: money(l.unit_minor, &self.0.currency),
+                amount: money(l.amount_minor, &self.0.currency),
+            })
+            .collect()
+    }
+    async fn subtotal(&self) -> Money {
+        money(self.0.subtotal_minor, &self.0.currency)
+    }
+    async fn discount(&self) -> Money {
+        money(self.0.discount_minor, &self.0.currency)
+    }
+    async fn tax_rate_basis_points(&self) -> i32 {
+        self.0.tax_rate_bp
+    }
+    async fn tax(&self) -> Money {
+        money(self.0.tax_minor, &self.0.currency)
+    }
+    async fn total(&self) -> Money {
+        money(self.0.total_minor, &self.0.currency)
+    }
+    /// Download with the same bearer token: `GET {pdfPath}`.
+    async fn pdf_path(&self) -> String {
+        format!("/invoices/{}/pdf", self.0.id)
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Competency {
+    pub code: String,
+    pub name: String,
+    pub solution_area: String,
+    /// Cloud competencies give unlimited Signature Cloud Support.
+    pub cloud: bool,
+}
+
+impl From<models::Competency> for Competency {
+    fn from(c: models::Competency) -> Self {
+        Self {
+            code: c.code,
+            name: c.name,
+            solution_area: c.solution_area,
+            cloud: c.cloud,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Qualification {
+    pub id: ID,
+    pub competency: String,
+    pub level: CompetencyLevel,
+    pub qualified_on: NaiveDate,
+}
+
+impl From<models::Qualification> for Qualification {
+    fn from(q: models::Qualification) -> Self {
+        Self {
+            id: ID(q.id.to_string()),
+            competency: q.competency,
+            level: q.level,
+            qualified_on: q.qualified_on,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct TestClock {
+    pub partner_id: ID,
+    /// The partner's current time.
+    pub now: DateTime<Utc>,
+    /// How far it runs ahead of real time.
+    pub offset_seconds: i64,
+}
+
+impl From<gateway_domain::clock::TestClock> for TestClock {
+    fn from(c: gateway_domain::clock::TestClock) -> Self {
+        Self {
+            partner_id: ID(c.partner_id.to_string()),
+            now: c.now,
+            offset_seconds: c.offset_seconds,
+        }
+    }
+}

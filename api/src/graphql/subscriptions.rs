@@ -1,0 +1,94 @@
+//! Subscriptions: list, renew by hand, turn auto-renew off, refund eligibility.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object, ID};
+use gateway_domain::enums::SubscriptionStatus;
+use gateway_domain::lifecycle::subscriptions::{self as subs, RenewInput};
+
+use super::billing_types::{Order, RefundEligibility, Subscription};
+use super::pagination;
+use super::{actor, conn, opt_id, parse_id, principal, services};
+
+#[derive(Default)]
+pub struct SubscriptionQuery;
+
+#[Object]
+impl SubscriptionQuery {
+    /// Newest first; `status` narrows the list.
+    async fn subscriptions(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: Option<ID>,
+        status: Option<Vec<SubscriptionStatus>>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Subscription>> {
+        let p = principal(ctx)?;
+        let limit = pagination::page_size(first)?;
+        let before = pagination::decode_cursor(after.as_deref())?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
+        let mut c = conn(ctx).await?;
+        let rows = subs::list(&mut c, p, partner_id, status, before, limit + 1).await?;
+        Ok(pagination::connection(
+            rows.into_iter().map(Subscription).collect(),
+            limit,
+            before.is_some(),
+            |s| s.0.id,
+        ))
+    }
+
+    async fn subscription(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Subscription> {
+        let p = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Subscription(subs::load_visible(&mut c, p, id, false).await?))
+    }
+
+    /// Would cancelling now be refunded? Shown before a cancellation request is made.
+    async fn refund_eligibility(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+    ) -> async_graphql::Result<RefundEligibility> {
+        let p = principal(ctx)?;
+        let id = parse_id("subscriptionId", &subscription_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(subs::refund_eligibility(&mut c, services(ctx), p, id)
+            .await?
+            .into())
+    }
+}
+
+#[derive(Default)]
+pub struct SubscriptionMutation;
+
+#[Object]
+impl SubscriptionMutation {
+    /// One-way until the next renewal: reminders follow, and "Renew" opens at AD+1.
+    async fn turn_off_auto_renew(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+    ) -> async_graphql::Result<Subscription> {
+        let p = principal(ctx)?;
+        let id = parse_id("subscriptionId", &subscription_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Subscription(
+            subs::turn_off_auto_renew(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+        ))
+    }
+
+    /// Renews by card inside the renewal window (AD+1 through AD+30); outside it the error is
+    /// NOT_ELIGIBLE with the reason and the date the window opens. Turns auto-renew on again.
+    async fn renew_subscription(
+        &self,
+        ctx: &Context<'_>,
+        input: RenewInput,
+    ) -> async_graphql::Result<Order> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(Order(
+            subs::renew(&mut c, services(ctx), p, &actor(ctx)?, input).await?,
+        ))
+    }
+}

@@ -1,0 +1,827 @@
+//! Orders: purchase by card or bank transfer, confirmation, cancellation, expiry, settlement
+//! and refunds (PRODUCT.md 2.4).
+//!
+//! A card purchase runs in two transactions around the gateway call. The first reserves: it
+//! writes the order (PROCESSING) and the subscription (PENDING_PAYMENT), so a concurrent
+//! duplicate purchase fails on the database's one-live-subscription index *before* anything
+//! is charged, and it records a SETTLE_ORDER action. The second books the gateway's answer.
+//! If the process dies in between, the settle job asks the gateway (by the order's charge key)
+//! and finishes the order either way.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::billing::gateway::GatewayError;
+use crate::billing::{format_money, invoices, payment_methods, quote};
+use crate::catalog;
+use crate::db::models::*;
+use crate::db::prelude::*;
+use crate::db::schema::{orders, subscriptions};
+use crate::db::PgConn;
+use crate::email::Template;
+use crate::enums::*;
+use crate::error::{AppError, AppResult};
+use crate::lifecycle::actions::{self, Outcome};
+use crate::lifecycle::notify;
+use crate::lifecycle::subscriptions as subs;
+use crate::permissions::{Action, Principal};
+use crate::services::Services;
+use crate::validation as v;
+
+/// Days a bank-transfer order waits for its funds.
+pub const BANK_TRANSFER_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, async_graphql::InputObject)]
+pub struct BankTransferInput {
+    pub contact_name: String,
+    /// E.164, for example +14255550100.
+    pub contact_phone: String,
+    pub contact_email: String,
+}
+
+#[derive(Debug, Clone, async_graphql::OneofObject)]
+pub enum PaymentInput {
+    /// A saved card (see `addPaymentMethod`), charged at once.
+    PaymentMethodId(async_graphql::ID),
+    /// Electronic bank transfer: the order waits for the funds (30 days at most).
+    BankTransfer(BankTransferInput),
+}
+
+#[derive(Debug, Clone, async_graphql::InputObject)]
+pub struct PurchaseInput {
+    /// `ACTION_PACK`, `SILVER` or `GOLD`.
+    pub offer_id: String,
+    /// The same key with the same input returns the first result; with other input, CONFLICT.
+    pub idempotency_key: String,
+    /// The version of the offer terms the buyer accepted (the offer's `termsVersion`).
+    pub accept_terms_version: String,
+    pub payment: PaymentInput,
+    /// Competency packages: the competencies to bind (each qualified at the package's level).
+    /// Default: every competency the partner is qualified for at that level.
+    pub competencies: Option<Vec<String>>,
+}
+
+/// What a bank-transfer order keeps about the transfer (column `orders.bank_transfer`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BankTransferDetails {
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub contact_email: String,
+    /// The payment reference an operator recorded when confirming the funds.
+    pub reference: Option<String>,
+}
+
+impl Order {
+    pub fn bank_details(&self) -> Option<BankTransferDetails> {
+        self.bank_transfer
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}
+
+pub fn idempotency_key(raw: &str) -> AppResult<String> {
+    let key = raw.trim();
+    if key.is_empty() || key.len() > 200 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(AppError::bad_input(
+            "idempotencyKey",
+            "give an idempotency key of 1 to 200 visible ASCII characters",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+pub fn request_hash(input: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(input.to_string().as_bytes()))
+}
+
+/// The order stored under this key, if the input matches; CONFLICT if it does not.
+pub async fn replay(
+    conn: &mut PgConn,
+    partner_id: Uuid,
+    key: &str,
+    hash: &str,
+) -> AppResult<Option<Order>> {
+    let existing: Option<Order> = orders::table
+        .filter(orders::partner_id.eq(partner_id))
+        .filter(orders::idempotency_key.eq(key))
+        .select(Order::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    match existing {
+        Some(o) if o.request_hash == hash => Ok(Some(o)),
+        Some(_) => Err(AppError::Conflict(
+            "this idempotency key was already used with different input".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+pub fn new_number() -> String {
+    let id = Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("ORD-{}", &id[..12])
+}
+
+pub(crate) async fn insert(conn: &mut PgConn, order: NewOrder) -> AppResult<Order> {
+    Ok(diesel::insert_into(orders::table)
+        .values(&order)
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+pub(crate) async fn set_paid(
+    conn: &mut PgConn,
+    id: Uuid,
+    charge_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Order> {
+    Ok(diesel::update(orders::table.find(id))
+        .set((
+            orders::status.eq(OrderStatus::Paid),
+            orders::paid_at.eq(now),
+            orders::gateway_charge_id.eq(Some(charge_id).filter(|c| !c.is_empty())),
+            orders::updated_at.eq(Utc::now()),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+pub(crate) async fn set_failed(conn: &mut PgConn, id: Uuid, e: &GatewayError) -> AppResult<Order> {
+    Ok(diesel::update(orders::table.find(id))
+        .set((
+            orders::status.eq(OrderStatus::PaymentFailed),
+            orders::failure_code.eq(e.code()),
+            orders::failure_message.eq(e.message()),
+            orders::updated_at.eq(Utc::now()),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+async fn lock(conn: &mut PgConn, id: Uuid) -> AppResult<Order> {
+    orders::table
+        .find(id)
+        .for_update()
+        .select(Order::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("order"))
+}
+
+/// An order the caller may see (its partner's; operators any).
+pub async fn load_visible(conn: &mut PgConn, principal: &Principal, id: Uuid) -> AppResult<Order> {
+    principal.require(Action::ViewPartner)?;
+    let mut q = orders::table.find(id).select(Order::as_select()).into_boxed();
+    if !principal.is_operator() {
+        q = q.filter(orders::partner_id.eq(principal.scope(None)?));
+    }
+    q.first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("order"))
+}
+
+/// Newest first.
+pub async fn list(
+    conn: &mut PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+    status: Option<OrderStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<Order>> {
+    principal.require(Action::ViewPartner)?;
+    let partner_id = principal.scope(partner_id)?;
+    let mut q = orders::table
+        .filter(orders::partner_id.eq(partner_id))
+        .order(orders::id.desc())
+        .limit(limit)
+        .select(Order::as_select())
+        .into_boxed();
+    if let Some(s) = status {
+        q = q.filter(orders::status.eq(s));
+    }
+    if let Some(b) = before {
+        q = q.filter(orders::id.lt(b));
+    }
+    Ok(q.load(conn).await?)
+}
+
+pub(crate) async fn send_receipt(
+    conn: &mut PgConn,
+    svc: &Services,
+    partner: &Partner,
+    offer: &Offer,
+    order: &Order,
+    invoice: &Invoice,
+) -> AppResult<()> {
+    let to = notify::recipients(conn, partner, false).await?;
+    notify::send(
+        conn,
+        partner,
+        Template::OrderReceipt,
+        &to,
+        notify::base_context(&svc.config, partner, offer),
+        json!({
+            "order_number": order.number,
+            "invoice_number": invoice.number,
+            "total": format_money(order.total_minor, &order.currency),
+            "kind": match order.kind { OrderKind::Purchase => "purchase", OrderKind::Renewal => "renewal" },
+            "period_start": invoice.period_start.date_naive().to_string(),
+            "period_end": invoice.period_end.date_naive().to_string(),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Books the payment of a purchase order: PAID, the subscription's first term, the invoice
+/// and the receipt. Inside the caller's transaction, with the order locked.
+async fn book_payment(
+    conn: &mut PgConn,
+    svc: &Services,
+    order: &Order,
+    charge_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Order> {
+    let order = set_paid(conn, order.id, charge_id, now).await?;
+    actions::cancel_pending(
+        conn,
+        order.id,
+        Some(&[ActionKind::SettleOrder, ActionKind::OrderExpiry]),
+    )
+    .await?;
+    let sub_id = order
+        .subscription_id
+        .ok_or_else(|| AppError::Internal(format!("order {} has no subscription", order.id)))?;
+    let sub = subs::activate(conn, sub_id, now).await?;
+    let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
+    let offer = catalog::offer(conn, &order.offer_id).await?;
+    let period = (sub.term_started_at.unwrap_or(now), sub.anniversary_at.unwrap_or(now));
+    let invoice = invoices::issue(conn, &order, &offer, &partner, period, now).await?;
+    send_receipt(conn, svc, &partner, &offer, &order, &invoice).await?;
+    audit::record(
+        conn,
+        &Actor::system("billing"),
+        Some(order.partner_id),
+        "order.paid",
+        ("order", order.id.to_string()),
+        json!({"number": order.number, "invoice": invoice.number, "total_minor": order.total_minor}),
+    )
+    .await?;
+    Ok(order)
+}
+
+/// A card order that will not be paid: the reserved subscription is released.
+async fn book_failure(conn: &mut PgConn, order: &Order, e: &GatewayError) -> AppResult<Order> {
+    actions::cancel_pending(conn, order.id, Some(&[ActionKind::SettleOrder])).await?;
+    let failed = set_failed(conn, order.id, e).await?;
+    diesel::update(orders::table.find(order.id))
+        .set(orders::subscription_id.eq(None::<Uuid>))
+        .execute(conn)
+        .await?;
+    if let Some(sub_id) = order.subscription_id {
+        diesel::delete(
+            subscriptions::table
+                .find(sub_id)
+                .filter(subscriptions::status.eq(SubscriptionStatus::PendingPayment)),
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(Order {
+        subscription_id: None,
+        ..failed
+    })
+}
+
+fn unique_constraint(e: &diesel::result::Error) -> Option<&str> {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        ) => info.constraint_name(),
+        _ => None,
+    }
+}
+
+/// Buys an offer. Returns the order: PAID (card charged), PAYMENT_FAILED (with the gateway's
+/// code and message), PENDING_PAYMENT (bank transfer), or PROCESSING if an earlier request
+/// with the same key is still under way.
+pub async fn purchase(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    input: PurchaseInput,
+) -> AppResult<Order> {
+    principal.require(Action::Purchase)?;
+    let partner_id = principal.scope(None)?;
+    let key = idempotency_key(&input.idempotency_key)?;
+    let mut competencies_req = input.competencies.clone();
+    if let Some(c) = competencies_req.as_mut() {
+        c.sort();
+        c.dedup();
+    }
+    let payment_json = match &input.payment {
+        PaymentInput::PaymentMethodId(id) => json!({"card": id.as_str()}),
+        PaymentInput::BankTransfer(b) => json!({"bank": [b.contact_name, b.contact_phone, b.contact_email]}),
+    };
+    let hash = request_hash(&json!({
+        "offer": input.offer_id,
+        "terms": input.accept_terms_version,
+        "payment": payment_json,
+        "competencies": competencies_req,
+    }));
+    if let Some(o) = replay(conn, partner_id, &key, &hash).await? {
+        return Ok(o);
+    }
+
+    let offer = catalog::offer(conn, input.offer_id.trim())
+        .await
+        .map_err(|_| AppError::bad_input("offerId", format!("unknown offer `{}`", input.offer_id)))?;
+    if input.accept_terms_version.trim() != offer.terms_version {
+        return Err(AppError::bad_input(
+            "acceptTermsVersion",
+            format!("accept the offer terms, version {}", offer.terms_version),
+        ));
+    }
+    let partner = crate::enrollment::load_partner(conn, partner_id).await?;
+    let quals = catalog::qualifications(conn, partner_id).await?;
+    let live = catalog::live_subscriptions(conn, partner_id).await?;
+    let blockers = catalog::purchase_blockers(
+        &offer,
+        partner.vetting_status,
+        &live.iter().collect::<Vec<_>>(),
+        &quals,
+    );
+    if !blockers.is_empty() {
+        return Err(AppError::NotEligible(blockers));
+    }
+    let competencies = match offer.level {
+        Some(level) => catalog::package_competencies(level, competencies_req.as_deref(), &quals)?,
+        None if competencies_req.as_ref().is_some_and(|c| !c.is_empty()) => {
+            return Err(AppError::bad_input(
+                "competencies",
+                "only competency packages are bound to competencies",
+            ))
+        }
+        None => vec![],
+    };
+    let upgrade = offer.level == Some(CompetencyLevel::Gold)
+        && live
+            .iter()
+            .any(|s| s.offer_id == "SILVER" && s.status.in_good_standing());
+    let q = quote::quote(offer.price_minor, &partner.country, upgrade);
+
+    let (payment_kind, card, bank) = match &input.payment {
+        PaymentInput::PaymentMethodId(id) => {
+            let id = v::uuid_id("payment.paymentMethodId", id.as_str())?;
+            let pm = payment_methods::usable(conn, partner_id, id).await?;
+            (PaymentKind::Card, Some(pm), None)
+        }
+        PaymentInput::BankTransfer(b) => (
+            PaymentKind::BankTransfer,
+            None,
+            Some((
+                v::text("payment.bankTransfer.contactName", &b.contact_name, 200)?,
+                v::phone_e164("payment.bankTransfer.contactPhone", &b.contact_phone)?,
+                v::email("payment.bankTransfer.contactEmail", &b.contact_email)?,
+            )),
+        ),
+    };
+
+    let order_id = Uuid::now_v7();
+    let sub_id = Uuid::now_v7();
+    let placed_by = actor.id.clone();
+    let settle_after = chrono::Duration::from_std(svc.config.billing.settle_after)
+        .unwrap_or(chrono::Duration::minutes(2));
+    let reserved = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
+            let new_sub = NewSubscription {
+                id: sub_id,
+                partner_id,
+                offer_id: offer.id.clone(),
+                status: SubscriptionStatus::PendingPayment,
+                auto_renew: card.is_some(),
+                term: 1,
+                competencies: competencies.clone(),
+                payment_method_id: card.as_ref().map(|c| c.id),
+                upgrade_discount_used: upgrade,
+            };
+            let inserted = diesel::insert_into(subscriptions::table)
+                .values(&new_sub)
+                .execute(conn)
+                .await;
+            if let Err(e) = inserted {
+                return Err(match unique_constraint(&e) {
+                    Some("subscriptions_one_live_per_offer") => AppError::not_eligible(
+                        "ALREADY_OWNED",
+                        "the partner already holds or is buying this offer (one per partner)",
+                    ),
+                    _ => e.into(),
+                });
+            }
+            let order = insert(
+                conn,
+                NewOrder {
+                    id: order_id,
+                    partner_id,
+                    number: new_number(),
+                    kind: OrderKind::Purchase,
+                    offer_id: offer.id.clone(),
+                    subscription_id: Some(sub_id),
+                    term: 1,
+                    status: if card.is_some() {
+                        OrderStatus::Processing
+                    } else {
+                        OrderStatus::PendingPayment
+                    },
+                    payment_kind,
+                    payment_method_id: card.as_ref().map(|c| c.id),
+                    bank_transfer: bank.as_ref().map(|b| {
+                        json!(BankTransferDetails {
+                            contact_name: b.0.clone(),
+                            contact_phone: b.1.clone(),
+                            contact_email: b.2.clone(),
+                            reference: None,
+                        })
+                    }),
+                    currency: offer.currency.clone(),
+                    price_minor: q.price_minor,
+                    discount_minor: q.discount_minor,
+                    tax_rate_bp: q.tax_rate_bp,
+                    tax_minor: q.tax_minor,
+                    total_minor: q.total_minor,
+                    terms_version: Some(offer.terms_version.clone()),
+                    competencies: competencies.clone(),
+                    idempotency_key: key.clone(),
+                    request_hash: hash.clone(),
+                    placed_by: placed_by.clone(),
+                    placed_at: now,
+                    expires_at: bank
+                        .is_some()
+                        .then(|| now + chrono::Duration::days(BANK_TRANSFER_DAYS)),
+                },
+            )
+            .await?;
+            if card.is_some() {
+                actions::schedule(
+                    conn,
+                    partner_id,
+                    ActionKind::SettleOrder,
+                    order.id,
+                    1,
+                    "",
+                    now + settle_after,
+                )
+                .await?;
+            } else {
+                let expires = order.expires_at.unwrap_or(now);
+                actions::schedule(
+                    conn,
+                    partner_id,
+                    ActionKind::OrderExpiry,
+                    order.id,
+                    1,
+                    "",
+                    expires,
+                )
+                .await?;
+                let (name, _, email) = bank.clone().unwrap_or_default();
+                notify::send(
+                    conn,
+                    &partner,
+                    Template::BankTransferInstructions,
+                    std::slice::from_ref(&email),
+                    notify::base_context(&svc.config, &partner, &offer),
+                    json!({
+                        "contact_name": name,
+                        "order_number": order.number,
+                        "total": format_money(order.total_minor, &order.currency),
+                        "expires_on": expires.date_naive().to_string(),
+                    }),
+                )
+                .await?;
+            }
+            audit::record(
+                conn,
+                actor,
+                Some(partner_id),
+                "order.placed",
+                ("order", order.id.to_string()),
+                json!({
+                    "number": order.number,
+                    "offer": offer.id,
+                    "payment": payment_kind,
+                    "terms_version": offer.terms_version,
+                    "total_minor": order.total_minor,
+                    "upgrade_discount": upgrade,
+                }),
+            )
+            .await?;
+            Ok(order)
+        })
+        .await;
+    let order = match reserved {
+        Ok(o) => o,
+        // The same key arrived concurrently: answer with what the winner stored.
+        Err(AppError::Conflict(m)) => {
+            return replay(conn, partner_id, &key, &hash)
+                .await?
+                .ok_or(AppError::Conflict(m))
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(card) = card else {
+        return Ok(order);
+    };
+
+    let result = svc
+        .gateway
+        .charge(
+            &format!("order:{}", order.id),
+            &card.gateway_token,
+            order.total_minor,
+            &order.currency,
+        )
+        .await;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let order = lock(conn, order.id).await?;
+        if order.status != OrderStatus::Processing {
+            return Ok(order); // settled meanwhile
+        }
+        let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
+        match &result {
+            Ok(charge) => book_payment(conn, svc, &order, &charge.id, now).await,
+            Err(e) => book_failure(conn, &order, e).await,
+        }
+    })
+    .await
+}
+
+/// Operators: the funds of a bank-transfer order arrived.
+pub async fn confirm_bank_transfer(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    order_id: Uuid,
+    reference: &str,
+) -> AppResult<Order> {
+    principal.require(Action::Operate)?;
+    let reference = v::text("reference", reference, 200)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let order = lock(conn, order_id).await?;
+        if order.status != OrderStatus::PendingPayment {
+            return Err(AppError::not_eligible(
+                "ORDER_NOT_PENDING",
+                format!("order {} is {}, not waiting for payment", order.number, order.status),
+            ));
+        }
+        let now = crate::clock::now_for(conn, &svc.config, order.partner_id).await?;
+        let mut details = order.bank_details().unwrap_or_default();
+        details.reference = Some(reference.clone());
+        diesel::update(orders::table.find(order.id))
+            .set(orders::bank_transfer.eq(json!(details)))
+            .execute(conn)
+            .await?;
+        let order = book_payment(conn, svc, &order, "", now).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(order.partner_id),
+            "order.bank_transfer_confirmed",
+            ("order", order.id.to_string()),
+            json!({"number": order.number, "reference": reference}),
+        )
+        .await?;
+        Ok(order)
+    })
+    .await
+}
+
+/// The partner cancels a bank-transfer order that is still waiting for its funds.
+pub async fn cancel(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    order_id: Uuid,
+) -> AppResult<Order> {
+    principal.require(Action::Purchase)?;
+    let partner_id = principal.scope(None)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let order = lock(conn, order_id).await?;
+        if order.partner_id != partner_id {
+            return Err(AppError::NotFound("order"));
+        }
+        if order.status != OrderStatus::PendingPayment {
+            return Err(AppError::not_eligible(
+                "ORDER_NOT_PENDING",
+                format!("only orders waiting for payment can be cancelled; this one is {}", order.status),
+            ));
+        }
+        let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
+        let order = close_unpaid(conn, &order, OrderStatus::Cancelled, now).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "order.cancelled",
+            ("order", order.id.to_string()),
+            json!({"number": order.number}),
+        )
+        .await?;
+        Ok(order)
+    })
+    .await
+}
+
+async fn close_unpaid(
+    conn: &mut PgConn,
+    order: &Order,
+    status: OrderStatus,
+    now: DateTime<Utc>,
+) -> AppResult<Order> {
+    actions::cancel_pending(conn, order.id, None).await?;
+    let closed: Order = diesel::update(orders::table.find(order.id))
+        .set((orders::status.eq(status), orders::updated_at.eq(Utc::now())))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?;
+    if let Some(sub_id) = order.subscription_id {
+        let sub_status = if status == OrderStatus::Expired {
+            SubscriptionStatus::OrderExpired
+        } else {
+            SubscriptionStatus::Cancelled
+        };
+        diesel::update(
+            subscriptions::table
+                .find(sub_id)
+                .filter(subscriptions::status.eq(SubscriptionStatus::PendingPayment)),
+        )
+        .set((
+            subscriptions::status.eq(sub_status),
+            subscriptions::ended_at.eq(now),
+            subscriptions::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+    }
+    Ok(closed)
+}
+
+/// Job: a bank-transfer order unpaid after 30 days expires.
+pub(crate) async fn expire(
+    conn: &mut PgConn,
+    svc: &Services,
+    action: &ScheduledAction,
+    now: DateTime<Utc>,
+) -> AppResult<Outcome> {
+    let order = lock(conn, action.subject_id).await?;
+    if order.status != OrderStatus::PendingPayment {
+        return Ok(Outcome::Done(format!("skipped: order is {}", order.status)));
+    }
+    let order = close_unpaid(conn, &order, OrderStatus::Expired, now).await?;
+    let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
+    let offer = catalog::offer(conn, &order.offer_id).await?;
+    let mut to = notify::recipients(conn, &partner, false).await?;
+    if let Some(c) = order.bank_details().map(|b| b.contact_email) {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(&c)) {
+            to.push(c);
+        }
+    }
+    notify::send(
+        conn,
+        &partner,
+        Template::OrderExpired,
+        &to,
+        notify::base_context(&svc.config, &partner, &offer),
+        json!({"order_number": order.number}),
+    )
+    .await?;
+    audit::record(
+        conn,
+        &Actor::system("billing"),
+        Some(order.partner_id),
+        "order.expired",
+        ("order", order.id.to_string()),
+        json!({"number": order.number}),
+    )
+    .await?;
+    Ok(Outcome::Done("expired".into()))
+}
+
+/// Job: finishes a card order whose request died between reserving and booking, from the
+/// gateway's records.
+pub(crate) async fn settle(
+    conn: &mut PgConn,
+    svc: &Services,
+    action: &ScheduledAction,
+    now: DateTime<Utc>,
+) -> AppResult<Outcome> {
+    let order = lock(conn, action.subject_id).await?;
+    if order.status != OrderStatus::Processing {
+        return Ok(Outcome::Done(format!("skipped: order is {}", order.status)));
+    }
+    match svc.gateway.find_charge(&format!("order:{}", order.id)).await {
+        Ok(Some(charge)) => {
+            book_payment(conn, svc, &order, &charge.id, now).await?;
+            Ok(Outcome::Done(format!("settled as paid ({})", charge.id)))
+        }
+        Ok(None) => {
+            book_failure(
+                conn,
+                &order,
+                &GatewayError::Transient("the payment was interrupted; nothing was charged".into()),
+            )
+            .await?;
+            Ok(Outcome::Done("settled as failed: no charge at the gateway".into()))
+        }
+        Err(e) => Ok(Outcome::Retry {
+            at: now + chrono::Duration::minutes(1),
+            error: e.message().to_owned(),
+        }),
+    }
+}
+
+/// Job: pays back a cancelled subscription's order.
+pub(crate) async fn refund(
+    conn: &mut PgConn,
+    svc: &Services,
+    action: &ScheduledAction,
+    now: DateTime<Utc>,
+) -> AppResult<Outcome> {
+    let order = lock(conn, action.subject_id).await?;
+    if order.status != OrderStatus::Paid {
+        return Ok(Outcome::Done(format!("skipped: order is {}", order.status)));
+    }
+    let reference = match &order.gateway_charge_id {
+        Some(charge) => match svc
+            .gateway
+            .refund(&format!("refund:{}", order.id), charge, order.total_minor)
+            .await
+        {
+            Ok(id) => id,
+            Err(GatewayError::Transient(m)) => {
+                return Ok(Outcome::Retry {
+                    at: now + chrono::Duration::minutes(5),
+                    error: m,
+                })
+            }
+            Err(e) => {
+                return Err(AppError::Internal(format!(
+                    "refund of order {} refused by the gateway: {}",
+                    order.number,
+                    e.message()
+                )))
+            }
+        },
+        // Paid by bank transfer: finance pays it back the same way.
+        None => "bank-transfer".to_owned(),
+    };
+    let order: Order = diesel::update(orders::table.find(order.id))
+        .set((
+            orders::status.eq(OrderStatus::Refunded),
+            orders::refunded_minor.eq(order.total_minor),
+            orders::refunded_at.eq(now),
+            orders::updated_at.eq(Utc::now()),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?;
+    let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
+    let offer = catalog::offer(conn, &order.offer_id).await?;
+    let to = notify::recipients(conn, &partner, false).await?;
+    notify::send(
+        conn,
+        &partner,
+        Template::RefundProcessed,
+        &to,
+        notify::base_context(&svc.config, &partner, &offer),
+        json!({
+            "order_number": order.number,
+            "amount": format_money(order.refunded_minor, &order.currency),
+        }),
+    )
+    .await?;
+    audit::record(
+        conn,
+        &Actor::system("billing"),
+        Some(order.partner_id),
+        "order.refunded",
+        ("order", order.id.to_string()),
+        json!({"number": order.number, "amount_minor": order.refunded_minor, "reference": reference}),
+    )
+    .await?;
+    Ok(Outcome::Done(format!("refunded ({reference})")))
+}

@@ -1,0 +1,389 @@
+//! The offer catalog (PRODUCT.md 2.3): offers, their benefit allocations, competencies and
+//! the qualifications operators record. The catalog is data (migration 000002); availability
+//! is a rule over the partner's state.
+
+use chrono::NaiveDate;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::db::models::*;
+use crate::db::prelude::*;
+use crate::db::schema::{competencies, offer_benefits, offers, qualifications, subscriptions};
+use crate::db::PgConn;
+use crate::enums::*;
+use crate::error::{AppError, AppResult, Reason};
+use crate::permissions::{Action, Principal};
+
+pub async fn offers(conn: &mut PgConn) -> AppResult<Vec<Offer>> {
+    Ok(offers::table
+        .order(offers::sort)
+        .select(Offer::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn offer(conn: &mut PgConn, id: &str) -> AppResult<Offer> {
+    offers::table
+        .find(id)
+        .select(Offer::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("offer"))
+}
+
+pub async fn benefits(conn: &mut PgConn, offer_ids: &[String]) -> AppResult<Vec<OfferBenefit>> {
+    Ok(offer_benefits::table
+        .filter(offer_benefits::offer_id.eq_any(offer_ids))
+        .order((offer_benefits::offer_id, offer_benefits::sort))
+        .select(OfferBenefit::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn competencies(conn: &mut PgConn) -> AppResult<Vec<Competency>> {
+    Ok(competencies::table
+        .order(competencies::code)
+        .select(Competency::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn qualifications(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<Qualification>> {
+    Ok(qualifications::table
+        .filter(qualifications::partner_id.eq(partner_id))
+        .order((qualifications::level, qualifications::competency))
+        .select(Qualification::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Operators record that a partner qualified for a competency at a level (on a date).
+/// Recording the same qualification again updates its date.
+pub async fn record_qualification(
+    conn: &mut PgConn,
+    principal: &Principal,
+    actor: &Actor,
+    partner_id: Uuid,
+    competency: &str,
+    level: CompetencyLevel,
+    qualified_on: NaiveDate,
+) -> AppResult<Qualification> {
+    principal.require(Action::Operate)?;
+    let Principal::Operator { operator_id, .. } = principal else {
+        return Err(AppError::Forbidden);
+    };
+    conn.transaction::<_, AppError, _>(async |conn| {
+        crate::enrollment::load_partner(conn, partner_id).await?;
+        let known = competencies::table
+            .find(competency)
+            .select(competencies::code)
+            .first::<String>(conn)
+            .await
+            .optional()?;
+        if known.is_none() {
+            return Err(AppError::bad_input(
+                "competency",
+                format!("unknown competency `{competency}`"),
+            ));
+        }
+        let q: Qualification = diesel::insert_into(qualifications::table)
+            .values(&Qualification {
+                id: Uuid::now_v7(),
+                partner_id,
+                competency: competency.to_owned(),
+                level,
+                qualified_on,
+                recorded_by: *operator_id,
+                created_at: chrono::Utc::now(),
+            })
+            .on_conflict((
+                qualifications::partner_id,
+                qualifications::competency,
+                qualifications::level,
+            ))
+            .do_update()
+            .set(qualifications::qualified_on.eq(qualified_on))
+            .returning(Qualification::as_returning())
+            .get_result(conn)
+            .await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "qualification.recorded",
+            ("qualification", q.id.to_string()),
+            json!({"competency": competency, "level": level, "qualified_on": qualified_on}),
+        )
+        .await?;
+        Ok(q)
+    })
+    .await
+}
+
+/// Why `offer` cannot be bought now by a partner in this state (empty: it can).
+pub fn purchase_blockers(
+    offer: &Offer,
+    vetting: VettingStatus,
+    live: &[&Subscription],
+    qualifications: &[Qualification],
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    if offer.kind == OfferKind::Membership {
+        reasons.push(Reason::new(
+            "INCLUDED_WITH_MEMBERSHIP",
+            "Network membership comes with enrollment; it is not bought",
+        ));
+        return reasons;
+    }
+    if vetting != VettingStatus::Authorized {
+        reasons.push(Reason::new(
+            "NOT_AUTHORIZED",
+            format!("purchases need an authorized partner; vetting is {vetting}"),
+        ));
+    }
+    if let Some(s) = live.iter().find(|s| s.offer_id == offer.id) {
+        reasons.push(if s.status == SubscriptionStatus::PendingPayment {
+            Reason::new(
+                "ORDER_PENDING",
+                "an order for this offer is waiting for payment; cancel it or wait for it to expire",
+            )
+        } else {
+            Reason::new("ALREADY_OWNED", "the partner already holds this offer (one per partner)")
+        });
+    }
+    if let Some(level) = offer.level {
+        if !qualifications.iter().any(|q| q.level == level) {
+            reasons.push(Reason::new(
+                "NO_QUALIFICATION",
+                format!("buying the {level} package needs a qualification for at least one competency at {level}"),
+            ));
+        }
+    }
+    reasons
+}
+
+/// The competencies a package at `level` is bound to: those asked for (each must be
+/// qualified at that level), or all the partner's qualifications at that level.
+pub fn package_competencies(
+    level: CompetencyLevel,
+    requested: Option<&[String]>,
+    qualifications: &[Qualification],
+) -> AppResult<Vec<String>> {
+    let qualified: Vec<&str> = qualifications
+        .iter()
+        .filter(|q| q.level == level)
+        .map(|q| q.competency.as_str())
+        .collect();
+    let mut chosen: Vec<String> = match requested {
+        None => qualified.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            for c in list {
+                if !qualified.contains(&c.as_str()) {
+                    return Err(AppError::not_eligible(
+                        "NO_QUALIFICATION",
+                        format!("the partner is not qualified for {c} at {level}"),
+                    ));
+                }
+            }
+            list.to_vec()
+        }
+    };
+    chosen.sort();
+    chosen.dedup();
+    if chosen.is_empty() {
+        return Err(AppError::not_eligible(
+            "NO_QUALIFICATION",
+            format!("a {level} package needs at least one competency qualified at {level}"),
+        ));
+    }
+    Ok(chosen)
+}
+
+pub async fn live_subscriptions(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<Subscription>> {
+    Ok(subscriptions::table
+        .filter(subscriptions::partner_id.eq(partner_id))
+        .filter(subscriptions::status.eq_any(SubscriptionStatus::LIVE))
+        .select(Subscription::as_select())
+        .load(conn)
+        .await?)
+}
+
+crate::enums::text_enum!(
+    /// The three lists of "Partnership > Offers".
+    OfferSection {
+        /// Offers that can be bought, each with the reasons it cannot be bought right now.
+        Available => "AVAILABLE",
+        /// Held now: active or in the renewal window (and Network membership).
+        Purchased => "PURCHASED",
+        /// Lapsed, cancelled or expired-unpaid subscriptions.
+        Expired => "EXPIRED",
+    }
+);
+
+pub struct Listing {
+    pub offer: Offer,
+    pub section: OfferSection,
+    pub reasons: Vec<Reason>,
+    pub subscription: Option<Subscription>,
+    /// What buying it now would cost (Available only).
+    pub quote: Option<crate::billing::Quote>,
+}
+
+/// The partner's view of the catalog, one section at a time.
+pub async fn listings(
+    conn: &mut PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+    section: OfferSection,
+) -> AppResult<Vec<Listing>> {
+    principal.require(Action::ViewPartner)?;
+    let partner_id = principal.scope(partner_id)?;
+    let partner = crate::enrollment::load_partner(conn, partner_id).await?;
+    let catalog = offers(conn).await?;
+    let subs: Vec<Subscription> = subscriptions::table
+        .filter(subscriptions::partner_id.eq(partner_id))
+        .order(subscriptions::id.desc())
+        .select(Subscription::as_select())
+        .load(conn)
+        .await?;
+    let offer_of = |id: &str| catalog.iter().find(|o| o.id == id).cloned();
+    let mut out = Vec::new();
+    match section {
+        OfferSection::Available => {
+            let quals = qualifications(conn, partner_id).await?;
+            let live: Vec<&Subscription> = subs
+                .iter()
+                .filter(|s| SubscriptionStatus::LIVE.contains(&s.status))
+                .collect();
+            let has_silver = live
+                .iter()
+                .any(|s| s.offer_id == "SILVER" && s.status.in_good_standing());
+            for offer in catalog.iter().filter(|o| o.kind != OfferKind::Membership) {
+                let reasons = purchase_blockers(offer, partner.vetting_status, &live, &quals);
+                let upgrade = offer.level == Some(CompetencyLevel::Gold) && has_silver;
+                out.push(Listing {
+                    quote: Some(crate::billing::quote(offer.price_minor, &partner.country, upgrade)),
+                    offer: offer.clone(),
+                    section,
+                    reasons,
+                    subscription: live.iter().find(|s| s.offer_id == offer.id).map(|s| (*s).clone()),
+                });
+            }
+        }
+        OfferSection::Purchased => {
+            if let Some(network) = catalog.iter().find(|o| o.kind == OfferKind::Membership) {
+                out.push(Listing {
+                    offer: network.clone(),
+                    section,
+                    reasons: vec![],
+                    subscription: None,
+                    quote: None,
+                });
+            }
+            for s in subs.iter().filter(|s| s.status.in_good_standing()) {
+                if let Some(offer) = offer_of(&s.offer_id) {
+                    out.push(Listing { offer, section, reasons: vec![], subscription: Some(s.clone()), quote: None });
+                }
+            }
+        }
+        OfferSection::Expired => {
+            for s in subs.iter().filter(|s| {
+                matches!(
+                    s.status,
+                    SubscriptionStatus::Lapsed | SubscriptionStatus::Cancelled | SubscriptionStatus::OrderExpired
+                )
+            }) {
+                if let Some(offer) = offer_of(&s.offer_id) {
+                    out.push(Listing { offer, section, reasons: vec![], subscription: Some(s.clone()), quote: None });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(id: &str, kind: OfferKind, level: Option<CompetencyLevel>) -> Offer {
+        Offer {
+            id: id.into(),
+            name: id.into(),
+            description: String::new(),
+            kind,
+            level,
+            price_minor: 100,
+            currency: "USD".into(),
+            annual: true,
+            terms_version: "v".into(),
+            sort: 0,
+        }
+    }
+
+    fn qual(level: CompetencyLevel) -> Qualification {
+        Qualification {
+            id: Uuid::nil(),
+            partner_id: Uuid::nil(),
+            competency: "APP_DEVELOPMENT".into(),
+            level,
+            qualified_on: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            recorded_by: Uuid::nil(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn codes(r: Vec<Reason>) -> Vec<String> {
+        r.into_iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn availability_reasons() {
+        let maps = offer("ACTION_PACK", OfferKind::ActionPack, None);
+        assert!(purchase_blockers(&maps, VettingStatus::Authorized, &[], &[]).is_empty());
+        assert_eq!(
+            codes(purchase_blockers(&maps, VettingStatus::Pending, &[], &[])),
+            ["NOT_AUTHORIZED"]
+        );
+        let gold = offer("GOLD", OfferKind::Competency, Some(CompetencyLevel::Gold));
+        assert_eq!(
+            codes(purchase_blockers(
+                &gold,
+                VettingStatus::Authorized,
+                &[],
+                &[qual(CompetencyLevel::Silver)]
+            )),
+            ["NO_QUALIFICATION"]
+        );
+        assert!(purchase_blockers(
+            &gold,
+            VettingStatus::Authorized,
+            &[],
+            &[qual(CompetencyLevel::Gold)]
+        )
+        .is_empty());
+        let network = offer("NETWORK", OfferKind::Membership, None);
+        assert_eq!(
+            codes(purchase_blockers(&network, VettingStatus::Authorized, &[], &[])),
+            ["INCLUDED_WITH_MEMBERSHIP"]
+        );
+    }
+
+    #[test]
+    fn package_competencies_must_be_qualified() {
+        let q = [qual(CompetencyLevel::Silver)];
+        assert_eq!(
+            package_competencies(CompetencyLevel::Silver, None, &q).unwrap(),
+            ["APP_DEVELOPMENT"]
+        );
+        assert!(package_competencies(CompetencyLevel::Gold, None, &q).is_err());
+        assert!(package_competencies(
+            CompetencyLevel::Silver,
+            Some(&["SECURITY".to_string()]),
+            &q
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Time as the domain sees it. Each partner may have a **test clock** (PRODUCT.md 1): its time
+//! runs a fixed offset ahead of the real clock, and operators advance it in non-production
+//! environments so a test can make a year pass. Every lifecycle rule and every due-work sweep
+//! reads the partner's clock through this module. With test clocks disabled (always in
+//! production) the offset is never read and partner time is real time.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::config::Config;
+use crate::db::prelude::*;
+use crate::db::schema::{partners, test_clocks};
+use crate::db::PgConn;
+use crate::error::{AppError, AppResult};
+use crate::permissions::{Action, Principal};
+
+/// The most a single advance may move a clock: enough for multi-year scenarios, small
+/// enough that a typo does not throw a partner into the next century.
+pub const MAX_ADVANCE_SECS: i64 = 5 * 366 * 24 * 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestClock {
+    pub partner_id: Uuid,
+    pub offset_seconds: i64,
+    pub now: DateTime<Utc>,
+}
+
+fn enabled(config: &Config) -> bool {
+    config.enrollment.test_clocks
+}
+
+/// How far the partner's clock runs ahead of real time (zero without a test clock).
+pub async fn offset(conn: &mut PgConn, config: &Config, partner_id: Uuid) -> AppResult<Duration> {
+    if !enabled(config) {
+        return Ok(Duration::zero());
+    }
+    let secs: Option<i64> = test_clocks::table
+        .find(partner_id)
+        .select(test_clocks::offset_seconds)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(Duration::seconds(secs.unwrap_or(0)))
+}
+
+/// "Now" for a partner.
+pub async fn now_for(
+    conn: &mut PgConn,
+    config: &Config,
+    partner_id: Uuid,
+) -> AppResult<DateTime<Utc>> {
+    Ok(Utc::now() + offset(conn, config, partner_id).await?)
+}
+
+fn refuse_when_disabled(config: &Config) -> AppResult<()> {
+    if enabled(config) {
+        Ok(())
+    } else {
+        Err(AppError::not_eligible(
+            "TEST_CLOCKS_DISABLED",
+            "test clocks are disabled in this environment",
+        ))
+    }
+}
+
+pub async fn get(
+    conn: &mut PgConn,
+    config: &Config,
+    principal: &Principal,
+    partner_id: Uuid,
+) -> AppResult<TestClock> {
+    principal.require(Action::Operate)?;
+    refuse_when_disabled(config)?;
+    ensure_partner(conn, partner_id).await?;
+    let offset = offset(conn, config, partner_id).await?;
+    Ok(TestClock {
+        partner_id,
+        offset_seconds: offset.num_seconds(),
+        now: Utc::now() + offset,
+    })
+}
+
+async fn ensure_partner(conn: &mut PgConn, partner_id: Uuid) -> AppResult<()> {
+    partners::table
+        .find(partner_id)
+        .select(partners::id)
+        .first::<Uuid>(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("partner"))?;
+    Ok(())
+}
+
+/// Moves a partner's clock forward by `seconds` (clocks never go back: due work already done
+/// cannot be undone). Returns the clock after the move.
+pub async fn advance(
+    conn: &mut PgConn,
+    config: &Config,
+    principal: &Principal,
+    actor: &Actor,
+    partner_id: Uuid,
+    seconds: i64,
+) -> AppResult<TestClock> {
+    principal.require(Action::Operate)?;
+    refuse_when_disabled(config)?;
+    if seconds <= 0 {
+        return Err(AppError::bad_input(
+            "by",
+            "a test clock only moves forward: give a positive duration",
+        ));
+    }
+    if seconds > MAX_ADVANCE_SECS {
+        return Err(AppError::bad_input(
+            "by",
+            "advance at most five years at a time",
+        ));
+    }
+    conn.transaction::<_, AppError, _>(async |conn| {
+        ensure_partner(conn, partner_id).await?;
+        let offset: i64 = diesel::insert_into(test_clocks::table)
+            .values((
+                test_clocks::partner_id.eq(partner_id),
+                test_clocks::offset_seconds.eq(seconds),
+            ))
+            .on_conflict(test_clocks::partner_id)
+            .do_update()
+            .set((
+                test_clocks::offset_seconds.eq(test_clocks::offset_seconds + seconds),
+                test_clocks::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(test_clocks::offset_seconds)
+            .get_result(conn)
+            .await?;
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "test_clock.advanced",
+            ("partner", partner_id.to_string()),
+            json!({"by_seconds": seconds, "offset_seconds": offset}),
+        )
+        .await?;
+        Ok(TestClock {
+            partner_id,
+            offset_seconds: offset,
+            now: Utc::now() + Duration::seconds(offset),
+        })
+    })
+    .await
+}

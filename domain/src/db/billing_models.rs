@@ -1,0 +1,236 @@
+//! Row structs of the catalog, billing and lifecycle tables (migration 000002).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::schema::*;
+use crate::enums::*;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = competencies)]
+pub struct Competency {
+    pub code: String,
+    pub name: String,
+    pub solution_area: String,
+    pub cloud: bool,
+    pub vs_bonus: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = offers)]
+pub struct Offer {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: OfferKind,
+    pub level: Option<CompetencyLevel>,
+    pub price_minor: i64,
+    pub currency: String,
+    pub annual: bool,
+    pub terms_version: String,
+    pub sort: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = offer_benefits)]
+pub struct OfferBenefit {
+    pub offer_id: String,
+    pub code: String,
+    pub category: BenefitCategory,
+    pub product: String,
+    pub delivery: BenefitDelivery,
+    pub quantity: Option<i32>,
+    pub unit: String,
+    pub bonus_per_competency: i32,
+    pub unlimited_if_cloud: bool,
+    pub requires_competency: Option<String>,
+    pub sort: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = qualifications)]
+pub struct Qualification {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub competency: String,
+    pub level: CompetencyLevel,
+    pub qualified_on: NaiveDate,
+    pub recorded_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payment_methods)]
+pub struct PaymentMethod {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub gateway_token: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+    pub holder_name: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = subscriptions)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub offer_id: String,
+    pub status: SubscriptionStatus,
+    pub auto_renew: bool,
+    pub term: i32,
+    pub competencies: Vec<String>,
+    pub payment_method_id: Option<Uuid>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub term_started_at: Option<DateTime<Utc>>,
+    pub anniversary_at: Option<DateTime<Utc>>,
+    pub upgrade_discount_used: bool,
+    pub upgraded_at: Option<DateTime<Utc>>,
+    pub key_revealed_at: Option<DateTime<Utc>>,
+    pub benefit_activated_at: Option<DateTime<Utc>>,
+    pub renewal_failures: i32,
+    pub last_renewal_error: Option<String>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = subscriptions)]
+pub struct NewSubscription {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub offer_id: String,
+    pub status: SubscriptionStatus,
+    pub auto_renew: bool,
+    pub term: i32,
+    pub competencies: Vec<String>,
+    pub payment_method_id: Option<Uuid>,
+    pub upgrade_discount_used: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = orders)]
+pub struct Order {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub number: String,
+    pub kind: OrderKind,
+    pub offer_id: String,
+    pub subscription_id: Option<Uuid>,
+    pub term: i32,
+    pub status: OrderStatus,
+    pub payment_kind: PaymentKind,
+    pub payment_method_id: Option<Uuid>,
+    pub bank_transfer: Option<serde_json::Value>,
+    pub currency: String,
+    pub price_minor: i64,
+    pub discount_minor: i64,
+    pub tax_rate_bp: i32,
+    pub tax_minor: i64,
+    pub total_minor: i64,
+    pub terms_version: Option<String>,
+    pub competencies: Vec<String>,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub placed_by: String,
+    pub placed_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub gateway_charge_id: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub refunded_minor: i64,
+    pub refunded_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = orders)]
+pub struct NewOrder {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub number: String,
+    pub kind: OrderKind,
+    pub offer_id: String,
+    pub subscription_id: Option<Uuid>,
+    pub term: i32,
+    pub status: OrderStatus,
+    pub payment_kind: PaymentKind,
+    pub payment_method_id: Option<Uuid>,
+    pub bank_transfer: Option<serde_json::Value>,
+    pub currency: String,
+    pub price_minor: i64,
+    pub discount_minor: i64,
+    pub tax_rate_bp: i32,
+    pub tax_minor: i64,
+    pub total_minor: i64,
+    pub terms_version: Option<String>,
+    pub competencies: Vec<String>,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub placed_by: String,
+    pub placed_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invoices)]
+pub struct Invoice {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub order_id: Uuid,
+    pub number: String,
+    pub year: i32,
+    pub seq: i32,
+    pub issued_at: DateTime<Utc>,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub bill_to: serde_json::Value,
+    pub lines: serde_json::Value,
+    pub currency: String,
+    pub subtotal_minor: i64,
+    pub discount_minor: i64,
+    pub tax_rate_bp: i32,
+    pub tax_minor: i64,
+    pub total_minor: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = scheduled_actions)]
+pub struct ScheduledAction {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub kind: ActionKind,
+    pub subject_id: Uuid,
+    pub term: i32,
+    pub tag: String,
+    pub due_at: DateTime<Utc>,
+    pub status: ActionStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub outcome: Option<String>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = scheduled_actions)]
+pub struct NewScheduledAction {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub kind: ActionKind,
+    pub subject_id: Uuid,
+    pub term: i32,
+    pub tag: String,
+    pub due_at: DateTime<Utc>,
+    pub status: ActionStatus,
+}

@@ -1,0 +1,15 @@
+ALTER TABLE service_requests DROP CONSTRAINT service_requests_subscription_fk;
+DROP TABLE sandbox_refunds;
+DROP TABLE sandbox_charges;
+DROP TABLE sandbox_cards;
+DROP TABLE scheduled_actions;
+DROP TABLE invoices;
+DROP TABLE invoice_counters;
+DROP TABLE orders;
+DROP TABLE subscriptions;
+DROP TABLE payment_methods;
+DROP TABLE test_clocks;
+DROP TABLE qualifications;
+DROP TABLE offer_benefits;
+DROP TABLE offers;
+DROP TABLE competencies;
