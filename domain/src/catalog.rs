@@ -201,7 +201,10 @@ pub fn package_competencies(
     Ok(chosen)
 }
 
-pub async fn live_subscriptions(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<Subscription>> {
+pub async fn live_subscriptions(
+    conn: &mut PgConn,
+    partner_id: Uuid,
+) -> AppResult<Vec<Subscription>> {
     Ok(subscriptions::table
         .filter(subscriptions::partner_id.eq(partner_id))
         .filter(subscriptions::status.eq_any(SubscriptionStatus::LIVE))
@@ -264,11 +267,18 @@ pub async fn listings(
                 let reasons = purchase_blockers(offer, partner.vetting_status, &live, &quals);
                 let upgrade = offer.level == Some(CompetencyLevel::Gold) && has_silver;
                 out.push(Listing {
-                    quote: Some(crate::billing::quote(offer.price_minor, &partner.country, upgrade)),
+                    quote: Some(crate::billing::quote(
+                        offer.price_minor,
+                        &partner.country,
+                        upgrade,
+                    )),
                     offer: offer.clone(),
                     section,
                     reasons,
-                    subscription: live.iter().find(|s| s.offer_id == offer.id).map(|s| (*s).clone()),
+                    subscription: live
+                        .iter()
+                        .find(|s| s.offer_id == offer.id)
+                        .map(|s| (*s).clone()),
                 });
             }
         }
@@ -284,7 +294,13 @@ pub async fn listings(
             }
             for s in subs.iter().filter(|s| s.status.in_good_standing()) {
                 if let Some(offer) = offer_of(&s.offer_id) {
-                    out.push(Listing { offer, section, reasons: vec![], subscription: Some(s.clone()), quote: None });
+                    out.push(Listing {
+                        offer,
+                        section,
+                        reasons: vec![],
+                        subscription: Some(s.clone()),
+                        quote: None,
+                    });
                 }
             }
         }
@@ -292,11 +308,19 @@ pub async fn listings(
             for s in subs.iter().filter(|s| {
                 matches!(
                     s.status,
-                    SubscriptionStatus::Lapsed | SubscriptionStatus::Cancelled | SubscriptionStatus::OrderExpired
+                    SubscriptionStatus::Lapsed
+                        | SubscriptionStatus::Cancelled
+                        | SubscriptionStatus::OrderExpired
                 )
             }) {
                 if let Some(offer) = offer_of(&s.offer_id) {
-                    out.push(Listing { offer, section, reasons: vec![], subscription: Some(s.clone()), quote: None });
+                    out.push(Listing {
+                        offer,
+                        section,
+                        reasons: vec![],
+                        subscription: Some(s.clone()),
+                        quote: None,
+                    });
                 }
             }
         }
@@ -366,7 +390,12 @@ mod tests {
         .is_empty());
         let network = offer("NETWORK", OfferKind::Membership, None);
         assert_eq!(
-            codes(purchase_blockers(&network, VettingStatus::Authorized, &[], &[])),
+            codes(purchase_blockers(
+                &network,
+                VettingStatus::Authorized,
+                &[],
+                &[]
+            )),
             ["INCLUDED_WITH_MEMBERSHIP"]
         );
     }
@@ -379,11 +408,9 @@ mod tests {
             ["APP_DEVELOPMENT"]
         );
         assert!(package_competencies(CompetencyLevel::Gold, None, &q).is_err());
-        assert!(package_competencies(
-            CompetencyLevel::Silver,
-            Some(&["SECURITY".to_string()]),
-            &q
-        )
-        .is_err());
+        assert!(
+            package_competencies(CompetencyLevel::Silver, Some(&["SECURITY".to_string()]), &q)
+                .is_err()
+        );
     }
 }

@@ -21,10 +21,9 @@ pub struct ReceivedEmail {
 impl ReceivedEmail {
     pub fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.raw
-            .split("\r\n\r\n")
-            .next()?
-            .split("\r\n")
+        // Unfold continuation lines (long headers are folded onto lines starting with space).
+        let head = self.raw.split("\r\n\r\n").next()?.replace("\r\n ", " ");
+        head.split("\r\n")
             .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
             .map(|l| l[prefix.len()..].trim().to_owned())
     }

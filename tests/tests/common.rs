@@ -87,3 +87,156 @@ pub async fn verification_token(sys: &TestSystem, email: &str, nth: usize) -> St
         .unwrap();
     token_from(&mails[nth - 1].text())
 }
+
+pub const ADD_CARD: &str = r#"mutation Card($card: CardInput!) {
+  addPaymentMethod(card: $card) { id brand last4 }
+}"#;
+
+pub const PURCHASE: &str = r#"mutation Buy($input: PurchaseInput!) {
+  purchaseOffer(input: $input) {
+    id number status kind failureCode failureMessage expiresAt
+    total { amountMinor formatted } tax { amountMinor } discount { amountMinor }
+    subscription { id status autoRenew term activatedAt anniversaryDate }
+    invoice { id number total { amountMinor } }
+  }
+}"#;
+
+pub const SUBSCRIPTION: &str = r#"query Sub($id: ID!) {
+  subscription(id: $id) {
+    id status autoRenew term termStartedAt anniversaryDate renewalFailures lastRenewalError
+    renewalWindow { opensOn lastDay }
+    canRenew { eligible reasons { code at } }
+  }
+}"#;
+
+pub const ADVANCE: &str = r#"mutation Adv($p: ID!, $days: Int!, $seconds: Int!) {
+  advanceTestClock(partnerId: $p, days: $days, seconds: $seconds) { now offsetSeconds }
+}"#;
+
+pub const TEST_CLOCK: &str =
+    r#"query Clock($p: ID!) { testClock(partnerId: $p) { now offsetSeconds } }"#;
+
+pub const SUCCEEDING_CARD: &str = "4242 4242 4242 4242";
+pub const DECLINING_CARD: &str = "4000 0000 0000 0002";
+pub const HARD_DECLINING_CARD: &str = "4100 0000 0000 0019";
+
+/// The worker runs due work quickly in tests; a year of partner time passes by test clock.
+pub const BILLING_ENV: &[(&str, &str)] = &[("AUTO_AUTHORIZE", "true")];
+
+/// Enrolls and verifies a partner (AUTO_AUTHORIZE makes it AUTHORIZED); returns (partner id,
+/// Global admin token). The Global admin is also the primary contact.
+pub async fn authorized_partner(sys: &TestSystem, tag: &str) -> (String, String) {
+    let email = format!("{tag}@{tag}-corp.example");
+    let (pid, token) = enroll(sys, tag, &email, &format!("{tag} Corp")).await;
+    let t = verification_token(sys, &email, 1).await;
+    sys.gql_ok(Some(&token), VERIFY, json!({"token": t})).await;
+    (pid, token)
+}
+
+pub async fn add_card(sys: &TestSystem, token: &str, number: &str) -> String {
+    let d = sys
+        .gql_ok(
+            Some(token),
+            ADD_CARD,
+            json!({"card": {"number": number, "expMonth": 12, "expYear": 2035, "cvc": "123", "holderName": "Ada Lovelace"}}),
+        )
+        .await;
+    d["addPaymentMethod"]["id"].as_str().unwrap().to_owned()
+}
+
+pub fn purchase_input(offer: &str, key: &str, card_id: &str) -> Value {
+    json!({"input": {
+        "offerId": offer, "idempotencyKey": key, "acceptTermsVersion": "2021-06",
+        "payment": {"paymentMethodId": card_id}
+    }})
+}
+
+/// Buys by card and returns the order (asserting it was paid).
+pub async fn buy(sys: &TestSystem, token: &str, offer: &str, card_id: &str) -> Value {
+    let d = sys
+        .gql_ok(
+            Some(token),
+            PURCHASE,
+            purchase_input(offer, &uuid::Uuid::new_v4().to_string(), card_id),
+        )
+        .await;
+    assert_eq!(d["purchaseOffer"]["status"], "PAID", "{d:#}");
+    d["purchaseOffer"].clone()
+}
+
+pub async fn subscription(sys: &TestSystem, token: &str, id: &str) -> Value {
+    sys.gql_ok(Some(token), SUBSCRIPTION, json!({"id": id}))
+        .await["subscription"]
+        .clone()
+}
+
+pub fn parse_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .expect("a date-time")
+        .parse()
+        .expect("RFC 3339 date-time")
+}
+
+/// Moves the partner's clock to `target` (plus real time that passes meanwhile).
+pub async fn advance_to(
+    sys: &TestSystem,
+    op: &str,
+    pid: &str,
+    target: chrono::DateTime<chrono::Utc>,
+) {
+    let now =
+        parse_time(&sys.gql_ok(Some(op), TEST_CLOCK, json!({"p": pid})).await["testClock"]["now"]);
+    let secs = (target - now).num_seconds();
+    assert!(secs > 0, "the clock is already past {target}");
+    sys.gql_ok(
+        Some(op),
+        ADVANCE,
+        json!({"p": pid, "days": 0, "seconds": secs}),
+    )
+    .await;
+}
+
+/// Polls `check` until it returns Some, or fails after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Emails to `to` whose subject contains `needle`.
+pub fn mails_with_subject(
+    sys: &TestSystem,
+    to: &str,
+    needle: &str,
+) -> Vec<gateway_testkit::ReceivedEmail> {
+    sys.smtp
+        .to(to)
+        .into_iter()
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains(needle)))
+        .collect()
+}
+
+/// Rows of a one-column count query against the test database.
+pub async fn count(sys: &TestSystem, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = sys.db.connect().await.unwrap();
+    let rows: Vec<N> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
+    rows[0].n
+}

@@ -3,9 +3,9 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
+use gateway_domain::billing::invoices;
 use gateway_domain::billing::orders::{self, PurchaseInput};
 use gateway_domain::billing::payment_methods::{self, CardInput};
-use gateway_domain::billing::invoices;
 use gateway_domain::catalog::{self, OfferSection};
 use gateway_domain::enums::{CompetencyLevel, OrderStatus};
 use gateway_domain::permissions::Action;
@@ -66,7 +66,10 @@ impl BillingQuery {
     }
 
     /// Saved cards (those who may purchase).
-    async fn payment_methods(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PaymentMethod>> {
+    async fn payment_methods(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<PaymentMethod>> {
         let p = principal(ctx)?;
         p.require(Action::Purchase)?;
         let partner_id = p.scope(None)?;
@@ -223,8 +226,15 @@ impl BillingMutation {
         let order_id = parse_id("orderId", &order_id)?;
         let mut c = conn(ctx).await?;
         Ok(Order(
-            orders::confirm_bank_transfer(&mut c, services(ctx), p, &actor(ctx)?, order_id, &reference)
-                .await?,
+            orders::confirm_bank_transfer(
+                &mut c,
+                services(ctx),
+                p,
+                &actor(ctx)?,
+                order_id,
+                &reference,
+            )
+            .await?,
         ))
     }
 

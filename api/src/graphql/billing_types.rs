@@ -248,9 +248,8 @@ impl Subscription {
     /// Whether "Renew" is available now, and why not.
     async fn can_renew(&self, ctx: &Context<'_>) -> async_graphql::Result<Eligibility> {
         let mut c = conn(ctx).await?;
-        let now =
-            gateway_domain::clock::now_for(&mut c, &services(ctx).config, self.0.partner_id)
-                .await?;
+        let now = gateway_domain::clock::now_for(&mut c, &services(ctx).config, self.0.partner_id)
+            .await?;
         let r = rules::renewal_blockers(self.0.status, self.0.anniversary_at, now);
         Ok(Eligibility {
             eligible: r.is_empty(),
@@ -286,7 +285,10 @@ impl Subscription {
         self.0.upgrade_discount_used
     }
     /// The card automatic renewal charges.
-    async fn payment_method(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<PaymentMethod>> {
+    async fn payment_method(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<PaymentMethod>> {
         let Some(id) = self.0.payment_method_id else {
             return Ok(None);
         };

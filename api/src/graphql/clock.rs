@@ -11,7 +11,11 @@ pub struct ClockQuery;
 
 #[Object]
 impl ClockQuery {
-    async fn test_clock(&self, ctx: &Context<'_>, partner_id: ID) -> async_graphql::Result<TestClock> {
+    async fn test_clock(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: ID,
+    ) -> async_graphql::Result<TestClock> {
         let p = principal(ctx)?;
         let partner_id = parse_id("partnerId", &partner_id)?;
         let mut c = conn(ctx).await?;
@@ -44,8 +48,13 @@ impl ClockMutation {
             .and_then(|d| d.checked_add(seconds))
             .ok_or_else(|| gateway_domain::AppError::bad_input("days", "too large"))?;
         let moved = clock::advance(&mut c, &svc.config, p, &actor(ctx)?, partner_id, by).await?;
-        gateway_domain::lifecycle::actions::dispatch_due(&mut c, &svc.config, Some(partner_id), 1000)
-            .await?;
+        gateway_domain::lifecycle::actions::dispatch_due(
+            &mut c,
+            &svc.config,
+            Some(partner_id),
+            1000,
+        )
+        .await?;
         Ok(moved.into())
     }
 }

@@ -103,8 +103,10 @@ impl ServiceRequestMutation {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
-        Ok(sr::resolve(&mut c, services(ctx), p, &actor(ctx)?, id, &resolution)
-            .await?
-            .into())
+        Ok(
+            sr::resolve(&mut c, services(ctx), p, &actor(ctx)?, id, &resolution)
+                .await?
+                .into(),
+        )
     }
 }

@@ -41,7 +41,9 @@ impl SubscriptionQuery {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
-        Ok(Subscription(subs::load_visible(&mut c, p, id, false).await?))
+        Ok(Subscription(
+            subs::load_visible(&mut c, p, id, false).await?,
+        ))
     }
 
     /// Would cancelling now be refunded? Shown before a cancellation request is made.
@@ -75,6 +77,22 @@ impl SubscriptionMutation {
         let mut c = conn(ctx).await?;
         Ok(Subscription(
             subs::turn_off_auto_renew(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+        ))
+    }
+
+    /// Chooses the saved card that automatic renewal charges.
+    async fn set_subscription_payment_method(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+        payment_method_id: ID,
+    ) -> async_graphql::Result<Subscription> {
+        let p = principal(ctx)?;
+        let id = parse_id("subscriptionId", &subscription_id)?;
+        let pm = parse_id("paymentMethodId", &payment_method_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Subscription(
+            subs::set_payment_method(&mut c, p, &actor(ctx)?, id, pm).await?,
         ))
     }
 

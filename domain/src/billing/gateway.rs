@@ -187,7 +187,9 @@ impl PaymentGateway for SandboxGateway {
             return Err(GatewayError::Invalid("the card has expired".into()));
         }
         if !(3..=4).contains(&card.cvc.len()) || !card.cvc.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(GatewayError::Invalid("the security code is not valid".into()));
+            return Err(GatewayError::Invalid(
+                "the security code is not valid".into(),
+            ));
         }
         let token = format!("tok_sandbox_{}", Uuid::new_v4().simple());
         let last4 = number[number.len() - 4..].to_owned();
@@ -255,9 +257,9 @@ impl PaymentGateway for SandboxGateway {
                     .await
                     .map_err(transient)?;
                 if inserted == 0 {
-                    return find(&mut conn, idempotency_key).await?.ok_or_else(|| {
-                        GatewayError::Transient("sandbox charge vanished".into())
-                    });
+                    return find(&mut conn, idempotency_key)
+                        .await?
+                        .ok_or_else(|| GatewayError::Transient("sandbox charge vanished".into()));
                 }
                 Ok(Charge {
                     id,
@@ -294,7 +296,10 @@ impl PaymentGateway for SandboxGateway {
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             let (charged, refunded): (i64, i64) = sandbox_charges::table
                 .find(charge_id)
-                .select((sandbox_charges::amount_minor, sandbox_charges::refunded_minor))
+                .select((
+                    sandbox_charges::amount_minor,
+                    sandbox_charges::refunded_minor,
+                ))
                 .for_update()
                 .first(conn)
                 .await?;

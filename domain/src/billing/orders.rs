@@ -178,7 +178,10 @@ async fn lock(conn: &mut PgConn, id: Uuid) -> AppResult<Order> {
 /// An order the caller may see (its partner's; operators any).
 pub async fn load_visible(conn: &mut PgConn, principal: &Principal, id: Uuid) -> AppResult<Order> {
     principal.require(Action::ViewPartner)?;
-    let mut q = orders::table.find(id).select(Order::as_select()).into_boxed();
+    let mut q = orders::table
+        .find(id)
+        .select(Order::as_select())
+        .into_boxed();
     if !principal.is_operator() {
         q = q.filter(orders::partner_id.eq(principal.scope(None)?));
     }
@@ -264,7 +267,10 @@ async fn book_payment(
     let sub = subs::activate(conn, sub_id, now).await?;
     let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
     let offer = catalog::offer(conn, &order.offer_id).await?;
-    let period = (sub.term_started_at.unwrap_or(now), sub.anniversary_at.unwrap_or(now));
+    let period = (
+        sub.term_started_at.unwrap_or(now),
+        sub.anniversary_at.unwrap_or(now),
+    );
     let invoice = invoices::issue(conn, &order, &offer, &partner, period, now).await?;
     send_receipt(conn, svc, &partner, &offer, &order, &invoice).await?;
     audit::record(
@@ -332,7 +338,9 @@ pub async fn purchase(
     }
     let payment_json = match &input.payment {
         PaymentInput::PaymentMethodId(id) => json!({"card": id.as_str()}),
-        PaymentInput::BankTransfer(b) => json!({"bank": [b.contact_name, b.contact_phone, b.contact_email]}),
+        PaymentInput::BankTransfer(b) => {
+            json!({"bank": [b.contact_name, b.contact_phone, b.contact_email]})
+        }
     };
     let hash = request_hash(&json!({
         "offer": input.offer_id,
@@ -346,7 +354,9 @@ pub async fn purchase(
 
     let offer = catalog::offer(conn, input.offer_id.trim())
         .await
-        .map_err(|_| AppError::bad_input("offerId", format!("unknown offer `{}`", input.offer_id)))?;
+        .map_err(|_| {
+            AppError::bad_input("offerId", format!("unknown offer `{}`", input.offer_id))
+        })?;
     if input.accept_terms_version.trim() != offer.terms_version {
         return Err(AppError::bad_input(
             "acceptTermsVersion",
@@ -584,7 +594,10 @@ pub async fn confirm_bank_transfer(
         if order.status != OrderStatus::PendingPayment {
             return Err(AppError::not_eligible(
                 "ORDER_NOT_PENDING",
-                format!("order {} is {}, not waiting for payment", order.number, order.status),
+                format!(
+                    "order {} is {}, not waiting for payment",
+                    order.number, order.status
+                ),
             ));
         }
         let now = crate::clock::now_for(conn, &svc.config, order.partner_id).await?;
@@ -627,7 +640,10 @@ pub async fn cancel(
         if order.status != OrderStatus::PendingPayment {
             return Err(AppError::not_eligible(
                 "ORDER_NOT_PENDING",
-                format!("only orders waiting for payment can be cancelled; this one is {}", order.status),
+                format!(
+                    "only orders waiting for payment can be cancelled; this one is {}",
+                    order.status
+                ),
             ));
         }
         let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
@@ -733,7 +749,11 @@ pub(crate) async fn settle(
     if order.status != OrderStatus::Processing {
         return Ok(Outcome::Done(format!("skipped: order is {}", order.status)));
     }
-    match svc.gateway.find_charge(&format!("order:{}", order.id)).await {
+    match svc
+        .gateway
+        .find_charge(&format!("order:{}", order.id))
+        .await
+    {
         Ok(Some(charge)) => {
             book_payment(conn, svc, &order, &charge.id, now).await?;
             Ok(Outcome::Done(format!("settled as paid ({})", charge.id)))
@@ -745,7 +765,9 @@ pub(crate) async fn settle(
                 &GatewayError::Transient("the payment was interrupted; nothing was charged".into()),
             )
             .await?;
-            Ok(Outcome::Done("settled as failed: no charge at the gateway".into()))
+            Ok(Outcome::Done(
+                "settled as failed: no charge at the gateway".into(),
+            ))
         }
         Err(e) => Ok(Outcome::Retry {
             at: now + chrono::Duration::minutes(1),

@@ -88,7 +88,10 @@ pub fn render(inv: &Invoice) -> AppResult<Vec<u8>> {
         }
         let region = b.region.map(|r| format!(", {r}")).unwrap_or_default();
         w.line(
-            &latin(&format!("{} {}{region}, {}", b.postal_code, b.city, b.country)),
+            &latin(&format!(
+                "{} {}{region}, {}",
+                b.postal_code, b.city, b.country
+            )),
             10.0,
             false,
         );
@@ -99,14 +102,23 @@ pub fn render(inv: &Invoice) -> AppResult<Vec<u8>> {
     w.gap(7.0);
     for l in lines_of(inv) {
         w.text(20.0, &latin(&l.description), 9.0, false);
-        w.text(160.0, &format_money(l.amount_minor, &inv.currency), 9.0, false);
+        w.text(
+            160.0,
+            &format_money(l.amount_minor, &inv.currency),
+            9.0,
+            false,
+        );
         w.gap(6.0);
     }
     w.gap(4.0);
     let totals = [
         ("Subtotal", inv.subtotal_minor - inv.discount_minor, false),
         (
-            &*format!("Tax ({}.{:02}%)", inv.tax_rate_bp / 100, inv.tax_rate_bp % 100),
+            &*format!(
+                "Tax ({}.{:02}%)",
+                inv.tax_rate_bp / 100,
+                inv.tax_rate_bp % 100
+            ),
             inv.tax_minor,
             false,
         ),

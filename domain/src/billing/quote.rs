@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn action_pack_in_the_us_has_no_tax() {
         let q = quote(47500, "US", false);
-        assert_eq!((q.discount_minor, q.tax_minor, q.total_minor), (0, 0, 47500));
+        assert_eq!(
+            (q.discount_minor, q.tax_minor, q.total_minor),
+            (0, 0, 47500)
+        );
     }
 
     #[test]

@@ -200,7 +200,9 @@ pub async fn run(conn: &mut PgConn, svc: &Services, action_id: Uuid) -> AppResul
             ActionKind::RenewalCharge => {
                 super::subscriptions::charge_renewal(conn, svc, &action, now).await?
             }
-            ActionKind::Reminder => super::subscriptions::send_reminder(conn, svc, &action, now).await?,
+            ActionKind::Reminder => {
+                super::subscriptions::send_reminder(conn, svc, &action, now).await?
+            }
             ActionKind::EnterRenewalWindow => {
                 super::subscriptions::enter_window(conn, &action).await?
             }

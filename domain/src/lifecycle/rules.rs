@@ -128,7 +128,10 @@ pub struct RefundFacts {
 /// PRODUCT.md 2.5: a refund is due only within 30 days of purchase, when no benefit was
 /// activated, no key was revealed and no upgrade discount was used. Returns every reason that
 /// applies (empty: eligible) and the last moment a refund can be asked for.
-pub fn refund_blockers(f: &RefundFacts, now: DateTime<Utc>) -> (Vec<Reason>, Option<DateTime<Utc>>) {
+pub fn refund_blockers(
+    f: &RefundFacts,
+    now: DateTime<Utc>,
+) -> (Vec<Reason>, Option<DateTime<Utc>>) {
     let mut reasons = Vec::new();
     if !f.status.in_good_standing() {
         reasons.push(Reason::new(
@@ -138,11 +141,17 @@ pub fn refund_blockers(f: &RefundFacts, now: DateTime<Utc>) -> (Vec<Reason>, Opt
     }
     let deadline = f.paid_at.map(|p| p + chrono::Duration::days(REFUND_DAYS));
     match deadline {
-        None => reasons.push(Reason::new("NOT_PAID", "nothing was paid for this subscription")),
+        None => reasons.push(Reason::new(
+            "NOT_PAID",
+            "nothing was paid for this subscription",
+        )),
         Some(d) if now > d => reasons.push(
             Reason::new(
                 "REFUND_PERIOD_ENDED",
-                format!("refunds are possible within {REFUND_DAYS} days of payment; that ended on {}", d.date_naive()),
+                format!(
+                    "refunds are possible within {REFUND_DAYS} days of payment; that ended on {}",
+                    d.date_naive()
+                ),
             )
             .until(d),
         ),
@@ -254,7 +263,10 @@ mod tests {
         let ad = t(2027, 11, 21);
         let (_, last) = renewal_window(ad);
         assert_eq!(lapse_at(ad).date_naive(), last + Days::new(1));
-        assert!(renewal_blockers(SubscriptionStatus::InRenewalWindow, Some(ad), lapse_at(ad))[0].code == "RENEWAL_WINDOW_CLOSED");
+        assert!(
+            renewal_blockers(SubscriptionStatus::InRenewalWindow, Some(ad), lapse_at(ad))[0].code
+                == "RENEWAL_WINDOW_CLOSED"
+        );
     }
 
     #[test]

@@ -365,7 +365,10 @@ pub(crate) async fn charge_renewal(
                 json!({"order": paid.order.number, "term": paid.subscription.term}),
             )
             .await?;
-            return Ok(Outcome::Done(format!("charged, order {}", paid.order.number)));
+            return Ok(Outcome::Done(format!(
+                "charged, order {}",
+                paid.order.number
+            )));
         }
         Err(GatewayError::Transient(m)) if action.attempts + 1 < TRANSIENT_TRIES => {
             let retry = chrono::Duration::from_std(svc.config.billing.transient_retry)
@@ -482,7 +485,10 @@ pub(crate) async fn send_reminder(
         }),
     )
     .await?;
-    Ok(Outcome::Done(format!("reminder {} sent to {n}", action.tag)))
+    Ok(Outcome::Done(format!(
+        "reminder {} sent to {n}",
+        action.tag
+    )))
 }
 
 /// Job: on the AD (auto-renew off), the subscription enters its renewal window.
@@ -492,7 +498,10 @@ pub(crate) async fn enter_window(
 ) -> AppResult<Outcome> {
     let sub = lock(conn, action.subject_id).await?;
     if sub.term != action.term || sub.status != SubscriptionStatus::Active {
-        return Ok(Outcome::Done(format!("skipped: subscription is {}", sub.status)));
+        return Ok(Outcome::Done(format!(
+            "skipped: subscription is {}",
+            sub.status
+        )));
     }
     diesel::update(subscriptions::table.find(sub.id))
         .set((
@@ -610,7 +619,10 @@ pub async fn turn_off_auto_renew(
         if !sub.status.in_good_standing() {
             return Err(AppError::not_eligible(
                 "NOT_ACTIVE",
-                format!("auto-renew applies to active subscriptions; this one is {}", sub.status),
+                format!(
+                    "auto-renew applies to active subscriptions; this one is {}",
+                    sub.status
+                ),
             ));
         }
         if !sub.auto_renew {
@@ -634,6 +646,46 @@ pub async fn turn_off_auto_renew(
             "subscription.auto_renew_off",
             ("subscription", sub.id.to_string()),
             json!({"term": sub.term}),
+        )
+        .await?;
+        Ok(sub)
+    })
+    .await
+}
+
+/// Chooses the saved card automatic renewal charges.
+pub async fn set_payment_method(
+    conn: &mut PgConn,
+    principal: &Principal,
+    actor: &Actor,
+    id: Uuid,
+    payment_method_id: Uuid,
+) -> AppResult<Subscription> {
+    principal.require(Action::Purchase)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let sub = load_visible(conn, principal, id, true).await?;
+        if !sub.status.in_good_standing() {
+            return Err(AppError::not_eligible(
+                "NOT_ACTIVE",
+                format!("this subscription is {}", sub.status),
+            ));
+        }
+        let pm = payment_methods::usable(conn, sub.partner_id, payment_method_id).await?;
+        let sub: Subscription = diesel::update(subscriptions::table.find(sub.id))
+            .set((
+                subscriptions::payment_method_id.eq(pm.id),
+                subscriptions::updated_at.eq(Utc::now()),
+            ))
+            .returning(Subscription::as_returning())
+            .get_result(conn)
+            .await?;
+        audit::record(
+            conn,
+            actor,
+            Some(sub.partner_id),
+            "subscription.payment_method_changed",
+            ("subscription", sub.id.to_string()),
+            json!({"brand": pm.brand, "last4": pm.last4}),
         )
         .await?;
         Ok(sub)
@@ -688,12 +740,25 @@ pub async fn renew(
             let charge_key = renewal_charge_key(sub.id, sub.term);
             match svc
                 .gateway
-                .charge(&charge_key, &pm.gateway_token, q.total_minor, &offer.currency)
+                .charge(
+                    &charge_key,
+                    &pm.gateway_token,
+                    q.total_minor,
+                    &offer.currency,
+                )
                 .await
             {
                 Ok(charge) => {
                     let paid = book_renewal(
-                        conn, svc, &sub, &charge, Some(pm.id), &key, &hash, &placed_by, now,
+                        conn,
+                        svc,
+                        &sub,
+                        &charge,
+                        Some(pm.id),
+                        &key,
+                        &hash,
+                        &placed_by,
+                        now,
                     )
                     .await?;
                     audit::record(
@@ -827,7 +892,10 @@ pub(crate) async fn decide_cancellation(
 ) -> AppResult<String> {
     let sub = lock(conn, sub_id).await?;
     if !sub.status.in_good_standing() {
-        return Ok(format!("No change: the subscription is already {}.", sub.status));
+        return Ok(format!(
+            "No change: the subscription is already {}.",
+            sub.status
+        ));
     }
     let now = crate::clock::now_for(conn, &svc.config, sub.partner_id).await?;
     let e = refund_eligibility_of(conn, svc, &sub).await?;
