@@ -135,7 +135,7 @@ pub fn luhn_ok(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A local gateway whose books live in the `sandbox_*` tables, on connections of its own:

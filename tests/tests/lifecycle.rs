@@ -1,0 +1,535 @@
+//! The subscription lifecycle end to end, driven by a partner's test clock: auto-renewal,
+//! reminders, the renewal window, lapse, failing cards, refunds.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use gateway_testkit::system::error_code;
+use gateway_testkit::TestSystem;
+use serde_json::json;
+
+const INVOICES: &str =
+    "{ invoices { edges { node { number total { amountMinor } periodStart periodEnd } } } }";
+
+async fn invoice_count(sys: &TestSystem, token: &str) -> usize {
+    sys.gql_ok(Some(token), INVOICES, json!({})).await["invoices"]["edges"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// Waits until the subscription satisfies `pred`.
+async fn wait_sub(
+    sys: &TestSystem,
+    token: &str,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(30, what, || async {
+        let s = subscription(sys, token, id).await;
+        pred(&s).then_some(s)
+    })
+    .await
+}
+
+/// Gives the pipeline time to do anything it should not (a duplicate email, a second charge).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test]
+async fn auto_renewal_charges_once_and_moves_the_term_by_exactly_one_year() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "renew").await;
+    let op = operator_token(&sys).await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = wait_sub(&sys, &ga, &sub_id, "the renewal", |s| s["term"] == 2).await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(s["autoRenew"], true);
+    assert_eq!(
+        parse_time(&s["termStartedAt"]),
+        ad,
+        "the new term starts at the old AD"
+    );
+    assert_eq!(
+        parse_time(&s["anniversaryDate"]),
+        ad.checked_add_months(chrono::Months::new(12)).unwrap()
+    );
+    settle().await;
+    assert_eq!(invoice_count(&sys, &ga).await, 2);
+    let renewal_key = format!("renewal:{sub_id}:1");
+    assert_eq!(
+        count(
+            &sys,
+            &format!(
+                "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key = '{renewal_key}'"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
+        2
+    );
+
+    // Running the same renewal job again changes nothing: the action is done.
+    let action: i64 = count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{sub_id}' AND kind = 'RENEWAL_CHARGE' AND term = 1 AND status = 'DONE'")).await;
+    assert_eq!(action, 1);
+    count(&sys, &format!(
+        "WITH a AS (SELECT id FROM scheduled_actions WHERE subject_id = '{sub_id}' AND kind = 'RENEWAL_CHARGE' AND term = 1)
+         INSERT INTO outbox (queue, payload) SELECT 'renewal', jsonb_build_object('v', 1, 'action_id', a.id) FROM a
+         RETURNING 1::bigint AS n"
+    ))
+    .await;
+    // Even the gateway, asked again with the term's key, returns the first charge.
+    settle().await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM outbox WHERE dispatched_at IS NULL"
+        )
+        .await,
+        0,
+        "the duplicate job ran"
+    );
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
+        2
+    );
+    assert_eq!(invoice_count(&sys, &ga).await, 2);
+    let s = subscription(&sys, &ga, &sub_id).await;
+    assert_eq!(s["term"], 2);
+    // Two receipts, one per paid order.
+    eventually(30, "two receipts", || async {
+        (mails_with_subject(&sys, "renew@renew-corp.example", "Receipt").len() == 2).then_some(())
+    })
+    .await;
+    settle().await;
+    assert_eq!(
+        mails_with_subject(&sys, "renew@renew-corp.example", "Receipt").len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn with_auto_renew_off_reminders_come_once_each_and_renewal_is_only_inside_the_window() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "remind").await;
+    let email = "remind@remind-corp.example";
+    let op = operator_token(&sys).await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+    let off = sys
+        .gql_ok(
+            Some(&ga),
+            "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
+            json!({"id": sub_id}),
+        )
+        .await;
+    assert_eq!(off["turnOffAutoRenew"]["autoRenew"], false);
+
+    let reminders = |n: usize| {
+        let sys = &sys;
+        async move {
+            eventually(30, &format!("reminder {n}"), || async {
+                let got = mails_with_subject(sys, email, "anniversary").len()
+                    + mails_with_subject(sys, email, "Renew Microsoft Action Pack by").len();
+                (got >= n).then_some(got)
+            })
+            .await;
+            settle().await;
+            let got = mails_with_subject(sys, email, "anniversary").len()
+                + mails_with_subject(sys, email, "Renew Microsoft Action Pack by").len();
+            assert_eq!(got, n, "exactly {n} reminders by now");
+        }
+    };
+    for (days, n) in [(-30, 1), (-15, 2), (-1, 3)] {
+        advance_to(
+            &sys,
+            &op,
+            &pid,
+            ad + chrono::Duration::days(days) + chrono::Duration::hours(1),
+        )
+        .await;
+        reminders(n).await;
+    }
+    // Not inside the window yet: refused with the date it opens.
+    let renew = json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "renew-1", "paymentMethodId": card}});
+    const RENEW: &str = "mutation($input: RenewInput!) { renewSubscription(input: $input) { status total { amountMinor } subscription { term autoRenew anniversaryDate } } }";
+    let r = sys.gql(Some(&ga), RENEW, renew.clone()).await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+    let reason = &r["errors"][0]["extensions"]["reasons"][0];
+    assert_eq!(reason["code"], "RENEWAL_WINDOW_NOT_OPEN");
+    let opens = (ad.date_naive() + chrono::Days::new(1)).to_string();
+    assert_eq!(reason["at"], opens.as_str());
+
+    // AD: the window state; AD+1: the reminder, and "Renew" works.
+    advance_to(
+        &sys,
+        &op,
+        &pid,
+        ad + chrono::Duration::days(1) + chrono::Duration::hours(1),
+    )
+    .await;
+    reminders(4).await;
+    let s = wait_sub(&sys, &ga, &sub_id, "the renewal window", |s| {
+        s["status"] == "IN_RENEWAL_WINDOW"
+    })
+    .await;
+    assert_eq!(s["canRenew"]["eligible"], true);
+    let r = sys.gql_ok(Some(&ga), RENEW, renew.clone()).await;
+    let o = &r["renewSubscription"];
+    assert_eq!(o["status"], "PAID");
+    assert_eq!(o["subscription"]["term"], 2);
+    assert_eq!(
+        o["subscription"]["autoRenew"], true,
+        "a manual renewal turns auto-renew on"
+    );
+    assert_eq!(
+        parse_time(&o["subscription"]["anniversaryDate"]),
+        ad.checked_add_months(chrono::Months::new(12)).unwrap(),
+        "counted from the old anniversary date, not the payment date"
+    );
+    // The same renewal sent again: the same order, no second charge.
+    let again = sys.gql_ok(Some(&ga), RENEW, renew).await;
+    assert_eq!(again["renewSubscription"]["subscription"]["term"], 2);
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
+        2
+    );
+    // Past the old term's AD+23 nothing more arrives: that reminder belonged to term 1.
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::days(24)).await;
+    settle().await;
+    reminders(4).await;
+}
+
+#[tokio::test]
+async fn not_renewed_by_ad_plus_30_it_lapses_and_the_offer_is_available_again() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "lapse").await;
+    let email = "lapse@lapse-corp.example";
+    let op = operator_token(&sys).await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
+        json!({"id": sub_id}),
+    )
+    .await;
+
+    // The last window day: still renewable.
+    let last_day = (ad.date_naive() + chrono::Days::new(30))
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    advance_to(&sys, &op, &pid, last_day).await;
+    let s = wait_sub(&sys, &ga, &sub_id, "the window", |s| {
+        s["status"] == "IN_RENEWAL_WINDOW"
+    })
+    .await;
+    assert_eq!(s["canRenew"]["eligible"], true, "{s:#}");
+    assert_eq!(
+        s["renewalWindow"]["lastDay"],
+        (ad.date_naive() + chrono::Days::new(30)).to_string()
+    );
+    eventually(30, "the AD+23 reminder", || async {
+        (!mails_with_subject(&sys, email, "Renew Microsoft Action Pack by").is_empty())
+            .then_some(())
+    })
+    .await;
+
+    // AD+31: lapsed; benefits revoked; the offer can be bought anew.
+    advance_to(&sys, &op, &pid, last_day + chrono::Duration::days(1)).await;
+    let s = wait_sub(&sys, &ga, &sub_id, "the lapse", |s| s["status"] == "LAPSED").await;
+    assert_eq!(s["canRenew"]["eligible"], false);
+    eventually(30, "the lapse email", || async {
+        (mails_with_subject(&sys, email, "has lapsed").len() == 1).then_some(())
+    })
+    .await;
+    let d = sys
+        .gql_ok(
+            Some(&ga),
+            "{ offers(section: EXPIRED) { offer { id } subscription { id status } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["offers"][0]["subscription"]["id"], sub_id.as_str());
+    let d = sys
+        .gql_ok(
+            Some(&ga),
+            "{ offers(section: AVAILABLE) { offer { id } purchasable } }",
+            json!({}),
+        )
+        .await;
+    let maps = d["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["offer"]["id"] == "ACTION_PACK")
+        .unwrap()
+        .clone();
+    assert_eq!(maps["purchasable"], true);
+    let again = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    assert_ne!(again["subscription"]["id"], sub_id.as_str());
+}
+
+#[tokio::test]
+async fn a_declining_card_is_retried_on_schedule_with_an_email_each_time() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "retry").await;
+    let email = "retry@retry-corp.example";
+    let op = operator_token(&sys).await;
+    let good = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &good).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+    let bad = add_card(&sys, &ga, DECLINING_CARD).await;
+    sys.gql_ok(Some(&ga), "mutation($s: ID!, $p: ID!) { setSubscriptionPaymentMethod(subscriptionId: $s, paymentMethodId: $p) { id } }", json!({"s": sub_id, "p": bad})).await;
+
+    let failures = |n: usize| {
+        let sys = &sys;
+        async move {
+            let mails = eventually(30, &format!("failure email {n}"), || async {
+                let m = mails_with_subject(sys, email, "renewal of Microsoft Action Pack failed");
+                (m.len() >= n).then_some(m)
+            })
+            .await;
+            settle().await;
+            let m = mails_with_subject(sys, email, "renewal of Microsoft Action Pack failed");
+            assert_eq!(m.len(), n, "exactly {n} failure emails");
+            mails[n - 1].text()
+        }
+    };
+    // Attempt 1 on the AD, then AD+1, +3, +7, +14, +21, +28; none after.
+    let schedule = [0i64, 1, 3, 7, 14, 21, 28];
+    for (i, day) in schedule.iter().enumerate() {
+        advance_to(
+            &sys,
+            &op,
+            &pid,
+            ad + chrono::Duration::days(*day) + chrono::Duration::hours(1),
+        )
+        .await;
+        let text = failures(i + 1).await;
+        match schedule.get(i + 1) {
+            Some(next) => {
+                let next_day = (ad + chrono::Duration::days(*next))
+                    .date_naive()
+                    .to_string();
+                assert!(text.contains(&format!("try again on {next_day}")), "{text}");
+            }
+            None => assert!(text.contains("will not try this card again"), "{text}"),
+        }
+    }
+    let s = subscription(&sys, &ga, &sub_id).await;
+    assert_eq!(
+        s["status"], "IN_RENEWAL_WINDOW",
+        "benefits keep working in the window"
+    );
+    assert_eq!(s["renewalFailures"], 7);
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
+        1,
+        "only the purchase was charged"
+    );
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::days(32)).await;
+    wait_sub(&sys, &ga, &sub_id, "the lapse", |s| s["status"] == "LAPSED").await;
+    settle().await;
+    failures(7).await;
+}
+
+#[tokio::test]
+async fn a_hard_decline_stops_retries_and_turns_auto_renew_off() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "hard").await;
+    let email = "hard@hard-corp.example";
+    let op = operator_token(&sys).await;
+    let good = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &good).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+    let lost = add_card(&sys, &ga, HARD_DECLINING_CARD).await;
+    sys.gql_ok(Some(&ga), "mutation($s: ID!, $p: ID!) { setSubscriptionPaymentMethod(subscriptionId: $s, paymentMethodId: $p) { id } }", json!({"s": sub_id, "p": lost})).await;
+
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = wait_sub(&sys, &ga, &sub_id, "the failure", |s| {
+        s["renewalFailures"] == 1
+    })
+    .await;
+    assert_eq!(s["autoRenew"], false);
+    assert_eq!(s["status"], "IN_RENEWAL_WINDOW");
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::days(8)).await;
+    // The AD+1 reminder of a manual renewal arrives; no further charge attempt does.
+    eventually(30, "the AD+1 reminder", || async {
+        (mails_with_subject(&sys, email, "Renew Microsoft Action Pack by").len() == 1).then_some(())
+    })
+    .await;
+    settle().await;
+    assert_eq!(mails_with_subject(&sys, email, "failed").len(), 1);
+    assert_eq!(subscription(&sys, &ga, &sub_id).await["renewalFailures"], 1);
+}
+
+const REFUND: &str = "query($id: ID!) { refundEligibility(subscriptionId: $id) { eligible reasons { code } deadline amount { amountMinor } } }";
+const OPEN_BILLING: &str = r#"mutation($id: ID!) { createServiceRequest(input: {kind: BILLING, title: "Cancel Action Pack", description: "Please cancel and refund", severity: MINIMAL, subscriptionId: $id}) { id } }"#;
+const RESOLVE: &str = r#"mutation($id: ID!) { resolveServiceRequest(id: $id, resolution: "Handled by billing") { status notes { body } } }"#;
+
+#[tokio::test]
+async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_the_reason() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+
+    // Within 30 days: eligible, shown in advance; resolving refunds and cancels.
+    let (_, ga) = authorized_partner(&sys, "refund").await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let e = sys.gql_ok(Some(&ga), REFUND, json!({"id": sub_id})).await;
+    assert_eq!(e["refundEligibility"]["eligible"], true, "{e:#}");
+    assert_eq!(e["refundEligibility"]["amount"]["amountMinor"], 47500);
+    let sr = sys
+        .gql_ok(Some(&ga), OPEN_BILLING, json!({"id": sub_id}))
+        .await["createServiceRequest"]["id"]
+        .clone();
+    let done = sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr})).await;
+    let note = done["resolveServiceRequest"]["notes"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(note.contains("refund of USD 475.00"), "{note}");
+    let s = subscription(&sys, &ga, &sub_id).await;
+    assert_eq!(s["status"], "CANCELLED");
+    let order_id = order["id"].as_str().unwrap();
+    eventually(30, "the refund", || async {
+        let o = sys
+            .gql_ok(
+                Some(&ga),
+                "query($id: ID!) { order(id: $id) { status refunded { amountMinor } } }",
+                json!({"id": order_id}),
+            )
+            .await;
+        (o["order"]["status"] == "REFUNDED").then_some(o)
+    })
+    .await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT coalesce(sum(amount_minor), 0)::bigint AS n FROM sandbox_refunds"
+        )
+        .await,
+        47500
+    );
+    eventually(30, "the refund email", || async {
+        (mails_with_subject(&sys, "refund@refund-corp.example", "Refund of USD 475.00").len() == 1)
+            .then_some(())
+    })
+    .await;
+
+    // After 30 days: refused with the reason; resolving turns auto-renew off instead.
+    let (pid2, ga2) = authorized_partner(&sys, "late").await;
+    let card2 = add_card(&sys, &ga2, SUCCEEDING_CARD).await;
+    let order2 = buy(&sys, &ga2, "ACTION_PACK", &card2).await;
+    let sub2 = order2["subscription"]["id"].as_str().unwrap().to_owned();
+    sys.gql_ok(
+        Some(&op),
+        ADVANCE,
+        json!({"p": pid2, "days": 31, "seconds": 0}),
+    )
+    .await;
+    let e = sys.gql_ok(Some(&ga2), REFUND, json!({"id": sub2})).await;
+    assert_eq!(e["refundEligibility"]["eligible"], false);
+    assert_eq!(
+        e["refundEligibility"]["reasons"][0]["code"],
+        "REFUND_PERIOD_ENDED"
+    );
+    let sr2 = sys
+        .gql_ok(Some(&ga2), OPEN_BILLING, json!({"id": sub2}))
+        .await["createServiceRequest"]["id"]
+        .clone();
+    let done = sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr2})).await;
+    let note = done["resolveServiceRequest"]["notes"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(note.contains("Not eligible for a refund"), "{note}");
+    let s = subscription(&sys, &ga2, &sub2).await;
+    assert_eq!(
+        (s["status"].as_str(), s["autoRenew"].as_bool()),
+        (Some("ACTIVE"), Some(false))
+    );
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_refunds").await,
+        1,
+        "only the first partner was refunded"
+    );
+
+    // Only Global admins and MPN partner admins may ask for a cancellation.
+    sys.gql_ok(
+        Some(&ga2),
+        ADD_USER,
+        json!({"email": "m@late-corp.example", "roles": ["ADMIN_AGENT"]}),
+    )
+    .await;
+    let agent = sys.token("late-agent", Some("m@late-corp.example"));
+    let r = sys
+        .gql(Some(&agent), OPEN_BILLING, json!({"id": sub2}))
+        .await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"));
+}
+
+#[tokio::test]
+async fn test_clocks_are_for_operators_only() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "clock").await;
+    let r = sys
+        .gql(
+            Some(&ga),
+            ADVANCE,
+            json!({"p": pid, "days": 1, "seconds": 0}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"));
+    let op = operator_token(&sys).await;
+    let r = sys
+        .gql(
+            Some(&op),
+            ADVANCE,
+            json!({"p": pid, "days": -1, "seconds": 0}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&r),
+        Some("BAD_USER_INPUT"),
+        "clocks only move forward"
+    );
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            ADVANCE,
+            json!({"p": pid, "days": 2, "seconds": 0}),
+        )
+        .await;
+    assert_eq!(d["advanceTestClock"]["offsetSeconds"], 2 * 86_400);
+}
