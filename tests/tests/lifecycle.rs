@@ -533,3 +533,105 @@ async fn test_clocks_are_for_operators_only() {
         .await;
     assert_eq!(d["advanceTestClock"]["offsetSeconds"], 2 * 86_400);
 }
+
+#[tokio::test]
+async fn due_renewals_survive_a_redis_flush() {
+    // The worker is down while three renewals fall due; their jobs are "pushed" and then
+    // Redis forgets them. Postgres still holds the due work: the sweep dispatches it again.
+    let mut sys =
+        TestSystem::start_with(&[("AUTO_AUTHORIZE", "true"), ("REDISPATCH_AFTER_SECS", "1")])
+            .await
+            .unwrap();
+    let op = operator_token(&sys).await;
+    let mut subs = Vec::new();
+    for tag in ["flusha", "flushb", "flushc"] {
+        let (pid, ga) = authorized_partner(&sys, tag).await;
+        let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+        let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+        let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+        subs.push((
+            pid,
+            ga,
+            order["subscription"]["id"].as_str().unwrap().to_owned(),
+            ad,
+        ));
+    }
+    if let Some(mut w) = sys.worker.take() {
+        w.kill().await.unwrap();
+    }
+    for (pid, _, _, ad) in &subs {
+        advance_to(&sys, &op, pid, *ad + chrono::Duration::hours(2)).await;
+    }
+    assert!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM outbox WHERE queue = 'renewal'"
+        )
+        .await
+            >= 3
+    );
+    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}.*", sys.queue_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    count(&sys, "WITH u AS (UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL RETURNING 1) SELECT count(*) AS n FROM u").await;
+
+    sys.start_worker().unwrap();
+    for (_, ga, id, ad) in &subs {
+        let s = wait_sub(&sys, ga, id, "the renewal after the flush", |s| {
+            s["term"] == 2
+        })
+        .await;
+        assert_eq!(
+            parse_time(&s["anniversaryDate"]),
+            ad.checked_add_months(chrono::Months::new(12)).unwrap()
+        );
+    }
+    settle().await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM invoices").await, 6);
+}
+
+#[tokio::test]
+async fn test_clocks_are_refused_where_they_are_disabled() {
+    let sys = TestSystem::start_with(&[("TEST_CLOCKS_ENABLED", "false")])
+        .await
+        .unwrap();
+    let (pid, _) = enroll(
+        &sys,
+        "noclock",
+        "noclock@noclock-corp.example",
+        "NoClock Corp",
+    )
+    .await;
+    let op = operator_token(&sys).await;
+    let r = sys
+        .gql(
+            Some(&op),
+            ADVANCE,
+            json!({"p": pid, "days": 1, "seconds": 0}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"],
+        "TEST_CLOCKS_DISABLED"
+    );
+}

@@ -405,3 +405,127 @@ async fn bank_transfer_orders_wait_expire_after_30_days_or_are_confirmed() {
     // The expiry of a paid order does nothing even if its job ran late.
     assert_eq!(count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{}' AND kind = 'ORDER_EXPIRY' AND status = 'PENDING'", o3["id"].as_str().unwrap())).await, 0);
 }
+
+#[tokio::test]
+async fn silver_needs_a_qualification_and_upgrading_to_gold_takes_25_percent_off() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, ga) = authorized_partner(&sys, "comp").await;
+    let op = operator_token(&sys).await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    const QUALIFY: &str = "mutation($p: ID!, $c: String!, $l: CompetencyLevel!) { recordQualification(partnerId: $p, competency: $c, level: $l, qualifiedOn: \"2026-11-01\") { competency level } }";
+    let r = sys
+        .gql(
+            Some(&ga),
+            QUALIFY,
+            json!({"p": pid, "c": "APP_DEVELOPMENT", "l": "SILVER"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&r),
+        Some("FORBIDDEN"),
+        "operators record qualifications"
+    );
+    let r = sys
+        .gql(
+            Some(&op),
+            QUALIFY,
+            json!({"p": pid, "c": "UNDERWATER_BASKETS", "l": "SILVER"}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"));
+    sys.gql_ok(
+        Some(&op),
+        QUALIFY,
+        json!({"p": pid, "c": "APP_DEVELOPMENT", "l": "SILVER"}),
+    )
+    .await;
+
+    let silver = buy(&sys, &ga, "SILVER", &card).await;
+    assert_eq!(silver["total"]["amountMinor"], 190_000);
+    let d = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { subscription(id: $id) { competencies } }",
+            json!({"id": silver["subscription"]["id"]}),
+        )
+        .await;
+    assert_eq!(
+        d["subscription"]["competencies"],
+        json!(["APP_DEVELOPMENT"])
+    );
+
+    // Gold needs a Gold qualification; with it, and Silver held, the quote shows the discount.
+    let r = sys
+        .gql(Some(&ga), PURCHASE, purchase_input("GOLD", "g-0", &card))
+        .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"], "NO_QUALIFICATION",
+        "{r:#}"
+    );
+    sys.gql_ok(
+        Some(&op),
+        QUALIFY,
+        json!({"p": pid, "c": "APP_DEVELOPMENT", "l": "GOLD"}),
+    )
+    .await;
+    let d = sys.gql_ok(Some(&ga), "{ offers { offer { id } purchasable quote { discount { amountMinor } total { amountMinor } } } }", json!({})).await;
+    let gold = d["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["offer"]["id"] == "GOLD")
+        .unwrap()
+        .clone();
+    assert_eq!(gold["purchasable"], true);
+    assert_eq!(gold["quote"]["discount"]["amountMinor"], 132_500);
+    let order = buy(&sys, &ga, "GOLD", &card).await;
+    assert_eq!(order["discount"]["amountMinor"], 132_500);
+    assert_eq!(order["total"]["amountMinor"], 397_500);
+
+    // The discount ends refund eligibility of both packages, and says so.
+    const REFUND: &str =
+        "query($id: ID!) { refundEligibility(subscriptionId: $id) { eligible reasons { code } } }";
+    let g = sys
+        .gql_ok(
+            Some(&ga),
+            REFUND,
+            json!({"id": order["subscription"]["id"]}),
+        )
+        .await;
+    assert_eq!(
+        g["refundEligibility"]["reasons"][0]["code"],
+        "UPGRADE_DISCOUNT_USED"
+    );
+    let s = sys
+        .gql_ok(
+            Some(&ga),
+            REFUND,
+            json!({"id": silver["subscription"]["id"]}),
+        )
+        .await;
+    assert_eq!(
+        s["refundEligibility"]["reasons"][0]["code"],
+        "UPGRADED_TO_GOLD"
+    );
+
+    // Invoice numbers of the year run without gaps.
+    let d = sys
+        .gql_ok(
+            Some(&ga),
+            "{ invoices { edges { node { number } } } }",
+            json!({}),
+        )
+        .await;
+    let mut numbers: Vec<String> = d["invoices"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["number"].as_str().unwrap().to_owned())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers.len(), 2);
+    assert!(
+        numbers[0].ends_with("-000001") && numbers[1].ends_with("-000002"),
+        "{numbers:?}"
+    );
+}
