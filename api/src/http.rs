@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .max_age(Duration::from_secs(600));
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -186,6 +187,7 @@ async fn graphql_get(
         return Html(
             GraphiQLSource::build()
                 .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
                 .title("Partner benefits gateway")
                 .finish(),
         )
@@ -454,4 +456,51 @@ async fn invoice_pdf(
             .into_response(),
         Err(e) => fail(e),
     }
+}
+
+/// GraphQL subscriptions over WebSocket (graphql-transport-ws, and the older graphql-ws).
+/// The bearer token travels in the `connection_init` payload:
+/// `{"Authorization": "Bearer <token>"}`; without a valid one the connection is closed.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: async_graphql_axum::GraphQLProtocol,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let schema = state.schema.clone();
+            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = ["Authorization", "authorization", "authToken", "token"]
+                        .iter()
+                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                        .map(|t| {
+                            t.trim_start_matches("Bearer ")
+                                .trim_start_matches("bearer ")
+                                .to_owned()
+                        })
+                        .ok_or_else(|| {
+                            async_graphql::Error::new(
+                                "UNAUTHENTICATED: send the bearer token in connection_init",
+                            )
+                        })?;
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        header::AUTHORIZATION,
+                        HeaderValue::from_str(&format!("Bearer {token}"))
+                            .map_err(|_| async_graphql::Error::new("UNAUTHENTICATED"))?,
+                    );
+                    let principal = authenticate(&state, &headers).await.map_err(|e| {
+                        async_graphql::Error::new(format!("{}: {}", e.code(), e.message()))
+                    })?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(RequestCtx {
+                        principal,
+                        request_id: uuid::Uuid::now_v7().to_string(),
+                    });
+                    Ok(data)
+                })
+                .serve()
+        })
 }

@@ -1,5 +1,6 @@
 //! The gateway's api: GraphQL over HTTP (axum + async-graphql). `main.rs` is the CLI.
 
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
@@ -15,10 +16,11 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let verifier = Verifier::from_config(&config.auth).await?;
     let redis = redis::Client::open(config.redis.url.as_str())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-    let schema = graphql::build(gateway_domain::services::Services::new(
-        config.clone(),
-        pool.clone(),
-    ));
+    let events = events::spawn_listener(config.database.url.clone());
+    let schema = graphql::build(
+        gateway_domain::services::Services::new(config.clone(), pool.clone())?,
+        events,
+    );
     Ok(http::router(http::AppState {
         schema,
         config,

@@ -26,6 +26,7 @@ pub struct Config {
     pub enrollment: EnrollmentConfig,
     pub jobs: JobsConfig,
     pub billing: BillingConfig,
+    pub benefits: BenefitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +143,23 @@ pub struct BillingConfig {
     /// tried again this much later (partner time), up to 3 times before it counts as declined
     pub transient_retry: Duration,
 }
+
+#[derive(Debug, Clone)]
+pub struct BenefitsConfig {
+    /// KEY_ENCRYPTION_KEY: base64 of 32 bytes; encrypts product keys at rest (AES-256-GCM).
+    /// Outside production a fixed development key is used when unset; production requires it.
+    pub key_encryption_key: [u8; 32],
+    /// TECHNICAL_ACTIVATION_DELAY_SECS: how long a technical benefit activation takes
+    pub technical_activation_delay: Duration,
+    /// GTM_ACTIVATION_DELAY_SECS: how long a Go-To-Market offer activation takes
+    pub gtm_activation_delay: Duration,
+    /// PROVISIONING = simulated | simulated-failing (the provider of Access and Contract IDs;
+    /// `simulated-failing` makes every activation fail, for tests)
+    pub provisioning_fails: bool,
+}
+
+/// The development key for product keys at rest. Production refuses to run without its own.
+pub const DEV_KEY_ENCRYPTION_KEY: [u8; 32] = *b"dev-only-product-key-encryption!";
 
 /// Reads variables from a map (the process environment in production, a literal map in tests)
 /// and collects every problem instead of stopping at the first.
@@ -343,6 +361,49 @@ impl Config {
             transient_retry: r.secs("RENEWAL_TRANSIENT_RETRY_SECS", 600),
         };
 
+        let key_encryption_key = match r.opt("KEY_ENCRYPTION_KEY") {
+            None => {
+                if prod {
+                    r.errors.push(
+                        "KEY_ENCRYPTION_KEY is required in production (base64 of 32 random bytes)"
+                            .into(),
+                    );
+                }
+                DEV_KEY_ENCRYPTION_KEY
+            }
+            Some(b64) => {
+                use base64::Engine;
+                match base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                {
+                    Some(k) => k,
+                    None => {
+                        r.errors
+                            .push("KEY_ENCRYPTION_KEY must be base64 of exactly 32 bytes".into());
+                        DEV_KEY_ENCRYPTION_KEY
+                    }
+                }
+            }
+        };
+        let provisioning_fails = match r.string("PROVISIONING", "simulated").as_str() {
+            "simulated" => false,
+            "simulated-failing" => true,
+            other => {
+                r.errors.push(format!(
+                    "PROVISIONING must be simulated or simulated-failing, got `{other}`"
+                ));
+                false
+            }
+        };
+        let benefits = BenefitsConfig {
+            key_encryption_key,
+            technical_activation_delay: r.secs("TECHNICAL_ACTIVATION_DELAY_SECS", 2 * 24 * 3600),
+            gtm_activation_delay: r.secs("GTM_ACTIVATION_DELAY_SECS", 3 * 24 * 3600),
+            provisioning_fails,
+        };
+
         if prod {
             if billing.gateway == GatewayKind::Sandbox {
                 r.errors.push(
@@ -387,6 +448,7 @@ impl Config {
                 enrollment,
                 jobs,
                 billing,
+                benefits,
             })
         } else {
             Err(format!(
@@ -439,6 +501,10 @@ pub const VARIABLES: &[&str] = &[
     "PAYMENT_GATEWAY",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",
+    "KEY_ENCRYPTION_KEY",
+    "TECHNICAL_ACTIVATION_DELAY_SECS",
+    "GTM_ACTIVATION_DELAY_SECS",
+    "PROVISIONING",
 ];
 
 #[cfg(test)]
@@ -496,6 +562,7 @@ mod tests {
             "JWT_JWKS_FILE or JWT_JWKS_URL",
             "TEST_CLOCKS_ENABLED",
             "EMAIL_TRANSPORT=smtp",
+            "KEY_ENCRYPTION_KEY is required",
         ] {
             assert!(err.contains(needle), "missing `{needle}` in {err}");
         }
@@ -508,6 +575,10 @@ mod tests {
         vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
         vars.insert("SMTP_URL".into(), "smtp://mail.example:25".into());
         // Every other setting is accepted; what is left is the missing live payment gateway.
+        vars.insert(
+            "KEY_ENCRYPTION_KEY".into(),
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        );
         let err = Config::from_map(&vars).unwrap_err();
         assert_eq!(err.lines().count(), 2, "{err}");
         assert!(err.contains("PAYMENT_GATEWAY=sandbox"), "{err}");

@@ -234,6 +234,27 @@ text_enum!(
         /// Finishes a card order whose request died between reserving and charging.
         SettleOrder => "SETTLE_ORDER",
         Refund => "REFUND",
+        /// Technical benefit or Go-To-Market offer activation reaches its completion time.
+        CompleteActivation => "COMPLETE_ACTIVATION",
+        /// One month's Azure credit.
+        GrantAzureCredit => "GRANT_AZURE_CREDIT",
+    }
+);
+
+text_enum!(EntitlementStatus {
+    Active => "ACTIVE",
+    /// The package lapsed or was cancelled.
+    Revoked => "REVOKED",
+});
+
+text_enum!(
+    /// Technical benefits and Go-To-Market offers: NOT_ACTIVATED → ACTIVATION_PENDING → ACTIVE,
+    /// or FAILED (with a reason; activate again to retry).
+    ActivationState {
+        NotActivated => "NOT_ACTIVATED",
+        ActivationPending => "ACTIVATION_PENDING",
+        Active => "ACTIVE",
+        Failed => "FAILED",
     }
 );
 

@@ -70,11 +70,21 @@ pub fn action_queue(kind: ActionKind) -> &'static str {
         ActionKind::EnterRenewalWindow | ActionKind::Lapse => "lifecycle",
         ActionKind::OrderExpiry | ActionKind::SettleOrder => "order",
         ActionKind::Refund => "refund",
+        ActionKind::CompleteActivation => "activation",
+        ActionKind::GrantAzureCredit => "credit",
     }
 }
 
 /// Queues that carry [`DueAction`] payloads.
-pub const ACTION_QUEUES: &[&str] = &["renewal", "reminder", "lifecycle", "order", "refund"];
+pub const ACTION_QUEUES: &[&str] = &[
+    "renewal",
+    "reminder",
+    "lifecycle",
+    "order",
+    "refund",
+    "activation",
+    "credit",
+];
 
 /// Every queue the worker consumes, for operators' views and for tests that clean up.
 pub const QUEUES: &[&str] = &[
@@ -84,6 +94,8 @@ pub const QUEUES: &[&str] = &[
     "lifecycle",
     "order",
     "refund",
+    "activation",
+    "credit",
 ];
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod benefits;
 pub mod billing;
 pub mod catalog;
 pub mod clock;

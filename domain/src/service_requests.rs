@@ -27,6 +27,9 @@ pub struct CreateServiceRequestInput {
     /// The subscription the request is about. A BILLING request linked to a subscription is a
     /// cancellation request: see `refundEligibility` before making it.
     pub subscription_id: Option<async_graphql::ID>,
+    /// PRESALES_DEPLOYMENT: advisory hours asked for (default 1). Action Pack partners use
+    /// their balance; Silver and Gold partners have unlimited presales help.
+    pub advisory_hours: Option<i32>,
 }
 
 /// Billing requests (cancellations, refunds) need the refund permission; the others any user.
@@ -60,6 +63,14 @@ pub async fn create(
         if let Some(sub) = subscription_id {
             crate::lifecycle::subscriptions::load_visible(conn, principal, sub, false).await?;
         }
+        // Technical and presales requests draw on the partner's support balances.
+        let benefit_id = crate::benefits::usage::consume_for_request(
+            conn,
+            partner_id,
+            input.kind,
+            input.advisory_hours.unwrap_or(1),
+        )
+        .await?;
         let sr: ServiceRequest = diesel::insert_into(service_requests::table)
             .values(&NewServiceRequest {
                 id: Uuid::now_v7(),
@@ -71,7 +82,7 @@ pub async fn create(
                 status: ServiceRequestStatus::Open,
                 product,
                 subscription_id,
-                benefit_id: None,
+                benefit_id,
                 created_by: *user_id,
             })
             .returning(ServiceRequest::as_returning())

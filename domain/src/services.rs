@@ -1,8 +1,9 @@
 //! What domain operations that reach outside Postgres need: the configuration, the pool (for
-//! work on connections of its own) and the payment gateway. Built once per process.
+//! work on connections of its own), the payment gateway and the provisioning provider. Built once per process.
 
 use std::sync::Arc;
 
+use crate::benefits::provisioning::{Provisioner, SimulatedProvisioner};
 use crate::billing::gateway::{PaymentGateway, SandboxGateway};
 use crate::config::{Config, GatewayKind};
 use crate::db::DbPool;
@@ -12,17 +13,27 @@ pub struct Services {
     pub config: Arc<Config>,
     pub pool: DbPool,
     pub gateway: Arc<dyn PaymentGateway>,
+    pub provisioner: Arc<dyn Provisioner>,
 }
 
 impl Services {
-    pub fn new(config: Arc<Config>, pool: DbPool) -> Self {
+    pub fn new(config: Arc<Config>, pool: DbPool) -> anyhow::Result<Self> {
         let gateway: Arc<dyn PaymentGateway> = match config.billing.gateway {
-            GatewayKind::Sandbox => Arc::new(SandboxGateway::new(pool.clone())),
+            // The sandbox stands for a remote service: it gets connections of its own, so a
+            // job holding a pool connection while it charges can never starve it.
+            GatewayKind::Sandbox => Arc::new(SandboxGateway::new(crate::db::pool(
+                &config.database.url,
+                4,
+            )?)),
         };
-        Self {
+        let provisioner: Arc<dyn Provisioner> = Arc::new(SimulatedProvisioner {
+            fail: config.benefits.provisioning_fails,
+        });
+        Ok(Self {
             config,
             pool,
             gateway,
-        }
+            provisioner,
+        })
     }
 }

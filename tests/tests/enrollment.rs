@@ -189,7 +189,7 @@ async fn a_partner_cannot_see_or_touch_another_partners_data() {
     let sr = sys
         .gql_ok(
             Some(&alice),
-            r#"mutation { createServiceRequest(input: {kind: TECHNICAL_SUPPORT, title: "VM won't start", description: "Since Monday", severity: MODERATE}) { id } }"#,
+            r#"mutation { createServiceRequest(input: {kind: OTHER, title: "VM won't start", description: "Since Monday", severity: MODERATE}) { id } }"#,
             json!({}),
         )
         .await;

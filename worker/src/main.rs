@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         config: config.clone(),
         pool: pool.clone(),
         mailer,
-        services: Services::new(config.clone(), pool.clone()),
+        services: Services::new(config.clone(), pool.clone())?,
     });
 
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));

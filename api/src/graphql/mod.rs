@@ -1,9 +1,12 @@
 //! The GraphQL schema: one module per domain area, merged into the roots here.
 
 mod audit;
+mod benefit_types;
+mod benefits;
 mod billing;
 mod billing_types;
 mod clock;
+mod live;
 mod pagination;
 mod partners;
 mod service_requests;
@@ -11,7 +14,7 @@ mod subscriptions;
 mod types;
 mod users;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, Schema};
 use gateway_domain::audit::Actor;
 use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
@@ -29,6 +32,7 @@ pub struct Query(
     billing::BillingQuery,
     subscriptions::SubscriptionQuery,
     clock::ClockQuery,
+    benefits::BenefitQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -39,15 +43,18 @@ pub struct Mutation(
     billing::BillingMutation,
     subscriptions::SubscriptionMutation,
     clock::ClockMutation,
+    benefits::BenefitMutation,
 );
 
-pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+pub type GatewaySchema = Schema<Query, Mutation, live::SubscriptionRoot>;
 
 /// Shared by every request: the pool, the configuration and the domain's services.
 pub struct Shared {
     pub pool: DbPool,
     pub config: Arc<Config>,
     pub services: Services,
+    /// Committed domain events, for GraphQL subscriptions.
+    pub events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
 }
 
 /// Per request: who is calling and the request id that ties audit records to logs.
@@ -57,28 +64,40 @@ pub struct RequestCtx {
     pub request_id: String,
 }
 
-pub fn build(services: Services) -> GatewaySchema {
+pub fn build(
+    services: Services,
+    events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
+) -> GatewaySchema {
     let config = services.config.clone();
     let pool = services.pool.clone();
     let http = &config.http;
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(http.max_depth)
-        .limit_complexity(http.max_complexity)
-        .limit_recursive_depth(64)
-        .limit_directives(20)
-        .data(Shared {
-            pool,
-            config: config.clone(),
-            services,
-        })
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        live::SubscriptionRoot,
+    )
+    .limit_depth(http.max_depth)
+    .limit_complexity(http.max_complexity)
+    .limit_recursive_depth(64)
+    .limit_directives(20)
+    .data(Shared {
+        pool,
+        config: config.clone(),
+        services,
+        events,
+    })
+    .finish()
 }
 
 /// The schema's SDL, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        live::SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }
 
 pub(crate) fn shared<'a>(ctx: &Context<'a>) -> &'a Shared {

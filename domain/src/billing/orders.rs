@@ -264,7 +264,7 @@ async fn book_payment(
     let sub_id = order
         .subscription_id
         .ok_or_else(|| AppError::Internal(format!("order {} has no subscription", order.id)))?;
-    let sub = subs::activate(conn, sub_id, now).await?;
+    let sub = subs::activate(conn, svc, sub_id, now).await?;
     let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
     let offer = catalog::offer(conn, &order.offer_id).await?;
     let period = (

@@ -234,3 +234,78 @@ pub struct NewScheduledAction {
     pub due_at: DateTime<Utc>,
     pub status: ActionStatus,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = entitlements)]
+pub struct Entitlement {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    pub subscription_id: Uuid,
+    pub offer_id: String,
+    pub benefit_code: String,
+    pub category: BenefitCategory,
+    pub delivery: BenefitDelivery,
+    pub product: String,
+    pub unit: String,
+    pub quantity: Option<i32>,
+    pub used: i32,
+    pub term: i32,
+    pub status: EntitlementStatus,
+    pub activation: Option<ActivationState>,
+    pub activation_requested_at: Option<DateTime<Utc>>,
+    pub activation_due_at: Option<DateTime<Utc>>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    pub access_id: Option<String>,
+    pub contract_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = product_keys)]
+pub struct ProductKey {
+    pub id: Uuid,
+    pub entitlement_id: Uuid,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub first_revealed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = benefit_assignments)]
+pub struct BenefitAssignment {
+    pub id: Uuid,
+    pub entitlement_id: Uuid,
+    pub user_id: Uuid,
+    pub assigned_at: DateTime<Utc>,
+    pub assigned_by: Uuid,
+    pub unassigned_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = azure_credit_grants)]
+pub struct AzureCreditGrant {
+    pub id: Uuid,
+    pub entitlement_id: Uuid,
+    pub month_index: i32,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub amount_minor: i64,
+    pub granted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = marketing_contacts)]
+pub struct MarketingContact {
+    pub partner_id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub phone: String,
+    pub language: String,
+    pub updated_at: DateTime<Utc>,
+}

@@ -70,8 +70,9 @@ pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
 /// (diesel's own prelude would bring the blocking `RunQueryDsl` and clash).
 pub mod prelude {
     pub use diesel::{
-        BoolExpressionMethods, ExpressionMethods, NullableExpressionMethods, OptionalExtension,
-        PgArrayExpressionMethods, PgJsonbExpressionMethods, QueryDsl, SelectableHelper,
+        BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
+        OptionalExtension, PgArrayExpressionMethods, PgJsonbExpressionMethods, QueryDsl,
+        SelectableHelper,
     };
     pub use diesel_async::{AsyncConnection, RunQueryDsl};
 }

@@ -372,12 +372,90 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    entitlements (id) {
+        id -> Uuid,
+        partner_id -> Uuid,
+        subscription_id -> Uuid,
+        offer_id -> Text,
+        benefit_code -> Text,
+        category -> Text,
+        delivery -> Text,
+        product -> Text,
+        unit -> Text,
+        quantity -> Nullable<Integer>,
+        used -> Integer,
+        term -> Integer,
+        status -> Text,
+        activation -> Nullable<Text>,
+        activation_requested_at -> Nullable<Timestamptz>,
+        activation_due_at -> Nullable<Timestamptz>,
+        activated_at -> Nullable<Timestamptz>,
+        failure_reason -> Nullable<Text>,
+        access_id -> Nullable<Text>,
+        contract_id -> Nullable<Text>,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    product_keys (id) {
+        id -> Uuid,
+        entitlement_id -> Uuid,
+        nonce -> Bytea,
+        ciphertext -> Bytea,
+        first_revealed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    benefit_assignments (id) {
+        id -> Uuid,
+        entitlement_id -> Uuid,
+        user_id -> Uuid,
+        assigned_at -> Timestamptz,
+        assigned_by -> Uuid,
+        unassigned_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    azure_credit_grants (id) {
+        id -> Uuid,
+        entitlement_id -> Uuid,
+        month_index -> Integer,
+        period_start -> Timestamptz,
+        period_end -> Timestamptz,
+        amount_minor -> BigInt,
+        granted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    marketing_contacts (partner_id) {
+        partner_id -> Uuid,
+        user_id -> Uuid,
+        email -> Text,
+        phone -> Text,
+        language -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(users -> partners (partner_id));
 diesel::joinable!(service_request_notes -> service_requests (service_request_id));
 diesel::joinable!(offer_benefits -> offers (offer_id));
 diesel::joinable!(subscriptions -> offers (offer_id));
 diesel::joinable!(orders -> offers (offer_id));
 diesel::joinable!(invoices -> orders (order_id));
+diesel::joinable!(product_keys -> entitlements (entitlement_id));
+diesel::joinable!(benefit_assignments -> entitlements (entitlement_id));
+diesel::joinable!(azure_credit_grants -> entitlements (entitlement_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     partners,
@@ -404,4 +482,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     sandbox_cards,
     sandbox_charges,
     sandbox_refunds,
+    entitlements,
+    product_keys,
+    benefit_assignments,
+    azure_credit_grants,
+    marketing_contacts,
 );

@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "order_expired",
     "subscription_lapsed",
     "refund_processed",
+    "gtm_instructions",
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,7 @@ pub enum Template {
     OrderExpired,
     SubscriptionLapsed,
     RefundProcessed,
+    GtmInstructions,
 }
 
 impl Template {
@@ -52,6 +54,7 @@ impl Template {
             Template::OrderExpired => "order_expired",
             Template::SubscriptionLapsed => "subscription_lapsed",
             Template::RefundProcessed => "refund_processed",
+            Template::GtmInstructions => "gtm_instructions",
         }
     }
 }

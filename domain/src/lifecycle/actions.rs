@@ -214,6 +214,12 @@ pub async fn run(conn: &mut PgConn, svc: &Services, action_id: Uuid) -> AppResul
                 crate::billing::orders::settle(conn, svc, &action, now).await?
             }
             ActionKind::Refund => crate::billing::orders::refund(conn, svc, &action, now).await?,
+            ActionKind::CompleteActivation => {
+                crate::benefits::usage::complete_activation(conn, svc, &action, now).await?
+            }
+            ActionKind::GrantAzureCredit => {
+                crate::benefits::people::grant_azure_credit(conn, &action, now).await?
+            }
         };
         match outcome {
             Outcome::Done(what) => {

@@ -166,6 +166,7 @@ async fn schedule_manual_renewal(
 /// Starts the first term of a paid purchase.
 pub(crate) async fn activate(
     conn: &mut PgConn,
+    svc: &Services,
     sub_id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<Subscription> {
@@ -200,7 +201,20 @@ pub(crate) async fn activate(
         .await?;
     }
     schedule_term(conn, &sub, now).await?;
+    crate::benefits::grant(conn, svc, &sub, now).await?;
+    changed(conn, &sub).await?;
     Ok(sub)
+}
+
+async fn changed(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
+    crate::benefits::events::notify(
+        conn,
+        &crate::benefits::events::Event::Subscription {
+            partner_id: sub.partner_id,
+            id: sub.id,
+        },
+    )
+    .await
 }
 
 /// A paid renewal: the next term runs from the old anniversary date, auto-renew is on again,
@@ -229,6 +243,8 @@ async fn extend_term(
         .get_result(conn)
         .await?;
     schedule_term(conn, &sub, now).await?;
+    crate::benefits::renew(conn, &sub).await?;
+    changed(conn, &sub).await?;
     Ok(sub)
 }
 
@@ -601,7 +617,8 @@ pub(crate) async fn end(
         ))
         .execute(conn)
         .await?;
-    Ok(())
+    crate::benefits::revoke(conn, sub, now).await?;
+    changed(conn, sub).await
 }
 
 /// Turns automatic renewal off. One-way until the next renewal (a manual renewal turns it on

@@ -1,0 +1,219 @@
+//! GraphQL output types of benefits.
+
+use async_graphql::{Context, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use gateway_domain::benefits::people;
+use gateway_domain::db::models;
+use gateway_domain::db::prelude::*;
+use gateway_domain::db::schema::product_keys;
+use gateway_domain::enums::*;
+use gateway_domain::permissions::Action;
+
+use super::billing_types::{money, Money};
+use super::{conn, principal, services};
+
+#[derive(SimpleObject)]
+pub struct Activation {
+    pub state: ActivationState,
+    pub requested_at: Option<DateTime<Utc>>,
+    /// When the pending activation is expected to complete.
+    pub expected_completion_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// FAILED: why; activate again to retry.
+    pub failure_reason: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct KeyInfo {
+    pub revealed: bool,
+    pub first_revealed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct Assignment {
+    pub user_id: ID,
+    pub email: String,
+    pub assigned_at: DateTime<Utc>,
+    /// Visual Studio seats: from when the seat may go to someone else.
+    pub reassignable_from: Option<DateTime<Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct AzureCredit {
+    pub monthly_amount: Money,
+    /// This month's credit (no roll-over); zero before the first grant.
+    pub balance: Money,
+    pub current_period_end: Option<DateTime<Utc>>,
+    /// Months granted so far.
+    pub months_granted: i32,
+}
+
+pub struct Benefit(pub models::Entitlement);
+
+#[Object]
+impl Benefit {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn category(&self) -> BenefitCategory {
+        self.0.category
+    }
+    async fn delivery(&self) -> BenefitDelivery {
+        self.0.delivery
+    }
+    async fn code(&self) -> &str {
+        &self.0.benefit_code
+    }
+    async fn product(&self) -> &str {
+        &self.0.product
+    }
+    async fn unit(&self) -> &str {
+        &self.0.unit
+    }
+    /// Null: unlimited.
+    async fn quantity(&self) -> Option<i32> {
+        self.0.quantity
+    }
+    /// Consumed this term (incidents, hours) or assigned (seats).
+    async fn used(&self) -> i32 {
+        self.0.used
+    }
+    /// Null: unlimited.
+    async fn remaining(&self) -> Option<i32> {
+        self.0.quantity.map(|q| q - self.0.used)
+    }
+    async fn term(&self) -> i32 {
+        self.0.term
+    }
+    async fn status(&self) -> EntitlementStatus {
+        self.0.status
+    }
+    /// Technical benefits and Go-To-Market offers; null for the others.
+    async fn activation(&self) -> Option<Activation> {
+        self.0.activation.map(|state| Activation {
+            state,
+            requested_at: self.0.activation_requested_at,
+            expected_completion_at: self.0.activation_due_at,
+            completed_at: self.0.activated_at,
+            failure_reason: self.0.failure_reason.clone(),
+        })
+    }
+    /// Active technical benefits: the support contract's Access ID (partner users only;
+    /// null for operators).
+    async fn access_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        Ok(principal(ctx)?
+            .can(Action::ViewSupportIds)
+            .then_some(self.0.access_id.as_deref())
+            .flatten())
+    }
+    async fn contract_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<&str>> {
+        Ok(principal(ctx)?
+            .can(Action::ViewSupportIds)
+            .then_some(self.0.contract_id.as_deref())
+            .flatten())
+    }
+    /// The end of the package's term (Go-To-Market offers expire then).
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    async fn subscription_id(&self) -> ID {
+        ID(self.0.subscription_id.to_string())
+    }
+    async fn offer_id(&self) -> &str {
+        &self.0.offer_id
+    }
+    /// Benefits delivered as keys: whether the key was revealed (the key itself only comes
+    /// from `revealProductKey`).
+    async fn key(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<KeyInfo>> {
+        if !matches!(
+            self.0.delivery,
+            BenefitDelivery::ProductKey | BenefitDelivery::LicenseKey
+        ) {
+            return Ok(None);
+        }
+        let mut c = conn(ctx).await?;
+        let first: Option<Option<DateTime<Utc>>> = product_keys::table
+            .filter(product_keys::entitlement_id.eq(self.0.id))
+            .select(product_keys::first_revealed_at)
+            .first(&mut c)
+            .await
+            .optional()
+            .map_err(gateway_domain::AppError::from)?;
+        Ok(first.map(|f| KeyInfo {
+            revealed: f.is_some(),
+            first_revealed_at: f,
+        }))
+    }
+    /// Visual Studio seats and Azure users assigned now.
+    async fn assignments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Assignment>> {
+        if !matches!(
+            self.0.delivery,
+            BenefitDelivery::Seat | BenefitDelivery::AzureCredit
+        ) {
+            return Ok(vec![]);
+        }
+        let mut c = conn(ctx).await?;
+        let seat = self.0.delivery == BenefitDelivery::Seat;
+        Ok(people::current_assignments(&mut c, &[self.0.id])
+            .await?
+            .into_iter()
+            .map(|(a, email)| Assignment {
+                user_id: ID(a.user_id.to_string()),
+                email,
+                assigned_at: a.assigned_at,
+                reassignable_from: seat.then(|| people::reassignable_from(a.assigned_at)),
+            })
+            .collect())
+    }
+    /// Usage-based Azure credit: this month's balance.
+    async fn azure_credit(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AzureCredit>> {
+        if self.0.delivery != BenefitDelivery::AzureCredit {
+            return Ok(None);
+        }
+        let mut c = conn(ctx).await?;
+        let now = gateway_domain::clock::now_for(&mut c, &services(ctx).config, self.0.partner_id)
+            .await?;
+        let current = people::azure_balance(&mut c, self.0.id, now).await?;
+        let months = people::azure_grants(&mut c, self.0.id).await?.len() as i32;
+        Ok(Some(AzureCredit {
+            monthly_amount: money(people::AZURE_MONTHLY_CREDIT_MINOR, "USD"),
+            balance: money(current.as_ref().map(|g| g.amount_minor).unwrap_or(0), "USD"),
+            current_period_end: current.map(|g| g.period_end),
+            months_granted: months,
+        }))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct RevealedKey {
+    pub key: String,
+    pub product: String,
+    pub instructions: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Download {
+    pub file_name: String,
+    pub url: String,
+}
+
+#[derive(SimpleObject)]
+pub struct MarketingContact {
+    pub user_id: ID,
+    pub email: String,
+    pub phone: String,
+    pub language: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<models::MarketingContact> for MarketingContact {
+    fn from(c: models::MarketingContact) -> Self {
+        Self {
+            user_id: ID(c.user_id.to_string()),
+            email: c.email,
+            phone: c.phone,
+            language: c.language,
+            updated_at: c.updated_at,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Benefits: list, reveal keys, downloads, activation, assignments, marketing contact.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object, ID};
+use gateway_domain::benefits::people::{self, MarketingContactInput};
+use gateway_domain::benefits::usage::{self, OperatingSystem};
+use gateway_domain::benefits::{self as domain};
+use gateway_domain::enums::BenefitCategory;
+use gateway_domain::permissions::Action;
+
+use super::benefit_types::*;
+use super::pagination;
+use super::{actor, conn, opt_id, parse_id, principal, services};
+
+#[derive(Default)]
+pub struct BenefitQuery;
+
+#[Object]
+impl BenefitQuery {
+    /// The partner's benefits, by category, with quantities used and left.
+    async fn benefits(
+        &self,
+        ctx: &Context<'_>,
+        category: Option<BenefitCategory>,
+        partner_id: Option<ID>,
+        #[graphql(default = false)] include_revoked: bool,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Benefit>> {
+        let p = principal(ctx)?;
+        let limit = pagination::page_size(first)?;
+        let before = pagination::decode_cursor(after.as_deref())?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
+        let mut c = conn(ctx).await?;
+        let rows = domain::list(
+            &mut c,
+            p,
+            partner_id,
+            category,
+            include_revoked,
+            before,
+            limit + 1,
+        )
+        .await?;
+        Ok(pagination::connection(
+            rows.into_iter().map(Benefit).collect(),
+            limit,
+            before.is_some(),
+            |b| b.0.id,
+        ))
+    }
+
+    async fn benefit(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Benefit> {
+        let p = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Benefit(domain::load_visible(&mut c, p, id, false).await?))
+    }
+
+    /// Download links of a software benefit for a language (BCP 47) and an OS.
+    async fn software_downloads(
+        &self,
+        ctx: &Context<'_>,
+        benefit_id: ID,
+        language: String,
+        os: OperatingSystem,
+    ) -> async_graphql::Result<Vec<Download>> {
+        let p = principal(ctx)?;
+        let id = parse_id("benefitId", &benefit_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(usage::downloads(&mut c, p, id, &language, os)
+            .await?
+            .into_iter()
+            .map(|d| Download {
+                file_name: d.file_name,
+                url: d.url,
+            })
+            .collect())
+    }
+
+    async fn marketing_contact(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: Option<ID>,
+    ) -> async_graphql::Result<Option<MarketingContact>> {
+        let p = principal(ctx)?;
+        p.require(Action::ViewPartner)?;
+        let partner_id = p.scope(opt_id("partnerId", partner_id.as_ref())?)?;
+        let mut c = conn(ctx).await?;
+        Ok(people::marketing_contact(&mut c, partner_id)
+            .await?
+            .map(Into::into))
+    }
+}
+
+#[derive(Default)]
+pub struct BenefitMutation;
+
+#[Object]
+impl BenefitMutation {
+    /// Reveals a software or license-based cloud key (audited). While a refund is still
+    /// possible, pass `acknowledgeRefundLoss: true`: revealing ends refund eligibility.
+    async fn reveal_product_key(
+        &self,
+        ctx: &Context<'_>,
+        benefit_id: ID,
+        #[graphql(default = false)] acknowledge_refund_loss: bool,
+    ) -> async_graphql::Result<RevealedKey> {
+        let p = principal(ctx)?;
+        let id = parse_id("benefitId", &benefit_id)?;
+        let mut c = conn(ctx).await?;
+        let k = usage::reveal_key(
+            &mut c,
+            services(ctx),
+            p,
+            &actor(ctx)?,
+            id,
+            acknowledge_refund_loss,
+        )
+        .await?;
+        Ok(RevealedKey {
+            key: k.key,
+            product: k.product,
+            instructions: k.instructions,
+        })
+    }
+
+    /// ACTIVATION_PENDING with the expected completion time; ACTIVE with Access ID and
+    /// Contract ID when the provider is done (or FAILED with a reason: activate again).
+    async fn activate_technical_benefit(
+        &self,
+        ctx: &Context<'_>,
+        benefit_id: ID,
+    ) -> async_graphql::Result<Benefit> {
+        let p = principal(ctx)?;
+        let id = parse_id("benefitId", &benefit_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Benefit(
+            usage::activate_technical(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+        ))
+    }
+
+    /// Needs a marketing contact; emails them instructions; ACTIVE after processing.
+    async fn activate_go_to_market_offer(
+        &self,
+        ctx: &Context<'_>,
+        benefit_id: ID,
+    ) -> async_graphql::Result<Benefit> {
+        let p = principal(ctx)?;
+        let id = parse_id("benefitId", &benefit_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Benefit(
+            usage::activate_gtm(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+        ))
+    }
+
+    async fn set_marketing_contact(
+        &self,
+        ctx: &Context<'_>,
+        input: MarketingContactInput,
+    ) -> async_graphql::Result<MarketingContact> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(
+            people::set_marketing_contact(&mut c, p, &actor(ctx)?, input)
+                .await?
+                .into(),
+        )
+    }
+
+    /// Global admins: give a partner user a Visual Studio seat, or move the seat of
+    /// `replaceUserId` to them (90 days or more after that seat was assigned).
+    async fn assign_visual_studio_subscription(
+        &self,
+        ctx: &Context<'_>,
+        benefit_id: ID,
+        user_id: ID,
+        replace_user_id: Option<ID>,
+    ) -> async_graphql::Result<Benefit> {
+        let p = principal(ctx)?;
+        let id = parse_id("benefitId", &benefit_id)?;
+        let user = parse_id("userId", &user_id)?;
+        let replace = opt_id("replaceUserId", replace_user_id.as_ref())?;
+        let mut c = conn(ctx).await?;
+        Ok(Benefit(
+            people::assign_visual_studio(&mut c, services(ctx), p, &actor(ctx)?, id, user, replace)
+                .await?,
+        ))
+    }
+
+    /// Global admins: add a partner user to the usage-based Azure subscription.
+    async fn assign_azure_user(
+        &self,
+        ctx: &Context<'_>,
+        benefit_id: ID,
+        user_id: ID,
+    ) -> async_graphql::Result<Benefit> {
+        let p = principal(ctx)?;
+        let id = parse_id("benefitId", &benefit_id)?;
+        let user = parse_id("userId", &user_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(Benefit(
+            people::assign_azure_user(&mut c, services(ctx), p, &actor(ctx)?, id, user).await?,
+        ))
+    }
+}

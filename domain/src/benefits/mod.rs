@@ -1,0 +1,392 @@
+//! Benefits (PRODUCT.md 2.6): entitlements created from a paid package's allocations, revoked
+//! when it lapses or is cancelled, refreshed on renewal; and what partners do with them.
+
+pub mod events;
+pub mod keys;
+pub mod people;
+pub mod provisioning;
+pub mod usage;
+
+use chrono::{DateTime, Months, Utc};
+use uuid::Uuid;
+
+use crate::catalog;
+use crate::db::models::*;
+use crate::db::prelude::*;
+use crate::db::schema::{competencies, entitlements, product_keys};
+use crate::db::PgConn;
+use crate::enums::*;
+use crate::error::{AppError, AppResult};
+use crate::lifecycle::actions;
+use crate::permissions::{Action, Principal};
+use crate::services::Services;
+use events::Event;
+
+/// Balances that start again with each term.
+fn is_balance(d: BenefitDelivery) -> bool {
+    matches!(
+        d,
+        BenefitDelivery::SupportIncidents
+            | BenefitDelivery::SignatureSupport
+            | BenefitDelivery::AdvisoryHours
+    )
+}
+
+/// Deliveries that go through an activation (technical support contracts, GTM offers).
+fn needs_activation(d: BenefitDelivery) -> bool {
+    matches!(
+        d,
+        BenefitDelivery::SupportIncidents
+            | BenefitDelivery::SignatureSupport
+            | BenefitDelivery::GtmOffer
+    )
+}
+
+/// The quantity a package grants for one allocation, given the competencies it is bound to:
+/// `None` = unlimited; `Some(None)` in the outer option = not granted at all.
+pub fn granted_quantity(
+    b: &OfferBenefit,
+    bound: &[String],
+    cloud: &[String],
+    vs_bonus: &[String],
+) -> Option<Option<i32>> {
+    if let Some(req) = &b.requires_competency {
+        if !bound.contains(req) {
+            return None;
+        }
+    }
+    if b.unlimited_if_cloud && bound.iter().any(|c| cloud.contains(c)) {
+        return Some(None);
+    }
+    let bonus = bound.iter().filter(|c| vs_bonus.contains(c)).count() as i32;
+    Some(b.quantity.map(|q| q + b.bonus_per_competency * bonus))
+}
+
+/// Creates the entitlements of a subscription whose first term just started.
+pub(crate) async fn grant(
+    conn: &mut PgConn,
+    svc: &Services,
+    sub: &Subscription,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let allocations = catalog::benefits(conn, std::slice::from_ref(&sub.offer_id)).await?;
+    let comps: Vec<Competency> = competencies::table
+        .select(Competency::as_select())
+        .load(conn)
+        .await?;
+    let cloud: Vec<String> = comps
+        .iter()
+        .filter(|c| c.cloud)
+        .map(|c| c.code.clone())
+        .collect();
+    let vs_bonus: Vec<String> = comps
+        .iter()
+        .filter(|c| c.vs_bonus)
+        .map(|c| c.code.clone())
+        .collect();
+    let expires = sub.anniversary_at.unwrap_or(now);
+    for b in allocations {
+        let Some(quantity) = granted_quantity(&b, &sub.competencies, &cloud, &vs_bonus) else {
+            continue;
+        };
+        let e = Entitlement {
+            id: Uuid::now_v7(),
+            partner_id: sub.partner_id,
+            subscription_id: sub.id,
+            offer_id: sub.offer_id.clone(),
+            benefit_code: b.code.clone(),
+            category: b.category,
+            delivery: b.delivery,
+            product: b.product.clone(),
+            unit: b.unit.clone(),
+            quantity,
+            used: 0,
+            term: sub.term,
+            status: EntitlementStatus::Active,
+            activation: needs_activation(b.delivery).then_some(ActivationState::NotActivated),
+            activation_requested_at: None,
+            activation_due_at: None,
+            activated_at: None,
+            failure_reason: None,
+            access_id: None,
+            contract_id: None,
+            expires_at: expires,
+            revoked_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let inserted = diesel::insert_into(entitlements::table)
+            .values(&e)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            continue; // granted before (a replayed activation)
+        }
+        if matches!(
+            b.delivery,
+            BenefitDelivery::ProductKey | BenefitDelivery::LicenseKey
+        ) {
+            let (nonce, ciphertext) = keys::encrypt(
+                &svc.config.benefits.key_encryption_key,
+                e.id,
+                &keys::generate(),
+            )?;
+            diesel::insert_into(product_keys::table)
+                .values(&ProductKey {
+                    id: Uuid::now_v7(),
+                    entitlement_id: e.id,
+                    nonce,
+                    ciphertext,
+                    first_revealed_at: None,
+                    created_at: Utc::now(),
+                })
+                .execute(conn)
+                .await?;
+        }
+        if b.delivery == BenefitDelivery::AzureCredit {
+            schedule_azure_credit(conn, &e, sub).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One GRANT_AZURE_CREDIT action per month of the subscription's current term.
+async fn schedule_azure_credit(
+    conn: &mut PgConn,
+    e: &Entitlement,
+    sub: &Subscription,
+) -> AppResult<()> {
+    let (Some(start), Some(end)) = (sub.term_started_at, sub.anniversary_at) else {
+        return Ok(());
+    };
+    for month in 0..12u32 {
+        let due = start
+            .checked_add_months(Months::new(month))
+            .ok_or_else(|| AppError::Internal("date overflow".into()))?;
+        if due >= end {
+            break;
+        }
+        actions::schedule(
+            conn,
+            e.partner_id,
+            ActionKind::GrantAzureCredit,
+            e.id,
+            sub.term,
+            &month.to_string(),
+            due,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A renewal: balances start again, expiry moves to the new AD, monthly credit continues.
+pub(crate) async fn renew(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
+    let list: Vec<Entitlement> = entitlements::table
+        .filter(entitlements::subscription_id.eq(sub.id))
+        .filter(entitlements::status.eq(EntitlementStatus::Active))
+        .select(Entitlement::as_select())
+        .load(conn)
+        .await?;
+    for e in list {
+        let used = if is_balance(e.delivery) { 0 } else { e.used };
+        diesel::update(entitlements::table.find(e.id))
+            .set((
+                entitlements::term.eq(sub.term),
+                entitlements::used.eq(used),
+                entitlements::expires_at.eq(sub.anniversary_at.unwrap_or(e.expires_at)),
+                entitlements::updated_at.eq(Utc::now()),
+            ))
+            .execute(conn)
+            .await?;
+        if e.delivery == BenefitDelivery::AzureCredit {
+            schedule_azure_credit(conn, &e, sub).await?;
+        }
+        events::notify(
+            conn,
+            &Event::Benefit {
+                partner_id: e.partner_id,
+                id: e.id,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Lapse or cancellation: every entitlement of the subscription is revoked, pending
+/// activations and credits are cancelled, seats and users are released.
+pub(crate) async fn revoke(
+    conn: &mut PgConn,
+    sub: &Subscription,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let ids: Vec<Uuid> = diesel::update(
+        entitlements::table
+            .filter(entitlements::subscription_id.eq(sub.id))
+            .filter(entitlements::status.eq(EntitlementStatus::Active)),
+    )
+    .set((
+        entitlements::status.eq(EntitlementStatus::Revoked),
+        entitlements::revoked_at.eq(now),
+        entitlements::updated_at.eq(Utc::now()),
+    ))
+    .returning(entitlements::id)
+    .get_results(conn)
+    .await?;
+    for id in &ids {
+        actions::cancel_pending(conn, *id, None).await?;
+        events::notify(
+            conn,
+            &Event::Benefit {
+                partner_id: sub.partner_id,
+                id: *id,
+            },
+        )
+        .await?;
+    }
+    people::release_all(conn, &ids, now).await?;
+    Ok(())
+}
+
+/// An entitlement the caller may see (its partner's; operators any), optionally locked.
+pub async fn load_visible(
+    conn: &mut PgConn,
+    principal: &Principal,
+    id: Uuid,
+    for_update: bool,
+) -> AppResult<Entitlement> {
+    principal.require(Action::ViewPartner)?;
+    let mut q = entitlements::table
+        .find(id)
+        .select(Entitlement::as_select())
+        .into_boxed();
+    if !principal.is_operator() {
+        q = q.filter(entitlements::partner_id.eq(principal.scope(None)?));
+    }
+    let e = q
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("benefit"))?;
+    if for_update {
+        lock(conn, e.id).await
+    } else {
+        Ok(e)
+    }
+}
+
+pub(crate) async fn lock(conn: &mut PgConn, id: Uuid) -> AppResult<Entitlement> {
+    entitlements::table
+        .find(id)
+        .for_update()
+        .select(Entitlement::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("benefit"))
+}
+
+/// The partner's benefits, newest first; revoked ones only when asked.
+pub async fn list(
+    conn: &mut PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+    category: Option<BenefitCategory>,
+    include_revoked: bool,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<Entitlement>> {
+    principal.require(Action::ViewPartner)?;
+    let partner_id = principal.scope(partner_id)?;
+    let mut q = entitlements::table
+        .filter(entitlements::partner_id.eq(partner_id))
+        .order(entitlements::id.desc())
+        .limit(limit)
+        .select(Entitlement::as_select())
+        .into_boxed();
+    if let Some(c) = category {
+        q = q.filter(entitlements::category.eq(c));
+    }
+    if !include_revoked {
+        q = q.filter(entitlements::status.eq(EntitlementStatus::Active));
+    }
+    if let Some(b) = before {
+        q = q.filter(entitlements::id.lt(b));
+    }
+    Ok(q.load(conn).await?)
+}
+
+pub(crate) fn require_usable(e: &Entitlement) -> AppResult<()> {
+    if e.status != EntitlementStatus::Active {
+        return Err(AppError::not_eligible(
+            "BENEFIT_REVOKED",
+            "this benefit was revoked when its package lapsed or was cancelled",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(q: Option<i32>, bonus: i32, cloud: bool, req: Option<&str>) -> OfferBenefit {
+        OfferBenefit {
+            offer_id: "GOLD".into(),
+            code: "X".into(),
+            category: BenefitCategory::Technical,
+            product: "p".into(),
+            delivery: BenefitDelivery::Seat,
+            quantity: q,
+            unit: "u".into(),
+            bonus_per_competency: bonus,
+            unlimited_if_cloud: cloud,
+            requires_competency: req.map(Into::into),
+            sort: 0,
+        }
+    }
+
+    #[test]
+    fn package_quantities_follow_the_bound_competencies() {
+        let cloud = vec!["CLOUD_PLATFORM".to_string(), "SECURITY".to_string()];
+        let vs = vec!["APP_DEVELOPMENT".to_string(), "CLOUD_PLATFORM".to_string()];
+        let app = vec!["APP_DEVELOPMENT".to_string()];
+        let both = vec!["APP_DEVELOPMENT".to_string(), "CLOUD_PLATFORM".to_string()];
+        // Gold VS Enterprise: 10 + 25 per App Dev / Cloud Platform.
+        assert_eq!(
+            granted_quantity(&alloc(Some(10), 25, false, None), &both, &cloud, &vs),
+            Some(Some(60))
+        );
+        // Signature Cloud Support: unlimited with a cloud competency, else 10.
+        assert_eq!(
+            granted_quantity(&alloc(Some(10), 0, true, None), &both, &cloud, &vs),
+            Some(None)
+        );
+        assert_eq!(
+            granted_quantity(&alloc(Some(10), 0, true, None), &app, &cloud, &vs),
+            Some(Some(10))
+        );
+        // ISV Co-sell ready only with App Development.
+        let sec = vec!["SECURITY".to_string()];
+        assert_eq!(
+            granted_quantity(
+                &alloc(Some(1), 0, false, Some("APP_DEVELOPMENT")),
+                &sec,
+                &cloud,
+                &vs
+            ),
+            None
+        );
+        assert_eq!(
+            granted_quantity(
+                &alloc(Some(1), 0, false, Some("APP_DEVELOPMENT")),
+                &app,
+                &cloud,
+                &vs
+            ),
+            Some(Some(1))
+        );
+    }
+}
