@@ -119,6 +119,16 @@ async fn revealing_a_key_is_audited_and_ends_refund_eligibility_only_when_acknow
     assert!(!log.to_string().contains(&key));
     assert_eq!(count(&sys, &format!("SELECT count(*) AS n FROM product_keys WHERE position('{key}'::bytea IN ciphertext) > 0")).await, 0);
 
+    // License-based cloud keys come with their redemption instructions.
+    let o365 = benefit(&sys, &ga, "OFFICE_365_E3").await;
+    let k = sys
+        .gql_ok(Some(&ga), REVEAL, json!({"id": o365["id"], "ack": false}))
+        .await;
+    assert!(k["revealProductKey"]["instructions"]
+        .as_str()
+        .unwrap()
+        .contains("Redeem this token once"));
+
     // Downloads for a language and an OS; bad language refused with a code.
     let dl = sys.gql_ok(Some(&ga), "query($id: ID!) { softwareDownloads(benefitId: $id, language: \"de-DE\", os: WINDOWS_X64) { fileName url } }", json!({"id": id})).await;
     assert!(dl["softwareDownloads"][0]["url"]

@@ -485,6 +485,45 @@ async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_
         "only the first partner was refunded"
     );
 
+    // After a key reveal: refused with that reason, even within 30 days.
+    let (_, ga3) = authorized_partner(&sys, "revealer").await;
+    let card3 = add_card(&sys, &ga3, SUCCEEDING_CARD).await;
+    let order3 = buy(&sys, &ga3, "ACTION_PACK", &card3).await;
+    let sub3 = order3["subscription"]["id"].as_str().unwrap().to_owned();
+    let keys = sys
+        .gql_ok(
+            Some(&ga3),
+            "{ benefits(category: SOFTWARE) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let key_id = keys["benefits"]["edges"][0]["node"]["id"].clone();
+    sys.gql_ok(Some(&ga3), "mutation($id: ID!) { revealProductKey(benefitId: $id, acknowledgeRefundLoss: true) { key } }", json!({"id": key_id})).await;
+    let e = sys.gql_ok(Some(&ga3), REFUND, json!({"id": sub3})).await;
+    assert_eq!(e["refundEligibility"]["reasons"][0]["code"], "KEY_REVEALED");
+    let sr3 = sys
+        .gql_ok(Some(&ga3), OPEN_BILLING, json!({"id": sub3}))
+        .await["createServiceRequest"]["id"]
+        .clone();
+    let done = sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr3})).await;
+    let note = done["resolveServiceRequest"]["notes"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        note.contains("Not eligible for a refund") && note.contains("product key was revealed"),
+        "{note}"
+    );
+    assert_eq!(subscription(&sys, &ga3, &sub3).await["status"], "ACTIVE");
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_refunds").await,
+        1
+    );
+
     // Only Global admins and MPN partner admins may ask for a cancellation.
     sys.gql_ok(
         Some(&ga2),
