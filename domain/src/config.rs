@@ -124,6 +124,9 @@ pub struct JobsConfig {
     pub redispatch_after: Duration,
     /// WORKER_POLL_MS: how often an idle worker asks Redis for jobs
     pub poll_interval: Duration,
+    /// RELAY_REDIS_WATERMARK: the most jobs a queue holds in Redis (waiting); the rest wait in
+    /// Postgres. Must stay well below apalis-redis' ~8,000 due-jobs limit.
+    pub redis_watermark: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +348,14 @@ impl Config {
             sweep_interval: r.millis("SWEEP_INTERVAL_MS", 10_000),
             redispatch_after: r.secs("REDISPATCH_AFTER_SECS", 120),
             poll_interval: r.millis("WORKER_POLL_MS", 250),
+            redis_watermark: r.parse("RELAY_REDIS_WATERMARK", 2000usize, 10),
         };
+        if jobs.redis_watermark > 7000 {
+            r.errors.push(
+                "RELAY_REDIS_WATERMARK must be at most 7000 (apalis-redis stops near 8,000 due jobs)"
+                    .into(),
+            );
+        }
 
         let gateway = match r.string("PAYMENT_GATEWAY", "sandbox").as_str() {
             "sandbox" => GatewayKind::Sandbox,
@@ -498,6 +508,7 @@ pub const VARIABLES: &[&str] = &[
     "SWEEP_INTERVAL_MS",
     "REDISPATCH_AFTER_SECS",
     "WORKER_POLL_MS",
+    "RELAY_REDIS_WATERMARK",
     "PAYMENT_GATEWAY",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",

@@ -674,3 +674,66 @@ async fn test_clocks_are_refused_where_they_are_disabled() {
         "TEST_CLOCKS_DISABLED"
     );
 }
+
+#[tokio::test]
+async fn transient_gateway_failures_are_retried_soon_then_count_as_one_decline() {
+    let sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("RENEWAL_TRANSIENT_RETRY_SECS", "60"),
+    ])
+    .await
+    .unwrap();
+    let (pid, ga) = authorized_partner(&sys, "flaky").await;
+    let email = "flaky@flaky-corp.example";
+    let op = operator_token(&sys).await;
+    let good = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &good).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
+    let flaky = add_card(&sys, &ga, "4000 0000 0000 0119").await;
+    sys.gql_ok(Some(&ga), "mutation($s: ID!, $p: ID!) { setSubscriptionPaymentMethod(subscriptionId: $s, paymentMethodId: $p) { id } }", json!({"s": sub_id, "p": flaky})).await;
+    let attempts = |n: i64| {
+        let sys = &sys;
+        let sub_id = sub_id.clone();
+        async move {
+            eventually(30, &format!("attempt {n}"), || async {
+                let a = count(sys, &format!("SELECT attempts::bigint AS n FROM scheduled_actions WHERE subject_id = '{sub_id}' AND kind = 'RENEWAL_CHARGE' AND tag = '1'")).await;
+                (a >= n).then_some(())
+            })
+            .await;
+        }
+    };
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::minutes(1)).await;
+    attempts(1).await;
+    settle().await;
+    let s = subscription(&sys, &ga, &sub_id).await;
+    assert_eq!(
+        (s["status"].as_str(), s["renewalFailures"].as_i64()),
+        (Some("ACTIVE"), Some(0)),
+        "a transient failure is not a decline yet"
+    );
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::minutes(3)).await;
+    attempts(2).await;
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::minutes(5)).await;
+    let s = wait_sub(
+        &sys,
+        &ga,
+        &sub_id,
+        "the third try to count as a failure",
+        |s| s["renewalFailures"] == 1,
+    )
+    .await;
+    assert_eq!(s["status"], "IN_RENEWAL_WINDOW");
+    eventually(30, "one failure email", || async {
+        (mails_with_subject(&sys, email, "failed").len() == 1).then_some(())
+    })
+    .await;
+    let next_day = (ad + chrono::Duration::days(1)).date_naive().to_string();
+    assert!(mails_with_subject(&sys, email, "failed")[0]
+        .text()
+        .contains(&format!("try again on {next_day}")));
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
+        1
+    );
+}

@@ -2,6 +2,11 @@
 //! SKIP LOCKED and marked dispatched in the same transaction as the push, so several relays
 //! share the work; a crash after the push but before the commit only means a duplicate job,
 //! which idempotent jobs absorb.
+//!
+//! Redis holds only a bounded window of each queue: the relay tops a queue up to
+//! `RELAY_REDIS_WATERMARK` jobs waiting (active + scheduled) and leaves the rest in Postgres.
+//! apalis-redis stops its worker when about 8,000 jobs are due at once (STACK.md trap 11);
+//! with the window, a backlog of any size drains.
 
 use std::sync::Arc;
 
@@ -28,8 +33,18 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
     loop {
         let mut moved_any = false;
         for (queue, storage) in storages.iter_mut() {
-            match relay_once(&pool, queue, storage).await {
-                Ok(n) => moved_any |= n as i64 == BATCH,
+            let room = match room_in_redis(&mut redis.clone(), &config, queue).await {
+                Ok(room) => room,
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "cannot read the queue's Redis backlog; will retry");
+                    continue;
+                }
+            };
+            if room == 0 {
+                continue;
+            }
+            match relay_once(&pool, queue, storage, room.min(BATCH)).await {
+                Ok(n) => moved_any |= n as i64 == room.min(BATCH),
                 Err(e) => tracing::warn!(queue, error = %e, "outbox relay pass failed; will retry"),
             }
         }
@@ -39,16 +54,32 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
     }
 }
 
+/// How many more jobs the queue's Redis window takes (0 when full).
+async fn room_in_redis(
+    redis: &mut ConnectionManager,
+    config: &Config,
+    queue: &str,
+) -> anyhow::Result<i64> {
+    let q = crate::queue_config(config, queue);
+    let (active, scheduled): (i64, i64) = redis::pipe()
+        .llen(q.active_jobs_list())
+        .zcard(q.scheduled_jobs_set())
+        .query_async(redis)
+        .await?;
+    Ok((config.jobs.redis_watermark as i64 - active - scheduled).max(0))
+}
+
 async fn relay_once(
     pool: &DbPool,
     queue: &str,
     storage: &mut RedisStorage<serde_json::Value>,
+    limit: i64,
 ) -> anyhow::Result<usize> {
     let mut conn = pool.get().await?;
     let storage = storage.clone();
     let n = conn
         .transaction::<_, anyhow::Error, _>(async |conn| {
-            let rows = outbox::claim_due(conn, queue, BATCH)
+            let rows = outbox::claim_due(conn, queue, limit)
                 .await
                 .map_err(app_err)?;
             if rows.is_empty() {
