@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/invoices/{id}/pdf", get(invoice_pdf))
+        .route("/ops", get(|| async { Html(include_str!("ops.html")) }))
         .layer(cors)
         .with_state(state)
 }
@@ -393,12 +394,68 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
     let mut extra = String::new();
+    let gauge = |out: &mut String, name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    };
     if let Ok(mut c) = state.pool.get().await {
         if let Ok(lag) = gateway_domain::outbox::lag_seconds(&mut c).await {
-            extra.push_str("# HELP outbox_lag_seconds Age of the oldest due outbox row not yet dispatched to Redis\n");
-            extra.push_str("# TYPE outbox_lag_seconds gauge\n");
-            extra.push_str(&format!("outbox_lag_seconds {lag}\n"));
+            gauge(
+                &mut extra,
+                "outbox_lag_seconds",
+                "Age of the oldest due outbox row not yet dispatched to Redis",
+            );
+            let _ = writeln!(extra, "outbox_lag_seconds {lag}");
+        }
+        if let Ok(pg) = gateway_domain::queues::pg_counts(&mut c).await {
+            gauge(
+                &mut extra,
+                "outbox_waiting",
+                "Outbox rows not yet relayed to Redis, by queue",
+            );
+            for (q, n) in &pg.outbox_waiting {
+                let _ = writeln!(extra, "outbox_waiting{{queue=\"{q}\"}} {n}");
+            }
+            gauge(
+                &mut extra,
+                "due_work_backlog",
+                "Scheduled actions due (on each partner's clock) and not done, by kind",
+            );
+            for (k, n) in &pg.due_backlog {
+                let _ = writeln!(extra, "due_work_backlog{{kind=\"{k}\"}} {n}");
+            }
+            gauge(
+                &mut extra,
+                "emails",
+                "Emails by delivery status (SENT: delivered, DEAD: gave up)",
+            );
+            for (s, n) in &pg.emails {
+                let _ = writeln!(extra, "emails{{status=\"{s}\"}} {n}");
+            }
+        }
+    }
+    if let Ok(mut r) = state.redis.get_multiplexed_async_connection().await {
+        gauge(
+            &mut extra,
+            "jobs",
+            "Jobs in Redis by queue and state (counted from the queue keys)",
+        );
+        for q in gateway_domain::jobs::QUEUES {
+            if let Ok(n) =
+                gateway_domain::queues::counts(&mut r, &state.config.redis.queue_prefix, q).await
+            {
+                for (s, v) in [
+                    ("pending", n.pending),
+                    ("scheduled", n.scheduled),
+                    ("running", n.running),
+                    ("done", n.done),
+                    ("failed", n.failed),
+                    ("dead", n.dead),
+                ] {
+                    let _ = writeln!(extra, "jobs{{queue=\"{q}\",state=\"{s}\"}} {v}");
+                }
+            }
         }
     }
     (

@@ -20,6 +20,7 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let schema = graphql::build(
         gateway_domain::services::Services::new(config.clone(), pool.clone())?,
         events,
+        redis.clone(),
     );
     Ok(http::router(http::AppState {
         schema,

@@ -127,6 +127,10 @@ pub struct JobsConfig {
     /// RELAY_REDIS_WATERMARK: the most jobs a queue holds in Redis (waiting); the rest wait in
     /// Postgres. Must stay well below apalis-redis' ~8,000 due-jobs limit.
     pub redis_watermark: usize,
+    /// JOB_RETENTION_SECS: finished jobs are removed from Redis this long after they finish
+    pub retention: Duration,
+    /// RETENTION_INTERVAL_MS: how often the worker trims finished jobs
+    pub retention_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,6 +353,8 @@ impl Config {
             redispatch_after: r.secs("REDISPATCH_AFTER_SECS", 120),
             poll_interval: r.millis("WORKER_POLL_MS", 250),
             redis_watermark: r.parse("RELAY_REDIS_WATERMARK", 2000usize, 10),
+            retention: r.secs("JOB_RETENTION_SECS", 3600),
+            retention_interval: r.millis("RETENTION_INTERVAL_MS", 10_000),
         };
         if jobs.redis_watermark > 7000 {
             r.errors.push(
@@ -509,6 +515,8 @@ pub const VARIABLES: &[&str] = &[
     "REDISPATCH_AFTER_SECS",
     "WORKER_POLL_MS",
     "RELAY_REDIS_WATERMARK",
+    "JOB_RETENTION_SECS",
+    "RETENTION_INTERVAL_MS",
     "PAYMENT_GATEWAY",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",

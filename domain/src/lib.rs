@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod outbox;
 pub mod permissions;
+pub mod queues;
 pub mod seed;
 pub mod service_requests;
 pub mod services;

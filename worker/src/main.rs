@@ -4,6 +4,7 @@
 
 mod jobs;
 mod relay;
+mod retention;
 mod sweep;
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
 
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
+    let retention = tokio::spawn(retention::run(config.clone(), redis.clone()));
 
     let email_storage: RedisStorage<SendEmail> =
         RedisStorage::new(redis.clone()).with_config(queue_config(&config, SendEmail::QUEUE));
@@ -114,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let result = monitor.run_with_signal(shutdown_signal()).await;
     relay.abort();
     sweep.abort();
+    retention.abort();
     tracing::info!("worker stopped");
     result.map_err(|e| anyhow::anyhow!("worker monitor: {e}"))
 }

@@ -7,6 +7,7 @@ mod billing;
 mod billing_types;
 mod clock;
 mod live;
+mod ops;
 mod pagination;
 mod partners;
 mod service_requests;
@@ -33,6 +34,7 @@ pub struct Query(
     subscriptions::SubscriptionQuery,
     clock::ClockQuery,
     benefits::BenefitQuery,
+    ops::OpsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -44,6 +46,7 @@ pub struct Mutation(
     subscriptions::SubscriptionMutation,
     clock::ClockMutation,
     benefits::BenefitMutation,
+    ops::OpsMutation,
 );
 
 pub type GatewaySchema = Schema<Query, Mutation, live::SubscriptionRoot>;
@@ -55,6 +58,8 @@ pub struct Shared {
     pub services: Services,
     /// Committed domain events, for GraphQL subscriptions.
     pub events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
+    /// For the operators' queue view.
+    pub redis: redis::Client,
 }
 
 /// Per request: who is calling and the request id that ties audit records to logs.
@@ -67,6 +72,7 @@ pub struct RequestCtx {
 pub fn build(
     services: Services,
     events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
+    redis: redis::Client,
 ) -> GatewaySchema {
     let config = services.config.clone();
     let pool = services.pool.clone();
@@ -85,6 +91,7 @@ pub fn build(
         config: config.clone(),
         services,
         events,
+        redis,
     })
     .finish()
 }

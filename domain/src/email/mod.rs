@@ -185,6 +185,30 @@ pub async fn redispatch_stale(
     .await
 }
 
+/// An operator retries a DEAD email: it becomes PENDING with fresh attempts and is queued
+/// again through the outbox. Returns false when the email is not dead (nothing to do).
+pub async fn revive(conn: &mut PgConn, email_id: Uuid) -> AppResult<bool> {
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let n = diesel::update(
+            emails::table
+                .find(email_id)
+                .filter(emails::status.eq(EmailStatus::Dead)),
+        )
+        .set((
+            emails::status.eq(EmailStatus::Pending),
+            emails::attempts.eq(0),
+            emails::next_attempt_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+        if n == 1 {
+            crate::outbox::enqueue(conn, &SendEmail::new(email_id), Utc::now()).await?;
+        }
+        Ok(n == 1)
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

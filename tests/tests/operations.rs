@@ -1,0 +1,194 @@
+//! Operators' view of the queues: exact counts, dead jobs, retry and discard, metrics, the
+//! /ops page, and retention keeping Redis small.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gateway_testkit::system::error_code;
+use gateway_testkit::TestSystem;
+use serde_json::{json, Value};
+
+const QUEUES: &str =
+    "{ jobQueues { name pending scheduled running done failed dead waitingInPostgres } }";
+
+async fn queue(sys: &TestSystem, op: &str, name: &str) -> Value {
+    let d = sys.gql_ok(Some(op), QUEUES, json!({})).await;
+    d["jobQueues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_email_ends_dead_visible_to_operators_who_retry_it() {
+    let sys =
+        TestSystem::start_with(&[("EMAIL_MAX_ATTEMPTS", "2"), ("EMAIL_RETRY_BASE_MS", "100")])
+            .await
+            .unwrap();
+    let op = operator_token(&sys).await;
+    sys.smtp.refuse(true);
+    let (_, ga) = enroll(&sys, "dead", "dead@dead-corp.example", "Dead Corp").await;
+    let q = eventually(30, "the email job in the dead set", || async {
+        let q = queue(&sys, &op, "email").await;
+        (q["dead"] == 1).then_some(q)
+    })
+    .await;
+    assert_eq!(q["pending"], 0);
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM emails WHERE status = 'DEAD'"
+        )
+        .await,
+        1
+    );
+    let jobs = sys
+        .gql_ok(
+            Some(&op),
+            "{ jobs(queue: \"email\", state: DEAD) { id attempts lastError payload } }",
+            json!({}),
+        )
+        .await;
+    let job = jobs["jobs"][0].clone();
+    assert!(
+        job["payload"].as_str().unwrap().contains("email_id"),
+        "{job:#}"
+    );
+    assert!(
+        job["lastError"].as_str().unwrap().contains("dead"),
+        "{job:#}"
+    );
+
+    // Metrics say the same.
+    let m = sys
+        .http()
+        .get(format!("{}/metrics", sys.api_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("jobs{queue=\"email\",state=\"dead\"} 1"), "{m}");
+    assert!(m.contains("emails{status=\"DEAD\"} 1"), "{m}");
+    assert!(m.contains("outbox_lag_seconds"));
+
+    // Only operators see or steer queues.
+    let r = sys.gql(Some(&ga), QUEUES, json!({})).await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"));
+    let r = sys
+        .gql(
+            Some(&ga),
+            "mutation($id: String!) { retryJob(queue: \"email\", id: $id) }",
+            json!({"id": job["id"]}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"));
+    let r = sys
+        .gql(
+            Some(&op),
+            "mutation { discardJob(queue: \"email\", id: \"nope\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("NOT_FOUND"));
+    let r = sys
+        .gql(
+            Some(&op),
+            "{ jobs(queue: \"nope\", state: DEAD) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"));
+
+    // The SMTP server is back; the operator retries: the email is delivered.
+    sys.smtp.refuse(false);
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            "mutation($id: String!) { retryJob(queue: \"email\", id: $id) }",
+            json!({"id": job["id"]}),
+        )
+        .await;
+    assert_eq!(d["retryJob"], "EMAIL_REVIVED");
+    sys.smtp
+        .wait_for("dead@dead-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    eventually(30, "the email to be SENT", || async {
+        (count(
+            &sys,
+            "SELECT count(*) AS n FROM emails WHERE status = 'SENT'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(queue(&sys, &op, "email").await["dead"], 0);
+
+    // The page is served.
+    let page = sys
+        .http()
+        .get(format!("{}/ops", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("jobQueues"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_trims_finished_jobs_so_redis_does_not_grow() {
+    let sys = TestSystem::start_with(&[
+        ("JOB_RETENTION_SECS", "1"),
+        ("RETENTION_INTERVAL_MS", "300"),
+    ])
+    .await
+    .unwrap();
+    let (pid, _) = enroll(&sys, "trim", "trim@trim-corp.example", "Trim Corp").await;
+    count(&sys, &format!(
+        "WITH a AS (
+             INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
+             SELECT gen_random_uuid(), '{pid}', 'LAPSE', gen_random_uuid(), 1, '', now(), 'DONE'
+             FROM generate_series(1, 2000) RETURNING id),
+         o AS (INSERT INTO outbox (queue, payload) SELECT 'lifecycle', jsonb_build_object('v', 1, 'action_id', a.id) FROM a RETURNING 1)
+         SELECT count(*) AS n FROM o"
+    ))
+    .await;
+    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = sys.queue_prefix.clone();
+    eventually(60, "all jobs run and trimmed", || {
+        let mut redis = redis.clone();
+        let prefix = prefix.clone();
+        let sys = &sys;
+        async move {
+            let left = count(
+                sys,
+                "SELECT count(*) AS n FROM outbox WHERE dispatched_at IS NULL",
+            )
+            .await;
+            let (done, data, waiting): (i64, i64, i64) = redis::pipe()
+                .scard(format!("{prefix}.lifecycle:done"))
+                .hlen(format!("{prefix}.lifecycle:data"))
+                .llen(format!("{prefix}.lifecycle:active"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            (left == 0 && waiting == 0 && done == 0 && data == 0).then_some(())
+        }
+    })
+    .await;
+    let metas: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}.lifecycle:meta:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(metas.is_empty(), "{} metadata keys left", metas.len());
+}
