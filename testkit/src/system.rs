@@ -136,6 +136,11 @@ impl TestSystem {
         }
     }
 
+    /// Another worker process (for tests that run several); killed when dropped.
+    pub fn spawn_worker(&self) -> anyhow::Result<Child> {
+        self.spawn("gateway-worker", &[])
+    }
+
     pub fn start_worker(&mut self) -> anyhow::Result<()> {
         self.worker = Some(self.spawn("gateway-worker", &[])?);
         Ok(())

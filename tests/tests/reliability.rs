@@ -83,3 +83,239 @@ async fn a_backlog_far_above_8000_jobs_drains_with_redis_holding_a_bounded_windo
     assert!(peak > 0, "the sampling saw the window in use");
     assert_eq!(waiting(&mut redis, &sys.queue_prefix, "reminder").await, 0);
 }
+
+/// Partners that bought an Action Pack and asked for their technical benefit's activation.
+async fn partners_with_due_work(
+    sys: &TestSystem,
+    tags: &[&str],
+) -> Vec<(String, String, String, chrono::DateTime<chrono::Utc>)> {
+    let mut out = Vec::new();
+    for tag in tags {
+        let (pid, ga) = authorized_partner(sys, tag).await;
+        let card = add_card(sys, &ga, SUCCEEDING_CARD).await;
+        let order = buy(sys, &ga, "ACTION_PACK", &card).await;
+        let ad = parse_time(&order["subscription"]["anniversaryDate"]);
+        let d = sys
+            .gql_ok(
+                Some(&ga),
+                "{ benefits(category: TECHNICAL) { edges { node { id code } } } }",
+                serde_json::json!({}),
+            )
+            .await;
+        let tech = d["benefits"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["code"] == "PRODUCT_SUPPORT")
+            .unwrap()["node"]["id"]
+            .clone();
+        sys.gql_ok(
+            Some(&ga),
+            "mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id) { id } }",
+            serde_json::json!({"id": tech}),
+        )
+        .await;
+        out.push((
+            pid,
+            ga,
+            order["subscription"]["id"].as_str().unwrap().to_owned(),
+            ad,
+        ));
+    }
+    out
+}
+
+async fn all_renewed_and_activated(
+    sys: &TestSystem,
+    partners: &[(String, String, String, chrono::DateTime<chrono::Utc>)],
+) {
+    for (_, ga, sub, _) in partners {
+        eventually(60, "the renewal", || async {
+            (subscription(sys, ga, sub).await["term"] == 2).then_some(())
+        })
+        .await;
+        eventually(60, "the activation", || async {
+            let d = sys.gql_ok(Some(ga), "{ benefits(category: TECHNICAL) { edges { node { code activation { state } } } } }", serde_json::json!({})).await;
+            let ok = d["benefits"]["edges"].as_array().unwrap().iter().any(|e| e["node"]["code"] == "PRODUCT_SUPPORT" && e["node"]["activation"]["state"] == "ACTIVE");
+            ok.then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_batch_loses_nothing_and_charges_nobody_twice() {
+    let mut sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("TECHNICAL_ACTIVATION_DELAY_SECS", "3600"),
+        ("REDISPATCH_AFTER_SECS", "3"),
+    ])
+    .await
+    .unwrap();
+    let op = operator_token(&sys).await;
+    let partners =
+        partners_with_due_work(&sys, &["killa", "killb", "killc", "killd", "kille"]).await;
+    // A year passes for everyone at once: renewals and activations fall due together, and the
+    // worker is killed (SIGKILL) in the middle of them.
+    for (pid, _, _, ad) in &partners {
+        advance_to(&sys, &op, pid, *ad + chrono::Duration::hours(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    sys.worker.as_mut().unwrap().kill().await.unwrap();
+    let charged_before = count(
+        &sys,
+        "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'",
+    )
+    .await;
+    eprintln!("renewal charges made before the kill: {charged_before} of 5");
+    sys.start_worker().unwrap();
+    all_renewed_and_activated(&sys, &partners).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        5,
+        "each renewal charged exactly once ({charged_before} before the kill)"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE kind = 'RENEWAL'"
+        )
+        .await,
+        5
+    );
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM invoices").await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_do_each_piece_of_work_once() {
+    let sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("TECHNICAL_ACTIVATION_DELAY_SECS", "3600"),
+        ("REDISPATCH_AFTER_SECS", "2"),
+    ])
+    .await
+    .unwrap();
+    let _second = sys.spawn_worker().unwrap();
+    let _third = sys.spawn_worker().unwrap();
+    let op = operator_token(&sys).await;
+    let partners = partners_with_due_work(&sys, &["triplea", "tripleb", "triplec"]).await;
+    // One partner renews by hand: reminders are due too.
+    let (_, ga0, sub0, _) = &partners[0];
+    sys.gql_ok(
+        Some(ga0),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { id } }",
+        serde_json::json!({"id": sub0}),
+    )
+    .await;
+    for (pid, _, _, ad) in &partners {
+        advance_to(
+            &sys,
+            &op,
+            pid,
+            *ad - chrono::Duration::days(1) + chrono::Duration::hours(1),
+        )
+        .await;
+    }
+    // AD−30, AD−15 and AD−1 reminders for the first partner, each once.
+    eventually(60, "three reminders", || async {
+        (mails_with_subject(&sys, "triplea@triplea-corp.example", "anniversary").len() >= 3)
+            .then_some(())
+    })
+    .await;
+    for (pid, _, _, ad) in &partners[1..] {
+        advance_to(&sys, &op, pid, *ad + chrono::Duration::hours(2)).await;
+    }
+    for (_, ga, sub, _) in &partners[1..] {
+        eventually(60, "the renewal", || async {
+            (subscription(&sys, ga, sub).await["term"] == 2).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        mails_with_subject(&sys, "triplea@triplea-corp.example", "anniversary").len(),
+        3
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM invoices").await, 5);
+    // Receipts: one per paid order, whichever worker booked it.
+    eventually(30, "the receipts", || async {
+        let mut all = true;
+        for (i, (_, ga, _, _)) in partners.iter().enumerate() {
+            let expected = if i == 0 { 1 } else { 2 };
+            all &= mails_with_subject(&sys, &ga_email(&sys, ga).await, "Receipt").len() == expected;
+        }
+        all.then_some(())
+    })
+    .await;
+}
+
+async fn ga_email(sys: &TestSystem, token: &str) -> String {
+    sys.gql_ok(Some(token), ME, serde_json::json!({})).await["me"]["user"]["email"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_worker_cleanly_and_a_new_one_finishes_the_work() {
+    const JOBS: i64 = 3_000;
+    let mut sys = TestSystem::start_with(&[]).await.unwrap();
+    let (pid, _) = enroll(&sys, "term", "term@term-corp.example", "Term Corp").await;
+    count(&sys, &format!(
+        "WITH a AS (
+             INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
+             SELECT gen_random_uuid(), '{pid}', 'REMINDER', gen_random_uuid(), 1, 'AD-1', now(), 'DONE'
+             FROM generate_series(1, {JOBS}) RETURNING id),
+         o AS (INSERT INTO outbox (queue, payload) SELECT 'reminder', jsonb_build_object('v', 1, 'action_id', a.id) FROM a RETURNING 1)
+         SELECT count(*) AS n FROM o"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut worker = sys.worker.take().unwrap();
+    let pid_s = worker.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid_s])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("the worker stops within its shutdown timeout")
+        .unwrap();
+    assert!(exit.success(), "clean exit after SIGTERM: {exit}");
+    sys.start_worker().unwrap();
+    let mut redis = redis_conn().await;
+    eventually(90, "every job done after the restart", || {
+        let mut redis = redis.clone();
+        let prefix = sys.queue_prefix.clone();
+        let sys = &sys;
+        async move {
+            let left = count(
+                sys,
+                "SELECT count(*) AS n FROM outbox WHERE dispatched_at IS NULL",
+            )
+            .await;
+            let done: i64 = redis::cmd("SCARD")
+                .arg(format!("{prefix}.reminder:done"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            (left == 0 && done >= JOBS).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(waiting(&mut redis, &sys.queue_prefix, "reminder").await, 0);
+}
