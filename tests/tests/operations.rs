@@ -192,3 +192,42 @@ async fn retention_trims_finished_jobs_so_redis_does_not_grow() {
         .unwrap();
     assert!(metas.is_empty(), "{} metadata keys left", metas.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payloads_of_unknown_versions_go_to_the_dead_set_with_a_clear_error() {
+    let sys = TestSystem::start().await.unwrap();
+    let op = operator_token(&sys).await;
+    count(
+        &sys,
+        "WITH o AS (INSERT INTO outbox (queue, payload) VALUES
+        ('renewal', '{\"v\": 99, \"action_id\": \"01a1ffac-0000-7000-8000-000000000000\"}'),
+        ('email', '{\"v\": 7, \"email_id\": \"01a1ffac-0000-7000-8000-000000000000\"}') RETURNING 1)
+        SELECT count(*) AS n FROM o",
+    )
+    .await;
+    for (queue, needle) in [
+        ("renewal", "unknown DueAction payload version 99"),
+        ("email", "unknown SendEmail payload version 7"),
+    ] {
+        let job = eventually(30, "the dead job", || async {
+            let d = sys
+                .gql_ok(
+                    Some(&op),
+                    "query($q: String!) { jobs(queue: $q, state: DEAD) { lastError attempts } }",
+                    json!({"q": queue}),
+                )
+                .await;
+            d["jobs"].as_array().unwrap().first().cloned()
+        })
+        .await;
+        assert!(
+            job["lastError"].as_str().unwrap().contains(needle),
+            "{job:#}"
+        );
+        assert_eq!(queue_counts_dead(&sys, &op, queue).await, 1);
+    }
+}
+
+async fn queue_counts_dead(sys: &TestSystem, op: &str, name: &str) -> i64 {
+    queue(sys, op, name).await["dead"].as_i64().unwrap()
+}
