@@ -319,3 +319,85 @@ async fn sigterm_stops_the_worker_cleanly_and_a_new_one_finishes_the_work() {
     .await;
     assert_eq!(waiting(&mut redis, &sys.queue_prefix, "reminder").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_down_for_30_seconds_the_api_keeps_accepting_and_the_worker_catches_up() {
+    // A Redis of this test's own, so stopping it disturbs no other test.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start_redis = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+    };
+    let Ok(mut redis) = start_redis() else {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let sys = TestSystem::start_with(&[("REDIS_URL", url.as_str())])
+        .await
+        .unwrap();
+    enroll(&sys, "before", "before@before-corp.example", "Before Corp").await;
+    sys.smtp
+        .wait_for("before@before-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let ready = sys
+        .http()
+        .get(format!("{}/readyz", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready without Redis");
+    // Mutations keep working: their jobs wait in the outbox.
+    for i in 0..3 {
+        enroll(
+            &sys,
+            &format!("during{i}"),
+            &format!("during{i}@during-corp.example"),
+            "During Corp",
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(sys.smtp.to("during0@during-corp.example").is_empty());
+    let mut redis = start_redis().unwrap();
+    for i in 0..3 {
+        sys.smtp
+            .wait_for(
+                &format!("during{i}@during-corp.example"),
+                1,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("email {i} after Redis came back: {e}"));
+    }
+    let ready = sys
+        .http()
+        .get(format!("{}/readyz", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(sys);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

@@ -47,6 +47,53 @@ pub fn queue_config(config: &Config, queue: &str) -> RedisQueueConfig {
         .batch_size(50)
 }
 
+/// One apalis worker per queue. When any of them fails, `failed` is notified so the caller
+/// can stop the set and start it again (apalis would restart at once, in a tight loop, while
+/// Redis is down).
+fn build_monitor(
+    config: &Arc<Config>,
+    redis: &apalis_redis::ConnectionManager,
+    ctx: &Arc<WorkerCtx>,
+    failed: Arc<tokio::sync::Notify>,
+) -> Monitor {
+    let poll = config.jobs.poll_interval;
+    let concurrency = config.jobs.concurrency;
+    let mut monitor = Monitor::new();
+    for queue in ACTION_QUEUES {
+        let storage: RedisStorage<DueAction> =
+            RedisStorage::new(redis.clone()).with_config(queue_config(config, queue));
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(worker_name(queue))
+                .backend(storage.clone().poll_with_interval(poll))
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .catch_panic()
+                .enable_tracing()
+                .build(jobs::actions::run)
+        });
+    }
+    let email_storage: RedisStorage<SendEmail> =
+        RedisStorage::new(redis.clone()).with_config(queue_config(config, SendEmail::QUEUE));
+    let email_ctx = ctx.clone();
+    monitor
+        .register(move |_| {
+            WorkerBuilder::new(worker_name(SendEmail::QUEUE))
+                .backend(email_storage.clone().poll_with_interval(poll))
+                .data(email_ctx.clone())
+                .concurrency(concurrency)
+                .catch_panic()
+                .enable_tracing()
+                .build(jobs::email::run)
+        })
+        .should_restart(move |worker, error| {
+            tracing::warn!(worker = %worker.name(), %error, "job worker failed");
+            failed.notify_one();
+            false
+        })
+        .shutdown_timeout(Duration::from_secs(20))
+}
+
 async fn shutdown_signal() -> std::io::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -81,39 +128,38 @@ async fn main() -> anyhow::Result<()> {
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
     let retention = tokio::spawn(retention::run(config.clone(), redis.clone()));
 
-    let email_storage: RedisStorage<SendEmail> =
-        RedisStorage::new(redis.clone()).with_config(queue_config(&config, SendEmail::QUEUE));
-    let poll = config.jobs.poll_interval;
-    let concurrency = config.jobs.concurrency;
-    let email_ctx = ctx.clone();
     tracing::info!(prefix = %config.redis.queue_prefix, "worker starting");
-    let mut monitor = Monitor::new();
-    for queue in ACTION_QUEUES {
-        let storage: RedisStorage<DueAction> =
-            RedisStorage::new(redis.clone()).with_config(queue_config(&config, queue));
-        let ctx = ctx.clone();
-        monitor = monitor.register(move |_| {
-            WorkerBuilder::new(worker_name(queue))
-                .backend(storage.clone().poll_with_interval(poll))
-                .data(ctx.clone())
-                .concurrency(concurrency)
-                .catch_panic()
-                .enable_tracing()
-                .build(jobs::actions::run)
-        });
-    }
-    let monitor = monitor
-        .register(move |_| {
-            WorkerBuilder::new(worker_name(SendEmail::QUEUE))
-                .backend(email_storage.clone().poll_with_interval(poll))
-                .data(email_ctx.clone())
-                .concurrency(concurrency)
-                .catch_panic()
-                .enable_tracing()
-                .build(jobs::email::run)
-        })
-        .shutdown_timeout(Duration::from_secs(20));
-    let result = monitor.run_with_signal(shutdown_signal()).await;
+    // SIGTERM / Ctrl-C ends the process; a job worker dying (Redis unreachable: apalis ends the
+    // worker on a backend error) restarts the whole set after a pause, until Redis is back.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let result = loop {
+        let failed = Arc::new(tokio::sync::Notify::new());
+        let monitor = build_monitor(&config, &redis, &ctx, failed.clone());
+        let mut stop = stop_rx.clone();
+        let signal = async move {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                _ = failed.notified() => {}
+            }
+            Ok(())
+        };
+        let result = monitor.run_with_signal(signal).await;
+        if *stop_rx.borrow() {
+            break result;
+        }
+        tracing::error!(
+            ?result,
+            "a job worker failed (is Redis reachable?); restarting the job workers in 2 s"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if *stop_rx.borrow() {
+            break Ok(());
+        }
+    };
     relay.abort();
     sweep.abort();
     retention.abort();
