@@ -401,3 +401,181 @@ async fn with_redis_down_for_30_seconds_the_api_keeps_accepting_and_the_worker_c
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// A throwaway Postgres cluster of this test's own (so restarting it disturbs no other test).
+struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    fn start() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("pg_ctl").exists())?;
+        let dir = std::env::temp_dir().join(format!("pbg-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .ok()
+            .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .ok()?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let pg = Self {
+            bin,
+            dir,
+            port,
+            as_postgres: root,
+        };
+        let data = pg.dir.join("data");
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str()?,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )
+        .then_some(())?;
+        pg.pg_ctl("start").then_some(pg)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            std::process::Command::new(exe)
+        };
+        cmd.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn pg_ctl(&self, action: &str) -> bool {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let mut args = vec![
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-o",
+            &opts,
+        ];
+        if action == "stop" {
+            args.extend(["-m", "fast"]);
+        }
+        args.push(action);
+        self.run("pg_ctl", &args)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/pbg", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.pg_ctl("stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_postgres_restart_the_api_and_worker_recover_without_a_restart() {
+    let Some(pg) = PrivatePostgres::start() else {
+        eprintln!("SKIPPED: no PostgreSQL server binaries (initdb, pg_ctl) on this machine");
+        return;
+    };
+    let url = pg.url();
+    let migrated = std::process::Command::new(gateway_testkit::system::bin_path("gateway-api"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("REDIS_URL", gateway_testkit::redis_url())
+        .env("APP_ENV", "test")
+        .status()
+        .unwrap();
+    assert!(migrated.success());
+    let sys = TestSystem::start_with(&[("DATABASE_URL", url.as_str())])
+        .await
+        .unwrap();
+    enroll(&sys, "pga", "pga@pga-corp.example", "PgA Corp").await;
+    sys.smtp
+        .wait_for("pga@pga-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    assert!(pg.pg_ctl("stop"));
+    let token = sys.token("pgb", Some("pgb@pgb-corp.example"));
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"query": ME}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(status == 503 || status == 200, "{status}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "INTERNAL",
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("connection"),
+        "no driver detail leaks: {body}"
+    );
+    let ready = sys
+        .http()
+        .get(format!("{}/readyz", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(pg.pg_ctl("start"));
+    // Same processes: the api's pool reconnects, the worker's relay and jobs resume.
+    eventually(60, "the api to answer again", || async {
+        let r = sys.gql(Some(&token), ME, serde_json::json!({})).await;
+        r.get("errors").is_none().then_some(())
+    })
+    .await;
+    enroll(&sys, "pgb", "pgb@pgb-corp.example", "PgB Corp").await;
+    sys.smtp
+        .wait_for("pgb@pgb-corp.example", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    drop(sys);
+}
