@@ -97,6 +97,8 @@ pub struct EmailConfig {
     pub max_attempts: i32,
     /// EMAIL_RETRY_BASE_MS: first retry delay, doubled per attempt
     pub retry_base: Duration,
+    /// EMAIL_SMTP_TIMEOUT_MS: an SMTP server silent this long fails the attempt
+    pub smtp_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +133,8 @@ pub struct JobsConfig {
     pub retention: Duration,
     /// RETENTION_INTERVAL_MS: how often the worker trims finished jobs
     pub retention_interval: Duration,
+    /// WORKER_METRICS_BIND: where the worker serves its job metrics (empty: not served)
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +343,7 @@ impl Config {
             from: r.string("EMAIL_FROM", "Partner Network <no-reply@partners.example>"),
             max_attempts: r.parse("EMAIL_MAX_ATTEMPTS", 5i32, 1),
             retry_base: r.millis("EMAIL_RETRY_BASE_MS", 30_000),
+            smtp_timeout: r.millis("EMAIL_SMTP_TIMEOUT_MS", 10_000),
         };
         let enrollment = EnrollmentConfig {
             verification_ttl: r.secs("VERIFICATION_TOKEN_TTL_SECS", 3 * 24 * 3600),
@@ -355,6 +360,7 @@ impl Config {
             redis_watermark: r.parse("RELAY_REDIS_WATERMARK", 2000usize, 10),
             retention: r.secs("JOB_RETENTION_SECS", 3600),
             retention_interval: r.millis("RETENTION_INTERVAL_MS", 10_000),
+            metrics_bind: r.opt("WORKER_METRICS_BIND"),
         };
         if jobs.redis_watermark > 7000 {
             r.errors.push(
@@ -505,6 +511,7 @@ pub const VARIABLES: &[&str] = &[
     "EMAIL_FROM",
     "EMAIL_MAX_ATTEMPTS",
     "EMAIL_RETRY_BASE_MS",
+    "EMAIL_SMTP_TIMEOUT_MS",
     "VERIFICATION_TOKEN_TTL_SECS",
     "VERIFICATION_RESEND_INTERVAL_SECS",
     "AUTO_AUTHORIZE",
@@ -517,6 +524,7 @@ pub const VARIABLES: &[&str] = &[
     "RELAY_REDIS_WATERMARK",
     "JOB_RETENTION_SECS",
     "RETENTION_INTERVAL_MS",
+    "WORKER_METRICS_BIND",
     "PAYMENT_GATEWAY",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",

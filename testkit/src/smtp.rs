@@ -94,6 +94,7 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<ReceivedEmail>>>,
     arrived: Arc<Notify>,
     refuse: Arc<AtomicBool>,
+    stall: Arc<AtomicBool>,
 }
 
 impl SmtpSink {
@@ -104,6 +105,7 @@ impl SmtpSink {
             received: Arc::default(),
             arrived: Arc::new(Notify::new()),
             refuse: Arc::default(),
+            stall: Arc::default(),
         };
         let s = sink.clone();
         tokio::spawn(async move {
@@ -126,7 +128,16 @@ impl SmtpSink {
         self.refuse.store(on, Ordering::SeqCst);
     }
 
+    /// While set, new connections are accepted and then never answered (a hung server).
+    pub fn stall(&self, on: bool) {
+        self.stall.store(on, Ordering::SeqCst);
+    }
+
     async fn session(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        if self.stall.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            return Ok(());
+        }
         let (r, mut w) = socket.into_split();
         let mut lines = BufReader::new(r);
         w.write_all(b"220 test-smtp ready\r\n").await?;

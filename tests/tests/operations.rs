@@ -231,3 +231,89 @@ async fn payloads_of_unknown_versions_go_to_the_dead_set_with_a_clear_error() {
 async fn queue_counts_dead(sys: &TestSystem, op: &str, name: &str) -> i64 {
     queue(sys, op, name).await["dead"].as_i64().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_smtp_server_times_out_and_the_email_ends_dead_not_lost() {
+    let sys = TestSystem::start_with(&[
+        ("EMAIL_MAX_ATTEMPTS", "3"),
+        ("EMAIL_RETRY_BASE_MS", "100"),
+        ("EMAIL_SMTP_TIMEOUT_MS", "500"),
+    ])
+    .await
+    .unwrap();
+    let op = operator_token(&sys).await;
+    sys.smtp.stall(true);
+    enroll(&sys, "hung", "hung@hung-corp.example", "Hung Corp").await;
+    eventually(45, "the email to give up", || async {
+        (queue(&sys, &op, "email").await["dead"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT attempts::bigint AS n FROM emails WHERE status = 'DEAD'"
+        )
+        .await,
+        3
+    );
+    let job = sys
+        .gql_ok(
+            Some(&op),
+            "{ jobs(queue: \"email\", state: DEAD) { id lastError } }",
+            json!({}),
+        )
+        .await["jobs"][0]
+        .clone();
+    sys.smtp.stall(false);
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            "mutation($id: String!) { retryJob(queue: \"email\", id: $id) }",
+            json!({"id": job["id"]}),
+        )
+        .await;
+    assert_eq!(d["retryJob"], "EMAIL_REVIVED");
+    sys.smtp
+        .wait_for("hung@hung-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_reports_job_durations_per_queue() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let sys = TestSystem::start_with(&[("WORKER_METRICS_BIND", bind.as_str())])
+        .await
+        .unwrap();
+    enroll(
+        &sys,
+        "metered",
+        "metered@metered-corp.example",
+        "Metered Corp",
+    )
+    .await;
+    sys.smtp
+        .wait_for("metered@metered-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let text = eventually(30, "the email job in the worker's metrics", || async {
+        let t = sys
+            .http()
+            .get(format!("http://{bind}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("job_duration_seconds_count{outcome=\"ok\",queue=\"email\"} 1")
+            .then_some(t)
+    })
+    .await;
+    assert!(text.contains("job_duration_seconds_bucket"), "{text}");
+}

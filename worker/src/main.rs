@@ -3,6 +3,7 @@
 //! concurrently (row locks, advisory lock), and each job is idempotent.
 
 mod jobs;
+mod metrics;
 mod relay;
 mod retention;
 mod sweep;
@@ -70,7 +71,9 @@ fn build_monitor(
                 .concurrency(concurrency)
                 .catch_panic()
                 .enable_tracing()
-                .build(jobs::actions::run)
+                .build(move |job: DueAction, ctx: Data<Arc<WorkerCtx>>| {
+                    jobs::actions::run(job, ctx, queue)
+                })
         });
     }
     let email_storage: RedisStorage<SendEmail> =
@@ -127,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
     let retention = tokio::spawn(retention::run(config.clone(), redis.clone()));
+    if let Some(bind) = config.jobs.metrics_bind.clone() {
+        tokio::spawn(metrics::serve(bind));
+    }
 
     tracing::info!(prefix = %config.redis.queue_prefix, "worker starting");
     // SIGTERM / Ctrl-C ends the process; a job worker dying (Redis unreachable: apalis ends the

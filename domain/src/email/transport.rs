@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -23,6 +22,9 @@ pub enum Mailer {
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
+        /// lettre's own timeout does not cover a server that accepts and never greets: the
+        /// whole send is bounded too.
+        timeout: std::time::Duration,
     },
     File {
         dir: PathBuf,
@@ -45,9 +47,10 @@ impl Mailer {
                     .map_err(|e| {
                         anyhow::anyhow!("SMTP_URL is not a valid smtp:// or smtps:// URL: {e}")
                     })?
-                    .timeout(Some(Duration::from_secs(10)))
+                    .timeout(Some(cfg.smtp_timeout))
                     .build(),
                 from,
+                timeout: cfg.smtp_timeout * 3,
             },
             EmailTransportKind::File { dir } => {
                 std::fs::create_dir_all(dir)
@@ -82,8 +85,16 @@ impl Mailer {
     /// Sends one message. An error means "not delivered": the caller decides about retrying.
     pub async fn send(&self, id: &str, email: &OutgoingEmail) -> anyhow::Result<()> {
         match self {
-            Mailer::Smtp { transport, from } => {
-                transport.send(Self::build(from, email)?).await?;
+            Mailer::Smtp {
+                transport,
+                from,
+                timeout,
+            } => {
+                tokio::time::timeout(*timeout, transport.send(Self::build(from, email)?))
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("the SMTP server did not answer within {timeout:?}")
+                    })??;
             }
             Mailer::File { dir, from } => {
                 let message = Self::build(from, email)?;

@@ -11,7 +11,28 @@ use gateway_domain::AppError;
 
 use crate::WorkerCtx;
 
-pub async fn run(job: DueAction, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
+/// The handler of the action queue `queue`.
+pub async fn run(
+    job: DueAction,
+    ctx: Data<Arc<WorkerCtx>>,
+    queue: &'static str,
+) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    let result = handle(job, ctx).await;
+    crate::metrics::observe(queue, outcome(&result), started);
+    result
+}
+
+/// `ok`, `dead` (aborted: goes to the dead set) or `error` (apalis retries).
+pub fn outcome(result: &Result<(), BoxDynError>) -> &'static str {
+    match result {
+        Ok(()) => "ok",
+        Err(e) if e.downcast_ref::<AbortError>().is_some() => "dead",
+        Err(_) => "error",
+    }
+}
+
+async fn handle(job: DueAction, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
     if job.v != PAYLOAD_VERSION {
         return Err(AbortError::new(format!("unknown DueAction payload version {}", job.v)).into());
     }

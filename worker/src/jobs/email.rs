@@ -12,6 +12,13 @@ use gateway_domain::AppError;
 use crate::WorkerCtx;
 
 pub async fn run(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    let result = handle(job, ctx).await;
+    crate::metrics::observe("email", super::actions::outcome(&result), started);
+    result
+}
+
+async fn handle(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
     if job.v != PAYLOAD_VERSION {
         return Err(AbortError::new(format!("unknown SendEmail payload version {}", job.v)).into());
     }
