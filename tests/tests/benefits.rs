@@ -662,6 +662,10 @@ async fn pending_activations_complete_after_a_redis_flush_and_a_lapse_revokes_be
 async fn every_benefit_and_billing_mutation_checks_role_and_partner() {
     let sys = TestSystem::start_with(ENV).await.unwrap();
     let (_, ga, sub) = action_pack_partner(&sys, "guard").await;
+    let order_id = sys
+        .gql_ok(Some(&ga), "{ orders { edges { node { id } } } }", json!({}))
+        .await["orders"]["edges"][0]["node"]["id"]
+        .clone();
     sys.gql_ok(
         Some(&ga),
         ADD_USER,
@@ -679,6 +683,8 @@ async fn every_benefit_and_billing_mutation_checks_role_and_partner() {
     let cases: Vec<(&str, Value)> = vec![
         ("mutation($id: ID!) { revealProductKey(benefitId: $id, acknowledgeRefundLoss: true) { key } }", json!({"id": key})),
         ("mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id) { id } }", json!({"id": tech})),
+        ("mutation($id: ID!) { activateGoToMarketOffer(benefitId: $id) { id } }", json!({"id": tech})),
+        ("mutation($id: ID!) { cancelOrder(orderId: $id) { id } }", json!({"id": order_id})),
         ("mutation($b: ID!, $u: ID!) { assignVisualStudioSubscription(benefitId: $b, userId: $u) { id } }", json!({"b": vs, "u": me})),
         ("mutation($b: ID!, $u: ID!) { assignAzureUser(benefitId: $b, userId: $u) { id } }", json!({"b": az, "u": me})),
         ("mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { id } }", json!({"id": sub["id"]})),
