@@ -30,6 +30,10 @@ pub struct CreateServiceRequestInput {
     /// PRESALES_DEPLOYMENT: advisory hours asked for (default 1). Action Pack partners use
     /// their balance; Silver and Gold partners have unlimited presales help.
     pub advisory_hours: Option<i32>,
+    /// TECHNICAL_SUPPORT: draw on Signature Cloud Support (Silver/Gold) instead of a product
+    /// support incident.
+    #[graphql(default = false)]
+    pub signature_cloud_support: bool,
 }
 
 /// Billing requests (cancellations, refunds) need the refund permission; the others any user.
@@ -69,6 +73,7 @@ pub async fn create(
             partner_id,
             input.kind,
             input.advisory_hours.unwrap_or(1),
+            input.signature_cloud_support,
         )
         .await?;
         let sr: ServiceRequest = diesel::insert_into(service_requests::table)

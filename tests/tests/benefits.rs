@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::{SinkExt, StreamExt};
 use gateway_testkit::system::error_code;
 use gateway_testkit::TestSystem;
 use serde_json::{json, Value};
@@ -157,62 +156,8 @@ async fn revealing_a_key_is_audited_and_ends_refund_eligibility_only_when_acknow
     assert_eq!(error_code(&r), Some("NOT_FOUND"));
 }
 
-/// A graphql-transport-ws client: connects, authenticates, subscribes.
-async fn subscribe(
-    sys: &TestSystem,
-    token: &str,
-    query: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
-    let url = format!("{}/graphql/ws", sys.api_url.replace("http://", "ws://"));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket");
-    ws.send(Message::text(
-        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
-            .to_string(),
-    ))
-    .await
-    .unwrap();
-    let ack = next_json(&mut ws).await;
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    ws.send(Message::text(
-        json!({"id": "1", "type": "subscribe", "payload": {"query": query}}).to_string(),
-    ))
-    .await
-    .unwrap();
-    ws
-}
-
-async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a websocket message within 30 s")
-            .expect("open websocket")
-            .expect("websocket message");
-        if let Ok(text) = msg.to_text() {
-            if !text.is_empty() {
-                let v: Value = serde_json::from_str(text).unwrap();
-                if v["type"] != "ping" && v["type"] != "pong" {
-                    return v;
-                }
-            }
-        }
-    }
-}
-
 const ACTIVATE: &str = "mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id) { activation { state expectedCompletionAt } } }";
+const SIG_REQUEST: &str = r#"mutation { createServiceRequest(input: {kind: TECHNICAL_SUPPORT, title: "Cloud outage", description: "Tenant down", severity: CRITICAL, signatureCloudSupport: true}) { id } }"#;
 const SUPPORT_REQUEST: &str = r#"mutation($k: ServiceRequestKind!, $h: Int) { createServiceRequest(input: {kind: $k, title: "Help", description: "Please", severity: MODERATE, advisoryHours: $h}) { id } }"#;
 
 #[tokio::test]
@@ -281,6 +226,12 @@ async fn technical_activation_completes_on_the_clock_with_ids_pushed_over_websoc
         .await;
     assert!(seen["benefit"]["accessId"].is_null());
 
+    // Action Pack has no Signature Cloud Support.
+    let r = sys.gql(Some(&member), SIG_REQUEST, json!({})).await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"], "NO_BALANCE",
+        "{r:#}"
+    );
     // A technical request uses an incident; presales requests use Action Pack hours.
     sys.gql_ok(
         Some(&member),
@@ -365,6 +316,23 @@ async fn go_to_market_needs_a_marketing_contact_emails_instructions_and_activate
         "{scs:#}"
     );
     assert_eq!(benefit(&sys, &ga, "VS_ENTERPRISE").await["quantity"], 5);
+    // Unlimited Signature Cloud Support, once its contract is active, takes requests without
+    // running out.
+    let scs_id = scs["id"].as_str().unwrap().to_owned();
+    let a = sys.gql_ok(Some(&ga), ACTIVATE, json!({"id": scs_id})).await;
+    let due = parse_time(&a["activateTechnicalBenefit"]["activation"]["expectedCompletionAt"]);
+    advance_to(&sys, &op, &pid, due + chrono::Duration::minutes(1)).await;
+    eventually(30, "the Signature Cloud Support contract", || async {
+        (benefit(&sys, &ga, "SIGNATURE_CLOUD_SUPPORT").await["activation"]["state"] == "ACTIVE")
+            .then_some(())
+    })
+    .await;
+    sys.gql_ok(Some(&ga), SIG_REQUEST, json!({})).await;
+    let scs = benefit(&sys, &ga, "SIGNATURE_CLOUD_SUPPORT").await;
+    assert_eq!(
+        (scs["used"].as_i64(), scs["remaining"].is_null()),
+        (Some(1), true)
+    );
     let gtm = benefit(&sys, &ga, "GTM_SILVER_CORE").await;
     let id = gtm["id"].as_str().unwrap().to_owned();
     const GTM: &str = "mutation($id: ID!) { activateGoToMarketOffer(benefitId: $id) { activation { state expectedCompletionAt } expiresAt } }";

@@ -240,3 +240,61 @@ pub async fn count(sys: &TestSystem, sql: &str) -> i64 {
     let rows: Vec<N> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
     rows[0].n
 }
+
+/// A graphql-transport-ws client: connects, authenticates, subscribes.
+pub async fn subscribe(
+    sys: &TestSystem,
+    token: &str,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("{}/graphql/ws", sys.api_url.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    futures::SinkExt::send(&mut ws, Message::text(
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    futures::SinkExt::send(
+        &mut ws,
+        Message::text(
+            json!({"id": "1", "type": "subscribe", "payload": {"query": query}}).to_string(),
+        ),
+    )
+    .await
+    .unwrap();
+    ws
+}
+
+pub async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(ws))
+            .await
+            .expect("a websocket message within 30 s")
+            .expect("open websocket")
+            .expect("websocket message");
+        if let Ok(text) = msg.to_text() {
+            if !text.is_empty() {
+                let v: Value = serde_json::from_str(text).unwrap();
+                if v["type"] != "ping" && v["type"] != "pong" {
+                    return v;
+                }
+            }
+        }
+    }
+}

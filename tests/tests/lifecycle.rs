@@ -51,7 +51,15 @@ async fn auto_renewal_charges_once_and_moves_the_term_by_exactly_one_year() {
     let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
     let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
 
+    // A portal following the subscription hears of the renewal without polling.
+    let mut ws = subscribe(&sys, &ga, &format!("subscription {{ subscriptionUpdated(subscriptionId: \"{sub_id}\") {{ term status }} }}")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let pushed = next_json(&mut ws).await;
+    assert_eq!(
+        pushed["payload"]["data"]["subscriptionUpdated"]["term"], 2,
+        "{pushed}"
+    );
     let s = wait_sub(&sys, &ga, &sub_id, "the renewal", |s| s["term"] == 2).await;
     assert_eq!(s["status"], "ACTIVE");
     assert_eq!(s["autoRenew"], true);

@@ -396,16 +396,19 @@ pub(crate) async fn complete_activation(
 }
 
 /// A service request consumes support: a TECHNICAL_SUPPORT request one product support
-/// incident (of an activated support benefit), a PRESALES_DEPLOYMENT request `hours` advisory
-/// hours for Action Pack partners (unlimited with a Silver or Gold package). Returns the
-/// benefit it drew on, if any. No balance: NOT_ELIGIBLE.
+/// incident, or one Signature Cloud Support incident when asked (of an activated support
+/// benefit), a PRESALES_DEPLOYMENT request `hours` advisory hours for Action Pack partners
+/// (unlimited with a Silver or Gold package). Returns the benefit it drew on, if any. No
+/// balance: NOT_ELIGIBLE.
 pub(crate) async fn consume_for_request(
     conn: &mut PgConn,
     partner_id: Uuid,
     kind: ServiceRequestKind,
     hours: i32,
+    signature: bool,
 ) -> AppResult<Option<Uuid>> {
     let (delivery, amount) = match kind {
+        ServiceRequestKind::TechnicalSupport if signature => (BenefitDelivery::SignatureSupport, 1),
         ServiceRequestKind::TechnicalSupport => (BenefitDelivery::SupportIncidents, 1),
         ServiceRequestKind::PresalesDeployment => (BenefitDelivery::AdvisoryHours, hours),
         _ => return Ok(None),
@@ -437,12 +440,14 @@ pub(crate) async fn consume_for_request(
             .map(|e| e.id));
     }
     let usable = candidates.iter().find(|e| {
-        let activated = delivery != BenefitDelivery::SupportIncidents
+        let activated = delivery == BenefitDelivery::AdvisoryHours
             || e.activation == Some(ActivationState::Active);
         activated && e.quantity.is_none_or(|q| e.used + amount <= q)
     });
     let Some(e) = usable else {
-        let why = if candidates.is_empty() {
+        let why = if candidates.is_empty() && delivery == BenefitDelivery::SignatureSupport {
+            "Signature Cloud Support comes with Silver and Gold packages"
+        } else if candidates.is_empty() {
             "the partner has no such support benefit (it comes with Action Pack, Silver or Gold)"
         } else if delivery == BenefitDelivery::SupportIncidents
             && !candidates
