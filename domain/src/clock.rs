@@ -94,7 +94,8 @@ async fn ensure_partner(conn: &mut PgConn, partner_id: Uuid) -> AppResult<()> {
 }
 
 /// Moves a partner's clock forward by `seconds` (clocks never go back: due work already done
-/// cannot be undone). Returns the clock after the move.
+/// cannot be undone) and dispatches the work that fell due in between at once, rather than at
+/// the next sweep. Returns the clock after the move.
 pub async fn advance(
     conn: &mut PgConn,
     config: &Config,
@@ -117,36 +118,39 @@ pub async fn advance(
             "advance at most five years at a time",
         ));
     }
-    conn.transaction::<_, AppError, _>(async |conn| {
-        ensure_partner(conn, partner_id).await?;
-        let offset: i64 = diesel::insert_into(test_clocks::table)
-            .values((
-                test_clocks::partner_id.eq(partner_id),
-                test_clocks::offset_seconds.eq(seconds),
-            ))
-            .on_conflict(test_clocks::partner_id)
-            .do_update()
-            .set((
-                test_clocks::offset_seconds.eq(test_clocks::offset_seconds + seconds),
-                test_clocks::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(test_clocks::offset_seconds)
-            .get_result(conn)
+    let moved = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            ensure_partner(conn, partner_id).await?;
+            let offset: i64 = diesel::insert_into(test_clocks::table)
+                .values((
+                    test_clocks::partner_id.eq(partner_id),
+                    test_clocks::offset_seconds.eq(seconds),
+                ))
+                .on_conflict(test_clocks::partner_id)
+                .do_update()
+                .set((
+                    test_clocks::offset_seconds.eq(test_clocks::offset_seconds + seconds),
+                    test_clocks::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(test_clocks::offset_seconds)
+                .get_result(conn)
+                .await?;
+            audit::record(
+                conn,
+                actor,
+                Some(partner_id),
+                "test_clock.advanced",
+                ("partner", partner_id.to_string()),
+                json!({"by_seconds": seconds, "offset_seconds": offset}),
+            )
             .await?;
-        audit::record(
-            conn,
-            actor,
-            Some(partner_id),
-            "test_clock.advanced",
-            ("partner", partner_id.to_string()),
-            json!({"by_seconds": seconds, "offset_seconds": offset}),
-        )
-        .await?;
-        Ok(TestClock {
-            partner_id,
-            offset_seconds: offset,
-            now: Utc::now() + Duration::seconds(offset),
+            Ok(TestClock {
+                partner_id,
+                offset_seconds: offset,
+                now: Utc::now() + Duration::seconds(offset),
+            })
         })
-    })
-    .await
+        .await?;
+    crate::lifecycle::actions::dispatch_due(conn, config, Some(partner_id), 1000).await?;
+    Ok(moved)
 }

@@ -565,21 +565,7 @@ async fn pending_activations_complete_after_a_redis_flush_and_a_lapse_revokes_be
         )
         .await;
     }
-    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}.*", sys.queue_prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    count(&sys, "WITH u AS (UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL RETURNING 1) SELECT count(*) AS n FROM u").await;
+    flush_queued_jobs(&sys).await;
     sys.start_worker().unwrap();
     for (_, ga, _) in &partners {
         eventually(30, "the activation after the flush", || async {

@@ -298,3 +298,37 @@ pub async fn next_json(
         }
     }
 }
+
+/// Loses every job this test has in Redis, as a flush would, after marking the outbox rows
+/// relayed (as if the relay had pushed them just before). Only Postgres can bring them back.
+pub async fn flush_queued_jobs(sys: &TestSystem) {
+    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    count(sys, "WITH u AS (UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL RETURNING 1) SELECT count(*) AS n FROM u").await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}.*", sys.queue_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Queues `n` jobs on `queue` for due actions of `kind` that are already DONE: each job runs,
+/// finds nothing to do and completes. Load for queue mechanics, without side effects.
+pub async fn queue_noop_jobs(sys: &TestSystem, partner_id: &str, kind: &str, queue: &str, n: i64) {
+    count(sys, &format!(
+        "WITH a AS (
+             INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
+             SELECT gen_random_uuid(), '{partner_id}', '{kind}', gen_random_uuid(), 1, '', now(), 'DONE'
+             FROM generate_series(1, {n}) RETURNING id),
+         o AS (INSERT INTO outbox (queue, payload) SELECT '{queue}', jsonb_build_object('v', 1, 'action_id', a.id) FROM a RETURNING 1)
+         SELECT count(*) AS n FROM o"
+    ))
+    .await;
+}

@@ -38,30 +38,7 @@ async fn flushed_queue_is_rebuilt_from_postgres() {
     }
     sys.smtp.refuse(false);
     enroll(&sys, "alice-sub", "alice@contoso.com", "Contoso Ltd").await;
-    // Wipe this test's keys as a flush would.
-    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}.*", sys.queue_prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-    // Mark the outbox row as already dispatched, as if the relay had pushed it before the flush.
-    {
-        use diesel_async::RunQueryDsl;
-        let mut db = sys.db.connect().await.unwrap();
-        diesel::sql_query("UPDATE outbox SET dispatched_at = now()")
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
+    flush_queued_jobs(&sys).await;
     sys.start_worker().unwrap();
     let mails = sys
         .smtp

@@ -152,15 +152,7 @@ async fn retention_trims_finished_jobs_so_redis_does_not_grow() {
     .await
     .unwrap();
     let (pid, _) = enroll(&sys, "trim", "trim@trim-corp.example", "Trim Corp").await;
-    count(&sys, &format!(
-        "WITH a AS (
-             INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
-             SELECT gen_random_uuid(), '{pid}', 'LAPSE', gen_random_uuid(), 1, '', now(), 'DONE'
-             FROM generate_series(1, 2000) RETURNING id),
-         o AS (INSERT INTO outbox (queue, payload) SELECT 'lifecycle', jsonb_build_object('v', 1, 'action_id', a.id) FROM a RETURNING 1)
-         SELECT count(*) AS n FROM o"
-    ))
-    .await;
+    queue_noop_jobs(&sys, &pid, "LAPSE", "lifecycle", 2000).await;
     let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let prefix = sys.queue_prefix.clone();

@@ -42,15 +42,7 @@ async fn a_backlog_far_above_8000_jobs_drains_with_redis_holding_a_bounded_windo
     }
     let (pid, _) = enroll(&sys, "storm", "storm@storm-corp.example", "Storm Corp").await;
     // Due work that is already done: each job runs, finds nothing to do, and completes.
-    count(&sys, &format!(
-        "WITH a AS (
-             INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
-             SELECT gen_random_uuid(), '{pid}', 'REMINDER', gen_random_uuid(), 1, 'AD-30', now(), 'DONE'
-             FROM generate_series(1, {JOBS}) RETURNING id),
-         o AS (INSERT INTO outbox (queue, payload) SELECT 'reminder', jsonb_build_object('v', 1, 'action_id', a.id) FROM a RETURNING 1)
-         SELECT count(*) AS n FROM o"
-    ))
-    .await;
+    queue_noop_jobs(&sys, &pid, "REMINDER", "reminder", JOBS).await;
     sys.start_worker().unwrap();
     let mut redis = redis_conn().await;
     let mut peak = 0;
@@ -274,15 +266,7 @@ async fn sigterm_stops_the_worker_cleanly_and_a_new_one_finishes_the_work() {
     const JOBS: i64 = 3_000;
     let mut sys = TestSystem::start_with(&[]).await.unwrap();
     let (pid, _) = enroll(&sys, "term", "term@term-corp.example", "Term Corp").await;
-    count(&sys, &format!(
-        "WITH a AS (
-             INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
-             SELECT gen_random_uuid(), '{pid}', 'REMINDER', gen_random_uuid(), 1, 'AD-1', now(), 'DONE'
-             FROM generate_series(1, {JOBS}) RETURNING id),
-         o AS (INSERT INTO outbox (queue, payload) SELECT 'reminder', jsonb_build_object('v', 1, 'action_id', a.id) FROM a RETURNING 1)
-         SELECT count(*) AS n FROM o"
-    ))
-    .await;
+    queue_noop_jobs(&sys, &pid, "REMINDER", "reminder", JOBS).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut worker = sys.worker.take().unwrap();
     let pid_s = worker.id().unwrap().to_string();

@@ -293,11 +293,12 @@ impl Subscription {
             return Ok(None);
         };
         let mut c = conn(ctx).await?;
-        Ok(billing::payment_methods::list(&mut c, self.0.partner_id)
-            .await?
-            .into_iter()
-            .find(|p| p.id == id)
-            .map(PaymentMethod::from))
+        match billing::payment_methods::usable(&mut c, self.0.partner_id, id).await {
+            Ok(pm) => Ok(Some(pm.into())),
+            // A removed card: auto-renewal will fail and say so.
+            Err(gateway_domain::AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

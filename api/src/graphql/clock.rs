@@ -31,7 +31,7 @@ pub struct ClockMutation;
 #[Object]
 impl ClockMutation {
     /// Moves the partner's clock forward by `days` and/or `seconds`; the due work that falls
-    /// in between (renewals, reminders, lapses, expiries) is dispatched at once.
+    /// in between (renewals, reminders, lapses, expiries, activations) is dispatched at once.
     async fn advance_test_clock(
         &self,
         ctx: &Context<'_>,

@@ -138,9 +138,7 @@ pub(crate) async fn conn(
 }
 
 pub(crate) fn parse_id(field: &str, id: &async_graphql::ID) -> Result<uuid::Uuid, AppError> {
-    // A malformed id cannot name anything the caller may see.
-    uuid::Uuid::parse_str(id.as_str())
-        .map_err(|_| AppError::bad_input(field, format!("`{}` is not a valid id", id.as_str())))
+    gateway_domain::validation::uuid_id(field, id.as_str())
 }
 
 pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {

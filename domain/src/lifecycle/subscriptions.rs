@@ -254,72 +254,104 @@ pub fn renewal_charge_key(sub_id: Uuid, term: i32) -> String {
     format!("renewal:{sub_id}:{term}")
 }
 
-pub(crate) struct RenewalPaid {
-    pub order: Order,
-    pub subscription: Subscription,
+/// One attempt at paying a term's renewal: what the renewal order records.
+struct Renewal<'a> {
+    sub: &'a Subscription,
+    partner: &'a Partner,
+    offer: &'a Offer,
+    quote: quote::Quote,
+    payment_method_id: Option<Uuid>,
+    idempotency_key: String,
+    request_hash: String,
+    placed_by: String,
+    now: DateTime<Utc>,
 }
 
-/// Books a successful renewal charge: a PAID renewal order, the next term, an invoice and a
-/// receipt. Inside the caller's transaction, with the subscription locked.
-#[allow(clippy::too_many_arguments)]
-async fn book_renewal(
+/// What a renewal of `sub` needs, quoted (no discount on renewals).
+async fn renewal_inputs(
     conn: &mut PgConn,
-    svc: &Services,
     sub: &Subscription,
-    charge: &Charge,
-    payment_method_id: Option<Uuid>,
-    idempotency_key: &str,
-    request_hash: &str,
-    placed_by: &str,
-    now: DateTime<Utc>,
-) -> AppResult<RenewalPaid> {
+) -> AppResult<(Partner, Offer, quote::Quote)> {
     let partner = crate::enrollment::load_partner(conn, sub.partner_id).await?;
     let offer = crate::catalog::offer(conn, &sub.offer_id).await?;
     let q = quote::quote(offer.price_minor, &partner.country, false);
-    let order = orders::insert(
-        conn,
-        NewOrder {
-            id: Uuid::now_v7(),
-            partner_id: sub.partner_id,
-            number: orders::new_number(),
-            kind: OrderKind::Renewal,
-            offer_id: offer.id.clone(),
-            subscription_id: Some(sub.id),
-            term: sub.term + 1,
-            status: OrderStatus::Paid,
-            payment_kind: PaymentKind::Card,
-            payment_method_id,
-            bank_transfer: None,
-            currency: offer.currency.clone(),
-            price_minor: q.price_minor,
-            discount_minor: q.discount_minor,
-            tax_rate_bp: q.tax_rate_bp,
-            tax_minor: q.tax_minor,
-            // What the gateway actually took is the truth (a price change between attempts
-            // cannot make the books disagree with the charge).
-            total_minor: charge.amount_minor,
-            terms_version: Some(offer.terms_version.clone()),
-            competencies: sub.competencies.clone(),
-            idempotency_key: idempotency_key.to_owned(),
-            request_hash: request_hash.to_owned(),
-            placed_by: placed_by.to_owned(),
-            placed_at: now,
-            expires_at: None,
-        },
-    )
-    .await?;
-    let order = orders::set_paid(conn, order.id, &charge.id, now).await?;
-    let extended = extend_term(conn, sub, payment_method_id, now).await?;
-    let period = (
-        extended.term_started_at.unwrap_or(now),
-        anniversary(&extended)?,
-    );
-    let invoice = invoices::issue(conn, &order, &offer, &partner, period, now).await?;
-    orders::send_receipt(conn, svc, &partner, &offer, &order, &invoice).await?;
-    Ok(RenewalPaid {
-        order,
-        subscription: extended,
-    })
+    Ok((partner, offer, q))
+}
+
+impl Renewal<'_> {
+    /// The renewal order, PAID (with what the gateway took) or PAYMENT_FAILED.
+    async fn insert_order(
+        &self,
+        conn: &mut PgConn,
+        status: OrderStatus,
+        total_minor: i64,
+    ) -> AppResult<Order> {
+        orders::insert(
+            conn,
+            NewOrder {
+                id: Uuid::now_v7(),
+                partner_id: self.sub.partner_id,
+                number: orders::new_number(),
+                kind: OrderKind::Renewal,
+                offer_id: self.offer.id.clone(),
+                subscription_id: Some(self.sub.id),
+                term: self.sub.term + 1,
+                status,
+                payment_kind: PaymentKind::Card,
+                payment_method_id: self.payment_method_id,
+                bank_transfer: None,
+                currency: self.offer.currency.clone(),
+                price_minor: self.quote.price_minor,
+                discount_minor: self.quote.discount_minor,
+                tax_rate_bp: self.quote.tax_rate_bp,
+                tax_minor: self.quote.tax_minor,
+                total_minor,
+                terms_version: Some(self.offer.terms_version.clone()),
+                competencies: self.sub.competencies.clone(),
+                idempotency_key: self.idempotency_key.clone(),
+                request_hash: self.request_hash.clone(),
+                placed_by: self.placed_by.clone(),
+                placed_at: self.now,
+                expires_at: None,
+            },
+        )
+        .await
+    }
+
+    /// Books a successful charge: a PAID renewal order, the next term, an invoice, a receipt
+    /// and the audit record. Inside the caller's transaction, with the subscription locked.
+    async fn book(
+        &self,
+        conn: &mut PgConn,
+        svc: &Services,
+        actor: &Actor,
+        charge: &Charge,
+    ) -> AppResult<Order> {
+        // What the gateway actually took is the truth (a price change between attempts
+        // cannot make the books disagree with the charge).
+        let order = self
+            .insert_order(conn, OrderStatus::Paid, charge.amount_minor)
+            .await?;
+        let order = orders::set_paid(conn, order.id, &charge.id, self.now).await?;
+        let extended = extend_term(conn, self.sub, self.payment_method_id, self.now).await?;
+        let period = (
+            extended.term_started_at.unwrap_or(self.now),
+            anniversary(&extended)?,
+        );
+        let invoice =
+            invoices::issue(conn, &order, self.offer, self.partner, period, self.now).await?;
+        orders::send_receipt(conn, svc, self.partner, self.offer, &order, &invoice).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(self.sub.partner_id),
+            "subscription.renewed",
+            ("subscription", self.sub.id.to_string()),
+            json!({"order": order.number, "term": extended.term}),
+        )
+        .await?;
+        Ok(order)
+    }
 }
 
 /// Job: the auto-renewal charge of one term (attempt `tag`).
@@ -346,9 +378,7 @@ pub(crate) async fn charge_renewal(
             .optional()?,
         None => None,
     };
-    let partner = crate::enrollment::load_partner(conn, sub.partner_id).await?;
-    let offer = crate::catalog::offer(conn, &sub.offer_id).await?;
-    let q = quote::quote(offer.price_minor, &partner.country, false);
+    let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
     let key = renewal_charge_key(sub.id, sub.term);
     let result = match &card {
         None => Err(GatewayError::Declined("no saved card to charge".into())),
@@ -360,31 +390,20 @@ pub(crate) async fn charge_renewal(
     };
     let error = match result {
         Ok(charge) => {
-            let paid = book_renewal(
-                conn,
-                svc,
-                &sub,
-                &charge,
-                sub.payment_method_id,
-                &format!("auto-renew:{}:{}", sub.id, sub.term),
-                &key,
-                "system:auto-renew",
+            let order = Renewal {
+                sub: &sub,
+                partner: &partner,
+                offer: &offer,
+                quote: q,
+                payment_method_id: sub.payment_method_id,
+                idempotency_key: format!("auto-renew:{}:{}", sub.id, sub.term),
+                request_hash: key.clone(),
+                placed_by: "system:auto-renew".into(),
                 now,
-            )
+            }
+            .book(conn, svc, &Actor::system("auto-renew"), &charge)
             .await?;
-            audit::record(
-                conn,
-                &Actor::system("auto-renew"),
-                Some(sub.partner_id),
-                "subscription.renewed",
-                ("subscription", sub.id.to_string()),
-                json!({"order": paid.order.number, "term": paid.subscription.term}),
-            )
-            .await?;
-            return Ok(Outcome::Done(format!(
-                "charged, order {}",
-                paid.order.number
-            )));
+            return Ok(Outcome::Done(format!("charged, order {}", order.number)));
         }
         Err(GatewayError::Transient(m)) if action.attempts + 1 < TRANSIENT_TRIES => {
             let retry = chrono::Duration::from_std(svc.config.billing.transient_retry)
@@ -545,24 +564,26 @@ pub(crate) async fn lapse(
             sub.status, sub.term
         )));
     }
+    let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
     let key = renewal_charge_key(sub.id, sub.term);
     match svc.gateway.find_charge(&key).await {
         Ok(Some(charge)) => {
-            let paid = book_renewal(
-                conn,
-                svc,
-                &sub,
-                &charge,
-                sub.payment_method_id,
-                &format!("reconciled:{}:{}", sub.id, sub.term),
-                &key,
-                "system:reconciliation",
+            let order = Renewal {
+                sub: &sub,
+                partner: &partner,
+                offer: &offer,
+                quote: q,
+                payment_method_id: sub.payment_method_id,
+                idempotency_key: format!("reconciled:{}:{}", sub.id, sub.term),
+                request_hash: key.clone(),
+                placed_by: "system:reconciliation".into(),
                 now,
-            )
+            }
+            .book(conn, svc, &Actor::system("reconciliation"), &charge)
             .await?;
             return Ok(Outcome::Done(format!(
                 "renewal found at the gateway; booked order {}",
-                paid.order.number
+                order.number
             )));
         }
         Ok(None) => {}
@@ -574,8 +595,6 @@ pub(crate) async fn lapse(
         }
     }
     end(conn, &sub, SubscriptionStatus::Lapsed, now).await?;
-    let partner = crate::enrollment::load_partner(conn, sub.partner_id).await?;
-    let offer = crate::catalog::offer(conn, &sub.offer_id).await?;
     let (_, last_day) = rules::renewal_window(anniversary(&sub)?);
     let to = notify::recipients(conn, &partner, true).await?;
     notify::send(
@@ -751,11 +770,9 @@ pub async fn renew(
                 return Err(AppError::NotEligible(blockers));
             }
             let pm = payment_methods::usable(conn, partner_id, pm_id).await?;
-            let partner = crate::enrollment::load_partner(conn, partner_id).await?;
-            let offer = crate::catalog::offer(conn, &sub.offer_id).await?;
-            let q = quote::quote(offer.price_minor, &partner.country, false);
+            let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
             let charge_key = renewal_charge_key(sub.id, sub.term);
-            match svc
+            let charged = svc
                 .gateway
                 .charge(
                     &charge_key,
@@ -763,63 +780,24 @@ pub async fn renew(
                     q.total_minor,
                     &offer.currency,
                 )
-                .await
-            {
-                Ok(charge) => {
-                    let paid = book_renewal(
-                        conn,
-                        svc,
-                        &sub,
-                        &charge,
-                        Some(pm.id),
-                        &key,
-                        &hash,
-                        &placed_by,
-                        now,
-                    )
-                    .await?;
-                    audit::record(
-                        conn,
-                        actor,
-                        Some(partner_id),
-                        "subscription.renewed",
-                        ("subscription", sub.id.to_string()),
-                        json!({"order": paid.order.number, "term": paid.subscription.term}),
-                    )
-                    .await?;
-                    Ok(paid.order)
-                }
+                .await;
+            let renewal = Renewal {
+                sub: &sub,
+                partner: &partner,
+                offer: &offer,
+                quote: q,
+                payment_method_id: Some(pm.id),
+                idempotency_key: key.clone(),
+                request_hash: hash.clone(),
+                placed_by: placed_by.clone(),
+                now,
+            };
+            match charged {
+                Ok(charge) => renewal.book(conn, svc, actor, &charge).await,
                 Err(e) => {
-                    let order = orders::insert(
-                        conn,
-                        NewOrder {
-                            id: Uuid::now_v7(),
-                            partner_id,
-                            number: orders::new_number(),
-                            kind: OrderKind::Renewal,
-                            offer_id: offer.id.clone(),
-                            subscription_id: Some(sub.id),
-                            term: sub.term + 1,
-                            status: OrderStatus::PaymentFailed,
-                            payment_kind: PaymentKind::Card,
-                            payment_method_id: Some(pm.id),
-                            bank_transfer: None,
-                            currency: offer.currency.clone(),
-                            price_minor: q.price_minor,
-                            discount_minor: q.discount_minor,
-                            tax_rate_bp: q.tax_rate_bp,
-                            tax_minor: q.tax_minor,
-                            total_minor: q.total_minor,
-                            terms_version: Some(offer.terms_version.clone()),
-                            competencies: sub.competencies.clone(),
-                            idempotency_key: key.clone(),
-                            request_hash: hash.clone(),
-                            placed_by: placed_by.clone(),
-                            placed_at: now,
-                            expires_at: None,
-                        },
-                    )
-                    .await?;
+                    let order = renewal
+                        .insert_order(conn, OrderStatus::PaymentFailed, q.total_minor)
+                        .await?;
                     orders::set_failed(conn, order.id, &e).await
                 }
             }
