@@ -24,12 +24,23 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// A port no other test of this process was given. The OS may hand a just-released port to
+/// the next bind(0); two tests starting at once could then both point an api at one port, and
+/// the loser's health check would be answered by the other test's api.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct TestSystem {
