@@ -4,6 +4,7 @@
 //! CORS preflight, which the allowlist decides); "simple" content types are refused with 415,
 //! and mutations over GET with 405.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use gateway_domain::permissions::Principal;
 use gateway_domain::AppError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::graphql::loaders::Loaders;
 use crate::graphql::{GatewaySchema, RequestCtx};
 use crate::metrics::Metrics;
 
@@ -252,7 +254,30 @@ fn ensure_codes(errors: &mut [ServerError]) {
     }
 }
 
+/// Runs a GraphQL request, counting the SQL statements it sends (authentication and
+/// DataLoader batches included): `graphql_request_sql_statements` and the
+/// `x-sql-statements` response header.
 async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Response {
+    let statements = Arc::new(AtomicU32::new(0));
+    let metrics = state.metrics.clone();
+    let mut resp = gateway_domain::db::counting_statements(
+        statements.clone(),
+        execute_counted(state, headers, batch, statements.clone()),
+    )
+    .await;
+    let n = statements.load(Ordering::Relaxed);
+    metrics.statements.observe(f64::from(n));
+    resp.headers_mut()
+        .insert("x-sql-statements", HeaderValue::from(n));
+    resp
+}
+
+async fn execute_counted(
+    state: AppState,
+    headers: HeaderMap,
+    batch: BatchRequest,
+    statements: Arc<AtomicU32>,
+) -> Response {
     let started = Instant::now();
     let rid = request_id(&headers);
     let principal = match authenticate(&state, &headers).await {
@@ -280,10 +305,16 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
             .map(|r| Metrics::operation_label(r.operation_name.as_deref()))
             .collect(),
     };
-    let batch = batch.data(RequestCtx {
-        principal,
-        request_id: rid.clone(),
-    });
+    let batch = batch
+        .data(RequestCtx {
+            principal,
+            request_id: rid.clone(),
+        })
+        .data(Arc::new(Loaders::new(
+            &state.pool,
+            &state.config,
+            statements,
+        )));
     let timeout = state.config.http.request_timeout;
     let result = tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -399,6 +430,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let gauge = |out: &mut String, name: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
     };
+    gauge(
+        &mut extra,
+        "sql_statements_total",
+        "SQL statements this api process sent to Postgres since it started",
+    );
+    let _ = writeln!(
+        extra,
+        "sql_statements_total {}",
+        gateway_domain::db::statements_total()
+    );
     if let Ok(mut c) = state.pool.get().await {
         if let Ok(lag) = gateway_domain::outbox::lag_seconds(&mut c).await {
             gauge(
@@ -556,6 +597,11 @@ async fn graphql_ws(
                         principal,
                         request_id: uuid::Uuid::now_v7().to_string(),
                     });
+                    data.insert(Arc::new(Loaders::new(
+                        &state.pool,
+                        &state.config,
+                        Arc::new(AtomicU32::new(0)),
+                    )));
                     Ok(data)
                 })
                 .serve()

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the api, served as text on `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -9,6 +9,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
+    pub statements: Histogram,
 }
 
 impl Metrics {
@@ -33,6 +34,19 @@ impl Metrics {
             &["operation"],
         )
         .expect("metric");
+        let statements = Histogram::with_opts(
+            HistogramOpts::new(
+                "graphql_request_sql_statements",
+                "SQL statements sent to Postgres per GraphQL HTTP request (batches included)",
+            )
+            .buckets(vec![
+                1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0,
+            ]),
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(statements.clone()))
+            .expect("register");
         registry
             .register(Box::new(requests.clone()))
             .expect("register");
@@ -43,6 +57,7 @@ impl Metrics {
             registry,
             requests,
             latency,
+            statements,
         }
     }
 

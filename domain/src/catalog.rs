@@ -33,6 +33,15 @@ pub async fn offer(conn: &mut PgConn, id: &str) -> AppResult<Offer> {
         .ok_or(AppError::NotFound("offer"))
 }
 
+/// These offers (unknown ids are left out).
+pub async fn offers_by_id(conn: &mut PgConn, ids: &[String]) -> AppResult<Vec<Offer>> {
+    Ok(offers::table
+        .filter(offers::id.eq_any(ids))
+        .select(Offer::as_select())
+        .load(conn)
+        .await?)
+}
+
 pub async fn benefits(conn: &mut PgConn, offer_ids: &[String]) -> AppResult<Vec<OfferBenefit>> {
     Ok(offer_benefits::table
         .filter(offer_benefits::offer_id.eq_any(offer_ids))

@@ -45,6 +45,26 @@ pub async fn offset(conn: &mut PgConn, config: &Config, partner_id: Uuid) -> App
     Ok(Duration::seconds(secs.unwrap_or(0)))
 }
 
+/// The clock offsets of these partners (absent: no offset).
+pub async fn offsets(
+    conn: &mut PgConn,
+    config: &Config,
+    partner_ids: &[Uuid],
+) -> AppResult<Vec<(Uuid, Duration)>> {
+    if !enabled(config) {
+        return Ok(vec![]);
+    }
+    let rows: Vec<(Uuid, i64)> = test_clocks::table
+        .filter(test_clocks::partner_id.eq_any(partner_ids))
+        .select((test_clocks::partner_id, test_clocks::offset_seconds))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, s)| (p, Duration::seconds(s)))
+        .collect())
+}
+
 /// "Now" for a partner.
 pub async fn now_for(
     conn: &mut PgConn,

@@ -34,6 +34,30 @@ pub async fn enqueue_to(
     Ok(())
 }
 
+/// Like [`enqueue_to`] for many jobs at once: one INSERT for all of them.
+pub async fn enqueue_many(
+    conn: &mut PgConn,
+    jobs: &[(&str, serde_json::Value)],
+    run_at: DateTime<Utc>,
+) -> AppResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewOutboxRow> = jobs
+        .iter()
+        .map(|(queue, payload)| NewOutboxRow {
+            queue: (*queue).to_owned(),
+            payload: payload.clone(),
+            run_at,
+        })
+        .collect();
+    diesel::insert_into(outbox::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Locks up to `limit` due, undispatched rows of one queue (other relays skip them).
 /// Call inside a transaction and [`mark_dispatched`] before committing.
 pub async fn claim_due(conn: &mut PgConn, queue: &str, limit: i64) -> AppResult<Vec<OutboxRow>> {

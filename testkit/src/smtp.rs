@@ -95,10 +95,22 @@ pub struct SmtpSink {
     arrived: Arc<Notify>,
     refuse: Arc<AtomicBool>,
     stall: Arc<AtomicBool>,
+    /// False: messages are counted, not kept (benchmarks send hundreds of thousands).
+    keep: bool,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SmtpSink {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_keeping(true).await
+    }
+
+    /// A sink that only counts what it accepts (see [`SmtpSink::accepted`]).
+    pub async fn start_counting() -> anyhow::Result<Self> {
+        Self::start_keeping(false).await
+    }
+
+    async fn start_keeping(keep: bool) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let sink = Self {
             port: listener.local_addr()?.port(),
@@ -106,6 +118,8 @@ impl SmtpSink {
             arrived: Arc::new(Notify::new()),
             refuse: Arc::default(),
             stall: Arc::default(),
+            keep,
+            accepted: Arc::default(),
         };
         let s = sink.clone();
         tokio::spawn(async move {
@@ -194,7 +208,11 @@ impl SmtpSink {
                 }
                 if self.refuse.load(Ordering::SeqCst) {
                     w.write_all(b"451 4.3.0 try again later\r\n").await?;
+                } else if !self.keep {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
+                    w.write_all(b"250 OK queued\r\n").await?;
                 } else {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
                     self.received.lock().unwrap().push(ReceivedEmail {
                         from: from.clone(),
                         to: to.clone(),
@@ -213,6 +231,11 @@ impl SmtpSink {
                 w.write_all(b"502 command not implemented\r\n").await?;
             }
         }
+    }
+
+    /// Messages accepted since start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     pub fn all(&self) -> Vec<ReceivedEmail> {

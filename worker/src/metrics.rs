@@ -44,7 +44,13 @@ pub fn observe(queue: &str, outcome: &str, started: Instant) {
 fn render() -> String {
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&metrics().registry.gather(), &mut buf);
-    String::from_utf8(buf).unwrap_or_default()
+    let mut text = String::from_utf8(buf).unwrap_or_default();
+    text.push_str(&format!(
+        "# HELP sql_statements_total SQL statements this worker process sent to Postgres since it started\n\
+         # TYPE sql_statements_total counter\nsql_statements_total {}\n",
+        gateway_domain::db::statements_total()
+    ));
+    text
 }
 
 pub async fn serve(bind: String) {

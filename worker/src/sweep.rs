@@ -28,27 +28,51 @@ pub async fn run(config: Arc<Config>, pool: DbPool) {
     }
 }
 
+/// Due actions dispatched per transaction. A sweep goes on batch after batch while batches
+/// come back full, so a storm of due work (100,000 anniversaries at one instant) is
+/// dispatched at once rather than one batch per interval; each batch commits on its own, so
+/// the relay starts on the first while the next is read.
+const DISPATCH_BATCH: i64 = 1000;
+
 async fn sweep_once(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
     let mut conn = pool.get().await?;
     let stale_after = config.jobs.redispatch_after;
-    conn.transaction::<_, anyhow::Error, _>(async |conn| {
-        let lock: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-            .bind::<diesel::sql_types::BigInt, _>(SWEEP_LOCK)
-            .get_result(conn)
+    let mut first = true;
+    loop {
+        let (emails, actions) = conn
+            .transaction::<_, anyhow::Error, _>(async |conn| {
+                let lock: Locked =
+                    diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                        .bind::<diesel::sql_types::BigInt, _>(SWEEP_LOCK)
+                        .get_result(conn)
+                        .await?;
+                if !lock.locked {
+                    return Ok((0, 0));
+                }
+                let emails = if first {
+                    gateway_domain::email::redispatch_stale(conn, stale_after)
+                        .await
+                        .map_err(crate::relay::app_err)?
+                } else {
+                    0
+                };
+                let actions = gateway_domain::lifecycle::actions::dispatch_due(
+                    conn,
+                    config,
+                    None,
+                    DISPATCH_BATCH,
+                )
+                .await
+                .map_err(crate::relay::app_err)?;
+                Ok((emails, actions))
+            })
             .await?;
-        if !lock.locked {
-            return Ok(());
-        }
-        let emails = gateway_domain::email::redispatch_stale(conn, stale_after)
-            .await
-            .map_err(crate::relay::app_err)?;
-        let actions = gateway_domain::lifecycle::actions::dispatch_due(conn, config, None, 1000)
-            .await
-            .map_err(crate::relay::app_err)?;
+        first = false;
         if emails > 0 || actions > 0 {
             tracing::info!(emails, actions, "dispatched due work");
         }
-        Ok(())
-    })
-    .await
+        if (actions as i64) < DISPATCH_BATCH {
+            return Ok(());
+        }
+    }
 }

@@ -4,13 +4,11 @@ use async_graphql::{Context, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use gateway_domain::benefits::people;
 use gateway_domain::db::models;
-use gateway_domain::db::prelude::*;
-use gateway_domain::db::schema::product_keys;
 use gateway_domain::enums::*;
 use gateway_domain::permissions::Action;
 
 use super::billing_types::{money, Money};
-use super::{conn, principal, services};
+use super::{loaders, now_for, principal};
 
 #[derive(SimpleObject)]
 pub struct Activation {
@@ -131,14 +129,7 @@ impl Benefit {
         ) {
             return Ok(None);
         }
-        let mut c = conn(ctx).await?;
-        let first: Option<Option<DateTime<Utc>>> = product_keys::table
-            .filter(product_keys::entitlement_id.eq(self.0.id))
-            .select(product_keys::first_revealed_at)
-            .first(&mut c)
-            .await
-            .optional()
-            .map_err(gateway_domain::AppError::from)?;
+        let first = loaders(ctx).key_reveals.load_one(self.0.id).await?;
         Ok(first.map(|f| KeyInfo {
             revealed: f.is_some(),
             first_revealed_at: f,
@@ -152,10 +143,12 @@ impl Benefit {
         ) {
             return Ok(vec![]);
         }
-        let mut c = conn(ctx).await?;
         let seat = self.0.delivery == BenefitDelivery::Seat;
-        Ok(people::current_assignments(&mut c, &[self.0.id])
+        Ok(loaders(ctx)
+            .assignments
+            .load_one(self.0.id)
             .await?
+            .unwrap_or_default()
             .into_iter()
             .map(|(a, email)| Assignment {
                 user_id: ID(a.user_id.to_string()),
@@ -170,11 +163,14 @@ impl Benefit {
         if self.0.delivery != BenefitDelivery::AzureCredit {
             return Ok(None);
         }
-        let mut c = conn(ctx).await?;
-        let now = gateway_domain::clock::now_for(&mut c, &services(ctx).config, self.0.partner_id)
-            .await?;
-        let current = people::azure_balance(&mut c, self.0.id, now).await?;
-        let months = people::azure_grants(&mut c, self.0.id).await?.len() as i32;
+        let now = now_for(ctx, self.0.partner_id).await?;
+        let grants = loaders(ctx)
+            .azure_grants
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        let current = people::azure_current(&grants, now);
+        let months = grants.len() as i32;
         Ok(Some(AzureCredit {
             monthly_amount: money(people::AZURE_MONTHLY_CREDIT_MINOR, "USD"),
             balance: money(current.as_ref().map(|g| g.amount_minor).unwrap_or(0), "USD"),

@@ -10,7 +10,7 @@ use gateway_domain::error::Reason;
 use gateway_domain::lifecycle::{rules, subscriptions as subs};
 use gateway_domain::permissions::Action;
 
-use super::{conn, principal, services};
+use super::{conn, loaders, now_for, principal, services};
 
 #[derive(SimpleObject, Clone)]
 pub struct Money {
@@ -102,9 +102,11 @@ impl Offer {
         &self.0.terms_version
     }
     async fn benefits(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<BenefitAllocation>> {
-        let mut c = conn(ctx).await?;
-        Ok(catalog::benefits(&mut c, std::slice::from_ref(&self.0.id))
+        Ok(loaders(ctx)
+            .offer_benefits
+            .load_one(self.0.id.clone())
             .await?
+            .unwrap_or_default()
             .into_iter()
             .map(|b| BenefitAllocation {
                 code: b.code,
@@ -204,6 +206,16 @@ impl From<subs::RefundEligibility> for RefundEligibility {
     }
 }
 
+/// An offer through the request's loader (subscriptions and orders name theirs by id).
+async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Offer> {
+    loaders(ctx)
+        .offers
+        .load_one(id.to_owned())
+        .await?
+        .map(Offer)
+        .ok_or_else(|| gateway_domain::AppError::NotFound("offer").into())
+}
+
 pub struct Subscription(pub models::Subscription);
 
 #[Object]
@@ -212,8 +224,7 @@ impl Subscription {
         ID(self.0.id.to_string())
     }
     async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
-        let mut c = conn(ctx).await?;
-        Ok(Offer(catalog::offer(&mut c, &self.0.offer_id).await?))
+        offer(ctx, &self.0.offer_id).await
     }
     async fn status(&self) -> SubscriptionStatus {
         self.0.status
@@ -247,9 +258,7 @@ impl Subscription {
     }
     /// Whether "Renew" is available now, and why not.
     async fn can_renew(&self, ctx: &Context<'_>) -> async_graphql::Result<Eligibility> {
-        let mut c = conn(ctx).await?;
-        let now = gateway_domain::clock::now_for(&mut c, &services(ctx).config, self.0.partner_id)
-            .await?;
+        let now = now_for(ctx, self.0.partner_id).await?;
         let r = rules::renewal_blockers(self.0.status, self.0.anniversary_at, now);
         Ok(Eligibility {
             eligible: r.is_empty(),
@@ -355,8 +364,7 @@ impl Order {
         self.0.status
     }
     async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
-        let mut c = conn(ctx).await?;
-        Ok(Offer(catalog::offer(&mut c, &self.0.offer_id).await?))
+        offer(ctx, &self.0.offer_id).await
     }
     async fn term(&self) -> i32 {
         self.0.term
@@ -430,8 +438,11 @@ impl Order {
     /// The invoice of a paid order (Global admins, MPN partner admins, operators).
     async fn invoice(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Invoice>> {
         principal(ctx)?.require(Action::ViewInvoices)?;
-        let mut c = conn(ctx).await?;
-        Ok(inv::for_order(&mut c, self.0.id).await?.map(Invoice))
+        Ok(loaders(ctx)
+            .invoice_of_order
+            .load_one(self.0.id)
+            .await?
+            .map(Invoice))
     }
 }
 

@@ -7,6 +7,7 @@ mod billing;
 mod billing_types;
 mod clock;
 mod live;
+pub mod loaders;
 mod ops;
 mod pagination;
 mod partners;
@@ -135,6 +136,23 @@ pub(crate) async fn conn(
     AppError,
 > {
     Ok(shared(ctx).pool.get().await?)
+}
+
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> &'a loaders::Loaders {
+    ctx.data_unchecked::<Arc<loaders::Loaders>>()
+}
+
+/// "Now" on a partner's clock, through the request's clock loader.
+pub(crate) async fn now_for(
+    ctx: &Context<'_>,
+    partner_id: uuid::Uuid,
+) -> async_graphql::Result<chrono::DateTime<chrono::Utc>> {
+    let offset = loaders(ctx)
+        .clock_offsets
+        .load_one(partner_id)
+        .await?
+        .unwrap_or_else(chrono::Duration::zero);
+    Ok(chrono::Utc::now() + offset)
 }
 
 pub(crate) fn parse_id(field: &str, id: &async_graphql::ID) -> Result<uuid::Uuid, AppError> {

@@ -6,7 +6,7 @@ use gateway_domain::db::models;
 use gateway_domain::enums::*;
 use gateway_domain::permissions::Action;
 
-use super::{conn, principal};
+use super::{loaders, principal};
 
 #[derive(SimpleObject)]
 pub struct Address {
@@ -105,9 +105,11 @@ impl Partner {
     /// The partner's users (invited and active).
     async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
         principal(ctx)?.require(Action::ViewPartner)?;
-        let mut c = conn(ctx).await?;
-        Ok(gateway_domain::users::list(&mut c, self.0.id)
+        Ok(loaders(ctx)
+            .users
+            .load_one(self.0.id)
             .await?
+            .unwrap_or_default()
             .into_iter()
             .map(User)
             .collect())
@@ -234,19 +236,19 @@ pub struct ServiceRequestNote {
 impl ServiceRequest {
     /// Notes, oldest first.
     async fn notes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ServiceRequestNote>> {
-        let mut c = conn(ctx).await?;
-        Ok(
-            gateway_domain::service_requests::notes(&mut c, &[self.uuid])
-                .await?
-                .into_iter()
-                .map(|n| ServiceRequestNote {
-                    author_kind: n.author_kind,
-                    author_name: n.author_name,
-                    body: n.body,
-                    created_at: n.created_at,
-                })
-                .collect(),
-        )
+        Ok(loaders(ctx)
+            .notes
+            .load_one(self.uuid)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| ServiceRequestNote {
+                author_kind: n.author_kind,
+                author_name: n.author_name,
+                body: n.body,
+                created_at: n.created_at,
+            })
+            .collect())
     }
 }
 

@@ -18,7 +18,7 @@ impl UserQuery {
         p.require(gateway_domain::permissions::Action::ViewPartner)?;
         let partner_id = p.scope(None)?;
         let mut c = conn(ctx).await?;
-        Ok(users::list(&mut c, partner_id)
+        Ok(users::list(&mut c, &[partner_id])
             .await?
             .into_iter()
             .map(User)

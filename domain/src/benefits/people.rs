@@ -290,31 +290,27 @@ pub(crate) async fn grant_azure_credit(
 }
 
 /// The credit of the month `now` falls in (no roll-over: earlier months do not add up).
-pub async fn azure_balance(
-    conn: &mut PgConn,
-    entitlement_id: Uuid,
-    now: DateTime<Utc>,
-) -> AppResult<Option<AzureCreditGrant>> {
-    Ok(azure_credit_grants::table
-        .filter(azure_credit_grants::entitlement_id.eq(entitlement_id))
-        .filter(azure_credit_grants::period_start.le(now))
-        .filter(azure_credit_grants::period_end.gt(now))
-        .select(AzureCreditGrant::as_select())
-        .first(conn)
-        .await
-        .optional()?)
-}
-
+/// The monthly grants of these entitlements, oldest month first.
 pub async fn azure_grants(
     conn: &mut PgConn,
-    entitlement_id: Uuid,
+    entitlement_ids: &[Uuid],
 ) -> AppResult<Vec<AzureCreditGrant>> {
     Ok(azure_credit_grants::table
-        .filter(azure_credit_grants::entitlement_id.eq(entitlement_id))
-        .order(azure_credit_grants::month_index)
+        .filter(azure_credit_grants::entitlement_id.eq_any(entitlement_ids))
+        .order((
+            azure_credit_grants::entitlement_id,
+            azure_credit_grants::month_index,
+        ))
         .select(AzureCreditGrant::as_select())
         .load(conn)
         .await?)
+}
+
+/// The grant whose month contains `now` (credit does not roll over).
+pub fn azure_current(grants: &[AzureCreditGrant], now: DateTime<Utc>) -> Option<&AzureCreditGrant> {
+    grants
+        .iter()
+        .find(|g| g.period_start <= now && now < g.period_end)
 }
 
 #[derive(Debug, Clone, async_graphql::InputObject)]

@@ -477,3 +477,19 @@ pub(crate) async fn consume_for_request(
     .await?;
     Ok(Some(e.id))
 }
+
+/// For entitlements delivered as keys: when each key was first revealed (None: never).
+/// Entitlements without a key row are left out.
+pub async fn key_reveals(
+    conn: &mut PgConn,
+    entitlement_ids: &[Uuid],
+) -> AppResult<Vec<(Uuid, Option<DateTime<Utc>>)>> {
+    Ok(product_keys::table
+        .filter(product_keys::entitlement_id.eq_any(entitlement_ids))
+        .select((
+            product_keys::entitlement_id,
+            product_keys::first_revealed_at,
+        ))
+        .load(conn)
+        .await?)
+}

@@ -64,7 +64,7 @@ pub async fn issue(
     period: (DateTime<Utc>, DateTime<Utc>),
     issued_at: DateTime<Utc>,
 ) -> AppResult<Invoice> {
-    if let Some(existing) = for_order(conn, order.id).await? {
+    if let Some(existing) = for_orders(conn, &[order.id]).await?.pop() {
         return Ok(existing);
     }
     let year = issued_at.year();
@@ -130,13 +130,13 @@ pub async fn issue(
         .await?)
 }
 
-pub async fn for_order(conn: &mut PgConn, order_id: Uuid) -> AppResult<Option<Invoice>> {
+/// The invoices of these orders (at most one each).
+pub async fn for_orders(conn: &mut PgConn, order_ids: &[Uuid]) -> AppResult<Vec<Invoice>> {
     Ok(invoices::table
-        .filter(invoices::order_id.eq(order_id))
+        .filter(invoices::order_id.eq_any(order_ids))
         .select(Invoice::as_select())
-        .first(conn)
-        .await
-        .optional()?)
+        .load(conn)
+        .await?)
 }
 
 /// An invoice the caller may see: Global admins and MPN partner admins of its partner, and

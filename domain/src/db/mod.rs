@@ -15,14 +15,65 @@ pub type DbPool = Pool<AsyncPgConnection>;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
+/// Builds a pool. Checked-out connections are not pinged (`RecyclingMethod::Fast`): the
+/// default `Verified` sends `SELECT 1` on every checkout, which doubled the statements of a
+/// typical request (docs/BENCHMARKS.md). A connection the server dropped fails its next
+/// query, is marked broken and is discarded; the request that met it gets INTERNAL.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    use diesel_async::pooled_connection::{ManagerConfig, RecyclingMethod};
+    count_statements();
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Ok(Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(std::time::Duration::from_secs(5)))
         .create_timeout(Some(std::time::Duration::from_secs(5)))
         .runtime(deadpool::Runtime::Tokio1)
         .build()?)
+}
+
+static STATEMENTS_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+tokio::task_local! {
+    /// Statements sent by the task running inside [`counting_statements`].
+    static STATEMENTS: std::sync::Arc<std::sync::atomic::AtomicU32>;
+}
+
+/// Every statement this process sends (queries, BEGIN/COMMIT, pings), since start.
+pub fn statements_total() -> u64 {
+    STATEMENTS_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs `fut`, counting the SQL statements it sends into `counter` (also those of tasks
+/// started with the same counter, e.g. DataLoader batches).
+pub async fn counting_statements<F: std::future::Future>(
+    counter: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    fut: F,
+) -> F::Output {
+    STATEMENTS.scope(counter, fut).await
+}
+
+/// Installs, once per process, the diesel instrumentation that counts statements: every
+/// connection established afterwards reports each statement it starts.
+fn count_statements() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        fn make() -> Option<Box<dyn diesel::connection::Instrumentation>> {
+            Some(Box::new(
+                |event: diesel::connection::InstrumentationEvent<'_>| {
+                    if let diesel::connection::InstrumentationEvent::StartQuery { .. } = event {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        STATEMENTS_TOTAL.fetch_add(1, Relaxed);
+                        let _ = STATEMENTS.try_with(|c| c.fetch_add(1, Relaxed));
+                    }
+                },
+            ))
+        }
+        if let Err(e) = diesel::connection::set_default_instrumentation(make) {
+            tracing::warn!(error = %e, "statement counting is off");
+        }
+    });
 }
 
 /// Creates the database named in `url` when it does not exist yet (connecting to the server's

@@ -126,11 +126,15 @@ pub async fn dispatch_due(
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
-        let now = Utc::now();
-        for r in &rows {
-            crate::outbox::enqueue_to(conn, action_queue(r.kind), &DueAction::new(r.id), now)
-                .await?;
-        }
+        let jobs = rows
+            .iter()
+            .map(|r| {
+                serde_json::to_value(DueAction::new(r.id))
+                    .map(|payload| (action_queue(r.kind), payload))
+                    .map_err(AppError::internal)
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        crate::outbox::enqueue_many(conn, &jobs, Utc::now()).await?;
         Ok(rows.len())
     })
     .await

@@ -1,0 +1,101 @@
+//! DataLoaders, one file per table: a list of N parents costs one statement per nested
+//! field instead of N. Built per request, so their batches count towards that request's
+//! SQL statements (the `x-sql-statements` header; docs/BENCHMARKS.md).
+
+mod azure_credit_grants;
+mod benefit_assignments;
+mod invoices;
+mod offer_benefits;
+mod offers;
+mod product_keys;
+mod service_request_notes;
+mod test_clocks;
+mod users;
+
+pub use azure_credit_grants::AzureCreditGrants;
+pub use benefit_assignments::CurrentAssignments;
+pub use invoices::InvoiceOfOrder;
+pub use offer_benefits::OfferBenefits;
+pub use offers::Offers;
+pub use product_keys::KeyReveals;
+pub use service_request_notes::Notes;
+pub use test_clocks::ClockOffsets;
+pub use users::PartnerUsers;
+
+use async_graphql::dataloader::DataLoader;
+use gateway_domain::config::Config;
+use gateway_domain::db::{DbPool, PgConn};
+use gateway_domain::AppError;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+pub struct Loaders {
+    pub offers: DataLoader<Offers>,
+    pub offer_benefits: DataLoader<OfferBenefits>,
+    pub key_reveals: DataLoader<KeyReveals>,
+    pub assignments: DataLoader<CurrentAssignments>,
+    pub azure_grants: DataLoader<AzureCreditGrants>,
+    pub clock_offsets: DataLoader<ClockOffsets>,
+    pub notes: DataLoader<Notes>,
+    pub users: DataLoader<PartnerUsers>,
+    pub invoice_of_order: DataLoader<InvoiceOfOrder>,
+}
+
+impl Loaders {
+    /// Loaders for one request; their batches count statements into `statements`.
+    pub fn new(pool: &DbPool, config: &Arc<Config>, statements: Arc<AtomicU32>) -> Self {
+        let db = Db(pool.clone());
+        let spawner = move || {
+            let counter = statements.clone();
+            move |fut| {
+                tokio::spawn(gateway_domain::db::counting_statements(
+                    counter.clone(),
+                    fut,
+                ))
+            }
+        };
+        Self {
+            offers: DataLoader::new(Offers(db.clone()), spawner()),
+            offer_benefits: DataLoader::new(OfferBenefits(db.clone()), spawner()),
+            key_reveals: DataLoader::new(KeyReveals(db.clone()), spawner()),
+            assignments: DataLoader::new(CurrentAssignments(db.clone()), spawner()),
+            azure_grants: DataLoader::new(AzureCreditGrants(db.clone()), spawner()),
+            clock_offsets: DataLoader::new(ClockOffsets(db.clone(), config.clone()), spawner()),
+            notes: DataLoader::new(Notes(db.clone()), spawner()),
+            users: DataLoader::new(PartnerUsers(db.clone()), spawner()),
+            invoice_of_order: DataLoader::new(InvoiceOfOrder(db), spawner()),
+        }
+    }
+}
+
+/// The pool, as the loaders use it.
+#[derive(Clone)]
+pub struct Db(DbPool);
+
+impl Db {
+    async fn conn(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<PgConn>, async_graphql::Error>
+    {
+        self.0.get().await.map_err(|e| AppError::from(e).into())
+    }
+}
+
+/// Rows grouped under their parent's key; parents without rows get an empty list.
+fn group<K: Hash + Eq + Clone, V>(
+    keys: &[K],
+    rows: impl IntoIterator<Item = V>,
+    key: impl Fn(&V) -> K,
+) -> HashMap<K, Vec<V>> {
+    let mut map: HashMap<K, Vec<V>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    for row in rows {
+        map.entry(key(&row)).or_default().push(row);
+    }
+    map
+}
+
+fn err(e: AppError) -> async_graphql::Error {
+    e.into()
+}

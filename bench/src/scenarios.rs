@@ -1,0 +1,458 @@
+//! The scenarios of issue 6. Each returns what the report prints.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::dataset::{DASHBOARD_BASE, PURCHASE_BASE, STORM_AHEAD_SECS, STORM_BASE};
+use crate::load::{self, Outcome, Request};
+use crate::system::CpuWindow;
+use crate::Bench;
+
+pub const DASHBOARD_QUERY: &str = "query Dashboard {
+  partner { id mpnId legalName vetting { status } networkMembership { since } }
+  subscriptions(first: 20) {
+    edges { node { id status autoRenew term anniversaryDate offer { id name kind level } } }
+    pageInfo { hasNextPage }
+  }
+  benefits(first: 50) {
+    edges { node { id category product unit quantity used remaining status expiresAt
+                   activation { state expectedCompletionAt completedAt } } }
+    pageInfo { hasNextPage endCursor }
+  }
+  invoices(first: 5) {
+    edges { node { id number issuedAt total { amountMinor currency formatted } } }
+  }
+}";
+
+const PURCHASE: &str = "mutation Buy($input: PurchaseInput!) {
+  purchaseOffer(input: $input) { id number status total { amountMinor } }
+}";
+
+pub struct Cpu {
+    /// Machine busy, % of all cores.
+    pub machine: f64,
+    /// Cores busy: api, worker.
+    pub api: f64,
+    pub worker: f64,
+}
+
+fn cpu(window: CpuWindow) -> Cpu {
+    let (machine, procs) = window.finish();
+    Cpu {
+        machine,
+        api: procs[0],
+        worker: procs[1],
+    }
+}
+
+fn token(bench: &Bench, mpn: u32) -> anyhow::Result<String> {
+    gateway_domain::auth::mint_dev_token(
+        &bench.config.auth,
+        &format!("bench-{mpn}"),
+        None,
+        None,
+        Duration::from_secs(4 * 3600),
+    )
+}
+
+pub struct ListSize {
+    pub label: &'static str,
+    pub subscriptions: i64,
+    pub benefits: i64,
+    pub statements: u64,
+}
+
+pub struct Dashboard {
+    pub outcome: Outcome,
+    pub connections: usize,
+    pub by_list_size: Vec<ListSize>,
+    pub cpu: Cpu,
+}
+
+/// One dashboard request on its own, for its statement count.
+async fn statements_of(bench: &Bench, http: &reqwest::Client, mpn: u32) -> anyhow::Result<u64> {
+    let resp = http
+        .post(format!("{}/graphql", bench.api_url))
+        .bearer_auth(token(bench, mpn)?)
+        .json(&json!({ "query": DASHBOARD_QUERY }))
+        .send()
+        .await?;
+    let n = resp
+        .headers()
+        .get("x-sql-statements")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no x-sql-statements header"))?;
+    let body: Value = resp.json().await?;
+    load::graphql_ok(&body).map_err(|e| anyhow::anyhow!("dashboard failed: {e}"))?;
+    Ok(n)
+}
+
+pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
+    let a = &bench.args;
+    // Statement counts whatever the list sizes: the partners with the fewest and the most
+    // subscriptions and benefits.
+    let http = reqwest::Client::new();
+    let mut by_list_size = Vec::new();
+    for (label, order) in [
+        ("fewest subscriptions", "subs ASC, ents ASC"),
+        ("most subscriptions", "subs DESC"),
+        ("most benefits", "ents DESC"),
+    ] {
+        let row = bench
+            .db
+            .query_one(
+                &format!(
+                    "SELECT p.mpn_id,
+                        (SELECT count(*) FROM subscriptions s WHERE s.partner_id = p.id) AS subs,
+                        (SELECT count(*) FROM entitlements e WHERE e.partner_id = p.id AND e.status = 'ACTIVE') AS ents
+                     FROM partners p WHERE p.mpn_id BETWEEN '{}' AND '{}'
+                     ORDER BY {order} LIMIT 1",
+                    DASHBOARD_BASE,
+                    DASHBOARD_BASE + a.partners - 1
+                ),
+                &[],
+            )
+            .await?;
+        let mpn: String = row.get(0);
+        by_list_size.push(ListSize {
+            label,
+            subscriptions: row.get(1),
+            benefits: row.get(2),
+            statements: statements_of(bench, &http, mpn.parse()?).await?,
+        });
+    }
+
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..a.partners)
+            .map(|i| token(bench, DASHBOARD_BASE + i))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let body = json!({ "query": DASHBOARD_QUERY, "operationName": "Dashboard" });
+    let next = {
+        let tokens = tokens.clone();
+        Arc::new(move || {
+            let i = rand::rng().random_range(0..tokens.len());
+            Some(Request {
+                token: tokens[i].clone(),
+                body: body.clone(),
+            })
+        })
+    };
+    let window = CpuWindow::start(&bench.pids());
+    let outcome = load::run(
+        &format!("{}/graphql", bench.api_url),
+        a.connections,
+        Duration::from_secs(a.warmup_secs),
+        Duration::from_secs(a.dashboard_secs),
+        next,
+        Arc::new(load::graphql_ok),
+    )
+    .await?;
+    Ok(Dashboard {
+        outcome,
+        connections: a.connections,
+        by_list_size,
+        cpu: cpu(window),
+    })
+}
+
+pub struct Purchase {
+    pub outcome: Outcome,
+    pub connections: usize,
+    pub orders_paid: i64,
+    pub charges: i64,
+    /// Partners with more than one order or charge for the offer (must be 0).
+    pub duplicates: i64,
+    pub cpu: Cpu,
+}
+
+pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
+    let a = &bench.args;
+    bench.drain(Duration::from_secs(120)).await?;
+    let rows = bench
+        .db
+        .query(
+            &format!(
+                "SELECT p.mpn_id, pm.id::text FROM partners p
+                 JOIN payment_methods pm ON pm.partner_id = p.id
+                 WHERE p.mpn_id BETWEEN '{}' AND '{}' ORDER BY p.mpn_id",
+                PURCHASE_BASE,
+                PURCHASE_BASE + a.purchase_partners - 1
+            ),
+            &[],
+        )
+        .await?;
+    let buyers: Arc<Vec<(String, String)>> = Arc::new(
+        rows.iter()
+            .map(|r| {
+                let mpn: String = r.get(0);
+                Ok((token(bench, mpn.parse()?)?, r.get::<_, String>(1)))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let cursor = Arc::new(AtomicUsize::new(0));
+    let next = {
+        let buyers = buyers.clone();
+        Arc::new(move || {
+            let i = cursor.fetch_add(1, Ordering::Relaxed);
+            let (token, card) = buyers.get(i)?;
+            Some(Request {
+                token: token.clone(),
+                body: json!({
+                    "query": PURCHASE,
+                    "operationName": "Buy",
+                    "variables": { "input": {
+                        "offerId": "ACTION_PACK",
+                        "idempotencyKey": uuid::Uuid::new_v4().to_string(),
+                        "acceptTermsVersion": "2021-06",
+                        "payment": { "paymentMethodId": card },
+                    }},
+                }),
+            })
+        })
+    };
+    let check = Arc::new(|body: &Value| {
+        load::graphql_ok(body)?;
+        match body["data"]["purchaseOffer"]["status"].as_str() {
+            Some("PAID") => Ok(()),
+            other => Err(format!("order not paid: {other:?}")),
+        }
+    });
+    let window = CpuWindow::start(&bench.pids());
+    let outcome = load::run(
+        &format!("{}/graphql", bench.api_url),
+        a.purchase_connections,
+        Duration::from_secs(a.warmup_secs),
+        Duration::from_secs(a.purchase_secs),
+        next,
+        check,
+    )
+    .await?;
+    let cpu = cpu(window);
+    let range = format!(
+        "p.mpn_id BETWEEN '{}' AND '{}'",
+        PURCHASE_BASE,
+        PURCHASE_BASE + a.purchase_partners - 1
+    );
+    let row = bench
+        .db
+        .query_one(
+            &format!(
+                "WITH o AS (SELECT o.* FROM orders o JOIN partners p ON p.id = o.partner_id WHERE {range})
+                 SELECT (SELECT count(*) FROM o WHERE status = 'PAID'),
+                        (SELECT count(*) FROM sandbox_charges c JOIN o ON c.id = o.gateway_charge_id),
+                        (SELECT count(*) FROM (SELECT partner_id FROM o WHERE status = 'PAID'
+                                               GROUP BY partner_id HAVING count(*) > 1) d)"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(Purchase {
+        outcome,
+        connections: a.purchase_connections,
+        orders_paid: row.get(0),
+        charges: row.get(1),
+        duplicates: row.get(2),
+        cpu,
+    })
+}
+
+pub struct Emails {
+    pub jobs: u32,
+    pub relayed_secs: f64,
+    pub first_sent_secs: f64,
+    pub delivered_secs: f64,
+    pub delivered: i64,
+    pub smtp_accepted: u64,
+    pub peak_redis_waiting: i64,
+    /// Worker SQL statements per delivered email (relay included).
+    pub statements_per_job: f64,
+    pub cpu: Cpu,
+}
+
+pub async fn emails(bench: &Bench) -> anyhow::Result<Emails> {
+    let n = bench.args.emails;
+    bench.drain(Duration::from_secs(300)).await?;
+    let smtp_before = bench.smtp.accepted();
+    let statements_before = bench.worker_statements().await?;
+    let max_id: i64 = bench
+        .db
+        .query_one("SELECT coalesce(max(id), 0) FROM outbox", &[])
+        .await?
+        .get(0);
+    let window = CpuWindow::start(&bench.pids());
+    // One transaction, as if 100,000 state changes had each queued an email at once.
+    let t0: chrono::DateTime<chrono::Utc> = bench
+        .db
+        .query_one(
+            &format!(
+                "WITH e AS (
+                     INSERT INTO emails (id, template, recipient, subject, body_text, body_html,
+                         status, next_attempt_at)
+                     SELECT gen_random_uuid(), 'bench', 'reader' || g || '@bench.example',
+                         'Benchmark message ' || g,
+                         'Hello from the benchmark, message ' || g || '.',
+                         '<p>Hello from the benchmark, message ' || g || '.</p>',
+                         'PENDING', now()
+                     FROM generate_series(1, {n}) g RETURNING id),
+                 o AS (INSERT INTO outbox (queue, payload)
+                     SELECT 'email', jsonb_build_object('v', 1, 'email_id', id) FROM e RETURNING 1)
+                 SELECT clock_timestamp() FROM (SELECT count(*) FROM o) c"
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut redis = redis::Client::open(bench.env["REDIS_URL"].as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let prefix = &bench.env["QUEUE_PREFIX"];
+    let mut peak_waiting = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let waiting = gateway_domain::queues::counts(&mut redis, prefix, "email")
+            .await
+            .map(|c| c.pending as i64)
+            .unwrap_or(0);
+        peak_waiting = peak_waiting.max(waiting);
+        let sent: i64 = bench
+            .db
+            .query_one(
+                "SELECT count(*) FROM emails WHERE template = 'bench' AND status <> 'PENDING'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if sent >= i64::from(n) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cpu = cpu(window);
+    let row = bench
+        .db
+        .query_one(
+            &format!(
+                "SELECT (SELECT extract(epoch FROM max(dispatched_at) - $1)::float8 FROM outbox
+                         WHERE id > {max_id} AND queue = 'email'),
+                        extract(epoch FROM min(sent_at) - $1)::float8,
+                        extract(epoch FROM max(sent_at) - $1)::float8,
+                        count(*) FILTER (WHERE status = 'SENT')
+                 FROM emails WHERE template = 'bench'"
+            ),
+            &[&t0],
+        )
+        .await?;
+    Ok(Emails {
+        jobs: n,
+        relayed_secs: row.get::<_, Option<f64>>(0).unwrap_or(f64::NAN),
+        first_sent_secs: row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+        delivered_secs: row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
+        delivered: row.get(3),
+        smtp_accepted: bench.smtp.accepted() - smtp_before,
+        peak_redis_waiting: peak_waiting,
+        statements_per_job: (bench.worker_statements().await? - statements_before) as f64
+            / f64::from(n),
+        cpu,
+    })
+}
+
+pub struct Renewals {
+    pub subscriptions: u32,
+    pub renewed: i64,
+    pub invoiced: i64,
+    /// From the clock move to the last renewal invoice.
+    pub secs: f64,
+    pub first_secs: f64,
+    pub charges: i64,
+    /// Subscriptions charged more than once, renewal orders beyond one per term.
+    pub duplicate_charges: i64,
+    pub duplicate_orders: i64,
+    /// Worker SQL statements per renewal (dispatch, relay, charge, booking, receipt email).
+    pub statements_per_renewal: f64,
+    pub cpu: Cpu,
+}
+
+pub async fn renewals(bench: &Bench) -> anyhow::Result<Renewals> {
+    let n = bench.args.renewals;
+    bench.drain(Duration::from_secs(300)).await?;
+    let range = format!(
+        "p.mpn_id BETWEEN '{}' AND '{}'",
+        STORM_BASE,
+        STORM_BASE + n - 1
+    );
+    let statements_before = bench.worker_statements().await?;
+    let window = CpuWindow::start(&bench.pids());
+    // The instant: every storm partner's clock reaches the anniversary in one commit.
+    let t0: chrono::DateTime<chrono::Utc> = bench
+        .db
+        .query_one(
+            &format!(
+                "WITH c AS (INSERT INTO test_clocks (partner_id, offset_seconds)
+                     SELECT p.id, {} FROM partners p WHERE {range} RETURNING 1)
+                 SELECT clock_timestamp() FROM (SELECT count(*) FROM c) x",
+                STORM_AHEAD_SECS + 1
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let count_sql = format!(
+        "SELECT count(*) FROM orders o JOIN partners p ON p.id = o.partner_id
+         WHERE {range} AND o.kind = 'RENEWAL' AND o.status = 'PAID'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    let mut last_report = Instant::now();
+    loop {
+        let done: i64 = bench.db.query_one(&count_sql, &[]).await?.get(0);
+        if done >= i64::from(n) || Instant::now() > deadline {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            eprintln!("    {done} of {n} renewed");
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cpu = cpu(window);
+    let statements = bench.worker_statements().await? - statements_before;
+    let row = bench
+        .db
+        .query_one(
+            &format!(
+                "WITH o AS (SELECT o.* FROM orders o JOIN partners p ON p.id = o.partner_id
+                            WHERE {range} AND o.kind = 'RENEWAL'),
+                      ch AS (SELECT c.* FROM sandbox_charges c WHERE c.idempotency_key LIKE 'renewal:%')
+                 SELECT (SELECT count(*) FROM o WHERE status = 'PAID'),
+                        (SELECT count(*) FROM invoices i JOIN o ON o.id = i.order_id),
+                        (SELECT extract(epoch FROM max(i.created_at) - $1)::float8
+                           FROM invoices i JOIN o ON o.id = i.order_id),
+                        (SELECT extract(epoch FROM min(i.created_at) - $1)::float8
+                           FROM invoices i JOIN o ON o.id = i.order_id),
+                        (SELECT count(*) FROM ch),
+                        (SELECT count(*) FROM (SELECT split_part(idempotency_key, ':', 2)
+                           FROM ch GROUP BY 1 HAVING count(*) > 1) d),
+                        (SELECT count(*) FROM (SELECT subscription_id, term FROM o
+                           GROUP BY 1, 2 HAVING count(*) > 1) d)"
+            ),
+            &[&t0],
+        )
+        .await?;
+    Ok(Renewals {
+        subscriptions: n,
+        renewed: row.get(0),
+        invoiced: row.get(1),
+        secs: row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
+        first_secs: row.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
+        charges: row.get(4),
+        duplicate_charges: row.get(5),
+        duplicate_orders: row.get(6),
+        statements_per_renewal: statements as f64 / f64::from(n),
+        cpu,
+    })
+}
