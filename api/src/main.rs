@@ -48,6 +48,11 @@ fn config() -> anyhow::Result<Arc<Config>> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// mimalloc instead of glibc malloc: allocation was about 15% of the api's CPU under the
+/// dashboard load (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
+/// Makes the next request (None: nothing left to send).
+pub type NextRequest = Arc<dyn Fn() -> Option<Request> + Send + Sync>;
+/// Says whether a response body is a success.
+pub type Check = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+
 pub struct Request {
     pub token: String,
     pub body: Value,
@@ -39,8 +44,8 @@ pub async fn run(
     connections: usize,
     warmup: Duration,
     duration: Duration,
-    next: Arc<dyn Fn() -> Option<Request> + Send + Sync>,
-    check: Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>,
+    next: NextRequest,
+    check: Check,
 ) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let measure_from = start + warmup;

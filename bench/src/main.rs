@@ -43,6 +43,9 @@ pub struct Args {
     /// Subscriptions renewing at the same instant.
     #[arg(long, default_value_t = 100_000)]
     pub renewals: u32,
+    /// Stop waiting for the storm after this long (the report says how far it got).
+    #[arg(long, default_value_t = 300)]
+    pub storm_limit_secs: u64,
     /// Data set: dashboard partners and their subscriptions.
     #[arg(long, default_value_t = 10_000)]
     pub partners: u32,

@@ -105,6 +105,11 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
+/// mimalloc instead of glibc malloc: allocation was about 15% of the api's CPU under the
+/// dashboard load (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

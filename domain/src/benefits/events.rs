@@ -28,6 +28,24 @@ impl Event {
     }
 }
 
+/// Like [`notify`] for several events in one statement.
+pub async fn notify_many(conn: &mut PgConn, events: &[Event]) -> AppResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let payloads = events
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::AppError::internal)?;
+    diesel::sql_query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+        .bind::<diesel::sql_types::Text, _>(CHANNEL)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(payloads)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn notify(conn: &mut PgConn, event: &Event) -> AppResult<()> {
     let payload = serde_json::to_string(event).map_err(crate::AppError::internal)?;
     diesel::sql_query("SELECT pg_notify($1, $2)")

@@ -23,14 +23,12 @@ use crate::services::Services;
 use events::Event;
 
 /// Balances that start again with each term.
-fn is_balance(d: BenefitDelivery) -> bool {
-    matches!(
-        d,
-        BenefitDelivery::SupportIncidents
-            | BenefitDelivery::SignatureSupport
-            | BenefitDelivery::AdvisoryHours
-    )
-}
+/// Consumed balances (reset at each renewal).
+const BALANCES: [BenefitDelivery; 3] = [
+    BenefitDelivery::SupportIncidents,
+    BenefitDelivery::SignatureSupport,
+    BenefitDelivery::AdvisoryHours,
+];
 
 /// Deliveries that go through an activation (technical support contracts, GTM offers).
 fn needs_activation(d: BenefitDelivery) -> bool {
@@ -160,59 +158,65 @@ async fn schedule_azure_credit(
     let (Some(start), Some(end)) = (sub.term_started_at, sub.anniversary_at) else {
         return Ok(());
     };
+    let mut due = Vec::new();
     for month in 0..12u32 {
-        let due = start
+        let at = start
             .checked_add_months(Months::new(month))
             .ok_or_else(|| AppError::Internal("date overflow".into()))?;
-        if due >= end {
+        if at >= end {
             break;
         }
-        actions::schedule(
-            conn,
-            e.partner_id,
-            ActionKind::GrantAzureCredit,
-            e.id,
-            sub.term,
-            &month.to_string(),
-            due,
-        )
-        .await?;
+        due.push(actions::Due {
+            partner_id: e.partner_id,
+            kind: ActionKind::GrantAzureCredit,
+            subject_id: e.id,
+            term: sub.term,
+            tag: month.to_string(),
+            due_at: at,
+        });
     }
-    Ok(())
+    actions::schedule_many(conn, &due).await
 }
 
 /// A renewal: balances start again, expiry moves to the new AD, monthly credit continues.
 pub(crate) async fn renew(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
-    let list: Vec<Entitlement> = entitlements::table
-        .filter(entitlements::subscription_id.eq(sub.id))
-        .filter(entitlements::status.eq(EntitlementStatus::Active))
-        .select(Entitlement::as_select())
-        .load(conn)
-        .await?;
-    for e in list {
-        let used = if is_balance(e.delivery) { 0 } else { e.used };
-        diesel::update(entitlements::table.find(e.id))
-            .set((
-                entitlements::term.eq(sub.term),
-                entitlements::used.eq(used),
-                entitlements::expires_at.eq(sub.anniversary_at.unwrap_or(e.expires_at)),
-                entitlements::updated_at.eq(Utc::now()),
-            ))
-            .execute(conn)
-            .await?;
-        if e.delivery == BenefitDelivery::AzureCredit {
-            schedule_azure_credit(conn, &e, sub).await?;
-        }
-        events::notify(
-            conn,
-            &Event::Benefit {
-                partner_id: e.partner_id,
-                id: e.id,
-            },
+    let ad = sub
+        .anniversary_at
+        .ok_or_else(|| AppError::Internal(format!("renewed subscription {} has no AD", sub.id)))?;
+    // One UPDATE for all of them (a storm of renewals made the per-row loop the cost).
+    let balances: Vec<BenefitDelivery> = BALANCES.to_vec();
+    let list: Vec<Entitlement> = diesel::update(
+        entitlements::table
+            .filter(entitlements::subscription_id.eq(sub.id))
+            .filter(entitlements::status.eq(EntitlementStatus::Active)),
+    )
+    .set((
+        entitlements::term.eq(sub.term),
+        entitlements::used.eq(diesel::dsl::case_when::<_, _, diesel::sql_types::Integer>(
+            entitlements::delivery.eq_any(balances),
+            0,
         )
-        .await?;
+        .otherwise(entitlements::used)),
+        entitlements::expires_at.eq(ad),
+        entitlements::updated_at.eq(Utc::now()),
+    ))
+    .returning(Entitlement::as_returning())
+    .get_results(conn)
+    .await?;
+    for e in list
+        .iter()
+        .filter(|e| e.delivery == BenefitDelivery::AzureCredit)
+    {
+        schedule_azure_credit(conn, e, sub).await?;
     }
-    Ok(())
+    let changed: Vec<Event> = list
+        .iter()
+        .map(|e| Event::Benefit {
+            partner_id: e.partner_id,
+            id: e.id,
+        })
+        .collect();
+    events::notify_many(conn, &changed).await
 }
 
 /// Lapse or cancellation: every entitlement of the subscription is revoked, pending

@@ -29,17 +29,50 @@ pub async fn schedule(
     tag: &str,
     due_at: DateTime<Utc>,
 ) -> AppResult<()> {
-    diesel::insert_into(scheduled_actions::table)
-        .values(&NewScheduledAction {
-            id: Uuid::now_v7(),
+    schedule_many(
+        conn,
+        &[Due {
             partner_id,
             kind,
             subject_id,
             term,
             tag: tag.to_owned(),
             due_at,
+        }],
+    )
+    .await
+}
+
+/// One piece of due work to record (see [`schedule`]).
+pub struct Due {
+    pub partner_id: Uuid,
+    pub kind: ActionKind,
+    pub subject_id: Uuid,
+    pub term: i32,
+    pub tag: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Like [`schedule`] for several rows in one INSERT (a renewal records a dozen).
+pub async fn schedule_many(conn: &mut PgConn, due: &[Due]) -> AppResult<()> {
+    if due.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewScheduledAction> = due
+        .iter()
+        .map(|d| NewScheduledAction {
+            id: Uuid::now_v7(),
+            partner_id: d.partner_id,
+            kind: d.kind,
+            subject_id: d.subject_id,
+            term: d.term,
+            tag: d.tag.clone(),
+            due_at: d.due_at,
             status: ActionStatus::Pending,
         })
+        .collect();
+    diesel::insert_into(scheduled_actions::table)
+        .values(&rows)
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;

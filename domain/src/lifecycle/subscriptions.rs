@@ -100,28 +100,25 @@ fn anniversary(sub: &Subscription) -> AppResult<DateTime<Utc>> {
 /// renewal charge on the AD with auto-renew on, else the reminders and the window.
 async fn schedule_term(conn: &mut PgConn, sub: &Subscription, now: DateTime<Utc>) -> AppResult<()> {
     let ad = anniversary(sub)?;
-    actions::schedule(
-        conn,
-        sub.partner_id,
-        ActionKind::Lapse,
-        sub.id,
-        sub.term,
-        "",
-        rules::lapse_at(ad),
-    )
-    .await?;
+    let due = |kind, tag: &str, due_at| actions::Due {
+        partner_id: sub.partner_id,
+        kind,
+        subject_id: sub.id,
+        term: sub.term,
+        tag: tag.to_owned(),
+        due_at,
+    };
     if sub.auto_renew {
-        actions::schedule(
+        actions::schedule_many(
             conn,
-            sub.partner_id,
-            ActionKind::RenewalCharge,
-            sub.id,
-            sub.term,
-            "1",
-            ad,
+            &[
+                due(ActionKind::Lapse, "", rules::lapse_at(ad)),
+                due(ActionKind::RenewalCharge, "1", ad),
+            ],
         )
         .await
     } else {
+        actions::schedule_many(conn, &[due(ActionKind::Lapse, "", rules::lapse_at(ad))]).await?;
         schedule_manual_renewal(conn, sub, now).await
     }
 }
