@@ -143,10 +143,11 @@ impl Results {
             );
             let _ = writeln!(
                 t,
-                "| Purchase: integrity | 1 order and 1 charge per purchase | {} paid orders, {} charges, {} partners with two | {} |",
+                "| Purchase: integrity | 1 order and 1 charge per purchase | {} paid orders, {} charges, {} partners with two; {:.1} SQL statements per purchase | {} |",
                 p.orders_paid,
                 p.charges,
                 p.duplicates,
+                o.statements.mean(),
                 met(p.duplicates == 0 && p.charges == p.orders_paid)
             );
         }
@@ -341,7 +342,14 @@ pub fn write(out: &Path, r: &Results, args: &Args) -> anyhow::Result<()> {
         body,
         "Last run: {} (UTC). Command: `scripts/bench` (`pbg-bench {}`).\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M"),
-        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        std::env::args()
+            .skip(1)
+            .map(|a| match std::env::current_dir() {
+                Ok(d) => a.replace(&format!("{}/", d.display()), ""),
+                Err(_) => a,
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let _ = writeln!(body, "### Machine\n");
     let _ = writeln!(body, "| | |\n|---|---|");
