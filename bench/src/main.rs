@@ -60,6 +60,9 @@ pub struct Args {
     /// Database name on the server of PG_ADMIN_URL (dropped and made again).
     #[arg(long, default_value = "pbg_bench")]
     pub database: String,
+    /// Drop the database at the end (the smoke test does).
+    #[arg(long)]
+    pub drop_database: bool,
 }
 
 /// Settings passed on to the api and worker when set here (to try other values).
@@ -172,7 +175,8 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
             .unwrap_or(&admin_url),
         args.database
     );
-    let prefix = "pbgbench";
+    // The queue prefix follows the database, so two runs on different databases stay apart.
+    let prefix = args.database.as_str();
     // Jobs of an earlier run must not leak into this one.
     let mut redis = redis::Client::open(redis_url.as_str())?
         .get_multiplexed_async_connection()
@@ -301,6 +305,15 @@ async fn main() -> anyhow::Result<()> {
     results.sample_memory(&bench);
     let _ = bench.api.child.kill().await;
     let _ = bench.worker.child.kill().await;
+    if args.drop_database {
+        let admin = connect(&env_or("PG_ADMIN_URL")?).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                args.database
+            ))
+            .await?;
+    }
     let table = results.table();
     println!("{table}");
     if let Some(out) = &args.out {
