@@ -246,7 +246,7 @@ impl Results {
 
 /// The dashboard's latency by percentile (HdrHistogram style: the x axis spreads the tail).
 fn plot(d: &Dashboard) -> String {
-    let (w, h, left, bottom, top, right) = (760.0, 420.0, 70.0, 60.0, 40.0, 20.0);
+    let (w, h, left, bottom, top, right) = (760.0, 420.0, 70.0, 60.0, 40.0, 40.0);
     let nines = 4.0; // up to 99.99 %
     let quantiles: Vec<f64> = (0..=200)
         .map(|i| 1.0 - 10f64.powf(-(i as f64) * nines / 200.0))
