@@ -28,13 +28,19 @@ pub struct Process {
     pub pid: u32,
 }
 
-pub fn spawn(name: &str, args: &[&str], env: &BTreeMap<String, String>) -> anyhow::Result<Process> {
-    let log = std::env::var("BENCH_SHOW_LOGS").is_ok();
-    let child = Command::new(bin(name)?)
-        .args(args)
+/// The binary `name` with only PATH and `env` in its environment.
+fn command(name: &str, args: &[&str], env: &BTreeMap<String, String>) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(bin(name)?);
+    cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
+        .envs(env);
+    Ok(cmd)
+}
+
+pub fn spawn(name: &str, args: &[&str], env: &BTreeMap<String, String>) -> anyhow::Result<Process> {
+    let log = std::env::var("BENCH_SHOW_LOGS").is_ok();
+    let child = command(name, args, env)?
         .stdout(Stdio::null())
         .stderr(if log { Stdio::inherit() } else { Stdio::null() })
         .kill_on_drop(true)
@@ -50,13 +56,7 @@ pub async fn run_to_end(
     args: &[&str],
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    let status = Command::new(bin(name)?)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .status()
-        .await?;
+    let status = command(name, args, env)?.status().await?;
     anyhow::ensure!(status.success(), "{name} {args:?} failed: {status}");
     Ok(())
 }

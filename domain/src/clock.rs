@@ -33,16 +33,16 @@ fn enabled(config: &Config) -> bool {
 
 /// How far the partner's clock runs ahead of real time (zero without a test clock).
 pub async fn offset(conn: &mut PgConn, config: &Config, partner_id: Uuid) -> AppResult<Duration> {
-    if !enabled(config) {
-        return Ok(Duration::zero());
-    }
-    let secs: Option<i64> = test_clocks::table
-        .find(partner_id)
-        .select(test_clocks::offset_seconds)
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(Duration::seconds(secs.unwrap_or(0)))
+    Ok(offsets(conn, config, &[partner_id])
+        .await?
+        .pop()
+        .map(|(_, d)| d)
+        .unwrap_or_else(Duration::zero))
+}
+
+/// "Now" on a clock running `offset` ahead of real time.
+pub fn now_at(offset: Duration) -> DateTime<Utc> {
+    Utc::now() + offset
 }
 
 /// The clock offsets of these partners (absent: no offset).
@@ -71,7 +71,7 @@ pub async fn now_for(
     config: &Config,
     partner_id: Uuid,
 ) -> AppResult<DateTime<Utc>> {
-    Ok(Utc::now() + offset(conn, config, partner_id).await?)
+    Ok(now_at(offset(conn, config, partner_id).await?))
 }
 
 fn refuse_when_disabled(config: &Config) -> AppResult<()> {

@@ -22,16 +22,8 @@ pub async fn enqueue_to(
     job: &impl serde::Serialize,
     run_at: DateTime<Utc>,
 ) -> AppResult<()> {
-    let row = NewOutboxRow {
-        queue: queue.to_owned(),
-        payload: serde_json::to_value(job).map_err(AppError::internal)?,
-        run_at,
-    };
-    diesel::insert_into(outbox::table)
-        .values(&row)
-        .execute(conn)
-        .await?;
-    Ok(())
+    let payload = serde_json::to_value(job).map_err(AppError::internal)?;
+    enqueue_many(conn, &[(queue, payload)], run_at).await
 }
 
 /// Like [`enqueue_to`] for many jobs at once: one INSERT for all of them.

@@ -152,7 +152,7 @@ pub(crate) async fn now_for(
         .load_one(partner_id)
         .await?
         .unwrap_or_else(chrono::Duration::zero);
-    Ok(chrono::Utc::now() + offset)
+    Ok(gateway_domain::clock::now_at(offset))
 }
 
 pub(crate) fn parse_id(field: &str, id: &async_graphql::ID) -> Result<uuid::Uuid, AppError> {

@@ -47,11 +47,5 @@ pub async fn notify_many(conn: &mut PgConn, events: &[Event]) -> AppResult<()> {
 }
 
 pub async fn notify(conn: &mut PgConn, event: &Event) -> AppResult<()> {
-    let payload = serde_json::to_string(event).map_err(crate::AppError::internal)?;
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<diesel::sql_types::Text, _>(CHANNEL)
-        .bind::<diesel::sql_types::Text, _>(payload)
-        .execute(conn)
-        .await?;
-    Ok(())
+    notify_many(conn, std::slice::from_ref(event)).await
 }
