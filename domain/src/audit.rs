@@ -54,20 +54,37 @@ pub async fn record(
     target: (&str, String),
     details: Value,
 ) -> AppResult<()> {
-    let entry = AuditEntry {
-        id: Uuid::now_v7(),
-        partner_id,
-        actor_kind: actor.kind,
-        actor_id: actor.id.clone(),
-        action: action.to_owned(),
-        target_type: target.0.to_owned(),
-        target_id: target.1,
-        details,
-        request_id: actor.request_id.clone(),
-        created_at: chrono::Utc::now(),
-    };
+    record_many(conn, actor, action, vec![(partner_id, target, details)]).await
+}
+
+/// Like [`record`] for one action on many targets (a batch of renewals): one INSERT.
+pub async fn record_many(
+    conn: &mut PgConn,
+    actor: &Actor,
+    action: &str,
+    entries: Vec<(Option<Uuid>, (&str, String), Value)>,
+) -> AppResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let rows: Vec<AuditEntry> = entries
+        .into_iter()
+        .map(|(partner_id, target, details)| AuditEntry {
+            id: Uuid::now_v7(),
+            partner_id,
+            actor_kind: actor.kind,
+            actor_id: actor.id.clone(),
+            action: action.to_owned(),
+            target_type: target.0.to_owned(),
+            target_id: target.1,
+            details,
+            request_id: actor.request_id.clone(),
+            created_at: now,
+        })
+        .collect();
     diesel::insert_into(audit_log::table)
-        .values(&entry)
+        .values(&rows)
         .execute(conn)
         .await?;
     Ok(())

@@ -135,6 +135,9 @@ pub struct JobsConfig {
     pub retention_interval: Duration,
     /// WORKER_METRICS_BIND: where the worker serves its job metrics (empty: not served)
     pub metrics_bind: Option<String>,
+    /// RENEWAL_BATCH: renewal charges due together travel as one job of up to this many,
+    /// charged and booked in one transaction (1: one job per charge)
+    pub renewal_batch: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +364,14 @@ impl Config {
             retention: r.secs("JOB_RETENTION_SECS", 3600),
             retention_interval: r.millis("RETENTION_INTERVAL_MS", 10_000),
             metrics_bind: r.opt("WORKER_METRICS_BIND"),
+            renewal_batch: r.parse("RENEWAL_BATCH", 100usize, 1),
         };
+        if jobs.renewal_batch > 1000 {
+            r.errors.push(format!(
+                "RENEWAL_BATCH must be at most 1000 (one transaction per batch), got {}",
+                jobs.renewal_batch
+            ));
+        }
         if jobs.redis_watermark > 7000 {
             r.errors.push(
                 "RELAY_REDIS_WATERMARK must be at most 7000 (apalis-redis stops near 8,000 due jobs)"
@@ -525,6 +535,7 @@ pub const VARIABLES: &[&str] = &[
     "JOB_RETENTION_SECS",
     "RETENTION_INTERVAL_MS",
     "WORKER_METRICS_BIND",
+    "RENEWAL_BATCH",
     "PAYMENT_GATEWAY",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",

@@ -210,6 +210,15 @@ pub async fn load_partner(conn: &mut PgConn, id: Uuid) -> AppResult<Partner> {
         .ok_or(AppError::NotFound("partner"))
 }
 
+/// Partners by id, one query (absent ids are left out).
+pub async fn load_partners(conn: &mut PgConn, ids: &[Uuid]) -> AppResult<Vec<Partner>> {
+    Ok(partners::table
+        .filter(partners::id.eq_any(ids))
+        .select(Partner::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// Operators' list of partners, newest first, optionally by vetting status (keyset by id).
 pub async fn list_partners(
     conn: &mut PgConn,

@@ -44,21 +44,37 @@ impl Job for SendEmail {
     const QUEUE: &'static str = "email";
 }
 
-/// Do one row of `scheduled_actions` (a renewal charge, a reminder, a lapse, …). The same
+/// Do one row of `scheduled_actions` (a renewal charge, a reminder, a lapse, …), or a batch
+/// of rows of one kind (`more`: renewal charges due together, see `RENEWAL_BATCH`). The same
 /// payload travels on one queue per kind of work, so operators see each kind apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueAction {
     #[serde(default = "v1")]
     pub v: u32,
     pub action_id: Uuid,
+    /// The rest of a batch, done in the same transaction as `action_id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<Uuid>,
 }
 
 impl DueAction {
     pub fn new(action_id: Uuid) -> Self {
+        Self::batch(action_id, vec![])
+    }
+
+    pub fn batch(action_id: Uuid, more: Vec<Uuid>) -> Self {
         Self {
             v: PAYLOAD_VERSION,
             action_id,
+            more,
         }
+    }
+
+    /// Every action of the job.
+    pub fn ids(&self) -> Vec<Uuid> {
+        std::iter::once(self.action_id)
+            .chain(self.more.iter().copied())
+            .collect()
     }
 }
 

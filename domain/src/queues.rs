@@ -414,13 +414,13 @@ pub async fn retry<C: ConnectionLike>(
                 use crate::db::schema::scheduled_actions as sa;
                 let n = diesel::update(
                     sa::table
-                        .find(job.action_id)
+                        .filter(sa::id.eq_any(job.ids()))
                         .filter(sa::status.eq(crate::enums::ActionStatus::Pending)),
                 )
                 .set(sa::dispatched_at.eq(chrono::Utc::now()))
                 .execute(conn)
                 .await?;
-                if n == 1 {
+                if n > 0 {
                     crate::outbox::enqueue_to(conn, queue, &job, chrono::Utc::now()).await?;
                     Retried::ActionRequeued
                 } else {

@@ -143,20 +143,16 @@ pub(crate) async fn grant(
                 .await?;
         }
         if b.delivery == BenefitDelivery::AzureCredit {
-            schedule_azure_credit(conn, &e, sub).await?;
+            actions::schedule_many(conn, &azure_credit_due(&e, sub)?).await?;
         }
     }
     Ok(())
 }
 
 /// One GRANT_AZURE_CREDIT action per month of the subscription's current term.
-async fn schedule_azure_credit(
-    conn: &mut PgConn,
-    e: &Entitlement,
-    sub: &Subscription,
-) -> AppResult<()> {
+fn azure_credit_due(e: &Entitlement, sub: &Subscription) -> AppResult<Vec<actions::Due>> {
     let (Some(start), Some(end)) = (sub.term_started_at, sub.anniversary_at) else {
-        return Ok(());
+        return Ok(vec![]);
     };
     let mut due = Vec::new();
     for month in 0..12u32 {
@@ -175,40 +171,54 @@ async fn schedule_azure_credit(
             due_at: at,
         });
     }
-    actions::schedule_many(conn, &due).await
+    Ok(due)
 }
 
-/// A renewal: balances start again, expiry moves to the new AD, monthly credit continues.
-pub(crate) async fn renew(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
-    let ad = sub
-        .anniversary_at
-        .ok_or_else(|| AppError::Internal(format!("renewed subscription {} has no AD", sub.id)))?;
-    // One UPDATE for all of them (a storm of renewals made the per-row loop the cost).
-    let balances: Vec<BenefitDelivery> = BALANCES.to_vec();
-    let list: Vec<Entitlement> = diesel::update(
-        entitlements::table
-            .filter(entitlements::subscription_id.eq(sub.id))
-            .filter(entitlements::status.eq(EntitlementStatus::Active)),
+/// Renewals: balances start again, expiry moves to the new AD, monthly credit continues.
+/// Three statements for any number of subscriptions (a storm of renewals made per-row work
+/// the cost): one UPDATE of their entitlements, one INSERT of the credit months, one NOTIFY.
+pub(crate) async fn renew_many(conn: &mut PgConn, subs: &[Subscription]) -> AppResult<()> {
+    use diesel::sql_types::{Array, Integer, Text, Timestamptz, Uuid as SqlUuid};
+    if subs.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(subs.len());
+    let mut terms = Vec::with_capacity(subs.len());
+    let mut ads = Vec::with_capacity(subs.len());
+    for sub in subs {
+        let ad = sub.anniversary_at.ok_or_else(|| {
+            AppError::Internal(format!("renewed subscription {} has no AD", sub.id))
+        })?;
+        ids.push(sub.id);
+        terms.push(sub.term);
+        ads.push(ad);
+    }
+    let list: Vec<Entitlement> = diesel::sql_query(
+        "UPDATE entitlements e SET term = v.term,
+             used = CASE WHEN e.delivery = ANY($4) THEN 0 ELSE e.used END,
+             expires_at = v.ad, updated_at = $5
+         FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[]) AS v(id, term, ad)
+         WHERE e.subscription_id = v.id AND e.status = $6
+         RETURNING e.*",
     )
-    .set((
-        entitlements::term.eq(sub.term),
-        entitlements::used.eq(diesel::dsl::case_when::<_, _, diesel::sql_types::Integer>(
-            entitlements::delivery.eq_any(balances),
-            0,
-        )
-        .otherwise(entitlements::used)),
-        entitlements::expires_at.eq(ad),
-        entitlements::updated_at.eq(Utc::now()),
-    ))
-    .returning(Entitlement::as_returning())
-    .get_results(conn)
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Integer>, _>(&terms)
+    .bind::<Array<Timestamptz>, _>(&ads)
+    .bind::<Array<Text>, _>(BALANCES.to_vec())
+    .bind::<Timestamptz, _>(Utc::now())
+    .bind::<Text, _>(EntitlementStatus::Active)
+    .load(conn)
     .await?;
+    let mut due = Vec::new();
     for e in list
         .iter()
         .filter(|e| e.delivery == BenefitDelivery::AzureCredit)
     {
-        schedule_azure_credit(conn, e, sub).await?;
+        if let Some(sub) = subs.iter().find(|s| s.id == e.subscription_id) {
+            due.extend(azure_credit_due(e, sub)?);
+        }
     }
+    actions::schedule_many(conn, &due).await?;
     let changed: Vec<Event> = list
         .iter()
         .map(|e| Event::Benefit {

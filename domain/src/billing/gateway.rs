@@ -4,6 +4,8 @@
 //! key and answers a repeat with the same charge, so a job that runs twice never charges twice.
 //! Declines and transient failures are not recorded, so the same key can be tried again.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::Datelike;
 use uuid::Uuid;
@@ -81,6 +83,18 @@ impl GatewayError {
     }
 }
 
+/// One charge of [`PaymentGateway::charge_many`].
+#[derive(Debug, Clone)]
+pub struct ChargeRequest {
+    pub idempotency_key: String,
+    pub token: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// Requests in flight at once in the default [`PaymentGateway::charge_many`].
+const CONCURRENT_CHARGES: usize = 8;
+
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     async fn tokenize(&self, card: &CardDetails) -> Result<CardToken, GatewayError>;
@@ -91,6 +105,25 @@ pub trait PaymentGateway: Send + Sync {
         amount_minor: i64,
         currency: &str,
     ) -> Result<Charge, GatewayError>;
+    /// Several charges, each with its own key and its own answer, in the order given. A live
+    /// gateway answers one request at a time: the default sends a few at once. The sandbox
+    /// books a whole batch of renewal charges in a handful of statements.
+    async fn charge_many(&self, requests: &[ChargeRequest]) -> Vec<Result<Charge, GatewayError>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(CONCURRENT_CHARGES) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                pending.push(self.charge(
+                    &r.idempotency_key,
+                    &r.token,
+                    r.amount_minor,
+                    &r.currency,
+                ));
+            }
+            answers.extend(futures::future::join_all(pending).await);
+        }
+        answers
+    }
     /// The successful charge recorded under a key, if any (reconciliation after a crash).
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, GatewayError>;
     /// Refunds (part of) a charge; a repeated key refunds once.
@@ -218,55 +251,25 @@ impl PaymentGateway for SandboxGateway {
         amount_minor: i64,
         currency: &str,
     ) -> Result<Charge, GatewayError> {
-        let mut conn = self.conn().await?;
-        if let Some(existing) = find(&mut conn, idempotency_key).await? {
-            return Ok(existing);
-        }
-        let behaviour: Option<CardBehaviour> = sandbox_cards::table
-            .find(token)
-            .select(sandbox_cards::behaviour)
-            .first(&mut conn)
+        let request = ChargeRequest {
+            idempotency_key: idempotency_key.to_owned(),
+            token: token.to_owned(),
+            amount_minor,
+            currency: currency.to_owned(),
+        };
+        self.charge_many(std::slice::from_ref(&request))
             .await
-            .optional()
-            .map_err(transient)?;
-        match behaviour {
-            None => Err(GatewayError::Invalid("unknown card token".into())),
-            Some(CardBehaviour::Decline) => Err(GatewayError::Declined(
-                "the card was declined (insufficient funds)".into(),
-            )),
-            Some(CardBehaviour::HardDecline) => Err(GatewayError::HardDeclined(
-                "the card was declined and must not be charged again (card reported lost)".into(),
-            )),
-            Some(CardBehaviour::Transient) => Err(GatewayError::Transient(
-                "the card network did not answer in time; nothing was charged".into(),
-            )),
-            Some(CardBehaviour::Succeed) => {
-                let id = format!("ch_sandbox_{}", Uuid::new_v4().simple());
-                // A concurrent charge with the same key loses the insert and reads the winner.
-                let inserted = diesel::insert_into(sandbox_charges::table)
-                    .values((
-                        sandbox_charges::id.eq(&id),
-                        sandbox_charges::idempotency_key.eq(idempotency_key),
-                        sandbox_charges::token.eq(token),
-                        sandbox_charges::amount_minor.eq(amount_minor),
-                        sandbox_charges::currency.eq(currency),
-                    ))
-                    .on_conflict(sandbox_charges::idempotency_key)
-                    .do_nothing()
-                    .execute(&mut conn)
-                    .await
-                    .map_err(transient)?;
-                if inserted == 0 {
-                    return find(&mut conn, idempotency_key)
-                        .await?
-                        .ok_or_else(|| GatewayError::Transient("sandbox charge vanished".into()));
-                }
-                Ok(Charge {
-                    id,
-                    amount_minor,
-                    currency: currency.to_owned(),
-                })
-            }
+            .pop()
+            .unwrap_or_else(|| Err(GatewayError::Transient("sandbox gave no answer".into())))
+    }
+
+    /// Set-based: the charges already recorded under these keys, the cards' behaviours, then
+    /// one INSERT of the new charges (a concurrent charge with the same key wins the insert and
+    /// its charge is read back).
+    async fn charge_many(&self, requests: &[ChargeRequest]) -> Vec<Result<Charge, GatewayError>> {
+        match self.try_charge_many(requests).await {
+            Ok(answers) => answers,
+            Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
@@ -337,24 +340,137 @@ async fn find(
     conn: &mut crate::db::PgConn,
     idempotency_key: &str,
 ) -> Result<Option<Charge>, GatewayError> {
-    sandbox_charges::table
-        .filter(sandbox_charges::idempotency_key.eq(idempotency_key))
+    Ok(find_many(conn, &[idempotency_key.to_owned()])
+        .await?
+        .pop()
+        .map(|(_, charge)| charge))
+}
+
+/// The charges recorded under these keys, with their keys.
+async fn find_many(
+    conn: &mut crate::db::PgConn,
+    keys: &[String],
+) -> Result<Vec<(String, Charge)>, GatewayError> {
+    let rows: Vec<(String, String, i64, String)> = sandbox_charges::table
+        .filter(sandbox_charges::idempotency_key.eq_any(keys))
         .select((
+            sandbox_charges::idempotency_key,
             sandbox_charges::id,
             sandbox_charges::amount_minor,
             sandbox_charges::currency,
         ))
-        .first::<(String, i64, String)>(conn)
+        .load(conn)
         .await
-        .optional()
-        .map(|r| {
-            r.map(|(id, amount_minor, currency)| Charge {
-                id,
-                amount_minor,
-                currency,
-            })
+        .map_err(transient)?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, id, amount_minor, currency)| {
+            (
+                key,
+                Charge {
+                    id,
+                    amount_minor,
+                    currency,
+                },
+            )
         })
-        .map_err(transient)
+        .collect())
+}
+
+impl SandboxGateway {
+    async fn try_charge_many(
+        &self,
+        requests: &[ChargeRequest],
+    ) -> Result<Vec<Result<Charge, GatewayError>>, GatewayError> {
+        let mut conn = self.conn().await?;
+        let keys: Vec<String> = requests.iter().map(|r| r.idempotency_key.clone()).collect();
+        let mut recorded: HashMap<String, Charge> =
+            find_many(&mut conn, &keys).await?.into_iter().collect();
+        let tokens: Vec<&str> = requests.iter().map(|r| r.token.as_str()).collect();
+        let behaviours: HashMap<String, CardBehaviour> = sandbox_cards::table
+            .filter(sandbox_cards::token.eq_any(&tokens))
+            .select((sandbox_cards::token, sandbox_cards::behaviour))
+            .load::<(String, CardBehaviour)>(&mut conn)
+            .await
+            .map_err(transient)?
+            .into_iter()
+            .collect();
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut new = Vec::new();
+        for r in requests {
+            let answer = if let Some(c) = recorded.get(&r.idempotency_key) {
+                Ok(c.clone())
+            } else {
+                match behaviours.get(&r.token) {
+                    None => Err(GatewayError::Invalid("unknown card token".into())),
+                    Some(CardBehaviour::Decline) => Err(GatewayError::Declined(
+                        "the card was declined (insufficient funds)".into(),
+                    )),
+                    Some(CardBehaviour::HardDecline) => Err(GatewayError::HardDeclined(
+                        "the card was declined and must not be charged again (card reported lost)"
+                            .into(),
+                    )),
+                    Some(CardBehaviour::Transient) => Err(GatewayError::Transient(
+                        "the card network did not answer in time; nothing was charged".into(),
+                    )),
+                    Some(CardBehaviour::Succeed) => {
+                        let charge = Charge {
+                            id: format!("ch_sandbox_{}", Uuid::new_v4().simple()),
+                            amount_minor: r.amount_minor,
+                            currency: r.currency.clone(),
+                        };
+                        // A repeated key within the batch is one charge.
+                        recorded.insert(r.idempotency_key.clone(), charge.clone());
+                        new.push((r, charge.clone()));
+                        Ok(charge)
+                    }
+                }
+            };
+            answers.push(answer);
+        }
+        if new.is_empty() {
+            return Ok(answers);
+        }
+        let rows: Vec<_> = new
+            .iter()
+            .map(|(r, c)| {
+                (
+                    sandbox_charges::id.eq(&c.id),
+                    sandbox_charges::idempotency_key.eq(&r.idempotency_key),
+                    sandbox_charges::token.eq(&r.token),
+                    sandbox_charges::amount_minor.eq(c.amount_minor),
+                    sandbox_charges::currency.eq(&c.currency),
+                )
+            })
+            .collect();
+        let inserted: Vec<String> = diesel::insert_into(sandbox_charges::table)
+            .values(&rows)
+            .on_conflict(sandbox_charges::idempotency_key)
+            .do_nothing()
+            .returning(sandbox_charges::idempotency_key)
+            .get_results(&mut conn)
+            .await
+            .map_err(transient)?;
+        if inserted.len() < new.len() {
+            // Keys a concurrent charge recorded first: answer with that charge.
+            let lost: Vec<String> = new
+                .iter()
+                .map(|(r, _)| r.idempotency_key.clone())
+                .filter(|k| !inserted.contains(k))
+                .collect();
+            let winners: HashMap<String, Charge> =
+                find_many(&mut conn, &lost).await?.into_iter().collect();
+            for (r, answer) in requests.iter().zip(answers.iter_mut()) {
+                if lost.contains(&r.idempotency_key) {
+                    *answer = winners
+                        .get(&r.idempotency_key)
+                        .cloned()
+                        .ok_or_else(|| GatewayError::Transient("sandbox charge vanished".into()));
+                }
+            }
+        }
+        Ok(answers)
+    }
 }
 
 #[cfg(test)]

@@ -64,21 +64,84 @@ pub async fn issue(
     period: (DateTime<Utc>, DateTime<Utc>),
     issued_at: DateTime<Utc>,
 ) -> AppResult<Invoice> {
-    if let Some(existing) = for_orders(conn, &[order.id]).await?.pop() {
-        return Ok(existing);
+    let mut issued = issue_many(
+        conn,
+        &[ToInvoice {
+            order,
+            offer,
+            partner,
+            period,
+            issued_at,
+        }],
+    )
+    .await?;
+    issued
+        .pop()
+        .ok_or_else(|| AppError::Internal("no invoice issued".into()))
+}
+
+/// A paid order to invoice (see [`issue_many`]).
+pub struct ToInvoice<'a> {
+    pub order: &'a Order,
+    pub offer: &'a Offer,
+    pub partner: &'a Partner,
+    /// The term the invoice covers.
+    pub period: (DateTime<Utc>, DateTime<Utc>),
+    /// On the partner's clock; its year numbers the invoice.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Like [`issue`] for many orders: each year's counter is bumped once by the number of new
+/// invoices of that year (consecutive numbers, in the given order) and they are inserted in
+/// one statement. The counter row stays locked until the caller commits, so call this late in
+/// the transaction. Returns one invoice per order, in order.
+pub async fn issue_many(conn: &mut PgConn, orders: &[ToInvoice<'_>]) -> AppResult<Vec<Invoice>> {
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.order.id).collect();
+    let mut invoices = for_orders(conn, &ids).await?;
+    let new: Vec<&ToInvoice> = orders
+        .iter()
+        .filter(|o| !invoices.iter().any(|i| i.order_id == o.order.id))
+        .collect();
+    let mut years: Vec<i32> = new.iter().map(|o| o.issued_at.year()).collect();
+    years.sort_unstable();
+    years.dedup();
+    let created_at = Utc::now();
+    let mut rows = Vec::with_capacity(new.len());
+    for year in years {
+        let of_year: Vec<&&ToInvoice> = new.iter().filter(|o| o.issued_at.year() == year).collect();
+        let n = i32::try_from(of_year.len()).map_err(AppError::internal)?;
+        let last: i32 = diesel::insert_into(invoice_counters::table)
+            .values((
+                invoice_counters::year.eq(year),
+                invoice_counters::last_number.eq(n),
+            ))
+            .on_conflict(invoice_counters::year)
+            .do_update()
+            .set(invoice_counters::last_number.eq(invoice_counters::last_number + n))
+            .returning(invoice_counters::last_number)
+            .get_result(conn)
+            .await?;
+        for (o, seq) in of_year.into_iter().zip(last - n + 1..) {
+            rows.push(invoice_of(o, year, seq, created_at)?);
+        }
     }
-    let year = issued_at.year();
-    let seq: i32 = diesel::insert_into(invoice_counters::table)
-        .values((
-            invoice_counters::year.eq(year),
-            invoice_counters::last_number.eq(1),
-        ))
-        .on_conflict(invoice_counters::year)
-        .do_update()
-        .set(invoice_counters::last_number.eq(invoice_counters::last_number + 1))
-        .returning(invoice_counters::last_number)
-        .get_result(conn)
-        .await?;
+    if !rows.is_empty() {
+        invoices.extend(
+            diesel::insert_into(invoices::table)
+                .values(&rows)
+                .returning(Invoice::as_returning())
+                .get_results(conn)
+                .await?,
+        );
+    }
+    Ok(ids
+        .iter()
+        .filter_map(|id| invoices.iter().find(|i| i.order_id == *id).cloned())
+        .collect())
+}
+
+fn invoice_of(o: &ToInvoice, year: i32, seq: i32, created_at: DateTime<Utc>) -> AppResult<Invoice> {
+    let (order, period) = (o.order, o.period);
     let what = match order.kind {
         crate::enums::OrderKind::Purchase => "purchase",
         crate::enums::OrderKind::Renewal => "renewal",
@@ -86,7 +149,7 @@ pub async fn issue(
     let mut lines = vec![InvoiceLine {
         description: format!(
             "{} ({what}, term {}: {} to {})",
-            offer.name,
+            o.offer.name,
             order.term,
             period.0.date_naive(),
             period.1.date_naive()
@@ -103,17 +166,17 @@ pub async fn issue(
             amount_minor: -order.discount_minor,
         });
     }
-    let invoice = Invoice {
+    Ok(Invoice {
         id: Uuid::now_v7(),
         partner_id: order.partner_id,
         order_id: order.id,
         number: format!("INV-{year}-{seq:06}"),
         year,
         seq,
-        issued_at,
+        issued_at: o.issued_at,
         period_start: period.0,
         period_end: period.1,
-        bill_to: serde_json::to_value(BillTo::of(partner)).map_err(AppError::internal)?,
+        bill_to: serde_json::to_value(BillTo::of(o.partner)).map_err(AppError::internal)?,
         lines: serde_json::to_value(&lines).map_err(AppError::internal)?,
         currency: order.currency.clone(),
         subtotal_minor: order.price_minor,
@@ -121,13 +184,8 @@ pub async fn issue(
         tax_rate_bp: order.tax_rate_bp,
         tax_minor: order.tax_minor,
         total_minor: order.total_minor,
-        created_at: Utc::now(),
-    };
-    Ok(diesel::insert_into(invoices::table)
-        .values(&invoice)
-        .returning(Invoice::as_returning())
-        .get_result(conn)
-        .await?)
+        created_at,
+    })
 }
 
 /// The invoices of these orders (at most one each).

@@ -126,11 +126,22 @@ pub fn new_number() -> String {
 }
 
 pub(crate) async fn insert(conn: &mut PgConn, order: NewOrder) -> AppResult<Order> {
-    Ok(diesel::insert_into(orders::table)
-        .values(&order)
+    insert_many(conn, vec![order])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::Internal("order insert returned nothing".into()))
+}
+
+/// Inserts orders in one statement; returns them in the given order.
+pub(crate) async fn insert_many(conn: &mut PgConn, new: Vec<NewOrder>) -> AppResult<Vec<Order>> {
+    let ids: Vec<Uuid> = new.iter().map(|o| o.id).collect();
+    let mut rows: Vec<Order> = diesel::insert_into(orders::table)
+        .values(&new)
         .returning(Order::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_results(conn)
+        .await?;
+    rows.sort_by_key(|o| ids.iter().position(|id| *id == o.id));
+    Ok(rows)
 }
 
 pub(crate) async fn set_paid(
@@ -225,23 +236,36 @@ pub(crate) async fn send_receipt(
     order: &Order,
     invoice: &Invoice,
 ) -> AppResult<()> {
-    let to = notify::recipients(conn, partner, false).await?;
-    notify::send(
-        conn,
-        partner,
-        Template::OrderReceipt,
-        &to,
-        notify::base_context(&svc.config, partner, offer),
-        json!({
-            "order_number": order.number,
-            "invoice_number": invoice.number,
-            "total": format_money(order.total_minor, &order.currency),
-            "kind": match order.kind { OrderKind::Purchase => "purchase", OrderKind::Renewal => "renewal" },
-            "period_start": invoice.period_start.date_naive().to_string(),
-            "period_end": invoice.period_end.date_naive().to_string(),
-        }),
-    )
-    .await?;
+    send_receipts(conn, svc, &[(partner, offer, order, invoice)]).await
+}
+
+/// Receipts of several paid orders: one recipients query and one INSERT of all the emails.
+pub(crate) async fn send_receipts(
+    conn: &mut PgConn,
+    svc: &Services,
+    paid: &[(&Partner, &Offer, &Order, &Invoice)],
+) -> AppResult<()> {
+    let partners: Vec<&Partner> = paid.iter().map(|p| p.0).collect();
+    let to = notify::recipients_of(conn, &partners, false).await?;
+    let each = paid
+        .iter()
+        .map(|(partner, offer, order, invoice)| {
+            (
+                *partner,
+                to.get(&partner.id).map(Vec::as_slice).unwrap_or_default(),
+                notify::base_context(&svc.config, partner, offer),
+                json!({
+                    "order_number": order.number,
+                    "invoice_number": invoice.number,
+                    "total": format_money(order.total_minor, &order.currency),
+                    "kind": match order.kind { OrderKind::Purchase => "purchase", OrderKind::Renewal => "renewal" },
+                    "period_start": invoice.period_start.date_naive().to_string(),
+                    "period_end": invoice.period_end.date_naive().to_string(),
+                }),
+            )
+        })
+        .collect();
+    notify::send_many(conn, Template::OrderReceipt, each).await?;
     Ok(())
 }
 
@@ -480,6 +504,8 @@ pub async fn purchase(
                     expires_at: bank
                         .is_some()
                         .then(|| now + chrono::Duration::days(BANK_TRANSFER_DAYS)),
+                    paid_at: None,
+                    gateway_charge_id: None,
                 },
             )
             .await?;

@@ -76,7 +76,7 @@ pub struct PaymentMethod {
     pub removed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = subscriptions)]
 pub struct Subscription {
     pub id: Uuid,
@@ -178,6 +178,9 @@ pub struct NewOrder {
     pub placed_by: String,
     pub placed_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Set when the order is booked as paid at once (renewals charged before booking).
+    pub paid_at: Option<DateTime<Utc>>,
+    pub gateway_charge_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -235,7 +238,7 @@ pub struct NewScheduledAction {
     pub status: ActionStatus,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = entitlements)]
 pub struct Entitlement {
     pub id: Uuid,

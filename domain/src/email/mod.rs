@@ -19,7 +19,7 @@ use crate::db::schema::{emails, outbox};
 use crate::db::PgConn;
 use crate::enums::EmailStatus;
 use crate::error::{AppError, AppResult};
-use crate::jobs::SendEmail;
+use crate::jobs::{Job, SendEmail};
 
 /// Renders `template` for `to` and queues its delivery, inside the caller's transaction.
 pub async fn queue(
@@ -29,25 +29,66 @@ pub async fn queue(
     to: &str,
     ctx: &impl Serialize,
 ) -> AppResult<Uuid> {
-    let rendered = render(template, ctx).map_err(AppError::internal)?;
-    let now = Utc::now();
-    let id = Uuid::now_v7();
-    diesel::insert_into(emails::table)
-        .values(&NewEmail {
-            id,
+    let ids = queue_many(
+        conn,
+        &[Queued {
             partner_id,
-            template: template.name().to_owned(),
-            recipient: to.to_owned(),
+            template,
+            to,
+            ctx,
+        }],
+    )
+    .await?;
+    Ok(ids[0])
+}
+
+/// One email to queue (see [`queue_many`]).
+pub struct Queued<'a, C: Serialize> {
+    pub partner_id: Option<Uuid>,
+    pub template: Template,
+    pub to: &'a str,
+    pub ctx: C,
+}
+
+/// Like [`queue`] for many emails: one INSERT of the emails and one of their jobs (a renewal
+/// batch sends a receipt per renewal). Returns the ids in order.
+pub async fn queue_many<C: Serialize>(
+    conn: &mut PgConn,
+    emails: &[Queued<'_, C>],
+) -> AppResult<Vec<Uuid>> {
+    if emails.is_empty() {
+        return Ok(vec![]);
+    }
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(emails.len());
+    for e in emails {
+        let rendered = render(e.template, &e.ctx).map_err(AppError::internal)?;
+        rows.push(NewEmail {
+            id: Uuid::now_v7(),
+            partner_id: e.partner_id,
+            template: e.template.name().to_owned(),
+            recipient: e.to.to_owned(),
             subject: rendered.subject,
             body_text: Some(rendered.text),
             body_html: Some(rendered.html),
             status: EmailStatus::Pending,
             next_attempt_at: now,
-        })
+        });
+    }
+    diesel::insert_into(emails::table)
+        .values(&rows)
         .execute(conn)
         .await?;
-    crate::outbox::enqueue(conn, &SendEmail::new(id), now).await?;
-    Ok(id)
+    let jobs = rows
+        .iter()
+        .map(|r| {
+            serde_json::to_value(SendEmail::new(r.id))
+                .map(|payload| (SendEmail::QUEUE, payload))
+                .map_err(AppError::internal)
+        })
+        .collect::<AppResult<Vec<_>>>()?;
+    crate::outbox::enqueue_many(conn, &jobs, now).await?;
+    Ok(rows.iter().map(|r| r.id).collect())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -158,7 +199,7 @@ pub async fn redispatch_stale(
     conn.transaction::<_, AppError, _>(async |conn| {
         let pending_in_outbox = outbox::table
             .filter(outbox::dispatched_at.is_null())
-            .filter(outbox::queue.eq(<SendEmail as crate::jobs::Job>::QUEUE))
+            .filter(outbox::queue.eq(SendEmail::QUEUE))
             .select(diesel::dsl::sql::<diesel::sql_types::Uuid>(
                 "(payload->>'email_id')::uuid",
             ));

@@ -6,7 +6,9 @@
 //! `REDISPATCH_AFTER_SECS`. A job that runs twice finds the row DONE and does nothing.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
+use std::collections::HashMap;
+
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -71,11 +73,14 @@ pub async fn schedule_many(conn: &mut PgConn, due: &[Due]) -> AppResult<()> {
             status: ActionStatus::Pending,
         })
         .collect();
-    diesel::insert_into(scheduled_actions::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    // Postgres takes at most 65,535 parameters per statement (8 per row).
+    for chunk in rows.chunks(4096) {
+        diesel::insert_into(scheduled_actions::table)
+            .values(chunk)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -85,8 +90,17 @@ pub async fn cancel_pending(
     subject_id: Uuid,
     kinds: Option<&[ActionKind]>,
 ) -> AppResult<usize> {
+    cancel_pending_of(conn, &[subject_id], kinds).await
+}
+
+/// Like [`cancel_pending`] for several subjects in one statement.
+pub async fn cancel_pending_of(
+    conn: &mut PgConn,
+    subject_ids: &[Uuid],
+    kinds: Option<&[ActionKind]>,
+) -> AppResult<usize> {
     let mut q = diesel::update(scheduled_actions::table)
-        .filter(scheduled_actions::subject_id.eq(subject_id))
+        .filter(scheduled_actions::subject_id.eq_any(subject_ids))
         .filter(scheduled_actions::status.eq(ActionStatus::Pending))
         .into_boxed();
     if let Some(kinds) = kinds {
@@ -118,7 +132,8 @@ struct Dispatched {
     kind: ActionKind,
 }
 
-/// Enqueues (through the outbox) up to `limit` due actions that are not yet dispatched, or
+/// Enqueues (through the outbox) up to `limit` due actions (renewal charges in jobs of up to
+/// `RENEWAL_BATCH`) that are not yet dispatched, or
 /// were dispatched more than `redispatch_after` ago and are still not done. "Due" is read on
 /// each partner's clock. Safe to run from several processes (SKIP LOCKED). Returns how many.
 pub async fn dispatch_due(
@@ -159,11 +174,26 @@ pub async fn dispatch_due(
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
-        let jobs = rows
+        // Renewal charges go in batches (charged and booked together); the rest one by one.
+        let (renewals, single): (Vec<&Dispatched>, Vec<&Dispatched>) = rows
             .iter()
-            .map(|r| {
-                serde_json::to_value(DueAction::new(r.id))
-                    .map(|payload| (action_queue(r.kind), payload))
+            .partition(|r| r.kind == ActionKind::RenewalCharge);
+        let mut payloads: Vec<(ActionKind, DueAction)> = single
+            .iter()
+            .map(|r| (r.kind, DueAction::new(r.id)))
+            .collect();
+        for batch in renewals.chunks(config.jobs.renewal_batch.max(1)) {
+            let more = batch[1..].iter().map(|r| r.id).collect();
+            payloads.push((
+                ActionKind::RenewalCharge,
+                DueAction::batch(batch[0].id, more),
+            ));
+        }
+        let jobs = payloads
+            .iter()
+            .map(|(kind, job)| {
+                serde_json::to_value(job)
+                    .map(|payload| (action_queue(*kind), payload))
                     .map_err(AppError::internal)
             })
             .collect::<AppResult<Vec<_>>>()?;
@@ -211,79 +241,140 @@ pub enum RunResult {
 
 /// Runs one due action, idempotently.
 pub async fn run(conn: &mut PgConn, svc: &Services, action_id: Uuid) -> AppResult<RunResult> {
+    run_many(conn, svc, &[action_id])
+        .await?
+        .pop()
+        .map(|(_, result)| result)
+        .ok_or(AppError::NotFound("scheduled action"))
+}
+
+/// Runs due actions in one transaction, idempotently: each row is locked, done and marked
+/// DONE (or rescheduled) together. Renewal charges among them are charged and booked as one
+/// batch (`subscriptions::charge_renewals`); other kinds run one after another. Ids that do
+/// not exist are left out of the answer. An error rolls back the whole batch: the caller can
+/// run the ids one by one to isolate it.
+pub async fn run_many(
+    conn: &mut PgConn,
+    svc: &Services,
+    action_ids: &[Uuid],
+) -> AppResult<Vec<(Uuid, RunResult)>> {
+    let mut ids = action_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
     conn.transaction::<_, AppError, _>(async |conn| {
-        let Some(action) = scheduled_actions::table
-            .find(action_id)
+        // In id order, so concurrent batches cannot deadlock on each other.
+        let actions: Vec<ScheduledAction> = scheduled_actions::table
+            .filter(scheduled_actions::id.eq_any(&ids))
+            .order(scheduled_actions::id)
             .for_update()
             .select(ScheduledAction::as_select())
-            .first(conn)
-            .await
-            .optional()?
-        else {
-            return Err(AppError::NotFound("scheduled action"));
-        };
-        if action.status != ActionStatus::Pending {
-            return Ok(RunResult::AlreadyFinal);
+            .load(conn)
+            .await?;
+        let mut partners: Vec<Uuid> = actions.iter().map(|a| a.partner_id).collect();
+        partners.sort_unstable();
+        partners.dedup();
+        let offsets: HashMap<Uuid, chrono::Duration> =
+            crate::clock::offsets(conn, &svc.config, &partners)
+                .await?
+                .into_iter()
+                .collect();
+        let mut results = Vec::with_capacity(actions.len());
+        let mut not_due = Vec::new();
+        let mut renewals = Vec::new();
+        let mut outcomes: Vec<(&ScheduledAction, Outcome)> = Vec::with_capacity(actions.len());
+        for action in &actions {
+            if action.status != ActionStatus::Pending {
+                results.push((action.id, RunResult::AlreadyFinal));
+                continue;
+            }
+            let offset = offsets.get(&action.partner_id).copied().unwrap_or_default();
+            let now = crate::clock::now_at(offset);
+            if action.due_at > now {
+                not_due.push(action.id);
+                results.push((action.id, RunResult::NotDue));
+            } else if action.kind == ActionKind::RenewalCharge {
+                renewals.push((action, now));
+            } else {
+                outcomes.push((action, handle(conn, svc, action, now).await?));
+            }
         }
-        let now = crate::clock::now_for(conn, &svc.config, action.partner_id).await?;
-        if action.due_at > now {
-            diesel::update(scheduled_actions::table.find(action.id))
+        if !not_due.is_empty() {
+            diesel::update(scheduled_actions::table.filter(scheduled_actions::id.eq_any(&not_due)))
                 .set(scheduled_actions::dispatched_at.eq(None::<DateTime<Utc>>))
                 .execute(conn)
                 .await?;
-            return Ok(RunResult::NotDue);
         }
-        let outcome = match action.kind {
-            ActionKind::RenewalCharge => {
-                super::subscriptions::charge_renewal(conn, svc, &action, now).await?
-            }
-            ActionKind::Reminder => {
-                super::subscriptions::send_reminder(conn, svc, &action, now).await?
-            }
-            ActionKind::EnterRenewalWindow => {
-                super::subscriptions::enter_window(conn, &action).await?
-            }
-            ActionKind::Lapse => super::subscriptions::lapse(conn, svc, &action, now).await?,
-            ActionKind::OrderExpiry => {
-                crate::billing::orders::expire(conn, svc, &action, now).await?
-            }
-            ActionKind::SettleOrder => {
-                crate::billing::orders::settle(conn, svc, &action, now).await?
-            }
-            ActionKind::Refund => crate::billing::orders::refund(conn, svc, &action, now).await?,
-            ActionKind::CompleteActivation => {
-                crate::benefits::usage::complete_activation(conn, svc, &action, now).await?
-            }
-            ActionKind::GrantAzureCredit => {
-                crate::benefits::people::grant_azure_credit(conn, &action, now).await?
-            }
-        };
-        match outcome {
-            Outcome::Done(what) => {
-                diesel::update(scheduled_actions::table.find(action.id))
-                    .set((
-                        scheduled_actions::status.eq(ActionStatus::Done),
-                        scheduled_actions::done_at.eq(Utc::now()),
-                        scheduled_actions::attempts.eq(action.attempts + 1),
-                        scheduled_actions::outcome.eq(&what),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(RunResult::Done(what))
-            }
-            Outcome::Retry { at, error } => {
-                diesel::update(scheduled_actions::table.find(action.id))
-                    .set((
-                        scheduled_actions::due_at.eq(at),
-                        scheduled_actions::dispatched_at.eq(None::<DateTime<Utc>>),
-                        scheduled_actions::attempts.eq(action.attempts + 1),
-                        scheduled_actions::last_error.eq(&error),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(RunResult::Rescheduled(at))
+        if !renewals.is_empty() {
+            let done = super::subscriptions::charge_renewals(conn, svc, &renewals).await?;
+            outcomes.extend(renewals.iter().map(|(a, _)| *a).zip(done));
+        }
+        let mut finished_ids = Vec::new();
+        let mut finished_what = Vec::new();
+        for (action, outcome) in outcomes {
+            match outcome {
+                Outcome::Done(what) => {
+                    finished_ids.push(action.id);
+                    finished_what.push(what.clone());
+                    results.push((action.id, RunResult::Done(what)));
+                }
+                Outcome::Retry { at, error } => {
+                    diesel::update(scheduled_actions::table.find(action.id))
+                        .set((
+                            scheduled_actions::due_at.eq(at),
+                            scheduled_actions::dispatched_at.eq(None::<DateTime<Utc>>),
+                            scheduled_actions::attempts.eq(action.attempts + 1),
+                            scheduled_actions::last_error.eq(&error),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    results.push((action.id, RunResult::Rescheduled(at)));
+                }
             }
         }
+        if !finished_ids.is_empty() {
+            diesel::sql_query(
+                "UPDATE scheduled_actions a SET status = $3, done_at = $4,
+                     attempts = a.attempts + 1, outcome = v.outcome
+                 FROM unnest($1::uuid[], $2::text[]) AS v(id, outcome)
+                 WHERE a.id = v.id",
+            )
+            .bind::<Array<SqlUuid>, _>(&finished_ids)
+            .bind::<Array<Text>, _>(&finished_what)
+            .bind::<Text, _>(ActionStatus::Done)
+            .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+            .execute(conn)
+            .await?;
+        }
+        Ok(results)
     })
     .await
+}
+
+/// Does one due action that is not a renewal charge (those go in batches).
+async fn handle(
+    conn: &mut PgConn,
+    svc: &Services,
+    action: &ScheduledAction,
+    now: DateTime<Utc>,
+) -> AppResult<Outcome> {
+    match action.kind {
+        ActionKind::RenewalCharge => {
+            let mut done =
+                super::subscriptions::charge_renewals(conn, svc, &[(action, now)]).await?;
+            done.pop()
+                .ok_or_else(|| AppError::Internal("renewal left without an outcome".into()))
+        }
+        ActionKind::Reminder => super::subscriptions::send_reminder(conn, svc, action, now).await,
+        ActionKind::EnterRenewalWindow => super::subscriptions::enter_window(conn, action).await,
+        ActionKind::Lapse => super::subscriptions::lapse(conn, svc, action, now).await,
+        ActionKind::OrderExpiry => crate::billing::orders::expire(conn, svc, action, now).await,
+        ActionKind::SettleOrder => crate::billing::orders::settle(conn, svc, action, now).await,
+        ActionKind::Refund => crate::billing::orders::refund(conn, svc, action, now).await,
+        ActionKind::CompleteActivation => {
+            crate::benefits::usage::complete_activation(conn, svc, action, now).await
+        }
+        ActionKind::GrantAzureCredit => {
+            crate::benefits::people::grant_azure_credit(conn, action, now).await
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! Who hears about billing and lifecycle events, and the common email context.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::models::{Offer, Partner};
@@ -18,22 +21,39 @@ pub(crate) async fn recipients(
     partner: &Partner,
     include_primary_contact: bool,
 ) -> AppResult<Vec<String>> {
-    let admins: Vec<String> = users::table
-        .filter(users::partner_id.eq(partner.id))
+    Ok(recipients_of(conn, &[partner], include_primary_contact)
+        .await?
+        .remove(&partner.id)
+        .unwrap_or_default())
+}
+
+/// [`recipients`] of several partners in one query, by partner id.
+pub(crate) async fn recipients_of(
+    conn: &mut PgConn,
+    partners: &[&Partner],
+    include_primary_contact: bool,
+) -> AppResult<HashMap<Uuid, Vec<String>>> {
+    let ids: Vec<Uuid> = partners.iter().map(|p| p.id).collect();
+    let admins: Vec<(Uuid, String)> = users::table
+        .filter(users::partner_id.eq_any(&ids))
         .filter(users::status.eq(UserStatus::Active))
         .filter(users::roles.overlaps_with(vec![
             "GLOBAL_ADMIN".to_string(),
             "MPN_PARTNER_ADMIN".to_string(),
         ]))
-        .order(users::created_at)
-        .select(users::email)
+        .order((users::partner_id, users::created_at))
+        .select((users::partner_id, users::email))
         .load(conn)
         .await?;
-    let mut out: Vec<String> = Vec::new();
-    let extra = include_primary_contact.then(|| partner.contact_email.clone());
-    for e in admins.into_iter().chain(extra) {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(&e)) {
-            out.push(e);
+    let mut out: HashMap<Uuid, Vec<String>> = HashMap::with_capacity(partners.len());
+    let extra = partners
+        .iter()
+        .filter(|_| include_primary_contact)
+        .map(|p| (p.id, p.contact_email.clone()));
+    for (partner_id, e) in admins.into_iter().chain(extra) {
+        let list = out.entry(partner_id).or_default();
+        if !list.iter().any(|o| o.eq_ignore_ascii_case(&e)) {
+            list.push(e);
         }
     }
     Ok(out)
@@ -54,14 +74,33 @@ pub(crate) async fn send(
     partner: &Partner,
     template: Template,
     to: &[String],
-    mut ctx: Value,
+    ctx: Value,
     extra: Value,
 ) -> AppResult<usize> {
-    if let (Some(base), Value::Object(more)) = (ctx.as_object_mut(), extra) {
-        base.extend(more);
+    send_many(conn, template, vec![(partner, to, ctx, extra)]).await
+}
+
+/// Like [`send`] for several partners (a batch of renewal receipts): one INSERT of all the
+/// emails. Returns how many were queued.
+pub(crate) async fn send_many(
+    conn: &mut PgConn,
+    template: Template,
+    each: Vec<(&Partner, &[String], Value, Value)>,
+) -> AppResult<usize> {
+    let mut queued = Vec::new();
+    for (partner, to, mut ctx, extra) in each {
+        if let (Some(base), Value::Object(more)) = (ctx.as_object_mut(), extra) {
+            base.extend(more);
+        }
+        for r in to {
+            queued.push(email::Queued {
+                partner_id: Some(partner.id),
+                template,
+                to: r,
+                ctx: ctx.clone(),
+            });
+        }
     }
-    for r in to {
-        email::queue(conn, Some(partner.id), template, r, &ctx).await?;
-    }
-    Ok(to.len())
+    email::queue_many(conn, &queued).await?;
+    Ok(queued.len())
 }

@@ -3,6 +3,8 @@
 //! called by [`super::actions::run`] each re-read and lock the subscription and do nothing
 //! when the state moved on (another term, already lapsed): running one twice is harmless.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -11,7 +13,7 @@ use super::actions::{self, Outcome};
 use super::notify;
 use super::rules;
 use crate::audit::{self, Actor};
-use crate::billing::gateway::{Charge, GatewayError};
+use crate::billing::gateway::{Charge, ChargeRequest, GatewayError};
 use crate::billing::{format_money, invoices, orders, payment_methods, quote};
 use crate::db::models::*;
 use crate::db::prelude::*;
@@ -99,6 +101,15 @@ fn anniversary(sub: &Subscription) -> AppResult<DateTime<Utc>> {
 /// Records the due work of the current term: the lapse at the window's end always; the
 /// renewal charge on the AD with auto-renew on, else the reminders and the window.
 async fn schedule_term(conn: &mut PgConn, sub: &Subscription, now: DateTime<Utc>) -> AppResult<()> {
+    actions::schedule_many(conn, &term_due(sub)?).await?;
+    if !sub.auto_renew {
+        schedule_manual_renewal(conn, sub, now).await?;
+    }
+    Ok(())
+}
+
+/// The due work every term has: the lapse, and with auto-renew on the renewal charge.
+fn term_due(sub: &Subscription) -> AppResult<Vec<actions::Due>> {
     let ad = anniversary(sub)?;
     let due = |kind, tag: &str, due_at| actions::Due {
         partner_id: sub.partner_id,
@@ -108,19 +119,11 @@ async fn schedule_term(conn: &mut PgConn, sub: &Subscription, now: DateTime<Utc>
         tag: tag.to_owned(),
         due_at,
     };
+    let mut list = vec![due(ActionKind::Lapse, "", rules::lapse_at(ad))];
     if sub.auto_renew {
-        actions::schedule_many(
-            conn,
-            &[
-                due(ActionKind::Lapse, "", rules::lapse_at(ad)),
-                due(ActionKind::RenewalCharge, "1", ad),
-            ],
-        )
-        .await
-    } else {
-        actions::schedule_many(conn, &[due(ActionKind::Lapse, "", rules::lapse_at(ad))]).await?;
-        schedule_manual_renewal(conn, sub, now).await
+        list.push(due(ActionKind::RenewalCharge, "1", ad));
     }
+    Ok(list)
 }
 
 /// With auto-renew off: the reminders still ahead, and entering the window on the AD.
@@ -214,35 +217,53 @@ async fn changed(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
     .await
 }
 
-/// A paid renewal: the next term runs from the old anniversary date, auto-renew is on again,
-/// the old term's pending work is cancelled and the new term's scheduled.
-async fn extend_term(
+/// Paid renewals: each next term runs from the old anniversary date, auto-renew is on again,
+/// the old term's pending work is cancelled and the new term's scheduled. A fixed number of
+/// statements for any number of subscriptions; returns them as updated, in the given order.
+async fn extend_terms(
     conn: &mut PgConn,
-    sub: &Subscription,
-    payment_method_id: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> AppResult<Subscription> {
-    let old_ad = anniversary(sub)?;
-    actions::cancel_pending(conn, sub.id, None).await?;
-    let sub: Subscription = diesel::update(subscriptions::table.find(sub.id))
-        .set((
-            subscriptions::term.eq(sub.term + 1),
-            subscriptions::term_started_at.eq(old_ad),
-            subscriptions::anniversary_at.eq(rules::next_anniversary(old_ad)),
-            subscriptions::status.eq(SubscriptionStatus::Active),
-            subscriptions::auto_renew.eq(true),
-            subscriptions::payment_method_id.eq(payment_method_id.or(sub.payment_method_id)),
-            subscriptions::renewal_failures.eq(0),
-            subscriptions::last_renewal_error.eq(None::<String>),
-            subscriptions::updated_at.eq(Utc::now()),
-        ))
-        .returning(Subscription::as_returning())
-        .get_result(conn)
-        .await?;
-    schedule_term(conn, &sub, now).await?;
-    crate::benefits::renew(conn, &sub).await?;
-    changed(conn, &sub).await?;
-    Ok(sub)
+    each: &[(&Subscription, Option<Uuid>)],
+) -> AppResult<Vec<Subscription>> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    let ids: Vec<Uuid> = each.iter().map(|(sub, _)| sub.id).collect();
+    actions::cancel_pending_of(conn, &ids, None).await?;
+    let mut ads = Vec::with_capacity(each.len());
+    let mut cards = Vec::with_capacity(each.len());
+    for (sub, payment_method_id) in each {
+        ads.push(rules::next_anniversary(anniversary(sub)?));
+        cards.push(payment_method_id.or(sub.payment_method_id));
+    }
+    let mut updated: Vec<Subscription> = diesel::sql_query(
+        "UPDATE subscriptions s SET term = s.term + 1, term_started_at = s.anniversary_at,
+             anniversary_at = v.ad, status = $4, auto_renew = true, payment_method_id = v.pm,
+             renewal_failures = 0, last_renewal_error = NULL, updated_at = $5
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS v(id, ad, pm)
+         WHERE s.id = v.id
+         RETURNING s.*",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Timestamptz>, _>(&ads)
+    .bind::<Array<Nullable<SqlUuid>>, _>(&cards)
+    .bind::<Text, _>(SubscriptionStatus::Active)
+    .bind::<Timestamptz, _>(Utc::now())
+    .load(conn)
+    .await?;
+    updated.sort_by_key(|s| ids.iter().position(|id| *id == s.id));
+    let mut due = Vec::new();
+    for sub in &updated {
+        due.extend(term_due(sub)?);
+    }
+    actions::schedule_many(conn, &due).await?;
+    crate::benefits::renew_many(conn, &updated).await?;
+    let events: Vec<crate::benefits::events::Event> = updated
+        .iter()
+        .map(|sub| crate::benefits::events::Event::Subscription {
+            partner_id: sub.partner_id,
+            id: sub.id,
+        })
+        .collect();
+    crate::benefits::events::notify_many(conn, &events).await?;
+    Ok(updated)
 }
 
 /// The charge key of a term's renewal: automatic and manual renewals of one term share it,
@@ -269,54 +290,87 @@ async fn renewal_inputs(
     conn: &mut PgConn,
     sub: &Subscription,
 ) -> AppResult<(Partner, Offer, quote::Quote)> {
-    let partner = crate::enrollment::load_partner(conn, sub.partner_id).await?;
-    let offer = crate::catalog::offer(conn, &sub.offer_id).await?;
-    let q = quote::quote(offer.price_minor, &partner.country, false);
+    let (mut partners, mut offers) = renewal_inputs_of(conn, &[sub]).await?;
+    let partner = partners
+        .remove(&sub.partner_id)
+        .ok_or(AppError::NotFound("partner"))?;
+    let offer = offers
+        .remove(&sub.offer_id)
+        .ok_or(AppError::NotFound("offer"))?;
+    let q = renewal_quote(&partner, &offer);
     Ok((partner, offer, q))
 }
 
+/// The partners and offers of these subscriptions, one query each.
+async fn renewal_inputs_of(
+    conn: &mut PgConn,
+    subs: &[&Subscription],
+) -> AppResult<(HashMap<Uuid, Partner>, HashMap<String, Offer>)> {
+    let partner_ids: Vec<Uuid> = subs.iter().map(|s| s.partner_id).collect();
+    let mut offer_ids: Vec<String> = subs.iter().map(|s| s.offer_id.clone()).collect();
+    offer_ids.sort();
+    offer_ids.dedup();
+    let partners = crate::enrollment::load_partners(conn, &partner_ids).await?;
+    let offers = crate::catalog::offers_by_id(conn, &offer_ids).await?;
+    Ok((
+        partners.into_iter().map(|p| (p.id, p)).collect(),
+        offers.into_iter().map(|o| (o.id.clone(), o)).collect(),
+    ))
+}
+
+fn renewal_quote(partner: &Partner, offer: &Offer) -> quote::Quote {
+    quote::quote(offer.price_minor, &partner.country, false)
+}
+
 impl Renewal<'_> {
-    /// The renewal order, PAID (with what the gateway took) or PAYMENT_FAILED.
+    /// The renewal order; PAID (with what the gateway took) when `charge` is given.
+    fn new_order(
+        &self,
+        status: OrderStatus,
+        total_minor: i64,
+        charge: Option<&Charge>,
+    ) -> NewOrder {
+        NewOrder {
+            id: Uuid::now_v7(),
+            partner_id: self.sub.partner_id,
+            number: orders::new_number(),
+            kind: OrderKind::Renewal,
+            offer_id: self.offer.id.clone(),
+            subscription_id: Some(self.sub.id),
+            term: self.sub.term + 1,
+            status,
+            payment_kind: PaymentKind::Card,
+            payment_method_id: self.payment_method_id,
+            bank_transfer: None,
+            currency: self.offer.currency.clone(),
+            price_minor: self.quote.price_minor,
+            discount_minor: self.quote.discount_minor,
+            tax_rate_bp: self.quote.tax_rate_bp,
+            tax_minor: self.quote.tax_minor,
+            total_minor,
+            terms_version: Some(self.offer.terms_version.clone()),
+            competencies: self.sub.competencies.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            request_hash: self.request_hash.clone(),
+            placed_by: self.placed_by.clone(),
+            placed_at: self.now,
+            expires_at: None,
+            paid_at: charge.map(|_| self.now),
+            gateway_charge_id: charge.map(|c| c.id.clone()).filter(|c| !c.is_empty()),
+        }
+    }
+
+    /// The renewal order of a failed attempt (PAYMENT_FAILED is set by the caller).
     async fn insert_order(
         &self,
         conn: &mut PgConn,
         status: OrderStatus,
         total_minor: i64,
     ) -> AppResult<Order> {
-        orders::insert(
-            conn,
-            NewOrder {
-                id: Uuid::now_v7(),
-                partner_id: self.sub.partner_id,
-                number: orders::new_number(),
-                kind: OrderKind::Renewal,
-                offer_id: self.offer.id.clone(),
-                subscription_id: Some(self.sub.id),
-                term: self.sub.term + 1,
-                status,
-                payment_kind: PaymentKind::Card,
-                payment_method_id: self.payment_method_id,
-                bank_transfer: None,
-                currency: self.offer.currency.clone(),
-                price_minor: self.quote.price_minor,
-                discount_minor: self.quote.discount_minor,
-                tax_rate_bp: self.quote.tax_rate_bp,
-                tax_minor: self.quote.tax_minor,
-                total_minor,
-                terms_version: Some(self.offer.terms_version.clone()),
-                competencies: self.sub.competencies.clone(),
-                idempotency_key: self.idempotency_key.clone(),
-                request_hash: self.request_hash.clone(),
-                placed_by: self.placed_by.clone(),
-                placed_at: self.now,
-                expires_at: None,
-            },
-        )
-        .await
+        orders::insert(conn, self.new_order(status, total_minor, None)).await
     }
 
-    /// Books a successful charge: a PAID renewal order, the next term, an invoice, a receipt
-    /// and the audit record. Inside the caller's transaction, with the subscription locked.
+    /// Books one successful charge (see [`book_all`]).
     async fn book(
         &self,
         conn: &mut PgConn,
@@ -324,99 +378,223 @@ impl Renewal<'_> {
         actor: &Actor,
         charge: &Charge,
     ) -> AppResult<Order> {
-        // What the gateway actually took is the truth (a price change between attempts
-        // cannot make the books disagree with the charge).
-        let order = self
-            .insert_order(conn, OrderStatus::Paid, charge.amount_minor)
-            .await?;
-        let order = orders::set_paid(conn, order.id, &charge.id, self.now).await?;
-        let extended = extend_term(conn, self.sub, self.payment_method_id, self.now).await?;
-        let period = (
-            extended.term_started_at.unwrap_or(self.now),
-            anniversary(&extended)?,
-        );
-        let invoice =
-            invoices::issue(conn, &order, self.offer, self.partner, period, self.now).await?;
-        orders::send_receipt(conn, svc, self.partner, self.offer, &order, &invoice).await?;
-        audit::record(
-            conn,
-            actor,
-            Some(self.sub.partner_id),
-            "subscription.renewed",
-            ("subscription", self.sub.id.to_string()),
-            json!({"order": order.number, "term": extended.term}),
-        )
-        .await?;
-        Ok(order)
+        book_all(conn, svc, actor, &[(self, charge)])
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::Internal("renewal not booked".into()))
     }
 }
 
-/// Job: the auto-renewal charge of one term (attempt `tag`).
-pub(crate) async fn charge_renewal(
+/// Books successful renewal charges: PAID renewal orders, the next terms, invoices, receipts
+/// and audit records, with a fixed number of statements however many there are (a renewal
+/// storm books them a batch at a time). Inside the caller's transaction, with the
+/// subscriptions locked. Returns the orders in the given order.
+async fn book_all(
+    conn: &mut PgConn,
+    svc: &Services,
+    actor: &Actor,
+    paid: &[(&Renewal<'_>, &Charge)],
+) -> AppResult<Vec<Order>> {
+    if paid.is_empty() {
+        return Ok(vec![]);
+    }
+    // What the gateway actually took is the truth (a price change between attempts cannot
+    // make the books disagree with the charge).
+    let new = paid
+        .iter()
+        .map(|(r, charge)| r.new_order(OrderStatus::Paid, charge.amount_minor, Some(charge)))
+        .collect();
+    let orders = orders::insert_many(conn, new).await?;
+    let each: Vec<_> = paid
+        .iter()
+        .map(|(r, _)| (r.sub, r.payment_method_id))
+        .collect();
+    let extended = extend_terms(conn, &each).await?;
+    let booked: Vec<(&Renewal, &Order, &Subscription)> = paid
+        .iter()
+        .zip(&orders)
+        .zip(&extended)
+        .map(|(((r, _), order), sub)| (*r, order, sub))
+        .collect();
+    audit::record_many(
+        conn,
+        actor,
+        "subscription.renewed",
+        booked
+            .iter()
+            .map(|(r, order, sub)| {
+                (
+                    Some(r.sub.partner_id),
+                    ("subscription", r.sub.id.to_string()),
+                    json!({"order": order.number, "term": sub.term}),
+                )
+            })
+            .collect(),
+    )
+    .await?;
+    // Last: the invoice counter stays locked until the caller commits.
+    let to_invoice = booked
+        .iter()
+        .map(|(r, order, sub)| {
+            Ok(invoices::ToInvoice {
+                order,
+                offer: r.offer,
+                partner: r.partner,
+                period: (sub.term_started_at.unwrap_or(r.now), anniversary(sub)?),
+                issued_at: r.now,
+            })
+        })
+        .collect::<AppResult<Vec<_>>>()?;
+    let invoices = invoices::issue_many(conn, &to_invoice).await?;
+    let receipts: Vec<_> = booked
+        .iter()
+        .zip(&invoices)
+        .map(|((r, order, _), invoice)| (r.partner, r.offer, *order, invoice))
+        .collect();
+    orders::send_receipts(conn, svc, &receipts).await?;
+    Ok(orders)
+}
+
+/// Locks subscriptions (in id order, so concurrent batches cannot deadlock).
+async fn lock_many(conn: &mut PgConn, ids: &[Uuid]) -> AppResult<HashMap<Uuid, Subscription>> {
+    let rows: Vec<Subscription> = subscriptions::table
+        .filter(subscriptions::id.eq_any(ids))
+        .order(subscriptions::id)
+        .for_update()
+        .select(Subscription::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|s| (s.id, s)).collect())
+}
+
+/// Job: the auto-renewal charges of due terms (attempt `tag` of each), together: the
+/// subscriptions are locked in one statement, the gateway gets one batch of charges, the paid
+/// renewals are booked together ([`book_all`]); declines are handled one by one. Returns the
+/// outcomes in the order of `due`.
+pub(crate) async fn charge_renewals(
+    conn: &mut PgConn,
+    svc: &Services,
+    due: &[(&ScheduledAction, DateTime<Utc>)],
+) -> AppResult<Vec<Outcome>> {
+    let sub_ids: Vec<Uuid> = due.iter().map(|(a, _)| a.subject_id).collect();
+    let subs = lock_many(conn, &sub_ids).await?;
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; due.len()];
+    let mut live = Vec::with_capacity(due.len());
+    for (i, (action, now)) in due.iter().enumerate() {
+        let sub = subs
+            .get(&action.subject_id)
+            .ok_or(AppError::NotFound("subscription"))?;
+        if sub.term != action.term || !sub.status.in_good_standing() || !sub.auto_renew {
+            outcomes[i] = Some(Outcome::Done(format!(
+                "skipped: subscription is {} (term {}, auto-renew {})",
+                sub.status, sub.term, sub.auto_renew
+            )));
+        } else {
+            live.push((i, *action, sub, *now));
+        }
+    }
+    let card_ids: Vec<Uuid> = live
+        .iter()
+        .filter_map(|(_, _, sub, _)| sub.payment_method_id)
+        .collect();
+    let cards: HashMap<Uuid, PaymentMethod> = pm_t::table
+        .filter(pm_t::id.eq_any(&card_ids))
+        .filter(pm_t::removed_at.is_null())
+        .select(PaymentMethod::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(|pm: PaymentMethod| (pm.id, pm))
+        .collect();
+    let live_subs: Vec<&Subscription> = live.iter().map(|(_, _, sub, _)| *sub).collect();
+    let (partners, offers) = renewal_inputs_of(conn, &live_subs).await?;
+    let mut renewals = Vec::with_capacity(live.len());
+    for (i, action, sub, now) in live {
+        let partner = partners
+            .get(&sub.partner_id)
+            .ok_or(AppError::NotFound("partner"))?;
+        let offer = offers
+            .get(&sub.offer_id)
+            .ok_or(AppError::NotFound("offer"))?;
+        let key = renewal_charge_key(sub.id, sub.term);
+        let card = sub.payment_method_id.and_then(|id| cards.get(&id));
+        let renewal = Renewal {
+            sub,
+            partner,
+            offer,
+            quote: renewal_quote(partner, offer),
+            payment_method_id: sub.payment_method_id,
+            idempotency_key: format!("auto-renew:{}:{}", sub.id, sub.term),
+            request_hash: key,
+            placed_by: "system:auto-renew".into(),
+            now,
+        };
+        renewals.push((i, action, renewal, card));
+    }
+    let requests: Vec<ChargeRequest> = renewals
+        .iter()
+        .filter_map(|(_, _, r, card)| {
+            card.map(|pm| ChargeRequest {
+                idempotency_key: r.request_hash.clone(),
+                token: pm.gateway_token.clone(),
+                amount_minor: r.quote.total_minor,
+                currency: r.offer.currency.clone(),
+            })
+        })
+        .collect();
+    let mut answers = svc.gateway.charge_many(&requests).await.into_iter();
+    let mut paid = Vec::new();
+    for (i, action, renewal, card) in &renewals {
+        let result = match card {
+            None => Err(GatewayError::Declined("no saved card to charge".into())),
+            Some(_) => answers.next().unwrap_or_else(|| {
+                Err(GatewayError::Transient("the gateway gave no answer".into()))
+            }),
+        };
+        outcomes[*i] = match result {
+            Ok(charge) => {
+                paid.push((*i, renewal, charge));
+                None
+            }
+            Err(GatewayError::Transient(m)) if action.attempts + 1 < TRANSIENT_TRIES => {
+                let retry = chrono::Duration::from_std(svc.config.billing.transient_retry)
+                    .unwrap_or(chrono::Duration::minutes(10));
+                Some(Outcome::Retry {
+                    at: renewal.now + retry,
+                    error: m,
+                })
+            }
+            Err(e) => Some(renewal_failed(conn, svc, action, renewal, *card, e).await?),
+        };
+    }
+    let to_book: Vec<(&Renewal, &Charge)> = paid.iter().map(|(_, r, c)| (*r, c)).collect();
+    let orders = book_all(conn, svc, &Actor::system("auto-renew"), &to_book).await?;
+    for ((i, _, _), order) in paid.iter().zip(orders) {
+        outcomes[*i] = Some(Outcome::Done(format!("charged, order {}", order.number)));
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| AppError::Internal("renewal left without an outcome".into())))
+        .collect()
+}
+
+/// A declined renewal charge: the subscription enters its renewal window, the next attempt is
+/// scheduled (none after a hard decline, which also turns auto-renew off), and the admins are
+/// told.
+async fn renewal_failed(
     conn: &mut PgConn,
     svc: &Services,
     action: &ScheduledAction,
-    now: DateTime<Utc>,
+    renewal: &Renewal<'_>,
+    card: Option<&PaymentMethod>,
+    error: GatewayError,
 ) -> AppResult<Outcome> {
-    let sub = lock(conn, action.subject_id).await?;
-    if sub.term != action.term || !sub.status.in_good_standing() || !sub.auto_renew {
-        return Ok(Outcome::Done(format!(
-            "skipped: subscription is {} (term {}, auto-renew {})",
-            sub.status, sub.term, sub.auto_renew
-        )));
-    }
-    let card: Option<PaymentMethod> = match sub.payment_method_id {
-        Some(id) => pm_t::table
-            .find(id)
-            .filter(pm_t::removed_at.is_null())
-            .select(PaymentMethod::as_select())
-            .first(conn)
-            .await
-            .optional()?,
-        None => None,
-    };
-    let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
-    let key = renewal_charge_key(sub.id, sub.term);
-    let result = match &card {
-        None => Err(GatewayError::Declined("no saved card to charge".into())),
-        Some(pm) => {
-            svc.gateway
-                .charge(&key, &pm.gateway_token, q.total_minor, &offer.currency)
-                .await
-        }
-    };
-    let error = match result {
-        Ok(charge) => {
-            let order = Renewal {
-                sub: &sub,
-                partner: &partner,
-                offer: &offer,
-                quote: q,
-                payment_method_id: sub.payment_method_id,
-                idempotency_key: format!("auto-renew:{}:{}", sub.id, sub.term),
-                request_hash: key.clone(),
-                placed_by: "system:auto-renew".into(),
-                now,
-            }
-            .book(conn, svc, &Actor::system("auto-renew"), &charge)
-            .await?;
-            return Ok(Outcome::Done(format!("charged, order {}", order.number)));
-        }
-        Err(GatewayError::Transient(m)) if action.attempts + 1 < TRANSIENT_TRIES => {
-            let retry = chrono::Duration::from_std(svc.config.billing.transient_retry)
-                .unwrap_or(chrono::Duration::minutes(10));
-            return Ok(Outcome::Retry {
-                at: now + retry,
-                error: m,
-            });
-        }
-        Err(e) => e,
-    };
+    let (sub, partner, offer, now) = (renewal.sub, renewal.partner, renewal.offer, renewal.now);
     let hard = matches!(
         error,
         GatewayError::HardDeclined(_) | GatewayError::Invalid(_)
     );
-    let ad = anniversary(&sub)?;
+    let ad = anniversary(sub)?;
     let attempt: u32 = action.tag.parse().unwrap_or(1);
     let next = if hard {
         None
@@ -451,15 +629,15 @@ pub(crate) async fn charge_renewal(
         schedule_manual_renewal(conn, &updated, now).await?;
     }
     let (_, last_day) = rules::renewal_window(ad);
-    let to = notify::recipients(conn, &partner, false).await?;
+    let to = notify::recipients(conn, partner, false).await?;
     notify::send(
         conn,
-        &partner,
+        partner,
         Template::RenewalFailed,
         &to,
-        notify::base_context(&svc.config, &partner, &offer),
+        notify::base_context(&svc.config, partner, offer),
         json!({
-            "card": card.as_ref().map(|c| format!("{} ending {}", c.brand, c.last4)).unwrap_or_else(|| "none".into()),
+            "card": card.map(|c| format!("{} ending {}", c.brand, c.last4)).unwrap_or_else(|| "none".into()),
             "reason": error.message(),
             "next_attempt": next.map(|t| t.date_naive().to_string()),
             "window_last_day": last_day.to_string(),

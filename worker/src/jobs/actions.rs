@@ -8,6 +8,7 @@ use apalis::prelude::*;
 use gateway_domain::jobs::{DueAction, PAYLOAD_VERSION};
 use gateway_domain::lifecycle::actions::{self, RunResult};
 use gateway_domain::AppError;
+use uuid::Uuid;
 
 use crate::WorkerCtx;
 
@@ -42,24 +43,57 @@ async fn handle(job: DueAction, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynE
         .get()
         .await
         .map_err(|e| format!("database: {e}"))?;
-    match actions::run(&mut conn, &ctx.services, job.action_id).await {
+    if job.more.is_empty() {
+        return finish(
+            job.action_id,
+            actions::run(&mut conn, &ctx.services, job.action_id).await,
+        );
+    }
+    // A batch (renewal charges due together): one transaction for all of them. If it fails,
+    // each runs on its own, so one bad row cannot hold the others back.
+    let ids = job.ids();
+    match actions::run_many(&mut conn, &ctx.services, &ids).await {
+        Ok(results) => {
+            for (id, result) in results {
+                finish(id, Ok(result))?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(actions = ids.len(), error = ?e, "due action batch failed; running its actions one by one");
+            let mut failed = None;
+            for id in ids {
+                let result = actions::run(&mut conn, &ctx.services, id).await;
+                if let Err(err) = finish(id, result) {
+                    // Rows left PENDING are retried with the batch (done ones are skipped).
+                    if err.downcast_ref::<AbortError>().is_none() {
+                        failed = Some(err);
+                    }
+                }
+            }
+            failed.map_or(Ok(()), Err)
+        }
+    }
+}
+
+/// Logs what became of one action; the error apalis sees when it failed.
+fn finish(action_id: Uuid, result: Result<RunResult, AppError>) -> Result<(), BoxDynError> {
+    match result {
         Ok(RunResult::Done(what)) => {
-            tracing::info!(action_id = %job.action_id, outcome = %what, "due action done");
+            tracing::info!(%action_id, outcome = %what, "due action done");
             Ok(())
         }
         Ok(RunResult::Rescheduled(at)) => {
-            tracing::warn!(action_id = %job.action_id, retry_at = %at, "due action failed transiently; rescheduled");
+            tracing::warn!(%action_id, retry_at = %at, "due action failed transiently; rescheduled");
             Ok(())
         }
         Ok(RunResult::AlreadyFinal | RunResult::NotDue) => Ok(()),
-        Err(AppError::NotFound(what)) => Err(AbortError::new(format!(
-            "due action {}: {what} does not exist",
-            job.action_id
-        ))
-        .into()),
+        Err(AppError::NotFound(what)) => {
+            Err(AbortError::new(format!("due action {action_id}: {what} does not exist")).into())
+        }
         // The row stays PENDING: apalis retries soon, the sweep re-dispatches in any case.
         Err(e) => {
-            tracing::error!(action_id = %job.action_id, error = ?e, "due action failed; will be retried");
+            tracing::error!(%action_id, error = ?e, "due action failed; will be retried");
             Err(format!("{e:?}").into())
         }
     }
