@@ -119,6 +119,7 @@ pub const TEST_CLOCK: &str =
 pub const SUCCEEDING_CARD: &str = "4242 4242 4242 4242";
 pub const DECLINING_CARD: &str = "4000 0000 0000 0002";
 pub const HARD_DECLINING_CARD: &str = "4100 0000 0000 0019";
+pub const TRANSIENT_CARD: &str = "4000 0000 0000 0119";
 
 /// The worker runs due work quickly in tests; a year of partner time passes by test clock.
 pub const BILLING_ENV: &[(&str, &str)] = &[("AUTO_AUTHORIZE", "true")];

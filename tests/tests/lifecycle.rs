@@ -684,7 +684,7 @@ async fn transient_gateway_failures_are_retried_soon_then_count_as_one_decline()
     let order = buy(&sys, &ga, "ACTION_PACK", &good).await;
     let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
     let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
-    let flaky = add_card(&sys, &ga, "4000 0000 0000 0119").await;
+    let flaky = add_card(&sys, &ga, TRANSIENT_CARD).await;
     sys.gql_ok(Some(&ga), "mutation($s: ID!, $p: ID!) { setSubscriptionPaymentMethod(subscriptionId: $s, paymentMethodId: $p) { id } }", json!({"s": sub_id, "p": flaky})).await;
     let attempts = |n: i64| {
         let sys = &sys;
@@ -730,4 +730,216 @@ async fn transient_gateway_failures_are_retried_soon_then_count_as_one_decline()
         count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
         1
     );
+}
+
+#[tokio::test]
+async fn renewals_due_together_are_charged_in_batches_and_each_keeps_its_own_outcome() {
+    // Seven renewal charges fall due in one instant; RENEWAL_BATCH=3 makes three jobs. One
+    // batch also holds a charge whose subscription does not exist: that batch's transaction
+    // fails, and its actions run one by one so the others are not held back.
+    let sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("RENEWAL_BATCH", "3"),
+        ("SWEEP_INTERVAL_MS", "200"),
+    ])
+    .await
+    .unwrap();
+    let cards = [
+        ("batcha", SUCCEEDING_CARD),
+        ("batchb", SUCCEEDING_CARD),
+        ("batchc", SUCCEEDING_CARD),
+        ("batchd", DECLINING_CARD),
+        ("batche", HARD_DECLINING_CARD),
+        ("batchf", TRANSIENT_CARD),
+    ];
+    let mut subs = Vec::new();
+    for (tag, number) in cards {
+        let (pid, ga) = authorized_partner(&sys, tag).await;
+        let good = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+        let order = buy(&sys, &ga, "ACTION_PACK", &good).await;
+        let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+        if number != SUCCEEDING_CARD {
+            let renewing = add_card(&sys, &ga, number).await;
+            sys.gql_ok(Some(&ga), "mutation($s: ID!, $p: ID!) { setSubscriptionPaymentMethod(subscriptionId: $s, paymentMethodId: $p) { id } }", json!({"s": sub_id, "p": renewing})).await;
+        }
+        subs.push((tag, pid, ga, sub_id));
+    }
+    let partners = subs
+        .iter()
+        .map(|(_, pid, _, _)| format!("'{pid}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Every clock reaches its anniversary + 1 h in one statement (so one sweep sees them all),
+    // with a stray charge due first.
+    count(
+        &sys,
+        &format!(
+            "WITH clocks AS (
+                 INSERT INTO test_clocks (partner_id, offset_seconds)
+                 SELECT partner_id, extract(epoch FROM anniversary_at - now())::bigint + 3600
+                 FROM subscriptions WHERE partner_id IN ({partners})
+                 RETURNING 1),
+             stray AS (
+                 INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
+                 VALUES (gen_random_uuid(), '{}', 'RENEWAL_CHARGE', gen_random_uuid(), 1, '1',
+                         now() - interval '1 day', 'PENDING')
+                 RETURNING 1)
+             SELECT (SELECT count(*) FROM clocks) + (SELECT count(*) FROM stray) AS n",
+            subs[0].1
+        ),
+    )
+    .await;
+
+    let by_tag = |tag: &str| subs.iter().find(|s| s.0 == tag).unwrap();
+    for tag in ["batcha", "batchb", "batchc"] {
+        let (_, _, ga, id) = by_tag(tag);
+        let s = wait_sub(&sys, ga, id, "the batched renewal", |s| s["term"] == 2).await;
+        assert_eq!(s["status"], "ACTIVE");
+    }
+    let (_, _, ga, id) = by_tag("batchd");
+    let d = wait_sub(&sys, ga, id, "the declined renewal", |s| {
+        s["renewalFailures"] == 1
+    })
+    .await;
+    assert_eq!(d["status"], "IN_RENEWAL_WINDOW");
+    assert_eq!(d["autoRenew"], true, "a soft decline is tried again");
+    let (_, _, ga, id) = by_tag("batche");
+    let e = wait_sub(&sys, ga, id, "the hard-declined renewal", |s| {
+        s["autoRenew"] == false
+    })
+    .await;
+    assert_eq!(e["status"], "IN_RENEWAL_WINDOW");
+    let (_, _, _, f_id) = by_tag("batchf");
+    eventually(30, "the transient failure rescheduled", || async {
+        (count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{f_id}' AND kind = 'RENEWAL_CHARGE' AND status = 'PENDING' AND attempts = 1 AND last_error IS NOT NULL AND dispatched_at IS NULL")).await == 1).then_some(())
+    })
+    .await;
+    settle().await;
+
+    // Three jobs of up to three charges went through the renewal queue.
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM outbox WHERE queue = 'renewal'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&sys, "SELECT coalesce(sum(1 + jsonb_array_length(coalesce(payload->'more', '[]'))), 0)::bigint AS n FROM outbox WHERE queue = 'renewal'").await,
+        7
+    );
+    // Charged once each, booked once each, invoices numbered without gaps.
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE kind = 'RENEWAL' AND status = 'PAID'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM invoices i JOIN orders o ON o.id = i.order_id WHERE o.kind = 'RENEWAL'").await,
+        3
+    );
+    // Six purchases numbered 1..6 of this year, three renewals 1..3 of the anniversaries' year.
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM (SELECT year FROM invoices GROUP BY year
+                     HAVING min(seq) = 1 AND max(seq) = count(*) AND count(DISTINCT seq) = count(*)) g").await,
+        2,
+        "each year's invoices are numbered 1..n without gaps"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM invoices i JOIN orders o ON o.id = i.order_id
+                     WHERE o.kind = 'RENEWAL' AND i.seq BETWEEN 1 AND 3"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'subscription.renewed'"
+        )
+        .await,
+        3
+    );
+    // The new term's work is scheduled: the next renewal charge and the monthly credits.
+    let (_, _, _, a_id) = by_tag("batcha");
+    assert_eq!(
+        count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{a_id}' AND term = 2 AND kind = 'RENEWAL_CHARGE' AND status = 'PENDING'")).await,
+        1
+    );
+    assert_eq!(
+        count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions s JOIN entitlements e ON e.id = s.subject_id WHERE e.subscription_id = '{a_id}' AND s.term = 2 AND s.kind = 'GRANT_AZURE_CREDIT'")).await,
+        12
+    );
+    // The stray charge stays pending (and its job went dead), nothing else was held back.
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM scheduled_actions WHERE kind = 'RENEWAL_CHARGE' AND term = 1 AND tag = '1' AND status = 'PENDING' AND attempts = 0").await,
+        1
+    );
+    for tag in ["batcha", "batchb", "batchc"] {
+        let email = format!("{tag}@{tag}-corp.example");
+        eventually(30, "the renewal receipt", || async {
+            (mails_with_subject(&sys, &email, "Receipt").len() == 2).then_some(())
+        })
+        .await;
+    }
+    for tag in ["batchd", "batche"] {
+        let email = format!("{tag}@{tag}-corp.example");
+        eventually(30, "the failure email", || async {
+            (!mails_with_subject(&sys, &email, "renewal of Microsoft Action Pack failed")
+                .is_empty())
+            .then_some(())
+        })
+        .await;
+    }
+
+    // The same batches again (a replayed job): every action is done, nothing changes.
+    count(
+        &sys,
+        "WITH r AS (INSERT INTO outbox (queue, payload)
+                    SELECT queue, payload FROM outbox WHERE queue = 'renewal' RETURNING 1)
+         SELECT count(*) AS n FROM r",
+    )
+    .await;
+    eventually(30, "the replayed jobs ran", || async {
+        (count(
+            &sys,
+            "SELECT count(*) AS n FROM outbox WHERE dispatched_at IS NULL",
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    settle().await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM invoices").await, 9);
+    for tag in ["batchd", "batche"] {
+        let email = format!("{tag}@{tag}-corp.example");
+        assert_eq!(
+            mails_with_subject(&sys, &email, "renewal of Microsoft Action Pack failed").len(),
+            1,
+            "{tag}: one failure email"
+        );
+    }
 }
