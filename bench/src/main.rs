@@ -73,6 +73,7 @@ const PASS_THROUGH: &[&str] = &[
     "RELAY_REDIS_WATERMARK",
     "SWEEP_INTERVAL_MS",
     "WORKER_POLL_MS",
+    "RENEWAL_BATCH",
     "RUST_LOG",
 ];
 

@@ -532,6 +532,29 @@ async fn azure_credit_is_granted_once_a_month_without_roll_over() {
         count(&sys, "SELECT count(*) AS n FROM azure_credit_grants").await,
         2
     );
+    // The clock jumps two months at once (93 days from the start: months 2 and 3 have begun,
+    // month 4 has not): both months are granted, still without roll-over, and month 4 waits.
+    sys.gql_ok(
+        Some(&op),
+        ADVANCE,
+        json!({"p": pid, "days": 61, "seconds": 0}),
+    )
+    .await;
+    let fourth = eventually(30, "months three and four", || async {
+        let a = benefit(&sys, &ga, "AZURE_MONTHLY_CREDIT").await;
+        (a["azureCredit"]["monthsGranted"] == 4).then_some(a)
+    })
+    .await;
+    assert_eq!(fourth["azureCredit"]["balance"]["amountMinor"], 10_000);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM azure_credit_grants").await,
+        4
+    );
+    assert_eq!(
+        count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{b}' AND kind = 'GRANT_AZURE_CREDIT' AND status = 'PENDING' AND tag = '4'")).await,
+        1
+    );
 }
 
 #[tokio::test]

@@ -874,15 +874,20 @@ async fn renewals_due_together_are_charged_in_batches_and_each_keeps_its_own_out
         .await,
         3
     );
-    // The new term's work is scheduled: the next renewal charge and the monthly credits.
+    // The new term's work is scheduled: the next renewal charge; its first month of Azure
+    // credit is granted and the second month's grant scheduled.
     let (_, _, _, a_id) = by_tag("batcha");
     assert_eq!(
         count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{a_id}' AND term = 2 AND kind = 'RENEWAL_CHARGE' AND status = 'PENDING'")).await,
         1
     );
+    eventually(30, "the new term's first credit month", || async {
+        (count(&sys, &format!("SELECT count(*) AS n FROM azure_credit_grants g JOIN entitlements e ON e.id = g.entitlement_id WHERE e.subscription_id = '{a_id}' AND g.month_index = 12")).await == 1).then_some(())
+    })
+    .await;
     assert_eq!(
-        count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions s JOIN entitlements e ON e.id = s.subject_id WHERE e.subscription_id = '{a_id}' AND s.term = 2 AND s.kind = 'GRANT_AZURE_CREDIT'")).await,
-        12
+        count(&sys, &format!("SELECT count(*) AS n FROM scheduled_actions s JOIN entitlements e ON e.id = s.subject_id WHERE e.subscription_id = '{a_id}' AND s.term = 2 AND s.kind = 'GRANT_AZURE_CREDIT' AND s.status = 'PENDING' AND s.tag = '1'")).await,
+        1
     );
     // The stray charge stays pending (and its job went dead), nothing else was held back.
     assert_eq!(

@@ -143,40 +143,47 @@ pub(crate) async fn grant(
                 .await?;
         }
         if b.delivery == BenefitDelivery::AzureCredit {
-            actions::schedule_many(conn, &azure_credit_due(&e, sub)?).await?;
+            let first: Vec<actions::Due> = azure_credit_due(&e, sub)?.into_iter().collect();
+            actions::schedule_many(conn, &first).await?;
         }
     }
     Ok(())
 }
 
-/// One GRANT_AZURE_CREDIT action per month of the subscription's current term.
-fn azure_credit_due(e: &Entitlement, sub: &Subscription) -> AppResult<Vec<actions::Due>> {
+/// The first GRANT_AZURE_CREDIT action of the subscription's current term (month 0). Each
+/// month's job grants its month and schedules the next one (`people::grant_azure_credit`),
+/// so a term costs one row of due work at a time rather than twelve.
+fn azure_credit_due(e: &Entitlement, sub: &Subscription) -> AppResult<Option<actions::Due>> {
     let (Some(start), Some(end)) = (sub.term_started_at, sub.anniversary_at) else {
-        return Ok(vec![]);
+        return Ok(None);
     };
-    let mut due = Vec::new();
-    for month in 0..12u32 {
-        let at = start
-            .checked_add_months(Months::new(month))
-            .ok_or_else(|| AppError::Internal("date overflow".into()))?;
-        if at >= end {
-            break;
-        }
-        due.push(actions::Due {
-            partner_id: e.partner_id,
-            kind: ActionKind::GrantAzureCredit,
-            subject_id: e.id,
-            term: sub.term,
-            tag: month.to_string(),
-            due_at: at,
-        });
-    }
-    Ok(due)
+    Ok(credit_month_start(start, 0, end)?.map(|at| actions::Due {
+        partner_id: e.partner_id,
+        kind: ActionKind::GrantAzureCredit,
+        subject_id: e.id,
+        term: sub.term,
+        tag: "0".into(),
+        due_at: at,
+    }))
+}
+
+/// When month `month` (0-based) of a term starting at `term_start` begins; `None` when that
+/// is at or after the term's end.
+pub(crate) fn credit_month_start(
+    term_start: DateTime<Utc>,
+    month: u32,
+    term_end: DateTime<Utc>,
+) -> AppResult<Option<DateTime<Utc>>> {
+    let at = term_start
+        .checked_add_months(Months::new(month))
+        .ok_or_else(|| AppError::Internal("date overflow".into()))?;
+    Ok((at < term_end).then_some(at))
 }
 
 /// Renewals: balances start again, expiry moves to the new AD, monthly credit continues.
 /// Three statements for any number of subscriptions (a storm of renewals made per-row work
-/// the cost): one UPDATE of their entitlements, one INSERT of the credit months, one NOTIFY.
+/// the cost): one UPDATE of their entitlements, one INSERT of the first credit months, one
+/// NOTIFY.
 pub(crate) async fn renew_many(conn: &mut PgConn, subs: &[Subscription]) -> AppResult<()> {
     use diesel::sql_types::{Array, Integer, Text, Timestamptz, Uuid as SqlUuid};
     if subs.is_empty() {

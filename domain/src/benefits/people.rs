@@ -11,7 +11,8 @@ use crate::audit::{self, Actor};
 use crate::db::models::*;
 use crate::db::prelude::*;
 use crate::db::schema::{
-    azure_credit_grants, benefit_assignments, entitlements, marketing_contacts, users,
+    azure_credit_grants, benefit_assignments, entitlements, marketing_contacts, subscriptions,
+    users,
 };
 use crate::db::PgConn;
 use crate::enums::*;
@@ -255,14 +256,28 @@ pub(crate) async fn grant_azure_credit(
             "skipped: benefit revoked or term over".into(),
         ));
     }
-    let month: u32 = action.tag.parse().unwrap_or(0);
-    let start = action.due_at;
-    let end = start
-        .checked_add_months(Months::new(1))
-        .ok_or_else(|| AppError::Internal("date overflow".into()))?
-        .min(e.expires_at);
-    let n = diesel::insert_into(azure_credit_grants::table)
-        .values(&AzureCreditGrant {
+    let term_start: Option<DateTime<Utc>> = subscriptions::table
+        .find(e.subscription_id)
+        .select(subscriptions::term_started_at)
+        .first(conn)
+        .await?;
+    let term_start = term_start.unwrap_or(action.due_at);
+    // This month, and any later month already begun (a clock moved ahead by months), then
+    // the next month's action.
+    let mut month: u32 = action.tag.parse().unwrap_or(0);
+    let mut grants = Vec::new();
+    let next = loop {
+        let Some(start) = super::credit_month_start(term_start, month, e.expires_at)? else {
+            break None;
+        };
+        if start > now && !grants.is_empty() {
+            break Some((month, start));
+        }
+        let end = start
+            .checked_add_months(Months::new(1))
+            .ok_or_else(|| AppError::Internal("date overflow".into()))?
+            .min(e.expires_at);
+        grants.push(AzureCreditGrant {
             id: Uuid::now_v7(),
             entitlement_id: e.id,
             month_index: (action.term - 1) * 12 + month as i32,
@@ -270,10 +285,26 @@ pub(crate) async fn grant_azure_credit(
             period_end: end,
             amount_minor: AZURE_MONTHLY_CREDIT_MINOR,
             granted_at: now,
-        })
+        });
+        month += 1;
+    };
+    let n = diesel::insert_into(azure_credit_grants::table)
+        .values(&grants)
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
+    if let Some((month, at)) = next {
+        crate::lifecycle::actions::schedule(
+            conn,
+            e.partner_id,
+            ActionKind::GrantAzureCredit,
+            e.id,
+            e.term,
+            &month.to_string(),
+            at,
+        )
+        .await?;
+    }
     events::notify(
         conn,
         &Event::Benefit {
@@ -282,10 +313,10 @@ pub(crate) async fn grant_azure_credit(
         },
     )
     .await?;
-    Ok(Outcome::Done(if n == 1 {
-        "granted".into()
-    } else {
-        "already granted".into()
+    Ok(Outcome::Done(match n {
+        0 => "already granted".into(),
+        1 => "granted".into(),
+        n => format!("granted {n} months"),
     }))
 }
 

@@ -247,6 +247,16 @@ pub(crate) async fn send_receipts(
 ) -> AppResult<()> {
     let partners: Vec<&Partner> = paid.iter().map(|p| p.0).collect();
     let to = notify::recipients_of(conn, &partners, false).await?;
+    send_receipts_to(conn, svc, &to, paid).await
+}
+
+/// [`send_receipts`] with the recipients already read (by partner id).
+pub(crate) async fn send_receipts_to(
+    conn: &mut PgConn,
+    svc: &Services,
+    to: &std::collections::HashMap<Uuid, Vec<String>>,
+    paid: &[(&Partner, &Offer, &Order, &Invoice)],
+) -> AppResult<()> {
     let each = paid
         .iter()
         .map(|(partner, offer, order, invoice)| {

@@ -304,9 +304,11 @@ pub async fn run_many(
                 .execute(conn)
                 .await?;
         }
+        let mut uninvoiced = super::subscriptions::Uninvoiced::default();
         if !renewals.is_empty() {
-            let done = super::subscriptions::charge_renewals(conn, svc, &renewals).await?;
+            let (done, paid) = super::subscriptions::charge_renewals(conn, svc, &renewals).await?;
             outcomes.extend(renewals.iter().map(|(a, _)| *a).zip(done));
+            uninvoiced.extend(paid);
         }
         let mut finished_ids = Vec::new();
         let mut finished_what = Vec::new();
@@ -345,6 +347,8 @@ pub async fn run_many(
             .execute(conn)
             .await?;
         }
+        // Last: numbering invoices locks the year's counter until this transaction commits.
+        super::subscriptions::invoice_renewals(conn, svc, uninvoiced).await?;
         Ok(results)
     })
     .await
@@ -359,8 +363,9 @@ async fn handle(
 ) -> AppResult<Outcome> {
     match action.kind {
         ActionKind::RenewalCharge => {
-            let mut done =
+            let (mut done, paid) =
                 super::subscriptions::charge_renewals(conn, svc, &[(action, now)]).await?;
+            super::subscriptions::invoice_renewals(conn, svc, paid).await?;
             done.pop()
                 .ok_or_else(|| AppError::Internal("renewal left without an outcome".into()))
         }

@@ -378,25 +378,26 @@ impl Renewal<'_> {
         actor: &Actor,
         charge: &Charge,
     ) -> AppResult<Order> {
-        book_all(conn, svc, actor, &[(self, charge)])
-            .await?
+        let (mut orders, uninvoiced) = book_all(conn, actor, &[(self, charge)]).await?;
+        invoice_renewals(conn, svc, uninvoiced).await?;
+        orders
             .pop()
             .ok_or_else(|| AppError::Internal("renewal not booked".into()))
     }
 }
 
-/// Books successful renewal charges: PAID renewal orders, the next terms, invoices, receipts
-/// and audit records, with a fixed number of statements however many there are (a renewal
-/// storm books them a batch at a time). Inside the caller's transaction, with the
-/// subscriptions locked. Returns the orders in the given order.
+/// Books successful renewal charges: PAID renewal orders, the next terms and audit records,
+/// with a fixed number of statements however many there are (a renewal storm books them a
+/// batch at a time). Inside the caller's transaction, with the subscriptions locked. Returns
+/// the orders in the given order, and what [`invoice_renewals`] must still invoice before the
+/// caller commits.
 async fn book_all(
     conn: &mut PgConn,
-    svc: &Services,
     actor: &Actor,
     paid: &[(&Renewal<'_>, &Charge)],
-) -> AppResult<Vec<Order>> {
+) -> AppResult<(Vec<Order>, Uninvoiced)> {
     if paid.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], Uninvoiced::default()));
     }
     // What the gateway actually took is the truth (a price change between attempts cannot
     // make the books disagree with the charge).
@@ -410,49 +411,75 @@ async fn book_all(
         .map(|(r, _)| (r.sub, r.payment_method_id))
         .collect();
     let extended = extend_terms(conn, &each).await?;
-    let booked: Vec<(&Renewal, &Order, &Subscription)> = paid
+    let mut audit_entries = Vec::with_capacity(paid.len());
+    let mut uninvoiced = Uninvoiced::default();
+    for (((r, _), order), sub) in paid.iter().zip(&orders).zip(&extended) {
+        audit_entries.push((
+            Some(r.sub.partner_id),
+            ("subscription", r.sub.id.to_string()),
+            json!({"order": order.number, "term": sub.term}),
+        ));
+        uninvoiced.0.push(ToInvoice {
+            partner: r.partner.clone(),
+            offer: r.offer.clone(),
+            order: order.clone(),
+            period: (sub.term_started_at.unwrap_or(r.now), anniversary(sub)?),
+            issued_at: r.now,
+        });
+    }
+    audit::record_many(conn, actor, "subscription.renewed", audit_entries).await?;
+    Ok((orders, uninvoiced))
+}
+
+/// Paid renewal orders still to invoice (see [`invoice_renewals`]).
+#[derive(Default)]
+pub(crate) struct Uninvoiced(Vec<ToInvoice>);
+
+struct ToInvoice {
+    partner: Partner,
+    offer: Offer,
+    order: Order,
+    period: (DateTime<Utc>, DateTime<Utc>),
+    issued_at: DateTime<Utc>,
+}
+
+impl Uninvoiced {
+    pub(crate) fn extend(&mut self, more: Uninvoiced) {
+        self.0.extend(more.0);
+    }
+}
+
+/// Invoices booked renewals and queues their receipts. The year's invoice counter stays
+/// locked from here until the transaction commits, so callers do this last: only the
+/// numbering, the invoices and the receipts that quote their numbers come after the lock.
+pub(crate) async fn invoice_renewals(
+    conn: &mut PgConn,
+    svc: &Services,
+    uninvoiced: Uninvoiced,
+) -> AppResult<()> {
+    let list = uninvoiced.0;
+    if list.is_empty() {
+        return Ok(());
+    }
+    let partners: Vec<&Partner> = list.iter().map(|u| &u.partner).collect();
+    let to = notify::recipients_of(conn, &partners, false).await?;
+    let to_invoice: Vec<invoices::ToInvoice> = list
         .iter()
-        .zip(&orders)
-        .zip(&extended)
-        .map(|(((r, _), order), sub)| (*r, order, sub))
-        .collect();
-    audit::record_many(
-        conn,
-        actor,
-        "subscription.renewed",
-        booked
-            .iter()
-            .map(|(r, order, sub)| {
-                (
-                    Some(r.sub.partner_id),
-                    ("subscription", r.sub.id.to_string()),
-                    json!({"order": order.number, "term": sub.term}),
-                )
-            })
-            .collect(),
-    )
-    .await?;
-    // Last: the invoice counter stays locked until the caller commits.
-    let to_invoice = booked
-        .iter()
-        .map(|(r, order, sub)| {
-            Ok(invoices::ToInvoice {
-                order,
-                offer: r.offer,
-                partner: r.partner,
-                period: (sub.term_started_at.unwrap_or(r.now), anniversary(sub)?),
-                issued_at: r.now,
-            })
+        .map(|u| invoices::ToInvoice {
+            order: &u.order,
+            offer: &u.offer,
+            partner: &u.partner,
+            period: u.period,
+            issued_at: u.issued_at,
         })
-        .collect::<AppResult<Vec<_>>>()?;
+        .collect();
     let invoices = invoices::issue_many(conn, &to_invoice).await?;
-    let receipts: Vec<_> = booked
+    let receipts: Vec<_> = list
         .iter()
         .zip(&invoices)
-        .map(|((r, order, _), invoice)| (r.partner, r.offer, *order, invoice))
+        .map(|(u, invoice)| (&u.partner, &u.offer, &u.order, invoice))
         .collect();
-    orders::send_receipts(conn, svc, &receipts).await?;
-    Ok(orders)
+    orders::send_receipts_to(conn, svc, &to, &receipts).await
 }
 
 /// Locks subscriptions (in id order, so concurrent batches cannot deadlock).
@@ -470,12 +497,13 @@ async fn lock_many(conn: &mut PgConn, ids: &[Uuid]) -> AppResult<HashMap<Uuid, S
 /// Job: the auto-renewal charges of due terms (attempt `tag` of each), together: the
 /// subscriptions are locked in one statement, the gateway gets one batch of charges, the paid
 /// renewals are booked together ([`book_all`]); declines are handled one by one. Returns the
-/// outcomes in the order of `due`.
+/// outcomes in the order of `due`, and the paid renewals the caller must invoice
+/// ([`invoice_renewals`]) last, just before it commits.
 pub(crate) async fn charge_renewals(
     conn: &mut PgConn,
     svc: &Services,
     due: &[(&ScheduledAction, DateTime<Utc>)],
-) -> AppResult<Vec<Outcome>> {
+) -> AppResult<(Vec<Outcome>, Uninvoiced)> {
     let sub_ids: Vec<Uuid> = due.iter().map(|(a, _)| a.subject_id).collect();
     let subs = lock_many(conn, &sub_ids).await?;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; due.len()];
@@ -568,14 +596,15 @@ pub(crate) async fn charge_renewals(
         };
     }
     let to_book: Vec<(&Renewal, &Charge)> = paid.iter().map(|(_, r, c)| (*r, c)).collect();
-    let orders = book_all(conn, svc, &Actor::system("auto-renew"), &to_book).await?;
+    let (orders, uninvoiced) = book_all(conn, &Actor::system("auto-renew"), &to_book).await?;
     for ((i, _, _), order) in paid.iter().zip(orders) {
         outcomes[*i] = Some(Outcome::Done(format!("charged, order {}", order.number)));
     }
-    outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|o| o.ok_or_else(|| AppError::Internal("renewal left without an outcome".into())))
-        .collect()
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok((outcomes, uninvoiced))
 }
 
 /// A declined renewal charge: the subscription enters its renewal window, the next attempt is
