@@ -83,11 +83,12 @@ pub(crate) async fn grant(
         .map(|c| c.code.clone())
         .collect();
     let expires = sub.anniversary_at.unwrap_or(now);
+    let mut rows = Vec::new();
     for b in allocations {
         let Some(quantity) = granted_quantity(&b, &sub.competencies, &cloud, &vs_bonus) else {
             continue;
         };
-        let e = Entitlement {
+        rows.push(Entitlement {
             id: Uuid::now_v7(),
             partner_id: sub.partner_id,
             subscription_id: sub.id,
@@ -112,17 +113,22 @@ pub(crate) async fn grant(
             revoked_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
-        };
-        let inserted = diesel::insert_into(entitlements::table)
-            .values(&e)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        if inserted == 0 {
-            continue; // granted before (a replayed activation)
-        }
+        });
+    }
+    // One INSERT for all of them; those granted before (a replayed activation) are skipped,
+    // and so are their keys and credit months.
+    let inserted: Vec<Uuid> = diesel::insert_into(entitlements::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .returning(entitlements::id)
+        .get_results(conn)
+        .await?;
+    let new: Vec<&Entitlement> = rows.iter().filter(|e| inserted.contains(&e.id)).collect();
+    let mut keys = Vec::new();
+    let mut credits = Vec::new();
+    for e in &new {
         if matches!(
-            b.delivery,
+            e.delivery,
             BenefitDelivery::ProductKey | BenefitDelivery::LicenseKey
         ) {
             let (nonce, ciphertext) = keys::encrypt(
@@ -130,24 +136,26 @@ pub(crate) async fn grant(
                 e.id,
                 &keys::generate(),
             )?;
-            diesel::insert_into(product_keys::table)
-                .values(&ProductKey {
-                    id: Uuid::now_v7(),
-                    entitlement_id: e.id,
-                    nonce,
-                    ciphertext,
-                    first_revealed_at: None,
-                    created_at: Utc::now(),
-                })
-                .execute(conn)
-                .await?;
+            keys.push(ProductKey {
+                id: Uuid::now_v7(),
+                entitlement_id: e.id,
+                nonce,
+                ciphertext,
+                first_revealed_at: None,
+                created_at: Utc::now(),
+            });
         }
-        if b.delivery == BenefitDelivery::AzureCredit {
-            let first: Vec<actions::Due> = azure_credit_due(&e, sub)?.into_iter().collect();
-            actions::schedule_many(conn, &first).await?;
+        if e.delivery == BenefitDelivery::AzureCredit {
+            credits.extend(azure_credit_due(e, sub)?);
         }
     }
-    Ok(())
+    if !keys.is_empty() {
+        diesel::insert_into(product_keys::table)
+            .values(&keys)
+            .execute(conn)
+            .await?;
+    }
+    actions::schedule_many(conn, &credits).await
 }
 
 /// The first GRANT_AZURE_CREDIT action of the subscription's current term (month 0). Each
