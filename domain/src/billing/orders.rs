@@ -228,30 +228,9 @@ pub async fn list(
     Ok(q.load(conn).await?)
 }
 
-pub(crate) async fn send_receipt(
-    conn: &mut PgConn,
-    svc: &Services,
-    partner: &Partner,
-    offer: &Offer,
-    order: &Order,
-    invoice: &Invoice,
-) -> AppResult<()> {
-    send_receipts(conn, svc, &[(partner, offer, order, invoice)]).await
-}
-
-/// Receipts of several paid orders: one recipients query and one INSERT of all the emails.
+/// Queues the receipts of paid orders, to their partners' admins (`to`, by partner id, read
+/// with `notify::recipients_of`): one INSERT of all the emails.
 pub(crate) async fn send_receipts(
-    conn: &mut PgConn,
-    svc: &Services,
-    paid: &[(&Partner, &Offer, &Order, &Invoice)],
-) -> AppResult<()> {
-    let partners: Vec<&Partner> = paid.iter().map(|p| p.0).collect();
-    let to = notify::recipients_of(conn, &partners, false).await?;
-    send_receipts_to(conn, svc, &to, paid).await
-}
-
-/// [`send_receipts`] with the recipients already read (by partner id).
-pub(crate) async fn send_receipts_to(
     conn: &mut PgConn,
     svc: &Services,
     to: &std::collections::HashMap<Uuid, Vec<String>>,
@@ -305,8 +284,11 @@ async fn book_payment(
         sub.term_started_at.unwrap_or(now),
         sub.anniversary_at.unwrap_or(now),
     );
+    // Numbering the invoice locks the year's counter until commit: read the receipt's
+    // recipients first, so only the invoice, the receipt and the audit record follow it.
+    let to = notify::recipients_of(conn, &[&partner], false).await?;
     let invoice = invoices::issue(conn, &order, &offer, &partner, period, now).await?;
-    send_receipt(conn, svc, &partner, &offer, &order, &invoice).await?;
+    send_receipts(conn, svc, &to, &[(&partner, &offer, &order, &invoice)]).await?;
     audit::record(
         conn,
         &Actor::system("billing"),

@@ -479,7 +479,7 @@ pub(crate) async fn invoice_renewals(
         .zip(&invoices)
         .map(|(u, invoice)| (&u.partner, &u.offer, &u.order, invoice))
         .collect();
-    orders::send_receipts_to(conn, svc, &to, &receipts).await
+    orders::send_receipts(conn, svc, &to, &receipts).await
 }
 
 /// Locks subscriptions (in id order, so concurrent batches cannot deadlock).
