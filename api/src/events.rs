@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::StreamExt;
-use gateway_domain::benefits::events::{Event, CHANNEL};
+use gateway_domain::benefits::events::{self, Event, CHANNEL};
 use tokio::sync::broadcast;
 
 pub fn spawn_listener(database_url: String) -> broadcast::Sender<Event> {
@@ -32,9 +32,11 @@ async fn listen(url: &str, tx: &broadcast::Sender<Event>) -> anyhow::Result<()> 
     let mut stream = std::pin::pin!(conn.notifications_stream());
     while let Some(n) = stream.next().await {
         let n = n?;
-        match serde_json::from_str::<Event>(&n.payload) {
-            Ok(event) => {
-                let _ = tx.send(event);
+        match events::unpack(&n.payload) {
+            Ok(list) => {
+                for event in list {
+                    let _ = tx.send(event);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "unreadable event payload"),
         }

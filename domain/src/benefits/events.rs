@@ -28,16 +28,14 @@ impl Event {
     }
 }
 
-/// Like [`notify`] for several events in one statement.
+/// Like [`notify`] for several events in one statement. Events travel packed as JSON arrays
+/// of up to [`PAYLOAD_LIMIT`] bytes: a batch of renewals announces a thousand changes in a
+/// few notifications (each commit that notifies takes Postgres' notification-queue lock).
 pub async fn notify_many(conn: &mut PgConn, events: &[Event]) -> AppResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let payloads = events
-        .iter()
-        .map(serde_json::to_string)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(crate::AppError::internal)?;
+    let payloads = pack(events).map_err(crate::AppError::internal)?;
     diesel::sql_query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
         .bind::<diesel::sql_types::Text, _>(CHANNEL)
         .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(payloads)
@@ -46,6 +44,68 @@ pub async fn notify_many(conn: &mut PgConn, events: &[Event]) -> AppResult<()> {
     Ok(())
 }
 
+/// Most bytes in one notification payload (Postgres refuses 8000 and more).
+pub const PAYLOAD_LIMIT: usize = 7000;
+
+/// Packs events into JSON arrays of at most [`PAYLOAD_LIMIT`] bytes each, in order.
+pub fn pack(events: &[Event]) -> serde_json::Result<Vec<String>> {
+    let mut payloads = Vec::new();
+    let mut current = String::from("[");
+    for event in events {
+        let json = serde_json::to_string(event)?;
+        if current.len() > 1 && current.len() + json.len() + 2 > PAYLOAD_LIMIT {
+            current.push(']');
+            payloads.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&json);
+    }
+    current.push(']');
+    payloads.push(current);
+    Ok(payloads)
+}
+
+/// The events of one notification payload: an array (see [`pack`]) or, from a process of an
+/// earlier version, a single event.
+pub fn unpack(payload: &str) -> serde_json::Result<Vec<Event>> {
+    if payload.trim_start().starts_with('[') {
+        serde_json::from_str(payload)
+    } else {
+        serde_json::from_str(payload).map(|e| vec![e])
+    }
+}
+
 pub async fn notify(conn: &mut PgConn, event: &Event) -> AppResult<()> {
     notify_many(conn, std::slice::from_ref(event)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thousand_events_pack_into_few_payloads_under_the_limit_and_unpack_in_order() {
+        let events: Vec<Event> = (0..1000)
+            .map(|i| {
+                let (partner_id, id) = (Uuid::now_v7(), Uuid::now_v7());
+                if i % 10 == 0 {
+                    Event::Subscription { partner_id, id }
+                } else {
+                    Event::Benefit { partner_id, id }
+                }
+            })
+            .collect();
+        let payloads = pack(&events).unwrap();
+        assert!(payloads.len() < 40, "{} payloads", payloads.len());
+        assert!(payloads.iter().all(|p| p.len() <= PAYLOAD_LIMIT));
+        let back: Vec<Event> = payloads.iter().flat_map(|p| unpack(p).unwrap()).collect();
+        assert_eq!(back, events);
+        let one = &events[..1];
+        assert_eq!(pack(one).unwrap().len(), 1);
+        // A single event, as processes of the previous version sent it.
+        let single = serde_json::to_string(&events[0]).unwrap();
+        assert_eq!(unpack(&single).unwrap(), one);
+    }
 }
