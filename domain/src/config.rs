@@ -129,7 +129,8 @@ pub struct JobsConfig {
     /// RELAY_REDIS_WATERMARK: the most jobs a queue holds in Redis (waiting); the rest wait in
     /// Postgres. Must stay well below apalis-redis' ~8,000 due-jobs limit.
     pub redis_watermark: usize,
-    /// JOB_RETENTION_SECS: finished jobs are removed from Redis this long after they finish
+    /// JOB_RETENTION_SECS: finished jobs are removed from Redis, and relayed outbox rows from
+    /// Postgres, this long after they finish
     pub retention: Duration,
     /// RETENTION_INTERVAL_MS: how often the worker trims finished jobs
     pub retention_interval: Duration,

@@ -74,6 +74,23 @@ pub async fn mark_dispatched(conn: &mut PgConn, ids: &[i64]) -> AppResult<()> {
     Ok(())
 }
 
+/// Deletes up to `limit` rows relayed before `before` (they are in Redis or done; keeping them
+/// would grow the table without end). Returns how many.
+pub async fn trim_dispatched(
+    conn: &mut PgConn,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<usize> {
+    Ok(diesel::sql_query(
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox WHERE dispatched_at < $1 ORDER BY id LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(before)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await?)
+}
+
 /// Age in seconds of the oldest due row not yet dispatched (0 when none): the relay's lag.
 pub async fn lag_seconds(conn: &mut PgConn) -> AppResult<f64> {
     let oldest: Option<DateTime<Utc>> = outbox::table

@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
 
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
-    let retention = tokio::spawn(retention::run(config.clone(), redis.clone()));
+    let retention = tokio::spawn(retention::run(config.clone(), redis.clone(), pool.clone()));
     if let Some(bind) = config.jobs.metrics_bind.clone() {
         tokio::spawn(metrics::serve(bind));
     }
