@@ -132,10 +132,10 @@ struct Dispatched {
     kind: ActionKind,
 }
 
-/// Enqueues (through the outbox) up to `limit` due actions (renewal charges in jobs of up to
-/// `RENEWAL_BATCH`) that are not yet dispatched, or
-/// were dispatched more than `redispatch_after` ago and are still not done. "Due" is read on
-/// each partner's clock. Safe to run from several processes (SKIP LOCKED). Returns how many.
+/// Enqueues (through the outbox) up to `limit` due actions that are not yet dispatched, or
+/// were dispatched more than `redispatch_after` ago and are still not done; renewal charges go
+/// in jobs of up to `RENEWAL_BATCH`. "Due" is read on each partner's clock. Safe to run from
+/// several processes (SKIP LOCKED). Returns how many actions.
 pub async fn dispatch_due(
     conn: &mut PgConn,
     config: &Config,
