@@ -100,6 +100,9 @@ async fn nested_lists_cost_a_statement_per_field_not_per_row() {
     // One row at a time this would be 40 and more (9 benefits × key, assignments, clock and
     // credit grants; each offer's allocations). Batched: token, partner, users, orders, their
     // offers, the offers' allocations, invoices, benefits, keys, assignments, clocks, credit
-    // grants (12), plus the reads behind the catalog listing (5).
-    assert!(n <= 17, "{n} statements for {rows} rows with nested lists");
+    // grants (12), plus the reads behind the catalog listing (5): 17. A DataLoader sends what
+    // it collected in one short window, so a loader reached from fields at different depths
+    // (the offers' allocations under `orders` and under the listing) may take one batch per
+    // field on a busy machine: 17 to 19 were seen, never a statement per row.
+    assert!(n <= 20, "{n} statements for {rows} rows with nested lists");
 }
