@@ -948,3 +948,68 @@ async fn renewals_due_together_are_charged_in_batches_and_each_keeps_its_own_out
         );
     }
 }
+
+#[tokio::test]
+async fn a_refund_the_gateway_refuses_for_good_is_recorded_once_not_retried_forever() {
+    // Due work still pending would be dispatched again within a second.
+    let sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("REDISPATCH_AFTER_SECS", "1"),
+        ("SWEEP_INTERVAL_MS", "200"),
+    ])
+    .await
+    .unwrap();
+    let op = operator_token(&sys).await;
+    let (_, ga) = authorized_partner(&sys, "norefund").await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    // The gateway no longer knows the charge: a refund is refused for good.
+    assert_eq!(
+        count(
+            &sys,
+            &format!("WITH d AS (DELETE FROM sandbox_charges WHERE idempotency_key = 'order:{order_id}' RETURNING 1) SELECT count(*) AS n FROM d")
+        )
+        .await,
+        1
+    );
+    let sr = sys
+        .gql_ok(Some(&ga), OPEN_BILLING, json!({"id": sub_id}))
+        .await["createServiceRequest"]["id"]
+        .clone();
+    sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr})).await;
+    let outcome_sql = format!(
+        "SELECT count(*) AS n FROM scheduled_actions WHERE kind = 'REFUND' AND subject_id = '{order_id}'
+         AND status = 'DONE' AND outcome LIKE 'refund refused by the gateway (INVALID_PAYMENT)%'"
+    );
+    eventually(30, "the refusal recorded", || async {
+        (count(&sys, &outcome_sql).await == 1).then_some(())
+    })
+    .await;
+    // Once done, nothing dispatches it again (a job dispatched twice before it finished, as
+    // REDISPATCH_AFTER_SECS=1 allows, finds it done), and the refusal is recorded once.
+    let dispatched = "SELECT count(*) AS n FROM outbox WHERE queue = 'refund'";
+    settle().await;
+    let before = count(&sys, dispatched).await;
+    settle().await;
+    settle().await;
+    assert_eq!(count(&sys, dispatched).await, before, "dispatched again");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'order.refund_refused'"
+        )
+        .await,
+        1
+    );
+    let o = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { order(id: $id) { status } }",
+            json!({"id": order_id}),
+        )
+        .await;
+    assert_eq!(o["order"]["status"], "PAID", "nothing was paid back");
+    assert!(mails_with_subject(&sys, "norefund@norefund-corp.example", "Refund of").is_empty());
+}

@@ -818,12 +818,25 @@ pub(crate) async fn refund(
                     error: m,
                 })
             }
+            // Refused for good (an unknown or already refunded charge): trying again would
+            // be refused again, forever. The order stays PAID, the refusal is audited and
+            // logged, and the action is done with the reason for operators to act on.
             Err(e) => {
-                return Err(AppError::Internal(format!(
-                    "refund of order {} refused by the gateway: {}",
-                    order.number,
+                tracing::error!(order = %order.number, code = e.code(), reason = e.message(), "the gateway refused a refund for good");
+                audit::record(
+                    conn,
+                    &Actor::system("billing"),
+                    Some(order.partner_id),
+                    "order.refund_refused",
+                    ("order", order.id.to_string()),
+                    json!({"number": order.number, "code": e.code(), "reason": e.message()}),
+                )
+                .await?;
+                return Ok(Outcome::Done(format!(
+                    "refund refused by the gateway ({}): {}",
+                    e.code(),
                     e.message()
-                )))
+                )));
             }
         },
         // Paid by bank transfer: finance pays it back the same way.
