@@ -354,7 +354,7 @@ pub async fn run_many(
     .await
 }
 
-/// Does one due action that is not a renewal charge (those go in batches).
+/// Does one due action that is not a renewal charge (`run_many` batches those).
 async fn handle(
     conn: &mut PgConn,
     svc: &Services,
@@ -362,13 +362,10 @@ async fn handle(
     now: DateTime<Utc>,
 ) -> AppResult<Outcome> {
     match action.kind {
-        ActionKind::RenewalCharge => {
-            let (mut done, paid) =
-                super::subscriptions::charge_renewals(conn, svc, &[(action, now)]).await?;
-            super::subscriptions::invoice_renewals(conn, svc, paid).await?;
-            done.pop()
-                .ok_or_else(|| AppError::Internal("renewal left without an outcome".into()))
-        }
+        // `run_many` gathers renewal charges and runs them as one batch.
+        ActionKind::RenewalCharge => Err(AppError::Internal(
+            "renewal charges run in batches (run_many), not one by one here".into(),
+        )),
         ActionKind::Reminder => super::subscriptions::send_reminder(conn, svc, action, now).await,
         ActionKind::EnterRenewalWindow => super::subscriptions::enter_window(conn, action).await,
         ActionKind::Lapse => super::subscriptions::lapse(conn, svc, action, now).await,

@@ -207,14 +207,19 @@ pub(crate) async fn activate(
 }
 
 async fn changed(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
-    crate::benefits::events::notify(
-        conn,
-        &crate::benefits::events::Event::Subscription {
+    changed_many(conn, std::slice::from_ref(sub)).await
+}
+
+/// Announces changed subscriptions (`subscriptionUpdated`) in one statement.
+async fn changed_many(conn: &mut PgConn, subs: &[Subscription]) -> AppResult<()> {
+    let events: Vec<crate::benefits::events::Event> = subs
+        .iter()
+        .map(|sub| crate::benefits::events::Event::Subscription {
             partner_id: sub.partner_id,
             id: sub.id,
-        },
-    )
-    .await
+        })
+        .collect();
+    crate::benefits::events::notify_many(conn, &events).await
 }
 
 /// Paid renewals: each next term runs from the old anniversary date, auto-renew is on again,
@@ -255,14 +260,7 @@ async fn extend_terms(
     }
     actions::schedule_many(conn, &due).await?;
     crate::benefits::renew_many(conn, &updated).await?;
-    let events: Vec<crate::benefits::events::Event> = updated
-        .iter()
-        .map(|sub| crate::benefits::events::Event::Subscription {
-            partner_id: sub.partner_id,
-            id: sub.id,
-        })
-        .collect();
-    crate::benefits::events::notify_many(conn, &events).await?;
+    changed_many(conn, &updated).await?;
     Ok(updated)
 }
 
@@ -419,7 +417,7 @@ async fn book_all(
             ("subscription", r.sub.id.to_string()),
             json!({"order": order.number, "term": sub.term}),
         ));
-        uninvoiced.0.push(ToInvoice {
+        uninvoiced.0.push(Booked {
             partner: r.partner.clone(),
             offer: r.offer.clone(),
             order: order.clone(),
@@ -433,9 +431,11 @@ async fn book_all(
 
 /// Paid renewal orders still to invoice (see [`invoice_renewals`]).
 #[derive(Default)]
-pub(crate) struct Uninvoiced(Vec<ToInvoice>);
+pub(crate) struct Uninvoiced(Vec<Booked>);
 
-struct ToInvoice {
+/// A booked renewal order with what its invoice and receipt need (owned: it outlives the
+/// batch's borrowed inputs until [`invoice_renewals`]).
+struct Booked {
     partner: Partner,
     offer: Offer,
     order: Order,
