@@ -74,6 +74,7 @@ const PASS_THROUGH: &[&str] = &[
     "SWEEP_INTERVAL_MS",
     "WORKER_POLL_MS",
     "RENEWAL_BATCH",
+    "EMAIL_BATCH",
     "RUST_LOG",
 ];
 

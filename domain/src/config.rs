@@ -99,6 +99,9 @@ pub struct EmailConfig {
     pub retry_base: Duration,
     /// EMAIL_SMTP_TIMEOUT_MS: an SMTP server silent this long fails the attempt
     pub smtp_timeout: Duration,
+    /// EMAIL_BATCH: emails relayed together travel as one job of up to this many, claimed and
+    /// marked in one transaction and sent one after the other (1: one job per email)
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -348,7 +351,14 @@ impl Config {
             max_attempts: r.parse("EMAIL_MAX_ATTEMPTS", 5i32, 1),
             retry_base: r.millis("EMAIL_RETRY_BASE_MS", 30_000),
             smtp_timeout: r.millis("EMAIL_SMTP_TIMEOUT_MS", 10_000),
+            batch: r.parse("EMAIL_BATCH", 25usize, 1),
         };
+        if email.batch > 500 {
+            r.errors.push(format!(
+                "EMAIL_BATCH must be at most 500 (one transaction per batch), got {}",
+                email.batch
+            ));
+        }
         let enrollment = EnrollmentConfig {
             verification_ttl: r.secs("VERIFICATION_TOKEN_TTL_SECS", 3 * 24 * 3600),
             resend_interval: r.secs("VERIFICATION_RESEND_INTERVAL_SECS", 60),
@@ -523,6 +533,7 @@ pub const VARIABLES: &[&str] = &[
     "EMAIL_MAX_ATTEMPTS",
     "EMAIL_RETRY_BASE_MS",
     "EMAIL_SMTP_TIMEOUT_MS",
+    "EMAIL_BATCH",
     "VERIFICATION_TOKEN_TTL_SECS",
     "VERIFICATION_RESEND_INTERVAL_SECS",
     "AUTO_AUTHORIZE",

@@ -23,20 +23,66 @@ fn v1() -> u32 {
     PAYLOAD_VERSION
 }
 
-/// Deliver one row of the `emails` table.
+/// Deliver one row of the `emails` table, or several (`more`: emails the relay found due
+/// together, see `EMAIL_BATCH`), claimed and marked in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendEmail {
     #[serde(default = "v1")]
     pub v: u32,
     pub email_id: Uuid,
+    /// The rest of a batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<Uuid>,
 }
 
 impl SendEmail {
     pub fn new(email_id: Uuid) -> Self {
+        Self::batch(email_id, vec![])
+    }
+
+    pub fn batch(email_id: Uuid, more: Vec<Uuid>) -> Self {
         Self {
             v: PAYLOAD_VERSION,
             email_id,
+            more,
         }
+    }
+
+    /// Every email of the job.
+    pub fn ids(&self) -> Vec<Uuid> {
+        std::iter::once(self.email_id)
+            .chain(self.more.iter().copied())
+            .collect()
+    }
+
+    /// Groups single-email payloads (as the outbox holds them) into batches of up to `size`,
+    /// in the given order. A payload this version cannot read travels alone, unchanged, so the
+    /// worker dead-letters it as before.
+    pub fn merge(payloads: Vec<serde_json::Value>, size: usize) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut batch: Vec<Uuid> = Vec::new();
+        let flush = |batch: &mut Vec<Uuid>, out: &mut Vec<serde_json::Value>| {
+            if let Some((first, rest)) = batch.split_first() {
+                let job = SendEmail::batch(*first, rest.to_vec());
+                out.push(serde_json::to_value(job).expect("a SendEmail serializes"));
+            }
+            batch.clear();
+        };
+        for p in payloads {
+            match serde_json::from_value::<SendEmail>(p.clone()) {
+                Ok(job) if job.v == PAYLOAD_VERSION => {
+                    for id in job.ids() {
+                        batch.push(id);
+                        if batch.len() >= size.max(1) {
+                            flush(&mut batch, &mut out);
+                        }
+                    }
+                }
+                _ => out.push(p),
+            }
+        }
+        flush(&mut batch, &mut out);
+        out
     }
 }
 
@@ -117,6 +163,36 @@ pub const QUEUES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relayed_emails_merge_into_batches_and_unreadable_payloads_travel_alone() {
+        let ids: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+        let mut payloads: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::to_value(SendEmail::new(*id)).unwrap())
+            .collect();
+        let odd = serde_json::json!({"v": 7, "email_id": Uuid::now_v7()});
+        payloads.insert(3, odd.clone());
+        let merged = SendEmail::merge(payloads, 3);
+        assert_eq!(merged.len(), 4, "{merged:?}");
+        assert!(merged.contains(&odd));
+        let jobs: Vec<SendEmail> = merged
+            .iter()
+            .filter(|p| **p != odd)
+            .map(|p| serde_json::from_value(p.clone()).unwrap())
+            .collect();
+        assert_eq!(
+            jobs.iter().map(|j| j.ids().len()).collect::<Vec<_>>(),
+            vec![3, 3, 1]
+        );
+        assert_eq!(
+            jobs.iter().flat_map(SendEmail::ids).collect::<Vec<_>>(),
+            ids
+        );
+        // A single email still travels in the old shape.
+        let one = serde_json::to_value(SendEmail::new(ids[0])).unwrap();
+        assert!(one.get("more").is_none());
+    }
 
     #[test]
     fn every_action_kind_has_a_listed_queue() {

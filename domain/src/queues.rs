@@ -403,8 +403,18 @@ pub async fn retry<C: ConnectionLike>(
     };
     let outcome = if queue == SendEmail::QUEUE {
         match serde_json::from_slice::<SendEmail>(&raw) {
-            Ok(job) if crate::email::revive(conn, job.email_id).await? => Retried::EmailRevived,
-            Ok(_) => Retried::AlreadyDone,
+            Ok(job) => {
+                // A batch's dead set entry revives each of its emails that is DEAD.
+                let mut revived = false;
+                for id in job.ids() {
+                    revived |= crate::email::revive(conn, id).await?;
+                }
+                if revived {
+                    Retried::EmailRevived
+                } else {
+                    Retried::AlreadyDone
+                }
+            }
             Err(_) => Retried::Requeued,
         }
     } else {

@@ -94,6 +94,8 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<ReceivedEmail>>>,
     arrived: Arc<Notify>,
     refuse: Arc<AtomicBool>,
+    /// Recipients refused for good (550 at RCPT TO).
+    refused_recipients: Arc<Mutex<Vec<String>>>,
     stall: Arc<AtomicBool>,
     /// False: messages are counted, not kept (benchmarks send hundreds of thousands).
     keep: bool,
@@ -117,6 +119,7 @@ impl SmtpSink {
             received: Arc::default(),
             arrived: Arc::new(Notify::new()),
             refuse: Arc::default(),
+            refused_recipients: Arc::default(),
             stall: Arc::default(),
             keep,
             accepted: Arc::default(),
@@ -140,6 +143,16 @@ impl SmtpSink {
     /// While set, every message is refused with a transient 451.
     pub fn refuse(&self, on: bool) {
         self.refuse.store(on, Ordering::SeqCst);
+    }
+
+    /// Refuses messages to this recipient with a permanent 550 at `RCPT TO` (`false`: accepts
+    /// them again).
+    pub fn refuse_recipient(&self, recipient: &str, on: bool) {
+        let mut refused = self.refused_recipients.lock().unwrap();
+        refused.retain(|r| r != recipient);
+        if on {
+            refused.push(recipient.to_owned());
+        }
     }
 
     /// While set, new connections are accepted and then never answered (a hung server).
@@ -181,13 +194,16 @@ impl SmtpSink {
                 to.clear();
                 w.write_all(b"250 OK\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
-                to.push(
-                    cmd[8..]
-                        .trim()
-                        .trim_matches(|c| c == '<' || c == '>')
-                        .to_owned(),
-                );
-                w.write_all(b"250 OK\r\n").await?;
+                let rcpt = cmd[8..]
+                    .trim()
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_owned();
+                if self.refused_recipients.lock().unwrap().contains(&rcpt) {
+                    w.write_all(b"550 5.1.1 no such mailbox\r\n").await?;
+                } else {
+                    to.push(rcpt);
+                    w.write_all(b"250 OK\r\n").await?;
+                }
             } else if upper == "DATA" {
                 w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 let mut data = String::new();

@@ -306,3 +306,112 @@ async fn the_worker_reports_job_durations_per_queue() {
     .await;
     assert!(text.contains("job_duration_seconds_bucket"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emails_due_together_travel_in_batches_and_each_keeps_its_own_outcome() {
+    // Seven emails committed together; EMAIL_BATCH=3 makes three jobs (3 + 3 + 1). One
+    // recipient is refused for good: with one attempt allowed that email is DEAD, its job goes
+    // to the dead set, and the other two emails of that job are still sent, once.
+    let sys = TestSystem::start_with(&[("EMAIL_BATCH", "3"), ("EMAIL_MAX_ATTEMPTS", "1")])
+        .await
+        .unwrap();
+    let op = operator_token(&sys).await;
+    sys.smtp.refuse_recipient("reader4@batch.example", true);
+    count(
+        &sys,
+        "WITH e AS (
+             INSERT INTO emails (id, template, recipient, subject, body_text, body_html,
+                 status, next_attempt_at)
+             SELECT ('00000000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, 'test',
+                 'reader' || g || '@batch.example',
+                 'Batch message ' || g, 'Hello ' || g, '<p>Hello ' || g || '</p>',
+                 'PENDING', now()
+             FROM generate_series(1, 7) g RETURNING id),
+         o AS (INSERT INTO outbox (queue, payload)
+             SELECT 'email', jsonb_build_object('v', 1, 'email_id', id) FROM e ORDER BY id
+             RETURNING 1)
+         SELECT count(*) AS n FROM o",
+    )
+    .await;
+    let q = eventually(30, "three email jobs finished", || async {
+        let q = queue(&sys, &op, "email").await;
+        (q["done"].as_i64().unwrap() + q["dead"].as_i64().unwrap() == 3).then_some(q)
+    })
+    .await;
+    assert_eq!(
+        (q["done"].as_i64(), q["dead"].as_i64()),
+        (Some(2), Some(1)),
+        "{q:#}"
+    );
+    for g in [1, 2, 3, 5, 6, 7] {
+        let to = format!("reader{g}@batch.example");
+        sys.smtp
+            .wait_for(&to, 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    assert!(sys.smtp.to("reader4@batch.example").is_empty());
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM emails
+             WHERE status = 'SENT' AND attempts = 1 AND body_text IS NULL AND sent_at IS NOT NULL"
+        )
+        .await,
+        6
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM emails WHERE status = 'DEAD'
+             AND recipient = 'reader4@batch.example' AND last_error LIKE '%550%'"
+        )
+        .await,
+        1
+    );
+    // The dead job holds its whole batch: three emails, one of them the dead one.
+    let jobs = sys
+        .gql_ok(
+            Some(&op),
+            "{ jobs(queue: \"email\", state: DEAD) { id lastError payload } }",
+            json!({}),
+        )
+        .await;
+    let job = jobs["jobs"][0].clone();
+    let payload: Value = serde_json::from_str(job["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["more"].as_array().map(Vec::len), Some(2), "{job:#}");
+    assert!(
+        job["lastError"].as_str().unwrap().contains("dead"),
+        "{job:#}"
+    );
+
+    // The mailbox exists again; retrying the job revives the dead email only.
+    sys.smtp.refuse_recipient("reader4@batch.example", false);
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            "mutation($id: String!) { retryJob(queue: \"email\", id: $id) }",
+            json!({"id": job["id"]}),
+        )
+        .await;
+    assert_eq!(d["retryJob"], "EMAIL_REVIVED");
+    sys.smtp
+        .wait_for("reader4@batch.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    eventually(30, "every email sent", || async {
+        (count(
+            &sys,
+            "SELECT count(*) AS n FROM emails WHERE status = 'SENT'",
+        )
+        .await
+            == 7)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for g in 1..=7 {
+        let to = format!("reader{g}@batch.example");
+        assert_eq!(sys.smtp.to(&to).len(), 1, "{to} sent once");
+    }
+}

@@ -281,7 +281,7 @@ async fn sigterm_stops_the_worker_cleanly_and_a_new_one_finishes_the_work() {
         .unwrap();
     assert!(exit.success(), "clean exit after SIGTERM: {exit}");
     sys.start_worker().unwrap();
-    let mut redis = redis_conn().await;
+    let redis = redis_conn().await;
     eventually(90, "every job done after the restart", || {
         let mut redis = redis.clone();
         let prefix = sys.queue_prefix.clone();

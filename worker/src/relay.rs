@@ -7,6 +7,10 @@
 //! `RELAY_REDIS_WATERMARK` jobs waiting (active + scheduled) and leaves the rest in Postgres.
 //! apalis-redis stops its worker when about 8,000 jobs are due at once (STACK.md trap 11);
 //! with the window, a backlog of any size drains.
+//!
+//! Outbox rows carry one email each; the relay packs the email rows it claims together into
+//! jobs of up to `EMAIL_BATCH` (the window counts jobs, so it claims that many times more
+//! rows for the email queue).
 
 use std::sync::Arc;
 
@@ -15,10 +19,12 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use gateway_domain::config::Config;
 use gateway_domain::db::prelude::*;
 use gateway_domain::db::DbPool;
-use gateway_domain::jobs::QUEUES;
+use gateway_domain::jobs::{Job, SendEmail, QUEUES};
 use gateway_domain::{outbox, AppError};
 
 const BATCH: i64 = 500;
+/// Email outbox rows claimed per pass (packed into jobs of `EMAIL_BATCH`).
+const EMAIL_ROWS: i64 = 5_000;
 
 pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
     let mut storages: Vec<(&str, RedisStorage<serde_json::Value>)> = QUEUES
@@ -43,8 +49,15 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
             if room == 0 {
                 continue;
             }
-            match relay_once(&pool, queue, storage, room.min(BATCH)).await {
-                Ok(n) => moved_any |= n as i64 == room.min(BATCH),
+            let (limit, pack) = if *queue == SendEmail::QUEUE {
+                let per_job = config.email.batch.max(1) as i64;
+                // At most EMAIL_ROWS per pass, so the first jobs reach Redis quickly.
+                ((room * per_job).min(EMAIL_ROWS), per_job as usize)
+            } else {
+                (room.min(BATCH), 1)
+            };
+            match relay_once(&pool, queue, storage, limit, pack).await {
+                Ok(n) => moved_any |= n as i64 == limit,
                 Err(e) => tracing::warn!(queue, error = %e, "outbox relay pass failed; will retry"),
             }
         }
@@ -74,6 +87,7 @@ async fn relay_once(
     queue: &str,
     storage: &mut RedisStorage<serde_json::Value>,
     limit: i64,
+    pack: usize,
 ) -> anyhow::Result<usize> {
     let mut conn = pool.get().await?;
     let storage = storage.clone();
@@ -86,9 +100,14 @@ async fn relay_once(
                 return Ok(0);
             }
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let mut payloads: Vec<serde_json::Value> =
+                rows.into_iter().map(|r| r.payload).collect();
+            if pack > 1 {
+                payloads = SendEmail::merge(payloads, pack);
+            }
             let mut storage = storage;
             storage
-                .push_bulk(rows.into_iter().map(|r| r.payload).collect())
+                .push_bulk(payloads)
                 .await
                 .map_err(|e| anyhow::anyhow!("push to Redis: {e}"))?;
             outbox::mark_dispatched(conn, &ids).await.map_err(app_err)?;

@@ -6,6 +6,7 @@ pub mod transport;
 
 use crate::db::prelude::*;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -91,6 +92,9 @@ pub async fn queue_many<C: Serialize>(
     Ok(rows.iter().map(|r| r.id).collect())
 }
 
+/// Messages of one batch in flight at once (see `transport::POOLED_CONNECTIONS`).
+pub const SENDS_AT_ONCE: usize = 4;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
     Sent,
@@ -111,80 +115,134 @@ pub fn backoff(base: std::time::Duration, attempts: i32) -> chrono::Duration {
     chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
 }
 
-/// Delivers one email, idempotently. The row stays locked while sending, so two workers
-/// handed the same job cannot both send it; a job for a sent or dead email does nothing.
+/// Delivers one email, idempotently (see [`deliver_many`]). NOT_FOUND if it does not exist.
 pub async fn deliver(
     conn: &mut PgConn,
     mailer: &Mailer,
     cfg: &EmailConfig,
     email_id: Uuid,
 ) -> AppResult<Delivery> {
+    match deliver_many(conn, mailer, cfg, &[email_id]).await?.pop() {
+        Some((_, Some(d))) => Ok(d),
+        _ => Err(AppError::NotFound("email")),
+    }
+}
+
+/// Delivers emails, idempotently, in one transaction: their rows are locked (in id order)
+/// while they are sent one after the other over the mailer's pooled connections, so two
+/// workers handed the same email cannot both send it; a sent or dead email is skipped. The
+/// sent ones are marked in one statement; each failure is recorded on its own row with its
+/// retry (or DEAD). Returns each id with its outcome, `None` for an id with no row.
+pub async fn deliver_many(
+    conn: &mut PgConn,
+    mailer: &Mailer,
+    cfg: &EmailConfig,
+    email_ids: &[Uuid],
+) -> AppResult<Vec<(Uuid, Option<Delivery>)>> {
+    let mut ids = email_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
     conn.transaction::<_, AppError, _>(async |conn| {
-        let Some(email) = emails::table
-            .find(email_id)
+        let rows: Vec<Email> = emails::table
+            .filter(emails::id.eq_any(&ids))
+            .order(emails::id)
             .for_update()
             .select(Email::as_select())
-            .first(conn)
-            .await
-            .optional()?
-        else {
-            return Err(AppError::NotFound("email"));
-        };
-        if email.status != EmailStatus::Pending {
-            return Ok(Delivery::AlreadyFinal);
+            .load(conn)
+            .await?;
+        let mut outcomes: Vec<(Uuid, Option<Delivery>)> =
+            ids.iter().map(|id| (*id, None)).collect();
+        let (pending, done): (Vec<Email>, Vec<Email>) = rows
+            .into_iter()
+            .partition(|e| e.status == EmailStatus::Pending);
+        for email in done {
+            let slot = ids.binary_search(&email.id).map_err(AppError::internal)?;
+            outcomes[slot].1 = Some(Delivery::AlreadyFinal);
         }
-        let outgoing = OutgoingEmail {
-            to: email.recipient.clone(),
-            subject: email.subject.clone(),
-            text: email.body_text.clone().unwrap_or_default(),
-            html: email.body_html.clone().unwrap_or_default(),
-        };
-        let attempts = email.attempts + 1;
-        match mailer.send(&email.id.to_string(), &outgoing).await {
-            Ok(()) => {
-                // Bodies may carry single-use tokens: keep them no longer than needed.
-                diesel::update(emails::table.find(email_id))
-                    .set((
-                        emails::status.eq(EmailStatus::Sent),
-                        emails::sent_at.eq(Utc::now()),
-                        emails::attempts.eq(attempts),
-                        emails::body_text.eq(None::<String>),
-                        emails::body_html.eq(None::<String>),
-                        emails::last_error.eq(None::<String>),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(Delivery::Sent)
-            }
-            Err(e) => {
-                let error = format!("{e:#}");
-                if attempts >= cfg.max_attempts {
-                    diesel::update(emails::table.find(email_id))
-                        .set((
-                            emails::status.eq(EmailStatus::Dead),
-                            emails::attempts.eq(attempts),
-                            emails::last_error.eq(&error),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    Ok(Delivery::Dead(error))
-                } else {
-                    let at = Utc::now() + backoff(cfg.retry_base, attempts);
-                    diesel::update(emails::table.find(email_id))
-                        .set((
-                            emails::attempts.eq(attempts),
-                            emails::last_error.eq(&error),
-                            emails::next_attempt_at.eq(at),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    crate::outbox::enqueue(conn, &SendEmail::new(email_id), at).await?;
-                    Ok(Delivery::RetryAt(at))
+        // A few at a time over the pooled connections: each message is several SMTP round
+        // trips, so sending in a row would leave the worker waiting on the server.
+        let sends: Vec<_> = pending
+            .iter()
+            .map(|email| {
+                let (id, message) = (email.id.to_string(), outgoing(email));
+                async move { mailer.send(&id, &message).await }
+            })
+            .collect();
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(sends)
+            .buffered(SENDS_AT_ONCE)
+            .collect()
+            .await;
+        let mut sent: Vec<Uuid> = Vec::new();
+        for (email, result) in pending.iter().zip(results) {
+            let slot = ids.binary_search(&email.id).map_err(AppError::internal)?;
+            outcomes[slot].1 = Some(match result {
+                Ok(()) => {
+                    sent.push(email.id);
+                    Delivery::Sent
                 }
-            }
+                Err(e) => record_failure(conn, cfg, email, format!("{e:#}")).await?,
+            });
         }
+        if !sent.is_empty() {
+            // Bodies may carry single-use tokens: keep them no longer than needed.
+            diesel::update(emails::table.filter(emails::id.eq_any(&sent)))
+                .set((
+                    emails::status.eq(EmailStatus::Sent),
+                    emails::sent_at.eq(Utc::now()),
+                    emails::attempts.eq(emails::attempts + 1),
+                    emails::body_text.eq(None::<String>),
+                    emails::body_html.eq(None::<String>),
+                    emails::last_error.eq(None::<String>),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok(outcomes)
     })
     .await
+}
+
+fn outgoing(email: &Email) -> OutgoingEmail {
+    OutgoingEmail {
+        to: email.recipient.clone(),
+        subject: email.subject.clone(),
+        text: email.body_text.clone().unwrap_or_default(),
+        html: email.body_html.clone().unwrap_or_default(),
+    }
+}
+
+/// A failed attempt: DEAD after the last allowed one, else the next attempt is scheduled
+/// through the outbox with a doubling delay.
+async fn record_failure(
+    conn: &mut PgConn,
+    cfg: &EmailConfig,
+    email: &Email,
+    error: String,
+) -> AppResult<Delivery> {
+    let attempts = email.attempts + 1;
+    if attempts >= cfg.max_attempts {
+        diesel::update(emails::table.find(email.id))
+            .set((
+                emails::status.eq(EmailStatus::Dead),
+                emails::attempts.eq(attempts),
+                emails::last_error.eq(&error),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(Delivery::Dead(error))
+    } else {
+        let at = Utc::now() + backoff(cfg.retry_base, attempts);
+        diesel::update(emails::table.find(email.id))
+            .set((
+                emails::attempts.eq(attempts),
+                emails::last_error.eq(&error),
+                emails::next_attempt_at.eq(at),
+            ))
+            .execute(conn)
+            .await?;
+        crate::outbox::enqueue(conn, &SendEmail::new(email.id), at).await?;
+        Ok(Delivery::RetryAt(at))
+    }
 }
 
 /// Due work re-derived from Postgres: pending emails whose attempt was due more than

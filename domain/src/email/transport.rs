@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{EmailConfig, EmailTransportKind};
@@ -16,6 +17,11 @@ pub struct OutgoingEmail {
     pub text: String,
     pub html: String,
 }
+
+/// Idle SMTP connections kept for reuse: the worker's email jobs (`WORKER_CONCURRENCY`, 8 by
+/// default) each send `SENDS_AT_ONCE` (4) messages at a time. lettre opens more when needed
+/// and closes those it cannot keep.
+pub const POOLED_CONNECTIONS: u32 = 32;
 
 #[derive(Clone)]
 pub enum Mailer {
@@ -48,6 +54,7 @@ impl Mailer {
                         anyhow::anyhow!("SMTP_URL is not a valid smtp:// or smtps:// URL: {e}")
                     })?
                     .timeout(Some(cfg.smtp_timeout))
+                    .pool_config(PoolConfig::new().max_size(POOLED_CONNECTIONS))
                     .build(),
                 from,
                 timeout: cfg.smtp_timeout * 3,

@@ -1,13 +1,14 @@
-//! Delivers one email. Postgres decides (gateway_domain::email::deliver): a duplicate job does
-//! nothing, a failure schedules its own retry through the outbox, the last failure marks the
-//! email DEAD and puts the job in the queue's dead set for operators.
+//! Delivers the emails of one job (one, or a batch the relay packed, see `EMAIL_BATCH`).
+//! Postgres decides (gateway_domain::email::deliver_many): a duplicate job does nothing for
+//! emails already sent, a failure schedules that email's own retry through the outbox, and an
+//! email whose last attempt failed is marked DEAD and puts its job in the queue's dead set for
+//! operators (after the batch's other emails are recorded; `retryJob` revives the dead ones).
 
 use std::sync::Arc;
 
 use apalis::prelude::*;
 use gateway_domain::email::Delivery;
 use gateway_domain::jobs::{SendEmail, PAYLOAD_VERSION};
-use gateway_domain::AppError;
 
 use crate::WorkerCtx;
 
@@ -23,26 +24,29 @@ async fn handle(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynE
         return Err(AbortError::new(format!("unknown SendEmail payload version {}", job.v)).into());
     }
     let mut conn = ctx.pool.get().await.map_err(|e| format!("database: {e}"))?;
-    match gateway_domain::email::deliver(&mut conn, &ctx.mailer, &ctx.config.email, job.email_id)
-        .await
-    {
-        Ok(Delivery::Sent) => {
-            tracing::info!(email_id = %job.email_id, "email sent");
-            Ok(())
+    let outcomes =
+        gateway_domain::email::deliver_many(&mut conn, &ctx.mailer, &ctx.config.email, &job.ids())
+            .await
+            // Postgres unreachable and the like: let apalis retry soon; the sweep is the backstop.
+            .map_err(|e| format!("{e:?}"))?;
+    let mut given_up = Vec::new();
+    for (email_id, outcome) in outcomes {
+        match outcome {
+            Some(Delivery::Sent) => tracing::info!(%email_id, "email sent"),
+            Some(Delivery::AlreadyFinal) => {}
+            Some(Delivery::RetryAt(at)) => {
+                tracing::warn!(%email_id, retry_at = %at, "email not delivered; retry scheduled")
+            }
+            Some(Delivery::Dead(error)) => {
+                tracing::error!(%email_id, %error, "email gave up after the last attempt");
+                given_up.push(format!("email {email_id} dead: {error}"));
+            }
+            None => given_up.push(format!("email {email_id} does not exist")),
         }
-        Ok(Delivery::AlreadyFinal) => Ok(()),
-        Ok(Delivery::RetryAt(at)) => {
-            tracing::warn!(email_id = %job.email_id, retry_at = %at, "email not delivered; retry scheduled");
-            Ok(())
-        }
-        Ok(Delivery::Dead(error)) => {
-            tracing::error!(email_id = %job.email_id, %error, "email gave up after the last attempt");
-            Err(AbortError::new(format!("email {} dead: {error}", job.email_id)).into())
-        }
-        Err(AppError::NotFound(_)) => {
-            Err(AbortError::new(format!("email {} does not exist", job.email_id)).into())
-        }
-        // Postgres unreachable and the like: let apalis retry soon; the sweep is the backstop.
-        Err(e) => Err(format!("{e:?}").into()),
+    }
+    if given_up.is_empty() {
+        Ok(())
+    } else {
+        Err(AbortError::new(given_up.join("; ")).into())
     }
 }
