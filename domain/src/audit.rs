@@ -67,8 +67,22 @@ pub async fn record_many(
     if entries.is_empty() {
         return Ok(());
     }
+    let rows = entries_of(actor, action, entries);
+    diesel::insert_into(audit_log::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The rows [`record_many`] inserts (for a caller that inserts them itself).
+pub fn entries_of(
+    actor: &Actor,
+    action: &str,
+    entries: Vec<(Option<Uuid>, (&str, String), Value)>,
+) -> Vec<AuditEntry> {
     let now = chrono::Utc::now();
-    let rows: Vec<AuditEntry> = entries
+    entries
         .into_iter()
         .map(|(partner_id, target, details)| AuditEntry {
             id: Uuid::now_v7(),
@@ -82,12 +96,7 @@ pub async fn record_many(
             request_id: actor.request_id.clone(),
             created_at: now,
         })
-        .collect();
-    diesel::insert_into(audit_log::table)
-        .values(&rows)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .collect()
 }
 
 /// Newest first, keyset-paginated by id (UUIDv7, so time-ordered).

@@ -122,6 +122,34 @@ async fn buying_action_pack_by_card_is_paid_invoiced_and_idempotent() {
         .expect("receipt");
     assert!(receipt.text().contains(&invoice_number));
     assert!(receipt.text().contains("USD 475.00"));
+    // The receipt and the audit record are written in the statement that numbers the
+    // invoice: each quotes the number, none keeps the slot that stood for it.
+    assert!(
+        !receipt.raw.contains("[[invoice-number]]"),
+        "{}",
+        receipt.raw
+    );
+    assert_eq!(
+        count(
+            &sys,
+            &format!(
+                "SELECT count(*) AS n FROM audit_log
+                 WHERE action = 'order.paid' AND details->>'invoice' = '{invoice_number}'"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT (SELECT count(*) FROM emails WHERE body_html LIKE '%[[invoice-number]]%'
+                 OR body_text LIKE '%[[invoice-number]]%' OR subject LIKE '%[[invoice-number]]%')
+               + (SELECT count(*) FROM audit_log WHERE details::text LIKE '%[[invoice-number]]%') AS n"
+        )
+        .await,
+        0
+    );
 
     // The invoice PDF: a real PDF with the totals, for the right roles only.
     let invoice_id = first["invoice"]["id"].as_str().unwrap();

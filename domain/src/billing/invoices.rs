@@ -54,30 +54,122 @@ pub fn bill_to_of(inv: &Invoice) -> Option<BillTo> {
     serde_json::from_value(inv.bill_to.clone()).ok()
 }
 
-/// Issues the invoice of a paid order, inside the caller's transaction. Issuing twice for one
-/// order returns the first invoice.
-pub async fn issue(
+/// Stands for the invoice number in what [`issue_last`] writes with the invoice (emails that
+/// quote it, the audit record): replaced by the number in the same statement.
+pub const NUMBER_SLOT: &str = "[[invoice-number]]";
+
+/// Issues the invoice of a paid order as the last write of the caller's transaction: one
+/// statement bumps the year's counter, inserts the invoice and the rows that quote its number
+/// (`quoting`: emails, with [`NUMBER_SLOT`] in their subject and bodies, and their outbox
+/// rows; `audit`, with the slot in its details). The counter row stays locked until the
+/// caller commits, so numbering holds it for this statement and the COMMIT only, instead of
+/// every statement that follows it. Issuing twice for one order returns the first invoice
+/// and writes nothing else.
+pub async fn issue_last(
     conn: &mut PgConn,
-    order: &Order,
-    offer: &Offer,
-    partner: &Partner,
-    period: (DateTime<Utc>, DateTime<Utc>),
-    issued_at: DateTime<Utc>,
+    o: &ToInvoice<'_>,
+    quoting: Vec<crate::db::models::NewEmail>,
+    audit: Vec<crate::db::models::AuditEntry>,
 ) -> AppResult<Invoice> {
-    let mut issued = issue_many(
-        conn,
-        &[ToInvoice {
-            order,
-            offer,
-            partner,
-            period,
-            issued_at,
-        }],
+    use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+    if let Some(existing) = for_orders(conn, &[o.order.id]).await?.pop() {
+        return Ok(existing);
+    }
+    let year = o.issued_at.year();
+    let inv = invoice_of(o, year, 0, Utc::now())?;
+    let payloads = quoting
+        .iter()
+        .map(|e| crate::email::job_of(e.id))
+        .collect::<AppResult<Vec<_>>>()?;
+    let texts = |f: fn(&crate::db::models::NewEmail) -> Option<&str>| -> Vec<String> {
+        quoting
+            .iter()
+            .map(|e| f(e).unwrap_or_default().to_owned())
+            .collect()
+    };
+    let invoice: Invoice = diesel::sql_query(
+        "WITH c AS (
+             INSERT INTO invoice_counters (year, last_number) VALUES ($1, 1)
+             ON CONFLICT (year) DO UPDATE SET last_number = invoice_counters.last_number + 1
+             RETURNING last_number),
+         i AS (
+             INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
+                 period_start, period_end, bill_to, lines, currency, subtotal_minor,
+                 discount_minor, tax_rate_bp, tax_minor, total_minor, created_at)
+             SELECT $2, $3, $4,
+                 'INV-' || $1 || '-' || lpad(c.last_number::text, greatest(6, length(c.last_number::text)), '0'),
+                 $1, c.last_number, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+             FROM c
+             RETURNING *),
+         e AS (
+             INSERT INTO emails (id, partner_id, template, recipient, subject, body_text,
+                 body_html, status, next_attempt_at)
+             SELECT m.id, m.partner_id, m.template, m.recipient,
+                 replace(m.subject, $17, i.number), replace(m.body_text, $17, i.number),
+                 replace(m.body_html, $17, i.number), 'PENDING', $16
+             FROM i, unnest($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[],
+                 $23::text[], $24::text[]) AS m(id, partner_id, template, recipient, subject,
+                 body_text, body_html)
+             RETURNING 1),
+         o AS (
+             INSERT INTO outbox (queue, payload, run_at)
+             SELECT $25, p, $16 FROM i, unnest($26::jsonb[]) AS p
+             RETURNING 1),
+         a AS (
+             INSERT INTO audit_log (id, partner_id, actor_kind, actor_id, action, target_type,
+                 target_id, details, request_id, created_at)
+             SELECT r.id, r.partner_id, r.actor_kind, r.actor_id, r.action, r.target_type,
+                 r.target_id, replace(r.details::text, $17, i.number)::jsonb, r.request_id, $16
+             FROM i, unnest($27::uuid[], $28::uuid[], $29::text[], $30::text[], $31::text[],
+                 $32::text[], $33::text[], $34::jsonb[], $35::text[]) AS r(id, partner_id,
+                 actor_kind, actor_id, action, target_type, target_id, details, request_id)
+             RETURNING 1)
+         SELECT * FROM i",
     )
+    .bind::<Integer, _>(year)
+    .bind::<diesel::sql_types::Uuid, _>(inv.id)
+    .bind::<diesel::sql_types::Uuid, _>(inv.partner_id)
+    .bind::<diesel::sql_types::Uuid, _>(inv.order_id)
+    .bind::<Timestamptz, _>(inv.issued_at)
+    .bind::<Timestamptz, _>(inv.period_start)
+    .bind::<Timestamptz, _>(inv.period_end)
+    .bind::<Jsonb, _>(&inv.bill_to)
+    .bind::<Jsonb, _>(&inv.lines)
+    .bind::<Text, _>(&inv.currency)
+    .bind::<BigInt, _>(inv.subtotal_minor)
+    .bind::<BigInt, _>(inv.discount_minor)
+    .bind::<Integer, _>(inv.tax_rate_bp)
+    .bind::<BigInt, _>(inv.tax_minor)
+    .bind::<BigInt, _>(inv.total_minor)
+    .bind::<Timestamptz, _>(inv.created_at)
+    .bind::<Text, _>(NUMBER_SLOT)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(quoting.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<diesel::sql_types::Uuid>>, _>(
+        quoting.iter().map(|e| e.partner_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(quoting.iter().map(|e| e.template.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(quoting.iter().map(|e| e.recipient.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(quoting.iter().map(|e| e.subject.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(texts(|e| e.body_text.as_deref()))
+    .bind::<Array<Text>, _>(texts(|e| e.body_html.as_deref()))
+    .bind::<Text, _>(<crate::jobs::SendEmail as crate::jobs::Job>::QUEUE)
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(audit.iter().map(|a| a.id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<diesel::sql_types::Uuid>>, _>(
+        audit.iter().map(|a| a.partner_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(audit.iter().map(|a| a.actor_kind.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(audit.iter().map(|a| a.actor_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(audit.iter().map(|a| a.action.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(audit.iter().map(|a| a.target_type.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(audit.iter().map(|a| a.target_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(audit.iter().map(|a| a.details.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        audit.iter().map(|a| a.request_id.clone()).collect::<Vec<_>>(),
+    )
+    .get_result(conn)
     .await?;
-    issued
-        .pop()
-        .ok_or_else(|| AppError::Internal("no invoice issued".into()))
+    Ok(invoice)
 }
 
 /// A paid order to invoice (see [`issue_many`]).

@@ -21,7 +21,7 @@ use crate::db::models::*;
 use crate::db::prelude::*;
 use crate::db::schema::{orders, subscriptions};
 use crate::db::PgConn;
-use crate::email::Template;
+use crate::email::{self, Template};
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
 use crate::lifecycle::actions::{self, Outcome};
@@ -239,23 +239,53 @@ pub(crate) async fn send_receipts(
     let each = paid
         .iter()
         .map(|(partner, offer, order, invoice)| {
-            (
-                *partner,
-                to.get(&partner.id).map(Vec::as_slice).unwrap_or_default(),
-                notify::base_context(&svc.config, partner, offer),
-                json!({
-                    "order_number": order.number,
-                    "invoice_number": invoice.number,
-                    "total": format_money(order.total_minor, &order.currency),
-                    "kind": match order.kind { OrderKind::Purchase => "purchase", OrderKind::Renewal => "renewal" },
-                    "period_start": invoice.period_start.date_naive().to_string(),
-                    "period_end": invoice.period_end.date_naive().to_string(),
-                }),
+            receipt_of(
+                svc,
+                to,
+                partner,
+                offer,
+                order,
+                &invoice.number,
+                invoice_period(invoice),
             )
         })
         .collect();
     notify::send_many(conn, Template::OrderReceipt, each).await?;
     Ok(())
+}
+
+fn invoice_period(invoice: &Invoice) -> (DateTime<Utc>, DateTime<Utc>) {
+    (invoice.period_start, invoice.period_end)
+}
+
+/// One receipt's recipients and context (see `notify::send_many`).
+fn receipt_of<'a>(
+    svc: &Services,
+    to: &'a std::collections::HashMap<Uuid, Vec<String>>,
+    partner: &'a Partner,
+    offer: &Offer,
+    order: &Order,
+    invoice_number: &str,
+    period: (DateTime<Utc>, DateTime<Utc>),
+) -> (
+    &'a Partner,
+    &'a [String],
+    serde_json::Value,
+    serde_json::Value,
+) {
+    (
+        partner,
+        to.get(&partner.id).map(Vec::as_slice).unwrap_or_default(),
+        notify::base_context(&svc.config, partner, offer),
+        json!({
+            "order_number": order.number,
+            "invoice_number": invoice_number,
+            "total": format_money(order.total_minor, &order.currency),
+            "kind": match order.kind { OrderKind::Purchase => "purchase", OrderKind::Renewal => "renewal" },
+            "period_start": period.0.date_naive().to_string(),
+            "period_end": period.1.date_naive().to_string(),
+        }),
+    )
 }
 
 /// Books the payment of a purchase order: PAID, the subscription's first term, the invoice
@@ -284,20 +314,32 @@ async fn book_payment(
         sub.term_started_at.unwrap_or(now),
         sub.anniversary_at.unwrap_or(now),
     );
-    // Numbering the invoice locks the year's counter until commit: read the receipt's
-    // recipients first, so only the invoice, the receipt and the audit record follow it.
+    // Numbering the invoice locks the year's counter until commit, which serializes every
+    // purchase: the receipt and the audit record are made first, quoting a slot for the
+    // number, and go in the one statement that numbers the invoice, last before COMMIT.
     let to = notify::recipients_of(conn, &[&partner], false).await?;
-    let invoice = invoices::issue(conn, &order, &offer, &partner, period, now).await?;
-    send_receipts(conn, svc, &to, &[(&partner, &offer, &order, &invoice)]).await?;
-    audit::record(
-        conn,
+    let slot = invoices::NUMBER_SLOT;
+    let receipt = notify::compose(
+        Template::OrderReceipt,
+        vec![receipt_of(svc, &to, &partner, &offer, &order, slot, period)],
+    );
+    let paid = audit::entries_of(
         &Actor::system("billing"),
-        Some(order.partner_id),
         "order.paid",
-        ("order", order.id.to_string()),
-        json!({"number": order.number, "invoice": invoice.number, "total_minor": order.total_minor}),
-    )
-    .await?;
+        vec![(
+            Some(order.partner_id),
+            ("order", order.id.to_string()),
+            json!({"number": order.number, "invoice": slot, "total_minor": order.total_minor}),
+        )],
+    );
+    let to_invoice = invoices::ToInvoice {
+        order: &order,
+        offer: &offer,
+        partner: &partner,
+        period,
+        issued_at: now,
+    };
+    invoices::issue_last(conn, &to_invoice, email::render_many(&receipt)?, paid).await?;
     Ok(order)
 }
 

@@ -183,7 +183,7 @@ pub struct NewOrder {
     pub gateway_charge_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = invoices)]
 pub struct Invoice {
     pub id: Uuid,

@@ -60,36 +60,44 @@ pub async fn queue_many<C: Serialize>(
     if emails.is_empty() {
         return Ok(vec![]);
     }
-    let now = Utc::now();
-    let mut rows = Vec::with_capacity(emails.len());
-    for e in emails {
-        let rendered = render(e.template, &e.ctx).map_err(AppError::internal)?;
-        rows.push(NewEmail {
-            id: Uuid::now_v7(),
-            partner_id: e.partner_id,
-            template: e.template.name().to_owned(),
-            recipient: e.to.to_owned(),
-            subject: rendered.subject,
-            body_text: Some(rendered.text),
-            body_html: Some(rendered.html),
-            status: EmailStatus::Pending,
-            next_attempt_at: now,
-        });
-    }
+    let rows = render_many(emails)?;
     diesel::insert_into(emails::table)
         .values(&rows)
         .execute(conn)
         .await?;
     let jobs = rows
         .iter()
-        .map(|r| {
-            serde_json::to_value(SendEmail::new(r.id))
-                .map(|payload| (SendEmail::QUEUE, payload))
-                .map_err(AppError::internal)
-        })
+        .map(|r| job_of(r.id).map(|payload| (SendEmail::QUEUE, payload)))
         .collect::<AppResult<Vec<_>>>()?;
-    crate::outbox::enqueue_many(conn, &jobs, now).await?;
+    crate::outbox::enqueue_many(conn, &jobs, rows[0].next_attempt_at).await?;
     Ok(rows.iter().map(|r| r.id).collect())
+}
+
+/// The rows [`queue_many`] inserts, rendered, due now (for a caller that inserts them itself).
+pub fn render_many<C: Serialize>(emails: &[Queued<'_, C>]) -> AppResult<Vec<NewEmail>> {
+    let now = Utc::now();
+    emails
+        .iter()
+        .map(|e| {
+            let rendered = render(e.template, &e.ctx).map_err(AppError::internal)?;
+            Ok(NewEmail {
+                id: Uuid::now_v7(),
+                partner_id: e.partner_id,
+                template: e.template.name().to_owned(),
+                recipient: e.to.to_owned(),
+                subject: rendered.subject,
+                body_text: Some(rendered.text),
+                body_html: Some(rendered.html),
+                status: EmailStatus::Pending,
+                next_attempt_at: now,
+            })
+        })
+        .collect()
+}
+
+/// The outbox payload that delivers one email.
+pub fn job_of(email_id: Uuid) -> AppResult<serde_json::Value> {
+    serde_json::to_value(SendEmail::new(email_id)).map_err(AppError::internal)
 }
 
 /// Messages of one batch in flight at once (see `transport::POOLED_CONNECTIONS`).

@@ -87,6 +87,16 @@ pub(crate) async fn send_many(
     template: Template,
     each: Vec<(&Partner, &[String], Value, Value)>,
 ) -> AppResult<usize> {
+    let queued = compose(template, each);
+    email::queue_many(conn, &queued).await?;
+    Ok(queued.len())
+}
+
+/// The emails [`send_many`] queues: one per recipient, with `extra` merged into the context.
+pub(crate) fn compose<'a>(
+    template: Template,
+    each: Vec<(&Partner, &'a [String], Value, Value)>,
+) -> Vec<email::Queued<'a, Value>> {
     let mut queued = Vec::new();
     for (partner, to, mut ctx, extra) in each {
         if let (Some(base), Value::Object(more)) = (ctx.as_object_mut(), extra) {
@@ -101,6 +111,5 @@ pub(crate) async fn send_many(
             });
         }
     }
-    email::queue_many(conn, &queued).await?;
-    Ok(queued.len())
+    queued
 }
