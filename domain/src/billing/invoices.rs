@@ -76,6 +76,8 @@ pub async fn issue_last(
         return Ok(existing);
     }
     let year = o.issued_at.year();
+    // Everything but the number and seq, which the statement takes from the counter in the
+    // format of `invoice_of`.
     let inv = invoice_of(o, year, 0, Utc::now())?;
     let payloads = quoting
         .iter()
@@ -262,6 +264,7 @@ fn invoice_of(o: &ToInvoice, year: i32, seq: i32, created_at: DateTime<Utc>) -> 
         id: Uuid::now_v7(),
         partner_id: order.partner_id,
         order_id: order.id,
+        // `issue_last` writes the same format in SQL (it learns `seq` in the statement).
         number: format!("INV-{year}-{seq:06}"),
         year,
         seq,

@@ -246,16 +246,12 @@ pub(crate) async fn send_receipts(
                 offer,
                 order,
                 &invoice.number,
-                invoice_period(invoice),
+                (invoice.period_start, invoice.period_end),
             )
         })
         .collect();
     notify::send_many(conn, Template::OrderReceipt, each).await?;
     Ok(())
-}
-
-fn invoice_period(invoice: &Invoice) -> (DateTime<Utc>, DateTime<Utc>) {
-    (invoice.period_start, invoice.period_end)
 }
 
 /// One receipt's recipients and context (see `notify::send_many`).

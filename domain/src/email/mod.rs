@@ -123,21 +123,8 @@ pub fn backoff(base: std::time::Duration, attempts: i32) -> chrono::Duration {
     chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
 }
 
-/// Delivers one email, idempotently (see [`deliver_many`]). NOT_FOUND if it does not exist.
-pub async fn deliver(
-    conn: &mut PgConn,
-    mailer: &Mailer,
-    cfg: &EmailConfig,
-    email_id: Uuid,
-) -> AppResult<Delivery> {
-    match deliver_many(conn, mailer, cfg, &[email_id]).await?.pop() {
-        Some((_, Some(d))) => Ok(d),
-        _ => Err(AppError::NotFound("email")),
-    }
-}
-
 /// Delivers emails, idempotently, in one transaction: their rows are locked (in id order)
-/// while they are sent one after the other over the mailer's pooled connections, so two
+/// while they are sent, [`SENDS_AT_ONCE`] at a time over the mailer's pooled connections, so two
 /// workers handed the same email cannot both send it; a sent or dead email is skipped. The
 /// sent ones are marked in one statement; each failure is recorded on its own row with its
 /// retry (or DEAD). Returns each id with its outcome, `None` for an id with no row.
