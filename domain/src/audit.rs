@@ -70,6 +70,7 @@ pub async fn record_many(
     let rows = entries_of(actor, action, entries);
     diesel::insert_into(audit_log::table)
         .values(&rows)
+        .reuse_for_rows(rows.len())
         .execute(conn)
         .await?;
     Ok(())

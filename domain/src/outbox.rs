@@ -45,6 +45,7 @@ pub async fn enqueue_many(
         .collect();
     diesel::insert_into(outbox::table)
         .values(&rows)
+        .reuse_for_rows(rows.len())
         .execute(conn)
         .await?;
     Ok(())
@@ -69,6 +70,7 @@ pub async fn claim_due(conn: &mut PgConn, queue: &str, limit: i64) -> AppResult<
 pub async fn mark_dispatched(conn: &mut PgConn, ids: &[i64]) -> AppResult<()> {
     diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
         .set(outbox::dispatched_at.eq(diesel::dsl::now))
+        .reuse()
         .execute(conn)
         .await?;
     Ok(())
@@ -87,6 +89,7 @@ pub async fn trim_dispatched(
     )
     .bind::<diesel::sql_types::Timestamptz, _>(before)
     .bind::<diesel::sql_types::BigInt, _>(limit)
+    .reuse()
     .execute(conn)
     .await?)
 }

@@ -98,4 +98,16 @@ impl TestDb {
     pub async fn connect(&self) -> anyhow::Result<AsyncPgConnection> {
         Ok(AsyncPgConnection::establish(&self.url).await?)
     }
+
+    /// Drops the database (a test that uses it without a [`crate::TestSystem`] cleans up).
+    pub async fn remove(self) -> anyhow::Result<()> {
+        let mut admin = AsyncPgConnection::establish(&admin_database_url()).await?;
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await?;
+        Ok(())
+    }
 }

@@ -106,3 +106,103 @@ async fn nested_lists_cost_a_statement_per_field_not_per_row() {
     // field on a busy machine: 17 to 19 were seen, never a statement per row.
     assert!(n <= 20, "{n} statements for {rows} rows with nested lists");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Prepared statements the connection holds whose text starts with `prefix`.
+async fn prepared(conn: &mut diesel_async::AsyncPgConnection, prefix: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE $1")
+        .bind::<diesel::sql_types::Text, _>(format!("{prefix}%"))
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .n
+}
+
+/// diesel prepares UPDATEs, INSERTs with defaults and raw SQL anew on every call; `.reuse()`
+/// keeps one prepared statement per text on the connection (one round trip and one parse
+/// less per call, docs/BENCHMARKS.md item 15), with the right results for new binds, and
+/// multi-row INSERTs of many rows are still prepared for the one call only.
+#[tokio::test]
+async fn statements_marked_for_reuse_stay_prepared_and_answer_for_their_own_binds() {
+    use diesel::{ExpressionMethods, QueryDsl};
+    use diesel_async::RunQueryDsl;
+    use gateway_domain::db::prelude::ReuseDsl;
+    use gateway_domain::db::reuse::MAX_ROWS_KEPT;
+    use gateway_domain::db::schema::invoice_counters::dsl::*;
+
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let mut conn = db.connect().await.unwrap();
+    for y in [2001, 2002, 2003] {
+        diesel::insert_into(invoice_counters)
+            .values((year.eq(y), last_number.eq(y - 2000)))
+            .reuse()
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        prepared(&mut conn, "INSERT INTO \"invoice_counters\"").await,
+        1
+    );
+
+    let mut bumped = Vec::new();
+    for y in [2001, 2003] {
+        let n: i32 = diesel::update(invoice_counters.find(y))
+            .set(last_number.eq(last_number + 10))
+            .returning(last_number)
+            .reuse()
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        bumped.push(n);
+    }
+    assert_eq!(bumped, [11, 13], "each call answers for its own binds");
+    assert_eq!(prepared(&mut conn, "UPDATE \"invoice_counters\"").await, 1);
+
+    // Without `.reuse()` diesel closes the statement after the call.
+    diesel::update(invoice_counters.find(2002))
+        .set(last_number.eq(0))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(prepared(&mut conn, "UPDATE \"invoice_counters\"").await, 1);
+
+    // A few rows are kept (one text per count), many are not.
+    let rows = |from: i32, n: i32| -> Vec<_> {
+        (from..from + n)
+            .map(|y| (year.eq(y), last_number.eq(0)))
+            .collect()
+    };
+    let few = rows(3000, 2);
+    diesel::insert_into(invoice_counters)
+        .values(&few)
+        .reuse_for_rows(few.len())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let many = rows(4000, MAX_ROWS_KEPT as i32 + 1);
+    diesel::insert_into(invoice_counters)
+        .values(&many)
+        .reuse_for_rows(many.len())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        prepared(&mut conn, "INSERT INTO \"invoice_counters\"").await,
+        2
+    );
+    let total: i64 = invoice_counters
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(total, 3 + 2 + MAX_ROWS_KEPT as i64 + 1);
+    drop(conn);
+    db.remove().await.unwrap();
+}

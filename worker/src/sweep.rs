@@ -44,6 +44,7 @@ async fn sweep_once(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
                 let lock: Locked =
                     diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
                         .bind::<diesel::sql_types::BigInt, _>(SWEEP_LOCK)
+                        .reuse()
                         .get_result(conn)
                         .await?;
                 if !lock.locked {

@@ -39,6 +39,7 @@ pub async fn notify_many(conn: &mut PgConn, events: &[Event]) -> AppResult<()> {
     diesel::sql_query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
         .bind::<diesel::sql_types::Text, _>(CHANNEL)
         .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(payloads)
+        .reuse()
         .execute(conn)
         .await?;
     Ok(())

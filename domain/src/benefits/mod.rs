@@ -60,18 +60,24 @@ pub fn granted_quantity(
     Some(b.quantity.map(|q| q + b.bonus_per_competency * bonus))
 }
 
-/// Creates the entitlements of a subscription whose first term just started.
+/// Creates the entitlements of a subscription whose first term just started. Returns the
+/// due work they need (the first Azure credit month), for the caller to schedule with its own.
 pub(crate) async fn grant(
     conn: &mut PgConn,
     svc: &Services,
     sub: &Subscription,
     now: DateTime<Utc>,
-) -> AppResult<()> {
+) -> AppResult<Vec<actions::Due>> {
     let allocations = catalog::benefits(conn, std::slice::from_ref(&sub.offer_id)).await?;
-    let comps: Vec<Competency> = competencies::table
-        .select(Competency::as_select())
-        .load(conn)
-        .await?;
+    // Competencies only add to the allocations of a package bound to some.
+    let comps: Vec<Competency> = if sub.competencies.is_empty() {
+        Vec::new()
+    } else {
+        competencies::table
+            .select(Competency::as_select())
+            .load(conn)
+            .await?
+    };
     let cloud: Vec<String> = comps
         .iter()
         .filter(|c| c.cloud)
@@ -121,6 +127,7 @@ pub(crate) async fn grant(
         .values(&rows)
         .on_conflict_do_nothing()
         .returning(entitlements::id)
+        .reuse_for_rows(rows.len())
         .get_results(conn)
         .await?;
     let new: Vec<&Entitlement> = rows.iter().filter(|e| inserted.contains(&e.id)).collect();
@@ -152,10 +159,11 @@ pub(crate) async fn grant(
     if !keys.is_empty() {
         diesel::insert_into(product_keys::table)
             .values(&keys)
+            .reuse_for_rows(keys.len())
             .execute(conn)
             .await?;
     }
-    actions::schedule_many(conn, &credits).await
+    Ok(credits)
 }
 
 /// The first GRANT_AZURE_CREDIT action of the subscription's current term (month 0). Each
@@ -222,6 +230,7 @@ pub(crate) async fn renew_many(conn: &mut PgConn, subs: &[Subscription]) -> AppR
     .bind::<Array<Text>, _>(BALANCES.to_vec())
     .bind::<Timestamptz, _>(Utc::now())
     .bind::<Text, _>(EntitlementStatus::Active)
+    .reuse()
     .load(conn)
     .await?;
     let mut due = Vec::new();
@@ -262,6 +271,7 @@ pub(crate) async fn revoke(
         entitlements::updated_at.eq(Utc::now()),
     ))
     .returning(entitlements::id)
+    .reuse()
     .get_results(conn)
     .await?;
     for id in &ids {

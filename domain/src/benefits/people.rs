@@ -291,6 +291,7 @@ pub(crate) async fn grant_azure_credit(
     let n = diesel::insert_into(azure_credit_grants::table)
         .values(&grants)
         .on_conflict_do_nothing()
+        .reuse_for_rows(grants.len())
         .execute(conn)
         .await?;
     if let Some((month, at)) = next {

@@ -448,6 +448,7 @@ impl SandboxGateway {
             .on_conflict(sandbox_charges::idempotency_key)
             .do_nothing()
             .returning(sandbox_charges::idempotency_key)
+            .reuse_for_rows(rows.len())
             .get_results(&mut conn)
             .await
             .map_err(transient)?;

@@ -169,6 +169,7 @@ pub async fn issue_last(
     .bind::<Array<Nullable<Text>>, _>(
         audit.iter().map(|a| a.request_id.clone()).collect::<Vec<_>>(),
     )
+    .reuse()
     .get_result(conn)
     .await?;
     Ok(invoice)
@@ -213,6 +214,7 @@ pub async fn issue_many(conn: &mut PgConn, orders: &[ToInvoice<'_>]) -> AppResul
             .do_update()
             .set(invoice_counters::last_number.eq(invoice_counters::last_number + n))
             .returning(invoice_counters::last_number)
+            .reuse()
             .get_result(conn)
             .await?;
         for (o, seq) in of_year.into_iter().zip(last - n + 1..) {
@@ -224,6 +226,7 @@ pub async fn issue_many(conn: &mut PgConn, orders: &[ToInvoice<'_>]) -> AppResul
             diesel::insert_into(invoices::table)
                 .values(&rows)
                 .returning(Invoice::as_returning())
+                .reuse_for_rows(rows.len())
                 .get_results(conn)
                 .await?,
         );

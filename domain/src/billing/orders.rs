@@ -138,6 +138,7 @@ pub(crate) async fn insert_many(conn: &mut PgConn, new: Vec<NewOrder>) -> AppRes
     let mut rows: Vec<Order> = diesel::insert_into(orders::table)
         .values(&new)
         .returning(Order::as_returning())
+        .reuse_for_rows(new.len())
         .get_results(conn)
         .await?;
     rows.sort_by_key(|o| ids.iter().position(|id| *id == o.id));
@@ -158,6 +159,7 @@ pub(crate) async fn set_paid(
             orders::updated_at.eq(Utc::now()),
         ))
         .returning(Order::as_returning())
+        .reuse()
         .get_result(conn)
         .await?)
 }
@@ -171,6 +173,7 @@ pub(crate) async fn set_failed(conn: &mut PgConn, id: Uuid, e: &GatewayError) ->
             orders::updated_at.eq(Utc::now()),
         ))
         .returning(Order::as_returning())
+        .reuse()
         .get_result(conn)
         .await?)
 }
@@ -285,13 +288,16 @@ fn receipt_of<'a>(
 }
 
 /// Books the payment of a purchase order: PAID, the subscription's first term, the invoice
-/// and the receipt. Inside the caller's transaction, with the order locked.
+/// and the receipt. Inside the caller's transaction, with the order locked. `known`: the
+/// order's partner and offer when the caller has read them already (a purchase, for its
+/// checks, milliseconds before), otherwise they are read here.
 async fn book_payment(
     conn: &mut PgConn,
     svc: &Services,
     order: &Order,
     charge_id: &str,
     now: DateTime<Utc>,
+    known: Option<(&Partner, &Offer)>,
 ) -> AppResult<Order> {
     let order = set_paid(conn, order.id, charge_id, now).await?;
     actions::cancel_pending(
@@ -304,8 +310,13 @@ async fn book_payment(
         .subscription_id
         .ok_or_else(|| AppError::Internal(format!("order {} has no subscription", order.id)))?;
     let sub = subs::activate(conn, svc, sub_id, now).await?;
-    let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
-    let offer = catalog::offer(conn, &order.offer_id).await?;
+    let (partner, offer) = match known {
+        Some((partner, offer)) => (partner.clone(), offer.clone()),
+        None => (
+            crate::enrollment::load_partner(conn, order.partner_id).await?,
+            catalog::offer(conn, &order.offer_id).await?,
+        ),
+    };
     let period = (
         sub.term_started_at.unwrap_or(now),
         sub.anniversary_at.unwrap_or(now),
@@ -345,6 +356,7 @@ async fn book_failure(conn: &mut PgConn, order: &Order, e: &GatewayError) -> App
     let failed = set_failed(conn, order.id, e).await?;
     diesel::update(orders::table.find(order.id))
         .set(orders::subscription_id.eq(None::<Uuid>))
+        .reuse()
         .execute(conn)
         .await?;
     if let Some(sub_id) = order.subscription_id {
@@ -483,6 +495,7 @@ pub async fn purchase(
             };
             let inserted = diesel::insert_into(subscriptions::table)
                 .values(&new_sub)
+                .reuse()
                 .execute(conn)
                 .await;
             if let Err(e) = inserted {
@@ -627,7 +640,9 @@ pub async fn purchase(
         }
         let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
         match &result {
-            Ok(charge) => book_payment(conn, svc, &order, &charge.id, now).await,
+            Ok(charge) => {
+                book_payment(conn, svc, &order, &charge.id, now, Some((&partner, &offer))).await
+            }
             Err(e) => book_failure(conn, &order, e).await,
         }
     })
@@ -663,7 +678,7 @@ pub async fn confirm_bank_transfer(
             .set(orders::bank_transfer.eq(json!(details)))
             .execute(conn)
             .await?;
-        let order = book_payment(conn, svc, &order, "", now).await?;
+        let order = book_payment(conn, svc, &order, "", now, None).await?;
         audit::record(
             conn,
             actor,
@@ -811,7 +826,7 @@ pub(crate) async fn settle(
         .await
     {
         Ok(Some(charge)) => {
-            book_payment(conn, svc, &order, &charge.id, now).await?;
+            book_payment(conn, svc, &order, &charge.id, now, None).await?;
             Ok(Outcome::Done(format!("settled as paid ({})", charge.id)))
         }
         Ok(None) => {

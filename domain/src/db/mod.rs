@@ -2,6 +2,7 @@
 
 pub mod billing_models;
 pub mod models;
+pub mod reuse;
 pub mod schema;
 
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -126,4 +127,6 @@ pub mod prelude {
         SelectableHelper,
     };
     pub use diesel_async::{AsyncConnection, RunQueryDsl};
+
+    pub use super::reuse::ReuseDsl;
 }

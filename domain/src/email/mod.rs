@@ -63,6 +63,7 @@ pub async fn queue_many<C: Serialize>(
     let rows = render_many(emails)?;
     diesel::insert_into(emails::table)
         .values(&rows)
+        .reuse_for_rows(rows.len())
         .execute(conn)
         .await?;
     let jobs = rows
@@ -189,6 +190,7 @@ pub async fn deliver_many(
                     emails::body_html.eq(None::<String>),
                     emails::last_error.eq(None::<String>),
                 ))
+                .reuse()
                 .execute(conn)
                 .await?;
         }
@@ -222,6 +224,7 @@ async fn record_failure(
                 emails::attempts.eq(attempts),
                 emails::last_error.eq(&error),
             ))
+            .reuse()
             .execute(conn)
             .await?;
         Ok(Delivery::Dead(error))
@@ -233,6 +236,7 @@ async fn record_failure(
                 emails::last_error.eq(&error),
                 emails::next_attempt_at.eq(at),
             ))
+            .reuse()
             .execute(conn)
             .await?;
         crate::outbox::enqueue(conn, &SendEmail::new(email.id), at).await?;

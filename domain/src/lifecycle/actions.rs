@@ -78,6 +78,7 @@ pub async fn schedule_many(conn: &mut PgConn, due: &[Due]) -> AppResult<()> {
         diesel::insert_into(scheduled_actions::table)
             .values(chunk)
             .on_conflict_do_nothing()
+            .reuse_for_rows(chunk.len())
             .execute(conn)
             .await?;
     }
@@ -111,6 +112,7 @@ pub async fn cancel_pending_of(
         scheduled_actions::done_at.eq(Utc::now()),
         scheduled_actions::outcome.eq("cancelled"),
     ))
+    .reuse()
     .execute(conn)
     .await?)
 }
@@ -172,6 +174,7 @@ pub async fn dispatch_due(
         .bind::<BigInt, _>(redispatch)
         .bind::<Nullable<SqlUuid>, _>(partner_id)
         .bind::<BigInt, _>(limit)
+        .reuse()
         .load(conn)
         .await?;
         // Renewal charges go in batches (charged and booked together); the rest one by one.
@@ -215,6 +218,7 @@ pub async fn pending_counts(conn: &mut PgConn) -> AppResult<Vec<(ActionKind, i64
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT kind, count(*) AS n FROM scheduled_actions WHERE status = 'PENDING' GROUP BY kind",
     )
+    .reuse()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.kind, r.n)).collect())
@@ -344,6 +348,7 @@ pub async fn run_many(
             .bind::<Array<Text>, _>(&finished_what)
             .bind::<Text, _>(ActionStatus::Done)
             .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+            .reuse()
             .execute(conn)
             .await?;
         }

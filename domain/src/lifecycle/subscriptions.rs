@@ -99,9 +99,17 @@ fn anniversary(sub: &Subscription) -> AppResult<DateTime<Utc>> {
 }
 
 /// Records the due work of the current term: the lapse at the window's end always; the
-/// renewal charge on the AD with auto-renew on, else the reminders and the window.
-async fn schedule_term(conn: &mut PgConn, sub: &Subscription, now: DateTime<Utc>) -> AppResult<()> {
-    actions::schedule_many(conn, &term_due(sub)?).await?;
+/// renewal charge on the AD with auto-renew on, else the reminders and the window; and
+/// `also` (the first term's benefits' own due work) in the same INSERT.
+async fn schedule_term(
+    conn: &mut PgConn,
+    sub: &Subscription,
+    now: DateTime<Utc>,
+    also: Vec<actions::Due>,
+) -> AppResult<()> {
+    let mut due = term_due(sub)?;
+    due.extend(also);
+    actions::schedule_many(conn, &due).await?;
     if !sub.auto_renew {
         schedule_manual_renewal(conn, sub, now).await?;
     }
@@ -170,23 +178,29 @@ pub(crate) async fn activate(
     sub_id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<Subscription> {
-    let sub = lock(conn, sub_id).await?;
-    if sub.status != SubscriptionStatus::PendingPayment {
-        return Ok(sub);
-    }
-    let sub: Subscription = diesel::update(subscriptions::table.find(sub_id))
-        .set((
-            subscriptions::status.eq(SubscriptionStatus::Active),
-            subscriptions::activated_at.eq(now),
-            subscriptions::term_started_at.eq(now),
-            subscriptions::anniversary_at.eq(rules::first_anniversary(now)),
-            // Auto-renewal charges a saved card; bank-transfer purchases renew by hand.
-            subscriptions::auto_renew.eq(sub.payment_method_id.is_some()),
-            subscriptions::updated_at.eq(Utc::now()),
-        ))
-        .returning(Subscription::as_returning())
-        .get_result(conn)
-        .await?;
+    // One statement when it is still waiting for payment (as always on this path).
+    let activated: Option<Subscription> = diesel::update(
+        subscriptions::table
+            .find(sub_id)
+            .filter(subscriptions::status.eq(SubscriptionStatus::PendingPayment)),
+    )
+    .set((
+        subscriptions::status.eq(SubscriptionStatus::Active),
+        subscriptions::activated_at.eq(now),
+        subscriptions::term_started_at.eq(now),
+        subscriptions::anniversary_at.eq(rules::first_anniversary(now)),
+        // Auto-renewal charges a saved card; bank-transfer purchases renew by hand.
+        subscriptions::auto_renew.eq(subscriptions::payment_method_id.is_not_null()),
+        subscriptions::updated_at.eq(Utc::now()),
+    ))
+    .returning(Subscription::as_returning())
+    .reuse()
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(sub) = activated else {
+        return lock(conn, sub_id).await;
+    };
     if sub.upgrade_discount_used {
         // The upgrade ends the Silver package's refund eligibility.
         diesel::update(
@@ -197,11 +211,12 @@ pub(crate) async fn activate(
                 .filter(subscriptions::upgraded_at.is_null()),
         )
         .set(subscriptions::upgraded_at.eq(now))
+        .reuse()
         .execute(conn)
         .await?;
     }
-    schedule_term(conn, &sub, now).await?;
-    crate::benefits::grant(conn, svc, &sub, now).await?;
+    let credits = crate::benefits::grant(conn, svc, &sub, now).await?;
+    schedule_term(conn, &sub, now, credits).await?;
     changed(conn, &sub).await?;
     Ok(sub)
 }
@@ -251,6 +266,7 @@ async fn extend_terms(
     .bind::<Array<Nullable<SqlUuid>>, _>(&cards)
     .bind::<Text, _>(SubscriptionStatus::Active)
     .bind::<Timestamptz, _>(Utc::now())
+    .reuse()
     .load(conn)
     .await?;
     updated.sort_by_key(|s| ids.iter().position(|id| *id == s.id));
