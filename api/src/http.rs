@@ -35,6 +35,8 @@ pub struct AppState {
     pub verifier: Verifier,
     pub redis: redis::Client,
     pub metrics: Metrics,
+    /// Parsed GraphQL documents by text (`graphql::documents`).
+    pub documents: Arc<crate::graphql::documents::Documents>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -275,7 +277,7 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
 async fn execute_counted(
     state: AppState,
     headers: HeaderMap,
-    batch: BatchRequest,
+    mut batch: BatchRequest,
     statements: Arc<AtomicU32>,
 ) -> Response {
     let started = Instant::now();
@@ -305,6 +307,7 @@ async fn execute_counted(
             .map(|r| Metrics::operation_label(r.operation_name.as_deref()))
             .collect(),
     };
+    state.documents.prepare(&mut batch);
     let batch = batch
         .data(RequestCtx {
             principal,

@@ -29,5 +29,6 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
         verifier,
         redis,
         metrics: metrics::Metrics::new(),
+        documents: Default::default(),
     }))
 }

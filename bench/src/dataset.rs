@@ -165,7 +165,9 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
     ))
     .await?;
     // An order and an invoice per term, numbered per year without gaps, and the counters
-    // set so new invoices continue the sequence.
+    // set so new invoices continue the sequence; the card charge of each order is in the
+    // sandbox gateway's records, as the gateway would have it (an empty charges table made
+    // the planner's first plans for it sequential scans that stayed for the whole run).
     db.batch_execute(&format!(
         "CREATE TEMP TABLE bench_orders AS
          SELECT gen_random_uuid() AS id, s.partner_id, s.id AS subscription_id, s.offer_id,
@@ -177,12 +179,16 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
          INSERT INTO orders (id, partner_id, number, kind, offer_id, subscription_id, term,
              status, payment_kind, currency, price_minor, discount_minor, tax_rate_bp,
              tax_minor, total_minor, terms_version, idempotency_key, request_hash, placed_by,
-             placed_at, paid_at)
+             placed_at, paid_at, gateway_charge_id)
          SELECT b.id, b.partner_id, 'ORD-B' || lpad((row_number() OVER ())::text, 9, '0'),
              CASE WHEN b.term = 1 THEN 'PURCHASE' ELSE 'RENEWAL' END, b.offer_id,
              b.subscription_id, b.term, 'PAID', 'CARD', 'USD', b.price_minor, 0, 0, 0,
              b.price_minor, '2021-06', 'bench-' || b.id, 'bench', 'bench', b.placed_at,
-             b.placed_at
+             b.placed_at, 'ch_bench_' || replace(b.id::text, '-', '')
+         FROM bench_orders b;
+         INSERT INTO sandbox_charges (id, idempotency_key, amount_minor, currency, created_at)
+         SELECT 'ch_bench_' || replace(b.id::text, '-', ''), 'order:' || b.id, b.price_minor,
+             'USD', b.placed_at
          FROM bench_orders b;
          INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
              period_start, period_end, bill_to, lines, currency, subtotal_minor,
@@ -251,6 +257,7 @@ pub async fn counts(db: &Client) -> anyhow::Result<Vec<(String, i64)>> {
         "azure_credit_grants",
         "orders",
         "invoices",
+        "sandbox_charges",
         "scheduled_actions",
     ] {
         let n: i64 = db

@@ -6,6 +6,7 @@ mod benefits;
 mod billing;
 mod billing_types;
 mod clock;
+pub mod documents;
 mod live;
 pub mod loaders;
 mod ops;
