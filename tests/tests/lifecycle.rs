@@ -896,11 +896,44 @@ async fn renewals_due_together_are_charged_in_batches_and_each_keeps_its_own_out
     );
     for tag in ["batcha", "batchb", "batchc"] {
         let email = format!("{tag}@{tag}-corp.example");
-        eventually(30, "the renewal receipt", || async {
-            (mails_with_subject(&sys, &email, "Receipt").len() == 2).then_some(())
+        let receipts = eventually(30, "the renewal receipt", || async {
+            let r = mails_with_subject(&sys, &email, "Receipt");
+            (r.len() == 2).then_some(r)
         })
         .await;
+        // Numbered in the batch's one statement: each receipt quotes its own order's
+        // invoice, one the purchase's and one the renewal's, of this partner.
+        let numbers: Vec<String> = receipts
+            .iter()
+            .map(|m| {
+                let text = m.text();
+                let at = text.find("INV-").expect("receipt quotes an invoice number");
+                text[at..at + "INV-2026-000000".len()].to_owned()
+            })
+            .collect();
+        let of_partner = |kind: &str| {
+            format!(
+                "SELECT count(*) AS n FROM invoices i JOIN orders o ON o.id = i.order_id
+                 JOIN users u ON u.partner_id = o.partner_id AND u.email = '{email}'
+                 WHERE o.kind {kind} AND i.number IN ('{}', '{}')",
+                numbers[0], numbers[1]
+            )
+        };
+        assert_eq!(
+            count(&sys, &of_partner("IS NOT NULL")).await,
+            2,
+            "{numbers:?}"
+        );
+        assert_eq!(
+            count(&sys, &of_partner("= 'RENEWAL'")).await,
+            1,
+            "{numbers:?}"
+        );
     }
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM emails WHERE subject || coalesce(body_text, '') || coalesce(body_html, '') LIKE '%[[invoice-number]]%'").await,
+        0
+    );
     for tag in ["batchd", "batche"] {
         let email = format!("{tag}@{tag}-corp.example");
         eventually(30, "the failure email", || async {

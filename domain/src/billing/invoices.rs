@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::db::models::{Invoice, Offer, Order, Partner};
 use crate::db::prelude::*;
-use crate::db::schema::{invoice_counters, invoices};
+use crate::db::schema::invoices;
 use crate::db::PgConn;
 use crate::error::{AppError, AppResult};
 use crate::permissions::{Action, Principal};
@@ -58,139 +58,21 @@ pub fn bill_to_of(inv: &Invoice) -> Option<BillTo> {
 /// quote it, the audit record): replaced by the number in the same statement.
 pub const NUMBER_SLOT: &str = "[[invoice-number]]";
 
-/// Issues the invoice of a paid order as the last write of the caller's transaction: one
-/// statement bumps the year's counter, inserts the invoice and the rows that quote its number
-/// (`quoting`: emails, with [`NUMBER_SLOT`] in their subject and bodies, and their outbox
-/// rows; `audit`, with the slot in its details). The counter row stays locked until the
-/// caller commits, so numbering holds it for this statement and the COMMIT only, instead of
-/// every statement that follows it. Issuing twice for one order returns the first invoice
-/// and writes nothing else.
+/// Issues the invoices of paid orders as the last write of the caller's transaction: per year,
+/// one statement bumps the year's counter by the number of new invoices, inserts them
+/// (consecutive numbers, in the given order) and the rows that quote their numbers
+/// (`quoting`: emails with [`NUMBER_SLOT`] in their subject and bodies, each with the order
+/// whose number it quotes, and their outbox rows; `audit`: records with the slot in their
+/// details). The counter row stays locked until the caller commits, so numbering holds it for
+/// this statement and the COMMIT only, instead of every statement that would follow it. An
+/// order invoiced before keeps its invoice, and its quoting rows are not written. Returns one
+/// invoice per order, in order.
 pub async fn issue_last(
     conn: &mut PgConn,
-    o: &ToInvoice<'_>,
-    quoting: Vec<crate::db::models::NewEmail>,
-    audit: Vec<crate::db::models::AuditEntry>,
-) -> AppResult<Invoice> {
-    use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
-    if let Some(existing) = for_orders(conn, &[o.order.id]).await?.pop() {
-        return Ok(existing);
-    }
-    let year = o.issued_at.year();
-    // Everything but the number and seq, which the statement takes from the counter in the
-    // format of `invoice_of`.
-    let inv = invoice_of(o, year, 0, Utc::now())?;
-    let payloads = quoting
-        .iter()
-        .map(|e| crate::email::job_of(e.id))
-        .collect::<AppResult<Vec<_>>>()?;
-    let texts = |f: fn(&crate::db::models::NewEmail) -> Option<&str>| -> Vec<String> {
-        quoting
-            .iter()
-            .map(|e| f(e).unwrap_or_default().to_owned())
-            .collect()
-    };
-    let invoice: Invoice = diesel::sql_query(
-        "WITH c AS (
-             INSERT INTO invoice_counters (year, last_number) VALUES ($1, 1)
-             ON CONFLICT (year) DO UPDATE SET last_number = invoice_counters.last_number + 1
-             RETURNING last_number),
-         i AS (
-             INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
-                 period_start, period_end, bill_to, lines, currency, subtotal_minor,
-                 discount_minor, tax_rate_bp, tax_minor, total_minor, created_at)
-             SELECT $2, $3, $4,
-                 'INV-' || $1 || '-' || lpad(c.last_number::text, greatest(6, length(c.last_number::text)), '0'),
-                 $1, c.last_number, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
-             FROM c
-             RETURNING *),
-         e AS (
-             INSERT INTO emails (id, partner_id, template, recipient, subject, body_text,
-                 body_html, status, next_attempt_at)
-             SELECT m.id, m.partner_id, m.template, m.recipient,
-                 replace(m.subject, $17, i.number), replace(m.body_text, $17, i.number),
-                 replace(m.body_html, $17, i.number), 'PENDING', $16
-             FROM i, unnest($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[],
-                 $23::text[], $24::text[]) AS m(id, partner_id, template, recipient, subject,
-                 body_text, body_html)
-             RETURNING 1),
-         o AS (
-             INSERT INTO outbox (queue, payload, run_at)
-             SELECT $25, p, $16 FROM i, unnest($26::jsonb[]) AS p
-             RETURNING 1),
-         a AS (
-             INSERT INTO audit_log (id, partner_id, actor_kind, actor_id, action, target_type,
-                 target_id, details, request_id, created_at)
-             SELECT r.id, r.partner_id, r.actor_kind, r.actor_id, r.action, r.target_type,
-                 r.target_id, replace(r.details::text, $17, i.number)::jsonb, r.request_id, $16
-             FROM i, unnest($27::uuid[], $28::uuid[], $29::text[], $30::text[], $31::text[],
-                 $32::text[], $33::text[], $34::jsonb[], $35::text[]) AS r(id, partner_id,
-                 actor_kind, actor_id, action, target_type, target_id, details, request_id)
-             RETURNING 1)
-         SELECT * FROM i",
-    )
-    .bind::<Integer, _>(year)
-    .bind::<diesel::sql_types::Uuid, _>(inv.id)
-    .bind::<diesel::sql_types::Uuid, _>(inv.partner_id)
-    .bind::<diesel::sql_types::Uuid, _>(inv.order_id)
-    .bind::<Timestamptz, _>(inv.issued_at)
-    .bind::<Timestamptz, _>(inv.period_start)
-    .bind::<Timestamptz, _>(inv.period_end)
-    .bind::<Jsonb, _>(&inv.bill_to)
-    .bind::<Jsonb, _>(&inv.lines)
-    .bind::<Text, _>(&inv.currency)
-    .bind::<BigInt, _>(inv.subtotal_minor)
-    .bind::<BigInt, _>(inv.discount_minor)
-    .bind::<Integer, _>(inv.tax_rate_bp)
-    .bind::<BigInt, _>(inv.tax_minor)
-    .bind::<BigInt, _>(inv.total_minor)
-    .bind::<Timestamptz, _>(inv.created_at)
-    .bind::<Text, _>(NUMBER_SLOT)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(quoting.iter().map(|e| e.id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<diesel::sql_types::Uuid>>, _>(
-        quoting.iter().map(|e| e.partner_id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(quoting.iter().map(|e| e.template.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(quoting.iter().map(|e| e.recipient.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(quoting.iter().map(|e| e.subject.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(texts(|e| e.body_text.as_deref()))
-    .bind::<Array<Text>, _>(texts(|e| e.body_html.as_deref()))
-    .bind::<Text, _>(<crate::jobs::SendEmail as crate::jobs::Job>::QUEUE)
-    .bind::<Array<Jsonb>, _>(payloads)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(audit.iter().map(|a| a.id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<diesel::sql_types::Uuid>>, _>(
-        audit.iter().map(|a| a.partner_id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(audit.iter().map(|a| a.actor_kind.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(audit.iter().map(|a| a.actor_id.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(audit.iter().map(|a| a.action.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(audit.iter().map(|a| a.target_type.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(audit.iter().map(|a| a.target_id.clone()).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(audit.iter().map(|a| a.details.clone()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(
-        audit.iter().map(|a| a.request_id.clone()).collect::<Vec<_>>(),
-    )
-    .reuse()
-    .get_result(conn)
-    .await?;
-    Ok(invoice)
-}
-
-/// A paid order to invoice (see [`issue_many`]).
-pub struct ToInvoice<'a> {
-    pub order: &'a Order,
-    pub offer: &'a Offer,
-    pub partner: &'a Partner,
-    /// The term the invoice covers.
-    pub period: (DateTime<Utc>, DateTime<Utc>),
-    /// On the partner's clock; its year numbers the invoice.
-    pub issued_at: DateTime<Utc>,
-}
-
-/// Like [`issue`] for many orders: each year's counter is bumped once by the number of new
-/// invoices of that year (consecutive numbers, in the given order) and they are inserted in
-/// one statement. The counter row stays locked until the caller commits, so call this late in
-/// the transaction. Returns one invoice per order, in order.
-pub async fn issue_many(conn: &mut PgConn, orders: &[ToInvoice<'_>]) -> AppResult<Vec<Invoice>> {
+    orders: &[ToInvoice<'_>],
+    quoting: Vec<(Uuid, crate::db::models::NewEmail)>,
+    audit: Vec<(Uuid, crate::db::models::AuditEntry)>,
+) -> AppResult<Vec<Invoice>> {
     let ids: Vec<Uuid> = orders.iter().map(|o| o.order.id).collect();
     let mut invoices = for_orders(conn, &ids).await?;
     let new: Vec<&ToInvoice> = orders
@@ -200,41 +82,190 @@ pub async fn issue_many(conn: &mut PgConn, orders: &[ToInvoice<'_>]) -> AppResul
     let mut years: Vec<i32> = new.iter().map(|o| o.issued_at.year()).collect();
     years.sort_unstable();
     years.dedup();
-    let created_at = Utc::now();
-    let mut rows = Vec::with_capacity(new.len());
     for year in years {
-        let of_year: Vec<&&ToInvoice> = new.iter().filter(|o| o.issued_at.year() == year).collect();
-        let n = i32::try_from(of_year.len()).map_err(AppError::internal)?;
-        let last: i32 = diesel::insert_into(invoice_counters::table)
-            .values((
-                invoice_counters::year.eq(year),
-                invoice_counters::last_number.eq(n),
-            ))
-            .on_conflict(invoice_counters::year)
-            .do_update()
-            .set(invoice_counters::last_number.eq(invoice_counters::last_number + n))
-            .returning(invoice_counters::last_number)
-            .reuse()
-            .get_result(conn)
-            .await?;
-        for (o, seq) in of_year.into_iter().zip(last - n + 1..) {
-            rows.push(invoice_of(o, year, seq, created_at)?);
-        }
-    }
-    if !rows.is_empty() {
-        invoices.extend(
-            diesel::insert_into(invoices::table)
-                .values(&rows)
-                .returning(Invoice::as_returning())
-                .reuse_for_rows(rows.len())
-                .get_results(conn)
-                .await?,
-        );
+        let of_year: Vec<&ToInvoice> = new
+            .iter()
+            .filter(|o| o.issued_at.year() == year)
+            .copied()
+            .collect();
+        let quotes = |order_id: &Uuid| of_year.iter().any(|o| o.order.id == *order_id);
+        let emails = quoting.iter().filter(|(id, _)| quotes(id));
+        let records = audit.iter().filter(|(id, _)| quotes(id));
+        invoices.extend(number_year(conn, year, &of_year, emails, records).await?);
     }
     Ok(ids
         .iter()
         .filter_map(|id| invoices.iter().find(|i| i.order_id == *id).cloned())
         .collect())
+}
+
+/// One year's part of [`issue_last`]: one statement (data-modifying CTEs).
+async fn number_year<'e>(
+    conn: &mut PgConn,
+    year: i32,
+    orders: &[&ToInvoice<'_>],
+    emails: impl Iterator<Item = &'e (Uuid, crate::db::models::NewEmail)>,
+    audit: impl Iterator<Item = &'e (Uuid, crate::db::models::AuditEntry)>,
+) -> AppResult<Vec<Invoice>> {
+    use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+    type SqlUuid = diesel::sql_types::Uuid;
+    let (emails, audit): (Vec<_>, Vec<_>) = (emails.collect(), audit.collect());
+    let n = i32::try_from(orders.len()).map_err(AppError::internal)?;
+    let now = Utc::now();
+    // Everything but the number and seq, which the statement takes from the counter in the
+    // format of `invoice_of`.
+    let inv = orders
+        .iter()
+        .map(|o| invoice_of(o, year, 0, now))
+        .collect::<AppResult<Vec<_>>>()?;
+    let col = |f: fn(&Invoice) -> i64| inv.iter().map(f).collect::<Vec<_>>();
+    let payloads = emails
+        .iter()
+        .map(|(_, e)| crate::email::job_of(e.id))
+        .collect::<AppResult<Vec<_>>>()?;
+    let audit_text = |f: fn(&crate::db::models::AuditEntry) -> String| -> Vec<String> {
+        audit.iter().map(|(_, a)| f(a)).collect()
+    };
+    let texts = |f: fn(&crate::db::models::NewEmail) -> Option<&str>| -> Vec<String> {
+        emails
+            .iter()
+            .map(|(_, e)| f(e).unwrap_or_default().to_owned())
+            .collect()
+    };
+    Ok(diesel::sql_query(
+        "WITH c AS (
+             INSERT INTO invoice_counters (year, last_number) VALUES ($1, $2)
+             ON CONFLICT (year) DO UPDATE
+                 SET last_number = invoice_counters.last_number + EXCLUDED.last_number
+             RETURNING last_number),
+         v AS (
+             SELECT u.*, (c.last_number - $2 + u.ord)::int AS seq
+             FROM c, unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::timestamptz[],
+                 $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::jsonb[], $12::text[],
+                 $13::int8[], $14::int8[], $15::int4[], $16::int8[], $17::int8[])
+                 WITH ORDINALITY AS u(id, partner_id, order_id, issued_at, period_start,
+                 period_end, bill_to, lines, currency, subtotal_minor, discount_minor,
+                 tax_rate_bp, tax_minor, total_minor, ord)),
+         i AS (
+             INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
+                 period_start, period_end, bill_to, lines, currency, subtotal_minor,
+                 discount_minor, tax_rate_bp, tax_minor, total_minor, created_at)
+             SELECT v.id, v.partner_id, v.order_id,
+                 'INV-' || $1 || '-' || lpad(v.seq::text, greatest(6, length(v.seq::text)), '0'),
+                 $1, v.seq, v.issued_at, v.period_start, v.period_end, v.bill_to, v.lines,
+                 v.currency, v.subtotal_minor, v.discount_minor, v.tax_rate_bp, v.tax_minor,
+                 v.total_minor, $3
+             FROM v ORDER BY v.ord
+             RETURNING *),
+         e AS (
+             INSERT INTO emails (id, partner_id, template, recipient, subject, body_text,
+                 body_html, status, next_attempt_at)
+             SELECT m.id, m.partner_id, m.template, m.recipient,
+                 replace(m.subject, $18, i.number), replace(m.body_text, $18, i.number),
+                 replace(m.body_html, $18, i.number), 'PENDING', $3
+             FROM unnest($19::uuid[], $20::uuid[], $21::text[], $22::text[], $23::text[],
+                 $24::text[], $25::text[], $26::uuid[]) AS m(id, partner_id, template,
+                 recipient, subject, body_text, body_html, order_id)
+             JOIN i ON i.order_id = m.order_id
+             RETURNING 1),
+         o AS (
+             INSERT INTO outbox (queue, payload, run_at)
+             SELECT $27, p, $3 FROM unnest($28::jsonb[]) AS p
+             RETURNING 1),
+         a AS (
+             INSERT INTO audit_log (id, partner_id, actor_kind, actor_id, action, target_type,
+                 target_id, details, request_id, created_at)
+             SELECT r.id, r.partner_id, r.actor_kind, r.actor_id, r.action, r.target_type,
+                 r.target_id, replace(r.details::text, $18, i.number)::jsonb, r.request_id, $3
+             FROM unnest($29::uuid[], $30::uuid[], $31::text[], $32::text[], $33::text[],
+                 $34::text[], $35::text[], $36::jsonb[], $37::text[], $38::uuid[])
+                 AS r(id, partner_id, actor_kind, actor_id, action, target_type, target_id,
+                 details, request_id, order_id)
+             JOIN i ON i.order_id = r.order_id
+             RETURNING 1)
+         SELECT * FROM i",
+    )
+    .bind::<Integer, _>(year)
+    .bind::<Integer, _>(n)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.partner_id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.order_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.issued_at).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.period_start).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.period_end).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(inv.iter().map(|i| i.bill_to.clone()).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(inv.iter().map(|i| i.lines.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(inv.iter().map(|i| i.currency.clone()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(col(|i| i.subtotal_minor))
+    .bind::<Array<BigInt>, _>(col(|i| i.discount_minor))
+    .bind::<Array<Integer>, _>(inv.iter().map(|i| i.tax_rate_bp).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(col(|i| i.tax_minor))
+    .bind::<Array<BigInt>, _>(col(|i| i.total_minor))
+    .bind::<Text, _>(NUMBER_SLOT)
+    .bind::<Array<SqlUuid>, _>(emails.iter().map(|(_, e)| e.id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(
+        emails.iter().map(|(_, e)| e.partner_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        emails
+            .iter()
+            .map(|(_, e)| e.template.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        emails
+            .iter()
+            .map(|(_, e)| e.recipient.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        emails
+            .iter()
+            .map(|(_, e)| e.subject.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(texts(|e| e.body_text.as_deref()))
+    .bind::<Array<Text>, _>(texts(|e| e.body_html.as_deref()))
+    .bind::<Array<SqlUuid>, _>(emails.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind::<Text, _>(<crate::jobs::SendEmail as crate::jobs::Job>::QUEUE)
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<SqlUuid>, _>(audit.iter().map(|(_, a)| a.id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<SqlUuid>>, _>(
+        audit.iter().map(|(_, a)| a.partner_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(audit_text(|a| a.actor_kind.as_str().to_owned()))
+    .bind::<Array<Text>, _>(audit_text(|a| a.actor_id.clone()))
+    .bind::<Array<Text>, _>(audit_text(|a| a.action.clone()))
+    .bind::<Array<Text>, _>(audit_text(|a| a.target_type.clone()))
+    .bind::<Array<Text>, _>(audit_text(|a| a.target_id.clone()))
+    .bind::<Array<Jsonb>, _>(
+        audit
+            .iter()
+            .map(|(_, a)| a.details.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        audit
+            .iter()
+            .map(|(_, a)| a.request_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<SqlUuid>, _>(audit.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .reuse()
+    .load(conn)
+    .await?)
+}
+
+/// A paid order to invoice (see [`issue_last`]).
+pub struct ToInvoice<'a> {
+    pub order: &'a Order,
+    pub offer: &'a Offer,
+    pub partner: &'a Partner,
+    /// The term the invoice covers.
+    pub period: (DateTime<Utc>, DateTime<Utc>),
+    /// On the partner's clock; its year numbers the invoice.
+    pub issued_at: DateTime<Utc>,
 }
 
 fn invoice_of(o: &ToInvoice, year: i32, seq: i32, created_at: DateTime<Utc>) -> AppResult<Invoice> {

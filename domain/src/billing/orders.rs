@@ -231,30 +231,34 @@ pub async fn list(
     Ok(q.load(conn).await?)
 }
 
-/// Queues the receipts of paid orders, to their partners' admins (`to`, by partner id, read
-/// with `notify::recipients_of`): one INSERT of all the emails.
-pub(crate) async fn send_receipts(
-    conn: &mut PgConn,
+/// The receipts of paid orders, rendered with [`invoices::NUMBER_SLOT`] for the invoice
+/// number, each with the order whose number it quotes (for [`invoices::issue_last`]).
+pub(crate) fn receipts_quoting(
     svc: &Services,
     to: &std::collections::HashMap<Uuid, Vec<String>>,
-    paid: &[(&Partner, &Offer, &Order, &Invoice)],
-) -> AppResult<()> {
-    let each = paid
-        .iter()
-        .map(|(partner, offer, order, invoice)| {
-            receipt_of(
+    paid: &[invoices::ToInvoice<'_>],
+) -> AppResult<Vec<(Uuid, NewEmail)>> {
+    let mut quoting = Vec::new();
+    for o in paid {
+        let receipt = notify::compose(
+            Template::OrderReceipt,
+            vec![receipt_of(
                 svc,
                 to,
-                partner,
-                offer,
-                order,
-                &invoice.number,
-                (invoice.period_start, invoice.period_end),
-            )
-        })
-        .collect();
-    notify::send_many(conn, Template::OrderReceipt, each).await?;
-    Ok(())
+                o.partner,
+                o.offer,
+                o.order,
+                invoices::NUMBER_SLOT,
+                o.period,
+            )],
+        );
+        quoting.extend(
+            email::render_many(&receipt)?
+                .into_iter()
+                .map(|e| (o.order.id, e)),
+        );
+    }
+    Ok(quoting)
 }
 
 /// One receipt's recipients and context (see `notify::send_many`).
@@ -325,18 +329,17 @@ async fn book_payment(
     // purchase: the receipt and the audit record are made first, quoting a slot for the
     // number, and go in the one statement that numbers the invoice, last before COMMIT.
     let to = notify::recipients_of(conn, &[&partner], false).await?;
-    let slot = invoices::NUMBER_SLOT;
-    let receipt = notify::compose(
-        Template::OrderReceipt,
-        vec![receipt_of(svc, &to, &partner, &offer, &order, slot, period)],
-    );
     let paid = audit::entries_of(
         &Actor::system("billing"),
         "order.paid",
         vec![(
             Some(order.partner_id),
             ("order", order.id.to_string()),
-            json!({"number": order.number, "invoice": slot, "total_minor": order.total_minor}),
+            json!({
+                "number": order.number,
+                "invoice": invoices::NUMBER_SLOT,
+                "total_minor": order.total_minor,
+            }),
         )],
     );
     let to_invoice = invoices::ToInvoice {
@@ -346,7 +349,9 @@ async fn book_payment(
         period,
         issued_at: now,
     };
-    invoices::issue_last(conn, &to_invoice, email::render_many(&receipt)?, paid).await?;
+    let receipt = receipts_quoting(svc, &to, std::slice::from_ref(&to_invoice))?;
+    let paid = paid.into_iter().map(|a| (order.id, a)).collect();
+    invoices::issue_last(conn, &[to_invoice], receipt, paid).await?;
     Ok(order)
 }
 

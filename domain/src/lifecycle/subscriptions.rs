@@ -465,9 +465,9 @@ impl Uninvoiced {
     }
 }
 
-/// Invoices booked renewals and queues their receipts. The year's invoice counter stays
-/// locked from here until the transaction commits, so callers do this last: only the
-/// numbering, the invoices and the receipts that quote their numbers come after the lock.
+/// Invoices booked renewals and queues their receipts, rendered first with a slot for the
+/// number: the year's invoice counter stays locked from the one statement that numbers them
+/// (and writes the receipts) until the transaction commits, so callers do this last.
 pub(crate) async fn invoice_renewals(
     conn: &mut PgConn,
     svc: &Services,
@@ -489,13 +489,9 @@ pub(crate) async fn invoice_renewals(
             issued_at: u.issued_at,
         })
         .collect();
-    let invoices = invoices::issue_many(conn, &to_invoice).await?;
-    let receipts: Vec<_> = list
-        .iter()
-        .zip(&invoices)
-        .map(|(u, invoice)| (&u.partner, &u.offer, &u.order, invoice))
-        .collect();
-    orders::send_receipts(conn, svc, &to, &receipts).await
+    let receipts = orders::receipts_quoting(svc, &to, &to_invoice)?;
+    invoices::issue_last(conn, &to_invoice, receipts, vec![]).await?;
+    Ok(())
 }
 
 /// Locks subscriptions (in id order, so concurrent batches cannot deadlock).
