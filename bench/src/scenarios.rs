@@ -401,8 +401,8 @@ pub async fn renewals(bench: &Bench) -> anyhow::Result<Renewals> {
         .db
         .query_one(
             &format!(
-                "WITH c AS (INSERT INTO test_clocks (partner_id, offset_seconds)
-                     SELECT p.id, {} FROM partners p WHERE {range} RETURNING 1)
+                "WITH c AS (UPDATE test_clocks t SET offset_seconds = {}
+                     FROM partners p WHERE p.id = t.partner_id AND {range} RETURNING 1)
                  SELECT clock_timestamp() FROM (SELECT count(*) FROM c) x",
                 STORM_AHEAD_SECS + 1
             ),
