@@ -12,6 +12,10 @@
 //! or `= ANY`), one-row INSERTs, UPDATEs whose changeset has a fixed set of columns, INSERTs
 //! of a few rows whose count the catalog bounds. Not for multi-row INSERTs of any length:
 //! every length is another text, and each would stay prepared as long as the connection.
+//!
+//! Like diesel's cached SELECTs, a kept statement may run on a generic plan after five runs,
+//! made from the statistics of that moment; a plan made while a table was empty stays a
+//! sequential scan until the table is analyzed (docs/BENCHMARKS.md, items 16 and 19).
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
