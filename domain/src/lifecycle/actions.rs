@@ -174,7 +174,9 @@ pub async fn dispatch_due(
         .bind::<BigInt, _>(redispatch)
         .bind::<Nullable<SqlUuid>, _>(partner_id)
         .bind::<BigInt, _>(limit)
-        .reuse()
+        // Not `.reuse()`: planned on every call, so the plan knows whether test clocks are
+        // on and whether a partner is given (`$3 IS NULL OR …`), which a generic plan of a
+        // kept statement would not; a sweep runs once per batch, the parse is nothing here.
         .load(conn)
         .await?;
         // Renewal charges go in batches (charged and booked together); the rest one by one.
