@@ -126,11 +126,8 @@ async fn number_year<'e>(
     let audit_text = |f: fn(&crate::db::models::AuditEntry) -> String| -> Vec<String> {
         audit.iter().map(|(_, a)| f(a)).collect()
     };
-    let texts = |f: fn(&crate::db::models::NewEmail) -> Option<&str>| -> Vec<String> {
-        emails
-            .iter()
-            .map(|(_, e)| f(e).unwrap_or_default().to_owned())
-            .collect()
+    let email_text = |f: fn(&crate::db::models::NewEmail) -> &str| -> Vec<String> {
+        emails.iter().map(|(_, e)| f(e).to_owned()).collect()
     };
     Ok(diesel::sql_query(
         "WITH c AS (
@@ -207,26 +204,11 @@ async fn number_year<'e>(
     .bind::<Array<Nullable<SqlUuid>>, _>(
         emails.iter().map(|(_, e)| e.partner_id).collect::<Vec<_>>(),
     )
-    .bind::<Array<Text>, _>(
-        emails
-            .iter()
-            .map(|(_, e)| e.template.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        emails
-            .iter()
-            .map(|(_, e)| e.recipient.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        emails
-            .iter()
-            .map(|(_, e)| e.subject.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(texts(|e| e.body_text.as_deref()))
-    .bind::<Array<Text>, _>(texts(|e| e.body_html.as_deref()))
+    .bind::<Array<Text>, _>(email_text(|e| &e.template))
+    .bind::<Array<Text>, _>(email_text(|e| &e.recipient))
+    .bind::<Array<Text>, _>(email_text(|e| &e.subject))
+    .bind::<Array<Text>, _>(email_text(|e| e.body_text.as_deref().unwrap_or_default()))
+    .bind::<Array<Text>, _>(email_text(|e| e.body_html.as_deref().unwrap_or_default()))
     .bind::<Array<SqlUuid>, _>(emails.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind::<Text, _>(<crate::jobs::SendEmail as crate::jobs::Job>::QUEUE)
     .bind::<Array<Jsonb>, _>(payloads)

@@ -261,7 +261,7 @@ pub(crate) fn receipts_quoting(
     Ok(quoting)
 }
 
-/// One receipt's recipients and context (see `notify::send_many`).
+/// One receipt's recipients and context (for `notify::compose`).
 fn receipt_of<'a>(
     svc: &Services,
     to: &'a std::collections::HashMap<Uuid, Vec<String>>,
@@ -314,12 +314,16 @@ async fn book_payment(
         .subscription_id
         .ok_or_else(|| AppError::Internal(format!("order {} has no subscription", order.id)))?;
     let sub = subs::activate(conn, svc, sub_id, now).await?;
+    let loaded;
     let (partner, offer) = match known {
-        Some((partner, offer)) => (partner.clone(), offer.clone()),
-        None => (
-            crate::enrollment::load_partner(conn, order.partner_id).await?,
-            catalog::offer(conn, &order.offer_id).await?,
-        ),
+        Some(known) => known,
+        None => {
+            loaded = (
+                crate::enrollment::load_partner(conn, order.partner_id).await?,
+                catalog::offer(conn, &order.offer_id).await?,
+            );
+            (&loaded.0, &loaded.1)
+        }
     };
     let period = (
         sub.term_started_at.unwrap_or(now),
@@ -328,7 +332,7 @@ async fn book_payment(
     // Numbering the invoice locks the year's counter until commit, which serializes every
     // purchase: the receipt and the audit record are made first, quoting a slot for the
     // number, and go in the one statement that numbers the invoice, last before COMMIT.
-    let to = notify::recipients_of(conn, &[&partner], false).await?;
+    let to = notify::recipients_of(conn, &[partner], false).await?;
     let paid = audit::entries_of(
         &Actor::system("billing"),
         "order.paid",
@@ -344,8 +348,8 @@ async fn book_payment(
     );
     let to_invoice = invoices::ToInvoice {
         order: &order,
-        offer: &offer,
-        partner: &partner,
+        offer,
+        partner,
         period,
         issued_at: now,
     };
