@@ -20,6 +20,7 @@ use gateway_domain::auth::Verifier;
 use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
 use gateway_domain::permissions::Principal;
+use gateway_domain::users::Caller;
 use gateway_domain::AppError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -93,6 +94,16 @@ async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, AppError> {
+    Ok(authenticate_caller(state, headers)
+        .await?
+        .map(|caller| caller.principal))
+}
+
+/// Like [`authenticate`], with a partner user's partner read in the same statement.
+async fn authenticate_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -104,7 +115,7 @@ async fn authenticate(
     let claims = state.verifier.verify(token.trim()).await?;
     let mut conn = state.pool.get().await?;
     Ok(Some(
-        gateway_domain::users::resolve_principal(&mut conn, &claims).await?,
+        gateway_domain::users::resolve_caller(&mut conn, &claims).await?,
     ))
 }
 
@@ -282,8 +293,8 @@ async fn execute_counted(
 ) -> Response {
     let started = Instant::now();
     let rid = request_id(&headers);
-    let principal = match authenticate(&state, &headers).await {
-        Ok(p) => p,
+    let caller = match authenticate_caller(&state, &headers).await {
+        Ok(c) => c,
         Err(AppError::Unauthenticated) => {
             return error_response(
                 StatusCode::UNAUTHORIZED,
@@ -308,9 +319,17 @@ async fn execute_counted(
             .collect(),
     };
     state.documents.prepare(&mut batch);
+    let (principal, partner) = match caller {
+        Some(c) => (Some(c.principal), c.partner),
+        None => (None, None),
+    };
+    // The partner read with the token stands for the caller's own partner only in a single
+    // operation: in a batch, a mutation before a query could have changed it since.
+    let own_partner = partner.filter(|_| matches!(batch, BatchRequest::Single(_)));
     let batch = batch
         .data(RequestCtx {
             principal,
+            own_partner,
             request_id: rid.clone(),
         })
         .data(Arc::new(Loaders::new(
@@ -598,6 +617,8 @@ async fn graphql_ws(
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestCtx {
                         principal,
+                        // A socket lives long: its operations read the partner afresh.
+                        own_partner: None,
                         request_id: uuid::Uuid::now_v7().to_string(),
                     });
                     data.insert(Arc::new(Loaders::new(

@@ -1,6 +1,7 @@
-//! A closed-loop HTTP load generator: `connections` tasks, each with its own keep-alive
-//! connection, send GraphQL requests back to back until the deadline. Latencies go into
-//! HDR histograms (µs); requests sent during the warm-up are not recorded.
+//! An HTTP load generator: `connections` tasks, each with its own keep-alive connection, send
+//! GraphQL requests until the deadline, either back to back (closed loop: how much the system
+//! answers) or at a fixed total rate (open loop: how fast it answers at that load). Latencies
+//! go into HDR histograms (µs); requests due during the warm-up are not recorded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +11,22 @@ use serde_json::Value;
 
 /// Makes the next request (None: nothing left to send).
 pub type NextRequest = Arc<dyn Fn() -> Option<Request> + Send + Sync>;
-/// Says whether a response body is a success.
-pub type Check = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+/// Says whether a response body (the bytes as received) is a success.
+pub type Check = Arc<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Each connection sends its next request as soon as the previous answer is in. Measures
+    /// capacity; the latency is then mostly queueing (on average connections ÷ throughput).
+    Closed,
+    /// Requests fall due at this many per second in all, spread evenly over the connections
+    /// (request `k` of connection `c` at `(k × connections + c) / rate` s). A request's latency
+    /// counts from when it was due, not from when it could be sent: when the system falls
+    /// behind, a connection still waiting for an answer sends late, and that wait is counted
+    /// (no coordinated omission, as in wrk2).
+    Rate(f64),
+}
 
 pub struct Request {
     pub token: String,
@@ -26,6 +41,7 @@ pub struct Outcome {
     pub errors: u64,
     pub first_error: Option<String>,
     pub elapsed: Duration,
+    pub pace: Pace,
 }
 
 impl Outcome {
@@ -41,6 +57,7 @@ impl Outcome {
 /// success (an error message otherwise). Stops at the deadline or when `next` returns None.
 pub async fn run(
     url: &str,
+    pace: Pace,
     connections: usize,
     warmup: Duration,
     duration: Duration,
@@ -51,7 +68,7 @@ pub async fn run(
     let measure_from = start + warmup;
     let deadline = measure_from + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .timeout(Duration::from_secs(30))
@@ -65,15 +82,22 @@ pub async fn run(
                 errors: 0,
                 first_error: None,
                 elapsed: Duration::ZERO,
+                pace,
             };
             let mut last = measure_from;
-            loop {
-                let now = Instant::now();
-                if now >= deadline {
+            for k in 0u64.. {
+                let due = match pace {
+                    Pace::Closed => Instant::now(),
+                    Pace::Rate(rate) => {
+                        let slot = k * connections as u64 + connection as u64;
+                        start + Duration::from_secs_f64(slot as f64 / rate)
+                    }
+                };
+                if due >= deadline {
                     break;
                 }
+                tokio::time::sleep_until(due.into()).await;
                 let Some(req) = next() else { break };
-                let sent = Instant::now();
                 let result = client
                     .post(&url)
                     .bearer_auth(&req.token)
@@ -87,7 +111,7 @@ pub async fn run(
                             .get("x-sql-statements")
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<u64>().ok());
-                        let verdict = match resp.json::<Value>().await {
+                        let verdict = match resp.bytes().await {
                             Ok(body) => check(&body),
                             Err(e) => Err(format!("unreadable response: {e}")),
                         };
@@ -95,8 +119,8 @@ pub async fn run(
                     }
                     Err(e) => (None, Err(format!("request failed: {e}"))),
                 };
-                let took = sent.elapsed();
-                if sent < measure_from {
+                let took = due.elapsed();
+                if due < measure_from {
                     continue;
                 }
                 last = Instant::now();
@@ -125,6 +149,7 @@ pub async fn run(
         errors: 0,
         first_error: None,
         elapsed: Duration::ZERO,
+        pace,
     };
     for t in tasks {
         let o = t.await?;
@@ -141,11 +166,45 @@ pub async fn run(
     Ok(total)
 }
 
-/// A GraphQL body is a success when it has data and no errors.
-pub fn graphql_ok(body: &Value) -> Result<(), String> {
-    match body.get("errors") {
-        Some(e) if !e.as_array().is_some_and(|a| a.is_empty()) => Err(e.to_string()),
-        _ if body.get("data").is_some_and(|d| !d.is_null()) => Ok(()),
-        _ => Err(format!("no data: {body}")),
+/// A GraphQL body is a success when it has data and no errors. It is checked without
+/// building the document (serde skips what it does not keep): the load generator's CPU is
+/// taken from the machine it measures, and the whole body is still read and must be JSON.
+pub fn graphql_ok(body: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        data: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        errors: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable response: {e}"))?;
+    let has_errors = envelope.errors.is_some_and(|e| !e.is_empty());
+    match (has_errors, envelope.data.is_some()) {
+        (false, true) => Ok(()),
+        _ => Err(match serde_json::from_slice::<Value>(body) {
+            Ok(v) if has_errors => v["errors"].to_string(),
+            Ok(v) => format!("no data: {v}"),
+            Err(e) => format!("unreadable response: {e}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::graphql_ok;
+
+    #[test]
+    fn a_graphql_body_succeeds_with_data_and_no_errors() {
+        assert!(graphql_ok(br#"{"data":{"partner":{"id":"1","list":[1,{"a":null}]}}}"#).is_ok());
+        assert!(graphql_ok(br#"{"data":{"x":1},"errors":[]}"#).is_ok());
+        let e = graphql_ok(br#"{"data":null,"errors":[{"message":"boom"}]}"#).unwrap_err();
+        assert!(e.contains("boom"), "{e}");
+        let e = graphql_ok(br#"{"data":{"x":1},"errors":[{"message":"partial"}]}"#).unwrap_err();
+        assert!(e.contains("partial"), "{e}");
+        assert!(graphql_ok(br#"{"data":null}"#)
+            .unwrap_err()
+            .starts_with("no data"));
+        assert!(graphql_ok(b"{}").unwrap_err().starts_with("no data"));
+        assert!(graphql_ok(br#"{"data":{"x":"#).is_err());
     }
 }

@@ -32,11 +32,20 @@ pub struct Args {
     pub dashboard_secs: u64,
     #[arg(long, default_value_t = 3)]
     pub warmup_secs: u64,
+    /// Dashboard: before the closed loop, the same connections and duration at this many
+    /// requests per second in all (open loop; its latency is the one the target is about).
+    /// 0: closed loop only.
+    #[arg(long, default_value_t = 2000.0)]
+    pub dashboard_rate: f64,
     /// Purchases: concurrent connections and measured seconds.
     #[arg(long, default_value_t = 32)]
     pub purchase_connections: usize,
     #[arg(long, default_value_t = 20)]
     pub purchase_secs: u64,
+    /// Purchases: before the closed loop, the same connections and duration at this many
+    /// purchases per second (open loop). 0: closed loop only.
+    #[arg(long, default_value_t = 300.0)]
+    pub purchase_rate: f64,
     /// Email jobs sent through outbox → Redis → worker → SMTP.
     #[arg(long, default_value_t = 100_000)]
     pub emails: u32,

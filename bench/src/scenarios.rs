@@ -8,7 +8,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::dataset::{DASHBOARD_BASE, PURCHASE_BASE, STORM_AHEAD_SECS, STORM_BASE};
-use crate::load::{self, Outcome, Request};
+use crate::load::{self, Outcome, Pace, Request};
 use crate::system::CpuWindow;
 use crate::Bench;
 
@@ -67,7 +67,10 @@ pub struct ListSize {
 }
 
 pub struct Dashboard {
+    /// Closed loop: capacity.
     pub outcome: Outcome,
+    /// Open loop at `--dashboard-rate`: latency at that load.
+    pub at_rate: Option<Outcome>,
     pub connections: usize,
     pub by_list_size: Vec<ListSize>,
     pub cpu: Cpu,
@@ -87,7 +90,7 @@ async fn statements_of(bench: &Bench, http: &reqwest::Client, mpn: u32) -> anyho
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no x-sql-statements header"))?;
-    let body: Value = resp.json().await?;
+    let body = resp.bytes().await?;
     load::graphql_ok(&body).map_err(|e| anyhow::anyhow!("dashboard failed: {e}"))?;
     Ok(n)
 }
@@ -110,16 +113,25 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
             })
         })
     };
+    let url = format!("{}/graphql", bench.api_url);
+    let run = |pace| {
+        load::run(
+            &url,
+            pace,
+            a.connections,
+            Duration::from_secs(a.warmup_secs),
+            Duration::from_secs(a.dashboard_secs),
+            next.clone(),
+            Arc::new(load::graphql_ok),
+        )
+    };
+    // At the target rate first, then as fast as it answers.
+    let at_rate = match a.dashboard_rate {
+        r if r > 0.0 => Some(run(Pace::Rate(r)).await?),
+        _ => None,
+    };
     let window = CpuWindow::start(&bench.pids());
-    let outcome = load::run(
-        &format!("{}/graphql", bench.api_url),
-        a.connections,
-        Duration::from_secs(a.warmup_secs),
-        Duration::from_secs(a.dashboard_secs),
-        next,
-        Arc::new(load::graphql_ok),
-    )
-    .await?;
+    let outcome = run(Pace::Closed).await?;
     let cpu = cpu(window);
     // Statement counts whatever the list sizes: the partners with the fewest and the most
     // subscriptions and benefits, one request each once the pool's connections are open
@@ -157,6 +169,7 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
 
     Ok(Dashboard {
         outcome,
+        at_rate,
         connections: a.connections,
         by_list_size,
         cpu,
@@ -164,7 +177,10 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
 }
 
 pub struct Purchase {
+    /// Closed loop: capacity.
     pub outcome: Outcome,
+    /// Open loop at `--purchase-rate`: latency at that load.
+    pub at_rate: Option<Outcome>,
     pub connections: usize,
     pub orders_paid: i64,
     pub charges: i64,
@@ -218,23 +234,40 @@ pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
             })
         })
     };
-    let check = Arc::new(|body: &Value| {
-        load::graphql_ok(body)?;
+    let check = Arc::new(|bytes: &[u8]| {
+        load::graphql_ok(bytes)?;
+        let body: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         match body["data"]["purchaseOffer"]["status"].as_str() {
             Some("PAID") => Ok(()),
             other => Err(format!("order not paid: {other:?}")),
         }
     });
+    let url = format!("{}/graphql", bench.api_url);
+    let run = |pace| {
+        load::run(
+            &url,
+            pace,
+            a.purchase_connections,
+            Duration::from_secs(a.warmup_secs),
+            Duration::from_secs(a.purchase_secs),
+            next.clone(),
+            check.clone(),
+        )
+    };
+    // At the target rate first, from a drained system: the worker's share of the load (the
+    // receipts and credit months these purchases schedule) runs alongside, as it would at
+    // that rate. Then, once that work is done, as fast as it answers. The buyers' list goes
+    // on from one run to the next: every purchase is a partner's first.
+    let at_rate = match a.purchase_rate {
+        r if r > 0.0 => {
+            let o = run(Pace::Rate(r)).await?;
+            bench.drain(Duration::from_secs(120)).await?;
+            Some(o)
+        }
+        _ => None,
+    };
     let window = CpuWindow::start(&bench.pids());
-    let outcome = load::run(
-        &format!("{}/graphql", bench.api_url),
-        a.purchase_connections,
-        Duration::from_secs(a.warmup_secs),
-        Duration::from_secs(a.purchase_secs),
-        next,
-        check,
-    )
-    .await?;
+    let outcome = run(Pace::Closed).await?;
     let cpu = cpu(window);
     let range = format!(
         "p.mpn_id BETWEEN '{}' AND '{}'",
@@ -256,6 +289,7 @@ pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
         .await?;
     Ok(Purchase {
         outcome,
+        at_rate,
         connections: a.purchase_connections,
         orders_paid: row.get(0),
         charges: row.get(1),

@@ -68,6 +68,9 @@ pub struct Shared {
 #[derive(Clone)]
 pub struct RequestCtx {
     pub principal: Option<Principal>,
+    /// A partner user's partner, read with the token in the same statement; set for a single
+    /// operation only (`partner` answers from it instead of reading the row again).
+    pub own_partner: Option<gateway_domain::db::models::Partner>,
     pub request_id: String,
 }
 

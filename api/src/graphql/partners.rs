@@ -72,6 +72,11 @@ impl PartnerQuery {
         p.require(Action::ViewPartner)?;
         let requested = id.as_ref().map(|i| parse_id("id", i)).transpose()?;
         let partner_id = p.scope(requested)?;
+        if let Some(own) = request(ctx).own_partner.as_ref() {
+            if own.id == partner_id {
+                return Ok(Partner(own.clone()));
+            }
+        }
         let mut c = conn(ctx).await?;
         Ok(Partner(enrollment::load_partner(&mut c, partner_id).await?))
     }
