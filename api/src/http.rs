@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Parsed GraphQL documents by text (`graphql::documents`).
     pub documents: Arc<crate::graphql::documents::Documents>,
+    /// The offer catalog as last read (`graphql::loaders::Catalog`).
+    pub catalog: Arc<crate::graphql::loaders::Catalog>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -335,6 +337,7 @@ async fn execute_counted(
         .data(Arc::new(Loaders::new(
             &state.pool,
             &state.config,
+            &state.catalog,
             statements,
         )));
     let timeout = state.config.http.request_timeout;
@@ -624,6 +627,7 @@ async fn graphql_ws(
                     data.insert(Arc::new(Loaders::new(
                         &state.pool,
                         &state.config,
+                        &state.catalog,
                         Arc::new(AtomicU32::new(0)),
                     )));
                     Ok(data)

@@ -16,7 +16,7 @@ pub use azure_credit_grants::AzureCreditGrants;
 pub use benefit_assignments::CurrentAssignments;
 pub use invoices::InvoiceOfOrder;
 pub use offer_benefits::OfferBenefits;
-pub use offers::Offers;
+pub use offers::{Catalog, Offers, CATALOG_KEPT};
 pub use product_keys::KeyReveals;
 pub use service_request_notes::Notes;
 pub use test_clocks::ClockOffsets;
@@ -44,8 +44,14 @@ pub struct Loaders {
 }
 
 impl Loaders {
-    /// Loaders for one request; their batches count statements into `statements`.
-    pub fn new(pool: &DbPool, config: &Arc<Config>, statements: Arc<AtomicU32>) -> Self {
+    /// Loaders for one request; their batches count statements into `statements`. `catalog`
+    /// is the process's kept offer catalog.
+    pub fn new(
+        pool: &DbPool,
+        config: &Arc<Config>,
+        catalog: &Arc<Catalog>,
+        statements: Arc<AtomicU32>,
+    ) -> Self {
         let db = Db(pool.clone());
         let spawner = move || {
             let counter = statements.clone();
@@ -57,7 +63,7 @@ impl Loaders {
             }
         };
         Self {
-            offers: DataLoader::new(Offers(db.clone()), spawner()),
+            offers: DataLoader::new(Offers(db.clone(), catalog.clone()), spawner()),
             offer_benefits: DataLoader::new(OfferBenefits(db.clone()), spawner()),
             key_reveals: DataLoader::new(KeyReveals(db.clone()), spawner()),
             assignments: DataLoader::new(CurrentAssignments(db.clone()), spawner()),

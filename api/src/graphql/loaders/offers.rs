@@ -2,19 +2,66 @@ use async_graphql::dataloader::Loader;
 use gateway_domain::catalog;
 use gateway_domain::db::models::Offer;
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use super::{err, Db};
 
-/// Offers by id (subscriptions' and orders' `offer`).
-pub struct Offers(pub Db);
+/// How long the api answers `offer` fields from the catalog it read last.
+pub const CATALOG_KEPT: Duration = Duration::from_secs(60);
+
+/// The offer catalog as the api read it last, shared by all requests. The catalog changes
+/// only by migration (a deploy), and it is a handful of rows, so `offer` fields need not read
+/// it on every request: it is read whole, kept for [`CATALOG_KEPT`], and read again sooner
+/// when an id is asked for that it does not hold. Purchases, renewals and the catalog listing
+/// read offers from the database as before.
+#[derive(Default)]
+pub struct Catalog(RwLock<Option<(Instant, Arc<HashMap<String, Offer>>)>>);
+
+impl Catalog {
+    /// The kept catalog, when it is recent and holds every one of `ids`.
+    fn answer(&self, ids: &[String]) -> Option<HashMap<String, Offer>> {
+        let kept = self.0.read().ok()?;
+        let (read_at, offers) = kept.as_ref()?;
+        if read_at.elapsed() >= CATALOG_KEPT || !ids.iter().all(|id| offers.contains_key(id)) {
+            return None;
+        }
+        Some(pick(offers, ids))
+    }
+
+    fn keep(&self, offers: Arc<HashMap<String, Offer>>) {
+        if let Ok(mut kept) = self.0.write() {
+            *kept = Some((Instant::now(), offers));
+        }
+    }
+}
+
+fn pick(offers: &HashMap<String, Offer>, ids: &[String]) -> HashMap<String, Offer> {
+    ids.iter()
+        .filter_map(|id| offers.get(id).map(|o| (id.clone(), o.clone())))
+        .collect()
+}
+
+/// Offers by id (subscriptions' and orders' `offer`), from the [`Catalog`].
+pub struct Offers(pub Db, pub Arc<Catalog>);
 
 impl Loader<String> for Offers {
     type Value = Offer;
     type Error = async_graphql::Error;
 
     async fn load(&self, ids: &[String]) -> Result<HashMap<String, Offer>, Self::Error> {
+        if let Some(found) = self.1.answer(ids) {
+            return Ok(found);
+        }
         let mut c = self.0.conn().await?;
-        let rows = catalog::offers_by_id(&mut c, ids).await.map_err(err)?;
-        Ok(rows.into_iter().map(|o| (o.id.clone(), o)).collect())
+        let all: HashMap<String, Offer> = catalog::offers(&mut c)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect();
+        let found = pick(&all, ids);
+        self.1.keep(Arc::new(all));
+        Ok(found)
     }
 }
