@@ -16,7 +16,10 @@ pub const CATALOG_KEPT: Duration = Duration::from_secs(60);
 /// when an id is asked for that it does not hold. Purchases, renewals and the catalog listing
 /// read offers from the database as before.
 #[derive(Default)]
-pub struct Catalog(RwLock<Option<(Instant, Arc<HashMap<String, Offer>>)>>);
+pub struct Catalog(RwLock<Option<Kept>>);
+
+/// When the catalog was read, and its offers by id.
+type Kept = (Instant, Arc<HashMap<String, Offer>>);
 
 impl Catalog {
     /// The kept catalog, when it is recent and holds every one of `ids`.
