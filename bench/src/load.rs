@@ -96,7 +96,9 @@ pub async fn run(
                 if due >= deadline {
                     break;
                 }
-                tokio::time::sleep_until(due.into()).await;
+                if matches!(pace, Pace::Rate(_)) {
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let Some(req) = next() else { break };
                 let result = client
                     .post(&url)

@@ -27,14 +27,9 @@ pub struct Caller {
     pub partner: Option<Partner>,
 }
 
-/// Resolves a verified token to a principal. An invited user is linked to the token's subject
-/// on first sign-in, when the token carries the invited address as a verified email.
-pub async fn resolve_principal(conn: &mut PgConn, claims: &Claims) -> AppResult<Principal> {
-    Ok(resolve_caller(conn, claims).await?.principal)
-}
-
-/// Like [`resolve_principal`], with the partner of an active partner user: one statement for
-/// a partner user (the bulk of the traffic), two for an operator.
+/// Resolves a verified token to the caller: one statement for a partner user (the bulk of the
+/// traffic), two for an operator. An invited user is linked to the token's subject on first
+/// sign-in, when the token carries the invited address as a verified email.
 pub async fn resolve_caller(conn: &mut PgConn, claims: &Claims) -> AppResult<Caller> {
     let found: Option<(User, Partner)> = users::table
         .inner_join(partners::table)
