@@ -172,17 +172,22 @@ pub async fn run(
 /// building the document (serde skips what it does not keep): the load generator's CPU is
 /// taken from the machine it measures, and the whole body is still read and must be JSON.
 pub fn graphql_ok(body: &[u8]) -> Result<(), String> {
+    graphql_data::<serde::de::IgnoredAny>(body).map(|_| ())
+}
+
+/// Like [`graphql_ok`], and gives the data as `T`, read in the same pass.
+pub fn graphql_data<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     #[derive(serde::Deserialize)]
-    struct Envelope {
-        data: Option<serde::de::IgnoredAny>,
+    struct Envelope<T> {
+        data: Option<T>,
         #[serde(default)]
         errors: Option<Vec<serde::de::IgnoredAny>>,
     }
-    let envelope: Envelope =
+    let envelope: Envelope<T> =
         serde_json::from_slice(body).map_err(|e| format!("unreadable response: {e}"))?;
     let has_errors = envelope.errors.is_some_and(|e| !e.is_empty());
-    match (has_errors, envelope.data.is_some()) {
-        (false, true) => Ok(()),
+    match (has_errors, envelope.data) {
+        (false, Some(data)) => Ok(data),
         _ => Err(match serde_json::from_slice::<Value>(body) {
             Ok(v) if has_errors => v["errors"].to_string(),
             Ok(v) => format!("no data: {v}"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::dataset::{DASHBOARD_BASE, PURCHASE_BASE, STORM_AHEAD_SECS, STORM_BASE};
 use crate::load::{self, Outcome, Pace, Request};
@@ -95,6 +95,43 @@ async fn statements_of(bench: &Bench, http: &reqwest::Client, mpn: u32) -> anyho
     Ok(n)
 }
 
+/// A scenario's two runs (docs/BENCHMARKS.md, "How to run"): at `rate` first when it is above
+/// 0, from a drained system, with the worker's share of that load (what the requests
+/// schedule) running alongside as it would at that rate; then, once that work is done, as
+/// fast as it answers, with the CPU it took.
+async fn rate_then_closed(
+    bench: &Bench,
+    connections: usize,
+    secs: u64,
+    rate: f64,
+    next: load::NextRequest,
+    check: load::Check,
+) -> anyhow::Result<(Option<Outcome>, Outcome, Cpu)> {
+    let url = format!("{}/graphql", bench.api_url);
+    let run = |pace| {
+        load::run(
+            &url,
+            pace,
+            connections,
+            Duration::from_secs(bench.args.warmup_secs),
+            Duration::from_secs(secs),
+            next.clone(),
+            check.clone(),
+        )
+    };
+    bench.drain(Duration::from_secs(120)).await?;
+    let at_rate = if rate > 0.0 {
+        let o = run(Pace::Rate(rate)).await?;
+        bench.drain(Duration::from_secs(120)).await?;
+        Some(o)
+    } else {
+        None
+    };
+    let window = CpuWindow::start(&bench.pids());
+    let outcome = run(Pace::Closed).await?;
+    Ok((at_rate, outcome, cpu(window)))
+}
+
 pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
     let a = &bench.args;
     let tokens: Arc<Vec<String>> = Arc::new(
@@ -113,26 +150,15 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
             })
         })
     };
-    let url = format!("{}/graphql", bench.api_url);
-    let run = |pace| {
-        load::run(
-            &url,
-            pace,
-            a.connections,
-            Duration::from_secs(a.warmup_secs),
-            Duration::from_secs(a.dashboard_secs),
-            next.clone(),
-            Arc::new(load::graphql_ok),
-        )
-    };
-    // At the target rate first, then as fast as it answers.
-    let at_rate = match a.dashboard_rate {
-        r if r > 0.0 => Some(run(Pace::Rate(r)).await?),
-        _ => None,
-    };
-    let window = CpuWindow::start(&bench.pids());
-    let outcome = run(Pace::Closed).await?;
-    let cpu = cpu(window);
+    let (at_rate, outcome, cpu) = rate_then_closed(
+        bench,
+        a.connections,
+        a.dashboard_secs,
+        a.dashboard_rate,
+        next,
+        Arc::new(load::graphql_ok),
+    )
+    .await?;
     // Statement counts whatever the list sizes: the partners with the fewest and the most
     // subscriptions and benefits, one request each once the pool's connections are open
     // (opening one sends a few set-up statements of its own).
@@ -191,7 +217,6 @@ pub struct Purchase {
 
 pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
     let a = &bench.args;
-    bench.drain(Duration::from_secs(120)).await?;
     let rows = bench
         .db
         .query(
@@ -234,41 +259,32 @@ pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
             })
         })
     };
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Bought {
+        purchase_offer: Order,
+    }
+    #[derive(serde::Deserialize)]
+    struct Order {
+        status: String,
+    }
     let check = Arc::new(|bytes: &[u8]| {
-        load::graphql_ok(bytes)?;
-        let body: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        match body["data"]["purchaseOffer"]["status"].as_str() {
-            Some("PAID") => Ok(()),
-            other => Err(format!("order not paid: {other:?}")),
+        let bought: Bought = load::graphql_data(bytes)?;
+        match bought.purchase_offer.status.as_str() {
+            "PAID" => Ok(()),
+            other => Err(format!("order not paid: {other}")),
         }
     });
-    let url = format!("{}/graphql", bench.api_url);
-    let run = |pace| {
-        load::run(
-            &url,
-            pace,
-            a.purchase_connections,
-            Duration::from_secs(a.warmup_secs),
-            Duration::from_secs(a.purchase_secs),
-            next.clone(),
-            check.clone(),
-        )
-    };
-    // At the target rate first, from a drained system: the worker's share of the load (the
-    // receipts and credit months these purchases schedule) runs alongside, as it would at
-    // that rate. Then, once that work is done, as fast as it answers. The buyers' list goes
-    // on from one run to the next: every purchase is a partner's first.
-    let at_rate = match a.purchase_rate {
-        r if r > 0.0 => {
-            let o = run(Pace::Rate(r)).await?;
-            bench.drain(Duration::from_secs(120)).await?;
-            Some(o)
-        }
-        _ => None,
-    };
-    let window = CpuWindow::start(&bench.pids());
-    let outcome = run(Pace::Closed).await?;
-    let cpu = cpu(window);
+    // The buyers' list goes on from one run to the next: every purchase is a partner's first.
+    let (at_rate, outcome, cpu) = rate_then_closed(
+        bench,
+        a.purchase_connections,
+        a.purchase_secs,
+        a.purchase_rate,
+        next,
+        check,
+    )
+    .await?;
     let range = format!(
         "p.mpn_id BETWEEN '{}' AND '{}'",
         PURCHASE_BASE,
