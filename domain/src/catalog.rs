@@ -23,11 +23,11 @@ pub async fn offers(conn: &mut PgConn) -> AppResult<Vec<Offer>> {
         .await?)
 }
 
-pub async fn offer(conn: &mut PgConn, id: &str) -> AppResult<Offer> {
+pub async fn offer(mut conn: &PgConn, id: &str) -> AppResult<Offer> {
     offers::table
         .find(id)
         .select(Offer::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or(AppError::NotFound("offer"))
@@ -59,12 +59,12 @@ pub async fn competencies(conn: &mut PgConn) -> AppResult<Vec<Competency>> {
         .await?)
 }
 
-pub async fn qualifications(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<Qualification>> {
+pub async fn qualifications(mut conn: &PgConn, partner_id: Uuid) -> AppResult<Vec<Qualification>> {
     Ok(qualifications::table
         .filter(qualifications::partner_id.eq(partner_id))
         .order((qualifications::level, qualifications::competency))
         .select(Qualification::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 
@@ -211,14 +211,14 @@ pub fn package_competencies(
 }
 
 pub async fn live_subscriptions(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     partner_id: Uuid,
 ) -> AppResult<Vec<Subscription>> {
     Ok(subscriptions::table
         .filter(subscriptions::partner_id.eq(partner_id))
         .filter(subscriptions::status.eq_any(SubscriptionStatus::LIVE))
         .select(Subscription::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 

@@ -32,7 +32,7 @@ fn enabled(config: &Config) -> bool {
 }
 
 /// How far the partner's clock runs ahead of real time (zero without a test clock).
-pub async fn offset(conn: &mut PgConn, config: &Config, partner_id: Uuid) -> AppResult<Duration> {
+pub async fn offset(conn: &PgConn, config: &Config, partner_id: Uuid) -> AppResult<Duration> {
     Ok(offsets(conn, config, &[partner_id])
         .await?
         .pop()
@@ -47,7 +47,7 @@ pub fn now_at(offset: Duration) -> DateTime<Utc> {
 
 /// The clock offsets of these partners (absent: no offset).
 pub async fn offsets(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     config: &Config,
     partner_ids: &[Uuid],
 ) -> AppResult<Vec<(Uuid, Duration)>> {
@@ -57,7 +57,7 @@ pub async fn offsets(
     let rows: Vec<(Uuid, i64)> = test_clocks::table
         .filter(test_clocks::partner_id.eq_any(partner_ids))
         .select((test_clocks::partner_id, test_clocks::offset_seconds))
-        .load(conn)
+        .load(&mut conn)
         .await?;
     Ok(rows
         .into_iter()

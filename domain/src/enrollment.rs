@@ -200,11 +200,11 @@ async fn send_verification(
     Ok(())
 }
 
-pub async fn load_partner(conn: &mut PgConn, id: Uuid) -> AppResult<Partner> {
+pub async fn load_partner(mut conn: &PgConn, id: Uuid) -> AppResult<Partner> {
     partners::table
         .find(id)
         .select(Partner::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or(AppError::NotFound("partner"))

@@ -348,7 +348,7 @@ async fn find(
 
 /// The charges recorded under these keys, with their keys.
 async fn find_many(
-    conn: &mut crate::db::PgConn,
+    mut conn: &crate::db::PgConn,
     keys: &[String],
 ) -> Result<Vec<(String, Charge)>, GatewayError> {
     let rows: Vec<(String, String, i64, String)> = sandbox_charges::table
@@ -359,7 +359,7 @@ async fn find_many(
             sandbox_charges::amount_minor,
             sandbox_charges::currency,
         ))
-        .load(conn)
+        .load(&mut conn)
         .await
         .map_err(transient)?;
     Ok(rows
@@ -384,17 +384,19 @@ impl SandboxGateway {
     ) -> Result<Vec<Result<Charge, GatewayError>>, GatewayError> {
         let mut conn = self.conn().await?;
         let keys: Vec<String> = requests.iter().map(|r| r.idempotency_key.clone()).collect();
-        let mut recorded: HashMap<String, Charge> =
-            find_many(&mut conn, &keys).await?.into_iter().collect();
         let tokens: Vec<&str> = requests.iter().map(|r| r.token.as_str()).collect();
-        let behaviours: HashMap<String, CardBehaviour> = sandbox_cards::table
-            .filter(sandbox_cards::token.eq_any(&tokens))
-            .select((sandbox_cards::token, sandbox_cards::behaviour))
-            .load::<(String, CardBehaviour)>(&mut conn)
-            .await
-            .map_err(transient)?
-            .into_iter()
-            .collect();
+        // Both reads in one round trip (pipelined).
+        let mut read: &crate::db::PgConn = &conn;
+        let (recorded, behaviours) = futures::join!(
+            find_many(read, &keys),
+            sandbox_cards::table
+                .filter(sandbox_cards::token.eq_any(&tokens))
+                .select((sandbox_cards::token, sandbox_cards::behaviour))
+                .load::<(String, CardBehaviour)>(&mut read),
+        );
+        let mut recorded: HashMap<String, Charge> = recorded?.into_iter().collect();
+        let behaviours: HashMap<String, CardBehaviour> =
+            behaviours.map_err(transient)?.into_iter().collect();
         let mut answers = Vec::with_capacity(requests.len());
         let mut new = Vec::new();
         for r in requests {

@@ -65,8 +65,8 @@ pub const NUMBER_SLOT: &str = "[[invoice-number]]";
 /// whose number it quotes, and their outbox rows; `audit`: records with the slot in their
 /// details). The counter row stays locked until the caller commits, so numbering holds it for
 /// this statement and the COMMIT only, instead of every statement that would follow it. An
-/// order invoiced before keeps its invoice, and its quoting rows are not written. Returns one
-/// invoice per order, in order.
+/// order invoiced before keeps its invoice (the same statement leaves it out), and its quoting
+/// rows are not written. Returns one invoice per order, in order.
 pub async fn issue_last(
     conn: &mut PgConn,
     orders: &[ToInvoice<'_>],
@@ -74,19 +74,14 @@ pub async fn issue_last(
     audit: Vec<(Uuid, crate::db::models::AuditEntry)>,
 ) -> AppResult<Vec<Invoice>> {
     let ids: Vec<Uuid> = orders.iter().map(|o| o.order.id).collect();
-    let mut invoices = for_orders(conn, &ids).await?;
-    let new: Vec<&ToInvoice> = orders
-        .iter()
-        .filter(|o| !invoices.iter().any(|i| i.order_id == o.order.id))
-        .collect();
-    let mut years: Vec<i32> = new.iter().map(|o| o.issued_at.year()).collect();
+    let mut invoices = Vec::with_capacity(orders.len());
+    let mut years: Vec<i32> = orders.iter().map(|o| o.issued_at.year()).collect();
     years.sort_unstable();
     years.dedup();
     for year in years {
-        let of_year: Vec<&ToInvoice> = new
+        let of_year: Vec<&ToInvoice> = orders
             .iter()
             .filter(|o| o.issued_at.year() == year)
-            .copied()
             .collect();
         let quotes = |order_id: &Uuid| of_year.iter().any(|o| o.order.id == *order_id);
         let emails = quoting.iter().filter(|(id, _)| quotes(id));
@@ -99,7 +94,9 @@ pub async fn issue_last(
         .collect())
 }
 
-/// One year's part of [`issue_last`]: one statement (data-modifying CTEs).
+/// One year's part of [`issue_last`]: one statement (data-modifying CTEs). Returns the
+/// invoices it issued and those the orders had already (issued by an earlier statement, so
+/// visible to this one; they take no number and quote nothing).
 async fn number_year<'e>(
     conn: &mut PgConn,
     year: i32,
@@ -130,19 +127,24 @@ async fn number_year<'e>(
         emails.iter().map(|(_, e)| f(e).to_owned()).collect()
     };
     Ok(diesel::sql_query(
-        "WITH c AS (
-             INSERT INTO invoice_counters (year, last_number) VALUES ($1, $2)
-             ON CONFLICT (year) DO UPDATE
-                 SET last_number = invoice_counters.last_number + EXCLUDED.last_number
-             RETURNING last_number),
-         v AS (
-             SELECT u.*, (c.last_number - $2 + u.ord)::int AS seq
-             FROM c, unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::timestamptz[],
+        "WITH n AS (
+             SELECT u.*, row_number() OVER (ORDER BY u.ord) AS k
+             FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::timestamptz[],
                  $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::jsonb[], $12::text[],
                  $13::int8[], $14::int8[], $15::int4[], $16::int8[], $17::int8[])
                  WITH ORDINALITY AS u(id, partner_id, order_id, issued_at, period_start,
                  period_end, bill_to, lines, currency, subtotal_minor, discount_minor,
-                 tax_rate_bp, tax_minor, total_minor, ord)),
+                 tax_rate_bp, tax_minor, total_minor, ord)
+             WHERE NOT EXISTS (SELECT 1 FROM invoices x WHERE x.order_id = u.order_id)),
+         c AS (
+             INSERT INTO invoice_counters (year, last_number)
+             SELECT $1, count(*) FROM n HAVING count(*) > 0
+             ON CONFLICT (year) DO UPDATE
+                 SET last_number = invoice_counters.last_number + EXCLUDED.last_number
+             RETURNING last_number),
+         v AS (
+             SELECT n.*, (c.last_number - (SELECT count(*) FROM n) + n.k)::int AS seq
+             FROM c, n),
          i AS (
              INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
                  period_start, period_end, bill_to, lines, currency, subtotal_minor,
@@ -180,10 +182,12 @@ async fn number_year<'e>(
                  details, request_id, order_id)
              JOIN i ON i.order_id = r.order_id
              RETURNING 1)
-         SELECT * FROM i",
+         SELECT * FROM i
+         UNION ALL
+         SELECT x.* FROM invoices x WHERE x.order_id = ANY($6)",
     )
     .bind::<Integer, _>(year)
-    .bind::<Integer, _>(n)
+    .bind::<Integer, _>(n) // $2: unused by the text since it counts the new ones itself
     .bind::<Timestamptz, _>(now)
     .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.id).collect::<Vec<_>>())
     .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.partner_id).collect::<Vec<_>>())

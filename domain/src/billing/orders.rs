@@ -99,7 +99,7 @@ pub fn request_hash(input: &serde_json::Value) -> String {
 
 /// The order stored under this key, if the input matches; CONFLICT if it does not.
 pub async fn replay(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     partner_id: Uuid,
     key: &str,
     hash: &str,
@@ -108,7 +108,7 @@ pub async fn replay(
         .filter(orders::partner_id.eq(partner_id))
         .filter(orders::idempotency_key.eq(key))
         .select(Order::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     match existing {
@@ -145,23 +145,28 @@ pub(crate) async fn insert_many(conn: &mut PgConn, new: Vec<NewOrder>) -> AppRes
     Ok(rows)
 }
 
+/// PAID, in one statement, if the order is still `from`; None otherwise (settled meanwhile).
 pub(crate) async fn set_paid(
     conn: &mut PgConn,
     id: Uuid,
+    from: OrderStatus,
     charge_id: &str,
     now: DateTime<Utc>,
-) -> AppResult<Order> {
-    Ok(diesel::update(orders::table.find(id))
-        .set((
-            orders::status.eq(OrderStatus::Paid),
-            orders::paid_at.eq(now),
-            orders::gateway_charge_id.eq(Some(charge_id).filter(|c| !c.is_empty())),
-            orders::updated_at.eq(Utc::now()),
-        ))
-        .returning(Order::as_returning())
-        .reuse()
-        .get_result(conn)
-        .await?)
+) -> AppResult<Option<Order>> {
+    Ok(
+        diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
+            .set((
+                orders::status.eq(OrderStatus::Paid),
+                orders::paid_at.eq(now),
+                orders::gateway_charge_id.eq(Some(charge_id).filter(|c| !c.is_empty())),
+                orders::updated_at.eq(Utc::now()),
+            ))
+            .returning(Order::as_returning())
+            .reuse()
+            .get_result(conn)
+            .await
+            .optional()?,
+    )
 }
 
 pub(crate) async fn set_failed(conn: &mut PgConn, id: Uuid, e: &GatewayError) -> AppResult<Order> {
@@ -261,6 +266,9 @@ pub(crate) fn receipts_quoting(
     Ok(quoting)
 }
 
+/// Receipt recipients by partner ([`notify::recipients_of`]).
+type Recipients = std::collections::HashMap<Uuid, Vec<String>>;
+
 /// One receipt's recipients and context (for `notify::compose`).
 fn receipt_of<'a>(
     svc: &Services,
@@ -291,19 +299,32 @@ fn receipt_of<'a>(
     )
 }
 
-/// Books the payment of a purchase order: PAID, the subscription's first term, the invoice
-/// and the receipt. Inside the caller's transaction, with the order locked. `known`: the
-/// order's partner and offer when the caller has read them already (a purchase, for its
-/// checks, milliseconds before), otherwise they are read here.
+/// Books the payment of a purchase order: PAID, then [`book_paid`]. Inside the caller's
+/// transaction, with the order locked.
 async fn book_payment(
     conn: &mut PgConn,
     svc: &Services,
     order: &Order,
     charge_id: &str,
     now: DateTime<Utc>,
-    known: Option<(&Partner, &Offer)>,
 ) -> AppResult<Order> {
-    let order = set_paid(conn, order.id, charge_id, now).await?;
+    let paid = set_paid(conn, order.id, order.status, charge_id, now)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("order {} changed while locked", order.id)))?;
+    book_paid(conn, svc, paid, now, None).await
+}
+
+/// What follows the payment of a purchase order (already PAID): the subscription's first
+/// term, the invoice and the receipt. `known`: the order's partner, offer and receipt
+/// recipients when the caller has read them already (a purchase, for its checks,
+/// milliseconds before), otherwise they are read here.
+async fn book_paid(
+    conn: &mut PgConn,
+    svc: &Services,
+    order: Order,
+    now: DateTime<Utc>,
+    known: Option<(&Partner, &Offer, &Recipients)>,
+) -> AppResult<Order> {
     actions::cancel_pending(
         conn,
         order.id,
@@ -315,14 +336,14 @@ async fn book_payment(
         .ok_or_else(|| AppError::Internal(format!("order {} has no subscription", order.id)))?;
     let sub = subs::activate(conn, svc, sub_id, now).await?;
     let loaded;
-    let (partner, offer) = match known {
+    let (partner, offer, to) = match known {
         Some(known) => known,
         None => {
-            loaded = (
-                crate::enrollment::load_partner(conn, order.partner_id).await?,
-                catalog::offer(conn, &order.offer_id).await?,
-            );
-            (&loaded.0, &loaded.1)
+            let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
+            let offer = catalog::offer(conn, &order.offer_id).await?;
+            let to = notify::recipients_of(conn, &[&partner], false).await?;
+            loaded = (partner, offer, to);
+            (&loaded.0, &loaded.1, &loaded.2)
         }
     };
     let period = (
@@ -332,7 +353,6 @@ async fn book_payment(
     // Numbering the invoice locks the year's counter until commit, which serializes every
     // purchase: the receipt and the audit record are made first, quoting a slot for the
     // number, and go in the one statement that numbers the invoice, last before COMMIT.
-    let to = notify::recipients_of(conn, &[partner], false).await?;
     let paid = audit::entries_of(
         &Actor::system("billing"),
         "order.paid",
@@ -353,7 +373,7 @@ async fn book_payment(
         period,
         issued_at: now,
     };
-    let receipt = receipts_quoting(svc, &to, std::slice::from_ref(&to_invoice))?;
+    let receipt = receipts_quoting(svc, to, std::slice::from_ref(&to_invoice))?;
     let paid = paid.into_iter().map(|a| (order.id, a)).collect();
     invoices::issue_last(conn, &[to_invoice], receipt, paid).await?;
     Ok(order)
@@ -423,24 +443,42 @@ pub async fn purchase(
         "payment": payment_json,
         "competencies": competencies_req,
     }));
-    if let Some(o) = replay(conn, partner_id, &key, &hash).await? {
+    // Everything the checks and the booking read, in one round trip (pipelined; Postgres
+    // runs the statements one after another as sent). Only a replay would not need the rest.
+    let card_id = match &input.payment {
+        PaymentInput::PaymentMethodId(id) => Some(v::uuid_id("payment.paymentMethodId", id)),
+        PaymentInput::BankTransfer(_) => None,
+    };
+    let read: &PgConn = conn;
+    let partner_ids = [partner_id];
+    let (replayed, offer, partner, quals, live, card, offset, to) = futures::join!(
+        replay(read, partner_id, &key, &hash),
+        catalog::offer(read, input.offer_id.trim()),
+        crate::enrollment::load_partner(read, partner_id),
+        catalog::qualifications(read, partner_id),
+        catalog::live_subscriptions(read, partner_id),
+        async {
+            match &card_id {
+                Some(Ok(id)) => Some(payment_methods::usable(read, partner_id, *id).await),
+                _ => None,
+            }
+        },
+        crate::clock::offset(read, &svc.config, partner_id),
+        notify::admins_of(read, &partner_ids),
+    );
+    if let Some(o) = replayed? {
         return Ok(o);
     }
-
-    let offer = catalog::offer(conn, input.offer_id.trim())
-        .await
-        .map_err(|_| {
-            AppError::bad_input("offerId", format!("unknown offer `{}`", input.offer_id))
-        })?;
+    let offer = offer.map_err(|_| {
+        AppError::bad_input("offerId", format!("unknown offer `{}`", input.offer_id))
+    })?;
     if input.accept_terms_version.trim() != offer.terms_version {
         return Err(AppError::bad_input(
             "acceptTermsVersion",
             format!("accept the offer terms, version {}", offer.terms_version),
         ));
     }
-    let partner = crate::enrollment::load_partner(conn, partner_id).await?;
-    let quals = catalog::qualifications(conn, partner_id).await?;
-    let live = catalog::live_subscriptions(conn, partner_id).await?;
+    let (partner, quals, live, offset, to) = (partner?, quals?, live?, offset?, to?);
     let blockers = catalog::purchase_blockers(
         &offer,
         partner.vetting_status,
@@ -467,9 +505,9 @@ pub async fn purchase(
     let q = quote::quote(offer.price_minor, &partner.country, upgrade);
 
     let (payment_kind, card, bank) = match &input.payment {
-        PaymentInput::PaymentMethodId(id) => {
-            let id = v::uuid_id("payment.paymentMethodId", id.as_str())?;
-            let pm = payment_methods::usable(conn, partner_id, id).await?;
+        PaymentInput::PaymentMethodId(_) => {
+            card_id.unwrap_or_else(|| Err(AppError::Internal("no card id".into())))?;
+            let pm = card.unwrap_or_else(|| Err(AppError::Internal("card not read".into())))?;
             (PaymentKind::Card, Some(pm), None)
         }
         PaymentInput::BankTransfer(b) => (
@@ -490,7 +528,7 @@ pub async fn purchase(
         .unwrap_or(chrono::Duration::minutes(2));
     let reserved = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
+            let now = crate::clock::now_at(offset);
             let new_sub = NewSubscription {
                 id: sub_id,
                 partner_id,
@@ -643,16 +681,22 @@ pub async fn purchase(
         )
         .await;
     conn.transaction::<_, AppError, _>(async |conn| {
-        let order = lock(conn, order.id).await?;
-        if order.status != OrderStatus::Processing {
-            return Ok(order); // settled meanwhile
-        }
-        let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
+        let now = crate::clock::now_at(offset);
         match &result {
-            Ok(charge) => {
-                book_payment(conn, svc, &order, &charge.id, now, Some((&partner, &offer))).await
+            // PAID in the statement that checks it is still PROCESSING (and locks it).
+            Ok(charge) => match set_paid(conn, order.id, OrderStatus::Processing, &charge.id, now)
+                .await?
+            {
+                Some(paid) => book_paid(conn, svc, paid, now, Some((&partner, &offer, &to))).await,
+                None => lock(conn, order.id).await, // settled meanwhile
+            },
+            Err(e) => {
+                let order = lock(conn, order.id).await?;
+                if order.status != OrderStatus::Processing {
+                    return Ok(order); // settled meanwhile
+                }
+                book_failure(conn, &order, e).await
             }
-            Err(e) => book_failure(conn, &order, e).await,
         }
     })
     .await
@@ -687,7 +731,7 @@ pub async fn confirm_bank_transfer(
             .set(orders::bank_transfer.eq(json!(details)))
             .execute(conn)
             .await?;
-        let order = book_payment(conn, svc, &order, "", now, None).await?;
+        let order = book_payment(conn, svc, &order, "", now).await?;
         audit::record(
             conn,
             actor,
@@ -835,7 +879,7 @@ pub(crate) async fn settle(
         .await
     {
         Ok(Some(charge)) => {
-            book_payment(conn, svc, &order, &charge.id, now, None).await?;
+            book_payment(conn, svc, &order, &charge.id, now).await?;
             Ok(Outcome::Done(format!("settled as paid ({})", charge.id)))
         }
         Ok(None) => {

@@ -143,13 +143,13 @@ pub async fn list(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<PaymentM
 }
 
 /// A usable card of this partner, for a purchase or a renewal.
-pub async fn usable(conn: &mut PgConn, partner_id: Uuid, id: Uuid) -> AppResult<PaymentMethod> {
+pub async fn usable(mut conn: &PgConn, partner_id: Uuid, id: Uuid) -> AppResult<PaymentMethod> {
     payment_methods::table
         .filter(payment_methods::id.eq(id))
         .filter(payment_methods::partner_id.eq(partner_id))
         .filter(payment_methods::removed_at.is_null())
         .select(PaymentMethod::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or(AppError::NotFound("payment method"))

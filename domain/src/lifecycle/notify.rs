@@ -29,13 +29,26 @@ pub(crate) async fn recipients(
 
 /// [`recipients`] of several partners in one query, by partner id.
 pub(crate) async fn recipients_of(
-    conn: &mut PgConn,
+    conn: &PgConn,
     partners: &[&Partner],
     include_primary_contact: bool,
 ) -> AppResult<HashMap<Uuid, Vec<String>>> {
     let ids: Vec<Uuid> = partners.iter().map(|p| p.id).collect();
+    let mut out = admins_of(conn, &ids).await?;
+    for p in partners.iter().filter(|_| include_primary_contact) {
+        add(&mut out, p.id, p.contact_email.clone());
+    }
+    Ok(out)
+}
+
+/// [`recipients_of`] without the primary contacts, by partner id only: it needs no partner
+/// row, so it can go in one pipeline with the read of the partner.
+pub(crate) async fn admins_of(
+    mut conn: &PgConn,
+    partner_ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<String>>> {
     let admins: Vec<(Uuid, String)> = users::table
-        .filter(users::partner_id.eq_any(&ids))
+        .filter(users::partner_id.eq_any(partner_ids))
         .filter(users::status.eq(UserStatus::Active))
         .filter(users::roles.overlaps_with(vec![
             "GLOBAL_ADMIN".to_string(),
@@ -43,20 +56,21 @@ pub(crate) async fn recipients_of(
         ]))
         .order((users::partner_id, users::created_at))
         .select((users::partner_id, users::email))
-        .load(conn)
+        .load(&mut conn)
         .await?;
-    let mut out: HashMap<Uuid, Vec<String>> = HashMap::with_capacity(partners.len());
-    let extra = partners
-        .iter()
-        .filter(|_| include_primary_contact)
-        .map(|p| (p.id, p.contact_email.clone()));
-    for (partner_id, e) in admins.into_iter().chain(extra) {
-        let list = out.entry(partner_id).or_default();
-        if !list.iter().any(|o| o.eq_ignore_ascii_case(&e)) {
-            list.push(e);
-        }
+    let mut out = HashMap::with_capacity(partner_ids.len());
+    for (partner_id, e) in admins {
+        add(&mut out, partner_id, e);
     }
     Ok(out)
+}
+
+/// Adds an address to a partner's list unless it is there already (case-insensitively).
+fn add(out: &mut HashMap<Uuid, Vec<String>>, partner_id: Uuid, e: String) {
+    let list = out.entry(partner_id).or_default();
+    if !list.iter().any(|o| o.eq_ignore_ascii_case(&e)) {
+        list.push(e);
+    }
 }
 
 pub(crate) fn base_context(config: &Config, partner: &Partner, offer: &Offer) -> Value {
