@@ -57,8 +57,8 @@ impl BillingQuery {
         let p = principal(ctx)?;
         p.require(Action::ViewPartner)?;
         let partner_id = p.scope(opt_id("partnerId", partner_id.as_ref())?)?;
-        let mut c = conn(ctx).await?;
-        Ok(catalog::qualifications(&mut c, partner_id)
+        let c = conn(ctx).await?;
+        Ok(catalog::qualifications(&c, partner_id)
             .await?
             .into_iter()
             .map(Qualification::from)

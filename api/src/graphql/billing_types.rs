@@ -301,8 +301,8 @@ impl Subscription {
         let Some(id) = self.0.payment_method_id else {
             return Ok(None);
         };
-        let mut c = conn(ctx).await?;
-        match billing::payment_methods::usable(&mut c, self.0.partner_id, id).await {
+        let c = conn(ctx).await?;
+        match billing::payment_methods::usable(&c, self.0.partner_id, id).await {
             Ok(pm) => Ok(Some(pm.into())),
             // A removed card: auto-renewal will fail and say so.
             Err(gateway_domain::AppError::NotFound(_)) => Ok(None),

@@ -32,9 +32,7 @@ impl PartnerQuery {
                     email: Some(email.clone()),
                 },
                 user: Some(User(gateway_domain::users::load(&mut c, *user_id).await?)),
-                partner: Some(Partner(
-                    enrollment::load_partner(&mut c, *partner_id).await?,
-                )),
+                partner: Some(Partner(enrollment::load_partner(&c, *partner_id).await?)),
                 operator: None,
             },
             Principal::Operator {
@@ -77,8 +75,8 @@ impl PartnerQuery {
                 return Ok(Partner(own.clone()));
             }
         }
-        let mut c = conn(ctx).await?;
-        Ok(Partner(enrollment::load_partner(&mut c, partner_id).await?))
+        let c = conn(ctx).await?;
+        Ok(Partner(enrollment::load_partner(&c, partner_id).await?))
     }
 
     /// Operators: partners, newest first, optionally by vetting status.

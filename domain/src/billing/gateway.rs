@@ -462,7 +462,7 @@ impl SandboxGateway {
                 .filter(|k| !inserted.contains(k))
                 .collect();
             let winners: HashMap<String, Charge> =
-                find_many(&mut conn, &lost).await?.into_iter().collect();
+                find_many(&conn, &lost).await?.into_iter().collect();
             for (r, answer) in requests.iter().zip(answers.iter_mut()) {
                 if lost.contains(&r.idempotency_key) {
                     *answer = winners

@@ -19,9 +19,9 @@ impl Loader<Uuid> for ClockOffsets {
             .iter()
             .map(|id| (*id, chrono::Duration::zero()))
             .collect();
-        let mut c = self.0.conn().await?;
+        let c = self.0.conn().await?;
         // Without test clocks enabled, `offsets` sends nothing and returns nothing.
-        map.extend(clock::offsets(&mut c, &self.1, ids).await.map_err(err)?);
+        map.extend(clock::offsets(&c, &self.1, ids).await.map_err(err)?);
         Ok(map)
     }
 }
