@@ -47,7 +47,7 @@ impl Actor {
 }
 
 pub async fn record(
-    conn: &mut PgConn,
+    conn: &PgConn,
     actor: &Actor,
     partner_id: Option<Uuid>,
     action: &str,
@@ -59,19 +59,23 @@ pub async fn record(
 
 /// Like [`record`] for one action on many targets (a batch of renewals): one INSERT.
 pub async fn record_many(
-    conn: &mut PgConn,
+    conn: &PgConn,
     actor: &Actor,
     action: &str,
     entries: Vec<(Option<Uuid>, (&str, String), Value)>,
 ) -> AppResult<()> {
-    if entries.is_empty() {
+    insert_entries(conn, &entries_of(actor, action, entries)).await
+}
+
+/// Inserts the rows of [`entries_of`] in one statement.
+pub async fn insert_entries(mut conn: &PgConn, rows: &[AuditEntry]) -> AppResult<()> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let rows = entries_of(actor, action, entries);
     diesel::insert_into(audit_log::table)
-        .values(&rows)
+        .values(rows)
         .reuse_for_rows(rows.len())
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }

@@ -143,7 +143,7 @@ impl OpsMutation {
         let mut c = conn(ctx).await?;
         let outcome = queues::retry(&mut c, &mut r, &prefix, queue, &id).await?;
         gateway_domain::audit::record(
-            &mut c,
+            &c,
             &actor(ctx)?,
             None,
             "job.retried",
@@ -177,9 +177,9 @@ impl OpsMutation {
         {
             return Err(AppError::NotFound("job").into());
         }
-        let mut c = conn(ctx).await?;
+        let c = conn(ctx).await?;
         gateway_domain::audit::record(
-            &mut c,
+            &c,
             &actor(ctx)?,
             None,
             "job.discarded",

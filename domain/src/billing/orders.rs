@@ -125,7 +125,7 @@ pub fn new_number() -> String {
     format!("ORD-{}", &id[..12])
 }
 
-pub(crate) async fn insert(conn: &mut PgConn, order: NewOrder) -> AppResult<Order> {
+pub(crate) async fn insert(conn: &PgConn, order: NewOrder) -> AppResult<Order> {
     insert_many(conn, vec![order])
         .await?
         .pop()
@@ -133,13 +133,13 @@ pub(crate) async fn insert(conn: &mut PgConn, order: NewOrder) -> AppResult<Orde
 }
 
 /// Inserts orders in one statement; returns them in the given order.
-pub(crate) async fn insert_many(conn: &mut PgConn, new: Vec<NewOrder>) -> AppResult<Vec<Order>> {
+pub(crate) async fn insert_many(mut conn: &PgConn, new: Vec<NewOrder>) -> AppResult<Vec<Order>> {
     let ids: Vec<Uuid> = new.iter().map(|o| o.id).collect();
     let mut rows: Vec<Order> = diesel::insert_into(orders::table)
         .values(&new)
         .returning(Order::as_returning())
         .reuse_for_rows(new.len())
-        .get_results(conn)
+        .get_results(&mut conn)
         .await?;
     rows.sort_by_key(|o| ids.iter().position(|id| *id == o.id));
     Ok(rows)
@@ -554,75 +554,89 @@ pub async fn purchase(
                     _ => e.into(),
                 });
             }
-            let order = insert(
-                conn,
-                NewOrder {
-                    id: order_id,
-                    partner_id,
-                    number: new_number(),
-                    kind: OrderKind::Purchase,
-                    offer_id: offer.id.clone(),
-                    subscription_id: Some(sub_id),
-                    term: 1,
-                    status: if card.is_some() {
-                        OrderStatus::Processing
-                    } else {
-                        OrderStatus::PendingPayment
-                    },
-                    payment_kind,
-                    payment_method_id: card.as_ref().map(|c| c.id),
-                    bank_transfer: bank.as_ref().map(|b| {
-                        json!(BankTransferDetails {
-                            contact_name: b.0.clone(),
-                            contact_phone: b.1.clone(),
-                            contact_email: b.2.clone(),
-                            reference: None,
-                        })
-                    }),
-                    currency: offer.currency.clone(),
-                    price_minor: q.price_minor,
-                    discount_minor: q.discount_minor,
-                    tax_rate_bp: q.tax_rate_bp,
-                    tax_minor: q.tax_minor,
-                    total_minor: q.total_minor,
-                    terms_version: Some(offer.terms_version.clone()),
-                    competencies: competencies.clone(),
-                    idempotency_key: key.clone(),
-                    request_hash: hash.clone(),
-                    placed_by: placed_by.clone(),
-                    placed_at: now,
-                    expires_at: bank
-                        .is_some()
-                        .then(|| now + chrono::Duration::days(BANK_TRANSFER_DAYS)),
-                    paid_at: None,
-                    gateway_charge_id: None,
+            let new_order = NewOrder {
+                id: order_id,
+                partner_id,
+                number: new_number(),
+                kind: OrderKind::Purchase,
+                offer_id: offer.id.clone(),
+                subscription_id: Some(sub_id),
+                term: 1,
+                status: if card.is_some() {
+                    OrderStatus::Processing
+                } else {
+                    OrderStatus::PendingPayment
                 },
-            )
-            .await?;
-            if card.is_some() {
-                actions::schedule(
-                    conn,
-                    partner_id,
-                    ActionKind::SettleOrder,
-                    order.id,
-                    1,
-                    "",
-                    now + settle_after,
-                )
-                .await?;
-            } else {
-                let expires = order.expires_at.unwrap_or(now);
-                actions::schedule(
-                    conn,
-                    partner_id,
-                    ActionKind::OrderExpiry,
-                    order.id,
-                    1,
-                    "",
-                    expires,
-                )
-                .await?;
-                let (name, _, email) = bank.clone().unwrap_or_default();
+                payment_kind,
+                payment_method_id: card.as_ref().map(|c| c.id),
+                bank_transfer: bank.as_ref().map(|b| {
+                    json!(BankTransferDetails {
+                        contact_name: b.0.clone(),
+                        contact_phone: b.1.clone(),
+                        contact_email: b.2.clone(),
+                        reference: None,
+                    })
+                }),
+                currency: offer.currency.clone(),
+                price_minor: q.price_minor,
+                discount_minor: q.discount_minor,
+                tax_rate_bp: q.tax_rate_bp,
+                tax_minor: q.tax_minor,
+                total_minor: q.total_minor,
+                terms_version: Some(offer.terms_version.clone()),
+                competencies: competencies.clone(),
+                idempotency_key: key.clone(),
+                request_hash: hash.clone(),
+                placed_by: placed_by.clone(),
+                placed_at: now,
+                expires_at: bank
+                    .is_some()
+                    .then(|| now + chrono::Duration::days(BANK_TRANSFER_DAYS)),
+                paid_at: None,
+                gateway_charge_id: None,
+            };
+            let (number, expires_at) = (new_order.number.clone(), new_order.expires_at);
+            let total_minor = new_order.total_minor;
+            let due = match expires_at {
+                None => (ActionKind::SettleOrder, now + settle_after),
+                Some(expires) => (ActionKind::OrderExpiry, expires),
+            };
+            // The order, its due work and its audit record in one round trip (pipelined;
+            // none reads another's row, and the subscription they refer to is in).
+            let placed = audit::entries_of(
+                actor,
+                "order.placed",
+                vec![(
+                    Some(partner_id),
+                    ("order", order_id.to_string()),
+                    json!({
+                        "number": number,
+                        "offer": offer.id,
+                        "payment": payment_kind,
+                        "terms_version": offer.terms_version,
+                        "total_minor": total_minor,
+                        "upgrade_discount": upgrade,
+                    }),
+                )],
+            );
+            let work = [actions::Due {
+                partner_id,
+                kind: due.0,
+                subject_id: order_id,
+                term: 1,
+                tag: String::new(),
+                due_at: due.1,
+            }];
+            let write: &PgConn = conn;
+            let (order, scheduled, recorded) = futures::join!(
+                insert(write, new_order),
+                actions::schedule_many(write, &work),
+                audit::insert_entries(write, &placed),
+            );
+            let order = order?;
+            scheduled?;
+            recorded?;
+            if let Some((name, _, email)) = bank.clone() {
                 notify::send(
                     conn,
                     &partner,
@@ -633,27 +647,11 @@ pub async fn purchase(
                         "contact_name": name,
                         "order_number": order.number,
                         "total": format_money(order.total_minor, &order.currency),
-                        "expires_on": expires.date_naive().to_string(),
+                        "expires_on": due.1.date_naive().to_string(),
                     }),
                 )
                 .await?;
             }
-            audit::record(
-                conn,
-                actor,
-                Some(partner_id),
-                "order.placed",
-                ("order", order.id.to_string()),
-                json!({
-                    "number": order.number,
-                    "offer": offer.id,
-                    "payment": payment_kind,
-                    "terms_version": offer.terms_version,
-                    "total_minor": order.total_minor,
-                    "upgrade_discount": upgrade,
-                }),
-            )
-            .await?;
             Ok(order)
         })
         .await;

@@ -56,7 +56,7 @@ pub struct Due {
 }
 
 /// Like [`schedule`] for several rows in one INSERT (a renewal records a dozen).
-pub async fn schedule_many(conn: &mut PgConn, due: &[Due]) -> AppResult<()> {
+pub async fn schedule_many(mut conn: &PgConn, due: &[Due]) -> AppResult<()> {
     if due.is_empty() {
         return Ok(());
     }
@@ -79,7 +79,7 @@ pub async fn schedule_many(conn: &mut PgConn, due: &[Due]) -> AppResult<()> {
             .values(chunk)
             .on_conflict_do_nothing()
             .reuse_for_rows(chunk.len())
-            .execute(conn)
+            .execute(&mut conn)
             .await?;
     }
     Ok(())
