@@ -231,13 +231,18 @@ pub fn mails_with_subject(
 
 /// Rows of a one-column count query against the test database.
 pub async fn count(sys: &TestSystem, sql: &str) -> i64 {
+    count_in(&sys.db, sql).await
+}
+
+/// [`count`] against a database of its own (no system running).
+pub async fn count_in(db: &gateway_testkit::TestDb, sql: &str) -> i64 {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct N {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let mut conn = sys.db.connect().await.unwrap();
+    let mut conn = db.connect().await.unwrap();
     let rows: Vec<N> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
     rows[0].n
 }

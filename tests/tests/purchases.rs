@@ -557,3 +557,83 @@ async fn silver_needs_a_qualification_and_upgrading_to_gold_takes_25_percent_off
         "{numbers:?}"
     );
 }
+
+/// The sandbox gateway books a batch of charges in one statement: the answers must still be
+/// per request, in order, with one charge per idempotency key (within the batch, across
+/// batches and between concurrent batches).
+#[tokio::test]
+async fn the_sandbox_charges_each_key_once_and_answers_each_request_in_order() {
+    use gateway_domain::billing::gateway::{
+        CardDetails, ChargeRequest, GatewayError, PaymentGateway, SandboxGateway,
+    };
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let sandbox = SandboxGateway::new(gateway_domain::db::pool(&db.url, 4).unwrap());
+    let card = |number: &str| CardDetails {
+        number: number.into(),
+        exp_month: 12,
+        exp_year: 2040,
+        cvc: "123".into(),
+        holder_name: "Test".into(),
+    };
+    let good = sandbox
+        .tokenize(&card("4242424242424242"))
+        .await
+        .unwrap()
+        .token;
+    let declined = sandbox
+        .tokenize(&card("4000000000000002"))
+        .await
+        .unwrap()
+        .token;
+    let req = |key: &str, token: &str, amount_minor: i64| ChargeRequest {
+        idempotency_key: key.into(),
+        token: token.into(),
+        amount_minor,
+        currency: "USD".into(),
+    };
+    let answers = sandbox
+        .charge_many(&[
+            req("k1", &good, 100),
+            req("k2", &declined, 200),
+            req("k1", &good, 999),
+            req("k3", "tok_unknown", 300),
+            req("k4", &good, 400),
+        ])
+        .await;
+    let k1 = answers[0].clone().unwrap();
+    assert_eq!(k1.amount_minor, 100);
+    assert!(
+        matches!(answers[1], Err(GatewayError::Declined(_))),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(
+        answers[2].clone().unwrap(),
+        k1,
+        "a repeated key in the batch is one charge"
+    );
+    assert!(
+        matches!(answers[3], Err(GatewayError::Invalid(_))),
+        "{:?}",
+        answers[3]
+    );
+    let k4 = answers[4].clone().unwrap();
+    assert_eq!(k4.amount_minor, 400);
+    assert_ne!(k4.id, k1.id);
+
+    // Again later, with another amount: the recorded charge, nothing new.
+    let again = sandbox
+        .charge_many(&[req("k4", &good, 1), req("k1", &good, 1)])
+        .await;
+    assert_eq!(again[0].clone().unwrap(), k4);
+    assert_eq!(again[1].clone().unwrap(), k1);
+
+    // Two batches at once with the same new key: both answer with the one charge recorded.
+    let (one, other) = ([req("k5", &good, 500)], [req("k5", &good, 500)]);
+    let (a, b) = tokio::join!(sandbox.charge_many(&one), sandbox.charge_many(&other));
+    assert_eq!(a[0].clone().unwrap(), b[0].clone().unwrap());
+
+    let n = count_in(&db, "SELECT count(*) AS n FROM sandbox_charges").await;
+    assert_eq!(n, 3, "k1, k4 and k5 charged once each");
+    db.remove().await.unwrap();
+}
