@@ -263,9 +263,9 @@ impl PaymentGateway for SandboxGateway {
             .unwrap_or_else(|| Err(GatewayError::Transient("sandbox gave no answer".into())))
     }
 
-    /// Set-based, one statement for the whole batch: the charges already recorded under these
-    /// keys, the cards' behaviours and the INSERT of the new charges (a concurrent charge with
-    /// the same key wins the insert and its charge is read back).
+    /// Set-based: the charges already recorded under these keys, the cards' behaviours, then
+    /// one INSERT of the new charges (a concurrent charge with the same key wins the insert and
+    /// its charge is read back).
     async fn charge_many(&self, requests: &[ChargeRequest]) -> Vec<Result<Charge, GatewayError>> {
         match self.try_charge_many(requests).await {
             Ok(answers) => answers,
@@ -377,141 +377,99 @@ async fn find_many(
         .collect())
 }
 
-/// One request's row of [`charge_statement`].
-#[derive(diesel::QueryableByName)]
-struct ChargeRow {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    prior_id: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
-    prior_amount_minor: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    prior_currency: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    behaviour: Option<CardBehaviour>,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    inserted: bool,
-}
-
-/// The sandbox's charges in one statement: per request (in order), the charge already
-/// recorded under its key and its card's behaviour; and the new charges inserted, the first
-/// request of each key that has no charge and whose card succeeds, under its id in
-/// `new_ids` (a concurrent charge with the same key wins: `inserted` is then false).
-async fn charge_statement(
-    mut conn: &crate::db::PgConn,
-    requests: &[ChargeRequest],
-    new_ids: &[String],
-) -> Result<Vec<ChargeRow>, GatewayError> {
-    use diesel::sql_types::{Array, BigInt, Text};
-    let text = |f: fn(&ChargeRequest) -> &str| -> Vec<&str> { requests.iter().map(f).collect() };
-    let rows: Vec<ChargeRow> = diesel::sql_query(
-        "WITH r AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[])
-                 WITH ORDINALITY AS r(key, token, amount_minor, currency, new_id, ord)),
-         p AS (
-             SELECT c.idempotency_key, c.id, c.amount_minor, c.currency
-             FROM sandbox_charges c WHERE c.idempotency_key = ANY($1)),
-         k AS (SELECT token, behaviour FROM sandbox_cards WHERE token = ANY($2)),
-         i AS (
-             INSERT INTO sandbox_charges (id, idempotency_key, token, amount_minor, currency)
-             SELECT DISTINCT ON (r.key) r.new_id, r.key, r.token, r.amount_minor, r.currency
-             FROM r JOIN k ON k.token = r.token
-             WHERE k.behaviour = $6
-                 AND NOT EXISTS (SELECT 1 FROM p WHERE p.idempotency_key = r.key)
-             ORDER BY r.key, r.ord
-             ON CONFLICT (idempotency_key) DO NOTHING
-             RETURNING idempotency_key)
-         SELECT p.id AS prior_id, p.amount_minor AS prior_amount_minor,
-             p.currency AS prior_currency,
-             (SELECT k.behaviour FROM k WHERE k.token = r.token) AS behaviour,
-             EXISTS (SELECT 1 FROM i WHERE i.idempotency_key = r.key) AS inserted
-         FROM r LEFT JOIN p ON p.idempotency_key = r.key
-         ORDER BY r.ord",
-    )
-    .bind::<Array<Text>, _>(text(|r| &r.idempotency_key))
-    .bind::<Array<Text>, _>(text(|r| &r.token))
-    .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.amount_minor).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(text(|r| &r.currency))
-    .bind::<Array<Text>, _>(new_ids)
-    .bind::<Text, _>(CardBehaviour::Succeed)
-    .reuse()
-    .load(&mut conn)
-    .await
-    .map_err(transient)?;
-    if rows.len() != requests.len() {
-        return Err(GatewayError::Transient("sandbox gave no answer".into()));
-    }
-    Ok(rows)
-}
-
 impl SandboxGateway {
     async fn try_charge_many(
         &self,
         requests: &[ChargeRequest],
     ) -> Result<Vec<Result<Charge, GatewayError>>, GatewayError> {
-        let conn = self.conn().await?;
-        // A charge id for every request; only the first succeeding request of a key that has
-        // no charge yet uses its own.
-        let new_ids: Vec<String> = requests
-            .iter()
-            .map(|_| format!("ch_sandbox_{}", Uuid::new_v4().simple()))
-            .collect();
-        let rows = charge_statement(&conn, requests, &new_ids).await?;
-        let mut first: HashMap<&str, (Charge, bool)> = HashMap::new();
+        let mut conn = self.conn().await?;
+        let keys: Vec<String> = requests.iter().map(|r| r.idempotency_key.clone()).collect();
+        let tokens: Vec<&str> = requests.iter().map(|r| r.token.as_str()).collect();
+        // Both reads in one round trip (pipelined).
+        let mut read: &crate::db::PgConn = &conn;
+        let (recorded, behaviours) = futures::join!(
+            find_many(read, &keys),
+            sandbox_cards::table
+                .filter(sandbox_cards::token.eq_any(&tokens))
+                .select((sandbox_cards::token, sandbox_cards::behaviour))
+                .load::<(String, CardBehaviour)>(&mut read),
+        );
+        let mut recorded: HashMap<String, Charge> = recorded?.into_iter().collect();
+        let behaviours: HashMap<String, CardBehaviour> =
+            behaviours.map_err(transient)?.into_iter().collect();
         let mut answers = Vec::with_capacity(requests.len());
-        let mut lost = Vec::new();
-        for ((r, row), new_id) in requests.iter().zip(rows).zip(&new_ids) {
-            if let (Some(id), Some(amount_minor), Some(currency)) =
-                (row.prior_id, row.prior_amount_minor, row.prior_currency)
-            {
-                answers.push(Ok(Charge {
-                    id,
-                    amount_minor,
-                    currency,
-                }));
-                continue;
-            }
-            answers.push(match row.behaviour {
-                None => Err(GatewayError::Invalid("unknown card token".into())),
-                Some(CardBehaviour::Decline) => Err(GatewayError::Declined(
-                    "the card was declined (insufficient funds)".into(),
-                )),
-                Some(CardBehaviour::HardDecline) => Err(GatewayError::HardDeclined(
-                    "the card was declined and must not be charged again (card reported lost)"
-                        .into(),
-                )),
-                Some(CardBehaviour::Transient) => Err(GatewayError::Transient(
-                    "the card network did not answer in time; nothing was charged".into(),
-                )),
-                Some(CardBehaviour::Succeed) => {
-                    // A repeated key within the batch is one charge: the first one's.
-                    let (charge, inserted) = first
-                        .entry(r.idempotency_key.as_str())
-                        .or_insert_with(|| {
-                            let charge = Charge {
-                                id: new_id.clone(),
-                                amount_minor: r.amount_minor,
-                                currency: r.currency.clone(),
-                            };
-                            (charge, row.inserted)
-                        })
-                        .clone();
-                    if !inserted {
-                        lost.push((answers.len(), r.idempotency_key.clone()));
+        let mut new = Vec::new();
+        for r in requests {
+            let answer = if let Some(c) = recorded.get(&r.idempotency_key) {
+                Ok(c.clone())
+            } else {
+                match behaviours.get(&r.token) {
+                    None => Err(GatewayError::Invalid("unknown card token".into())),
+                    Some(CardBehaviour::Decline) => Err(GatewayError::Declined(
+                        "the card was declined (insufficient funds)".into(),
+                    )),
+                    Some(CardBehaviour::HardDecline) => Err(GatewayError::HardDeclined(
+                        "the card was declined and must not be charged again (card reported lost)"
+                            .into(),
+                    )),
+                    Some(CardBehaviour::Transient) => Err(GatewayError::Transient(
+                        "the card network did not answer in time; nothing was charged".into(),
+                    )),
+                    Some(CardBehaviour::Succeed) => {
+                        let charge = Charge {
+                            id: format!("ch_sandbox_{}", Uuid::new_v4().simple()),
+                            amount_minor: r.amount_minor,
+                            currency: r.currency.clone(),
+                        };
+                        // A repeated key within the batch is one charge.
+                        recorded.insert(r.idempotency_key.clone(), charge.clone());
+                        new.push((r, charge.clone()));
+                        Ok(charge)
                     }
-                    Ok(charge)
                 }
-            });
+            };
+            answers.push(answer);
         }
-        if !lost.is_empty() {
+        if new.is_empty() {
+            return Ok(answers);
+        }
+        let rows: Vec<_> = new
+            .iter()
+            .map(|(r, c)| {
+                (
+                    sandbox_charges::id.eq(&c.id),
+                    sandbox_charges::idempotency_key.eq(&r.idempotency_key),
+                    sandbox_charges::token.eq(&r.token),
+                    sandbox_charges::amount_minor.eq(c.amount_minor),
+                    sandbox_charges::currency.eq(&c.currency),
+                )
+            })
+            .collect();
+        let inserted: Vec<String> = diesel::insert_into(sandbox_charges::table)
+            .values(&rows)
+            .on_conflict(sandbox_charges::idempotency_key)
+            .do_nothing()
+            .returning(sandbox_charges::idempotency_key)
+            .reuse_for_rows(rows.len())
+            .get_results(&mut conn)
+            .await
+            .map_err(transient)?;
+        if inserted.len() < new.len() {
             // Keys a concurrent charge recorded first: answer with that charge.
-            let keys: Vec<String> = lost.iter().map(|(_, k)| k.clone()).collect();
+            let lost: Vec<String> = new
+                .iter()
+                .map(|(r, _)| r.idempotency_key.clone())
+                .filter(|k| !inserted.contains(k))
+                .collect();
             let winners: HashMap<String, Charge> =
-                find_many(&conn, &keys).await?.into_iter().collect();
-            for (i, key) in lost {
-                answers[i] = winners
-                    .get(&key)
-                    .cloned()
-                    .ok_or_else(|| GatewayError::Transient("sandbox charge vanished".into()));
+                find_many(&conn, &lost).await?.into_iter().collect();
+            for (r, answer) in requests.iter().zip(answers.iter_mut()) {
+                if lost.contains(&r.idempotency_key) {
+                    *answer = winners
+                        .get(&r.idempotency_key)
+                        .cloned()
+                        .ok_or_else(|| GatewayError::Transient("sandbox charge vanished".into()));
+                }
             }
         }
         Ok(answers)
