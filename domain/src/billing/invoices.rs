@@ -107,7 +107,6 @@ async fn number_year<'e>(
     use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
     type SqlUuid = diesel::sql_types::Uuid;
     let (emails, audit): (Vec<_>, Vec<_>) = (emails.collect(), audit.collect());
-    let n = i32::try_from(orders.len()).map_err(AppError::internal)?;
     let now = Utc::now();
     // Everything but the number and seq, which the statement takes from the counter in the
     // format of `invoice_of`.
@@ -129,9 +128,9 @@ async fn number_year<'e>(
     Ok(diesel::sql_query(
         "WITH n AS (
              SELECT u.*, row_number() OVER (ORDER BY u.ord) AS k
-             FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::timestamptz[],
-                 $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::jsonb[], $12::text[],
-                 $13::int8[], $14::int8[], $15::int4[], $16::int8[], $17::int8[])
+             FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[],
+                 $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::text[],
+                 $12::int8[], $13::int8[], $14::int4[], $15::int8[], $16::int8[])
                  WITH ORDINALITY AS u(id, partner_id, order_id, issued_at, period_start,
                  period_end, bill_to, lines, currency, subtotal_minor, discount_minor,
                  tax_rate_bp, tax_minor, total_minor, ord)
@@ -153,41 +152,40 @@ async fn number_year<'e>(
                  'INV-' || $1 || '-' || lpad(v.seq::text, greatest(6, length(v.seq::text)), '0'),
                  $1, v.seq, v.issued_at, v.period_start, v.period_end, v.bill_to, v.lines,
                  v.currency, v.subtotal_minor, v.discount_minor, v.tax_rate_bp, v.tax_minor,
-                 v.total_minor, $3
+                 v.total_minor, $2
              FROM v ORDER BY v.ord
              RETURNING *),
          e AS (
              INSERT INTO emails (id, partner_id, template, recipient, subject, body_text,
                  body_html, status, next_attempt_at)
              SELECT m.id, m.partner_id, m.template, m.recipient,
-                 replace(m.subject, $18, i.number), replace(m.body_text, $18, i.number),
-                 replace(m.body_html, $18, i.number), 'PENDING', $3
-             FROM unnest($19::uuid[], $20::uuid[], $21::text[], $22::text[], $23::text[],
-                 $24::text[], $25::text[], $26::uuid[]) AS m(id, partner_id, template,
+                 replace(m.subject, $17, i.number), replace(m.body_text, $17, i.number),
+                 replace(m.body_html, $17, i.number), 'PENDING', $2
+             FROM unnest($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[],
+                 $23::text[], $24::text[], $25::uuid[]) AS m(id, partner_id, template,
                  recipient, subject, body_text, body_html, order_id)
              JOIN i ON i.order_id = m.order_id
              RETURNING 1),
          o AS (
              INSERT INTO outbox (queue, payload, run_at)
-             SELECT $27, p, $3 FROM unnest($28::jsonb[]) AS p
+             SELECT $26, p, $2 FROM unnest($27::jsonb[]) AS p
              RETURNING 1),
          a AS (
              INSERT INTO audit_log (id, partner_id, actor_kind, actor_id, action, target_type,
                  target_id, details, request_id, created_at)
              SELECT r.id, r.partner_id, r.actor_kind, r.actor_id, r.action, r.target_type,
-                 r.target_id, replace(r.details::text, $18, i.number)::jsonb, r.request_id, $3
-             FROM unnest($29::uuid[], $30::uuid[], $31::text[], $32::text[], $33::text[],
-                 $34::text[], $35::text[], $36::jsonb[], $37::text[], $38::uuid[])
+                 r.target_id, replace(r.details::text, $17, i.number)::jsonb, r.request_id, $2
+             FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::text[], $32::text[],
+                 $33::text[], $34::text[], $35::jsonb[], $36::text[], $37::uuid[])
                  AS r(id, partner_id, actor_kind, actor_id, action, target_type, target_id,
                  details, request_id, order_id)
              JOIN i ON i.order_id = r.order_id
              RETURNING 1)
          SELECT * FROM i
          UNION ALL
-         SELECT x.* FROM invoices x WHERE x.order_id = ANY($6)",
+         SELECT x.* FROM invoices x WHERE x.order_id = ANY($5)",
     )
     .bind::<Integer, _>(year)
-    .bind::<Integer, _>(n) // $2: unused by the text since it counts the new ones itself
     .bind::<Timestamptz, _>(now)
     .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.id).collect::<Vec<_>>())
     .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.partner_id).collect::<Vec<_>>())

@@ -457,10 +457,12 @@ pub async fn purchase(
         crate::enrollment::load_partner(read, partner_id),
         catalog::qualifications(read, partner_id),
         catalog::live_subscriptions(read, partner_id),
+        // The card, or why there is none (a bad id is reported after the checks below).
         async {
-            match &card_id {
-                Some(Ok(id)) => Some(payment_methods::usable(read, partner_id, *id).await),
-                _ => None,
+            match card_id {
+                Some(Ok(id)) => Some(payment_methods::usable(read, partner_id, id).await),
+                Some(Err(e)) => Some(Err(e)),
+                None => None,
             }
         },
         crate::clock::offset(read, &svc.config, partner_id),
@@ -506,7 +508,6 @@ pub async fn purchase(
 
     let (payment_kind, card, bank) = match &input.payment {
         PaymentInput::PaymentMethodId(_) => {
-            card_id.unwrap_or_else(|| Err(AppError::Internal("no card id".into())))?;
             let pm = card.unwrap_or_else(|| Err(AppError::Internal("card not read".into())))?;
             (PaymentKind::Card, Some(pm), None)
         }
