@@ -215,20 +215,44 @@ impl Results {
 
     fn cpu_table(&self) -> String {
         let mut t = String::from(
-            "| Scenario | Machine busy | api (cores) | worker (cores) |\n|---|---|---|---|\n",
+            "| Scenario | Machine busy | Host steal | Machine CPU per operation | api (cores) | worker (cores) |\n|---|---|---|---|---|---|\n",
         );
         let rows = [
-            ("Dashboard", self.dashboard.as_ref().map(|d| &d.cpu)),
-            ("Purchase", self.purchase.as_ref().map(|d| &d.cpu)),
-            ("Emails", self.emails.as_ref().map(|d| &d.cpu)),
-            ("Renewal storm", self.renewals.as_ref().map(|d| &d.cpu)),
+            (
+                "Dashboard",
+                "request",
+                self.dashboard
+                    .as_ref()
+                    .map(|d| (&d.cpu, d.cpu.ms_per_op(d.outcome.rps()))),
+            ),
+            (
+                "Purchase",
+                "purchase",
+                self.purchase
+                    .as_ref()
+                    .map(|p| (&p.cpu, p.cpu.ms_per_op(p.outcome.rps()))),
+            ),
+            (
+                "Emails",
+                "email",
+                self.emails
+                    .as_ref()
+                    .map(|e| (&e.cpu, e.cpu.ms_per_op_of(e.delivered as f64))),
+            ),
+            (
+                "Renewal storm",
+                "renewal",
+                self.renewals
+                    .as_ref()
+                    .map(|r| (&r.cpu, r.cpu.ms_per_op_of(r.renewed as f64))),
+            ),
         ];
-        for (name, cpu) in rows {
-            if let Some(c) = cpu {
+        for (name, op, cpu) in rows {
+            if let Some((c, ms)) = cpu {
                 let _ = writeln!(
                     t,
-                    "| {name} | {:.0} % | {:.2} | {:.2} |",
-                    c.machine, c.api, c.worker
+                    "| {name} | {:.0} % | {:.0} % | {ms:.2} ms per {op} | {:.2} | {:.2} |",
+                    c.machine, c.steal, c.api, c.worker
                 );
             }
         }
@@ -458,7 +482,12 @@ pub fn write(out: &Path, r: &Results, args: &Args) -> anyhow::Result<()> {
     let _ = writeln!(body, "{}\n", tables.join(" · "));
     let _ = writeln!(body, "### Results\n");
     body.push_str(&r.table());
-    let _ = writeln!(body, "\nCPU during each scenario:\n");
+    let _ = writeln!(
+        body,
+        "\nCPU during each scenario (closed loops: warm-up included). Machine CPU per operation is \
+         the machine's busy time without host steal, divided by the operations done: it compares \
+         two builds more steadily than throughput on a machine whose speed varies.\n"
+    );
     body.push_str(&r.cpu_table());
     if let Some(d) = &r.dashboard {
         let plot_path = out.with_file_name(PLOT);

@@ -33,19 +33,40 @@ const PURCHASE: &str = "mutation Buy($input: PurchaseInput!) {
 }";
 
 pub struct Cpu {
-    /// Machine busy, % of all cores.
+    /// Machine busy, % of all cores (host steal included).
     pub machine: f64,
+    /// Stolen by the host, % of all cores.
+    pub steal: f64,
+    /// Cores busy on average, host steal left out, over `secs`.
+    pub cores: f64,
+    pub secs: f64,
     /// Cores busy: api, worker.
     pub api: f64,
     pub worker: f64,
 }
 
+impl Cpu {
+    /// Machine CPU milliseconds (host steal left out) per operation, at `per_sec` operations
+    /// per second over the window.
+    pub fn ms_per_op(&self, per_sec: f64) -> f64 {
+        1000.0 * self.cores / per_sec.max(1e-9)
+    }
+
+    /// Like [`Cpu::ms_per_op`] when the window holds `ops` operations in all.
+    pub fn ms_per_op_of(&self, ops: f64) -> f64 {
+        self.ms_per_op(ops / self.secs)
+    }
+}
+
 fn cpu(window: CpuWindow) -> Cpu {
-    let (machine, procs) = window.finish();
+    let used = window.finish();
     Cpu {
-        machine,
-        api: procs[0],
-        worker: procs[1],
+        machine: used.busy_pct,
+        steal: used.steal_pct,
+        cores: used.cores,
+        secs: used.secs,
+        api: used.procs[0],
+        worker: used.procs[1],
     }
 }
 

@@ -106,8 +106,9 @@ pub fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Busy and total jiffies of the whole machine (from /proc/stat).
-pub fn machine_jiffies() -> (u64, u64) {
+/// Busy, stolen and total jiffies of the whole machine (from /proc/stat). Busy includes the
+/// stolen: time the host ran something else while this machine had work.
+pub fn machine_jiffies() -> (u64, u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let cpu: Vec<u64> = text
         .lines()
@@ -119,14 +120,28 @@ pub fn machine_jiffies() -> (u64, u64) {
         .collect();
     let total: u64 = cpu.iter().take(8).sum();
     let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    (total - idle, cpu.get(7).copied().unwrap_or(0), total)
 }
 
 /// CPU use over a stretch of time: the machine's (in cores busy) and per process.
 pub struct CpuWindow {
-    machine: (u64, u64),
+    machine: (u64, u64, u64),
     procs: Vec<(u32, f64)>,
     started: std::time::Instant,
+}
+
+/// What [`CpuWindow::finish`] measured.
+pub struct CpuUse {
+    /// Busy, % of all cores (stolen time included).
+    pub busy_pct: f64,
+    /// Stolen by the host, % of all cores.
+    pub steal_pct: f64,
+    /// Cores this machine's processes kept busy on average (stolen time left out).
+    pub cores: f64,
+    /// Length of the window.
+    pub secs: f64,
+    /// Cores busy per watched process.
+    pub procs: Vec<f64>,
 }
 
 impl CpuWindow {
@@ -138,18 +153,23 @@ impl CpuWindow {
         }
     }
 
-    /// (machine busy %, cores busy per watched process)
-    pub fn finish(&self) -> (f64, Vec<f64>) {
-        let (busy, total) = machine_jiffies();
-        let machine =
-            100.0 * (busy - self.machine.0) as f64 / ((total - self.machine.1).max(1)) as f64;
+    pub fn finish(&self) -> CpuUse {
+        let (busy, steal, total) = machine_jiffies();
+        let (busy, steal) = (busy - self.machine.0, steal - self.machine.1);
+        let total = (total - self.machine.2).max(1) as f64;
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        let procs = self
-            .procs
-            .iter()
-            .map(|(pid, before)| (cpu_secs(*pid) - before) / secs)
-            .collect();
-        (machine, procs)
+        let all_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        CpuUse {
+            busy_pct: 100.0 * busy as f64 / total,
+            steal_pct: 100.0 * steal as f64 / total,
+            cores: all_cores * busy.saturating_sub(steal) as f64 / total,
+            secs,
+            procs: self
+                .procs
+                .iter()
+                .map(|(pid, before)| (cpu_secs(*pid) - before) / secs)
+                .collect(),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The audit log: one row per state-changing mutation (and, later, per key reveal), written in
 //! the mutation's own transaction so a change and its record commit or fail together.
 
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 use serde_json::Value;
 
 use crate::db::prelude::*;
@@ -72,12 +74,16 @@ pub async fn insert_entries(mut conn: &PgConn, rows: &[AuditEntry]) -> AppResult
     if rows.is_empty() {
         return Ok(());
     }
+    insert_rows(rows).execute(&mut conn).await?;
+    Ok(())
+}
+
+/// The INSERT of [`insert_entries`] (for a statement that makes other writes too,
+/// [`crate::db::writes`]); at least one row.
+pub(crate) fn insert_rows(rows: &[AuditEntry]) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
     diesel::insert_into(audit_log::table)
         .values(rows)
         .reuse_for_rows(rows.len())
-        .execute(&mut conn)
-        .await?;
-    Ok(())
 }
 
 /// The rows [`record_many`] inserts (for a caller that inserts them itself).

@@ -42,12 +42,12 @@ pub async fn offers_by_id(conn: &mut PgConn, ids: &[String]) -> AppResult<Vec<Of
         .await?)
 }
 
-pub async fn benefits(conn: &mut PgConn, offer_ids: &[String]) -> AppResult<Vec<OfferBenefit>> {
+pub async fn benefits(mut conn: &PgConn, offer_ids: &[String]) -> AppResult<Vec<OfferBenefit>> {
     Ok(offer_benefits::table
         .filter(offer_benefits::offer_id.eq_any(offer_ids))
         .order((offer_benefits::offer_id, offer_benefits::sort))
         .select(OfferBenefit::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 

@@ -5,7 +5,13 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, Text};
+use diesel::QueryResult;
+
 use crate::db::prelude::*;
+use crate::db::writes::{with_writes, Write};
 use crate::db::PgConn;
 use crate::error::AppResult;
 
@@ -32,17 +38,52 @@ impl Event {
 /// of up to [`PAYLOAD_LIMIT`] bytes: a batch of renewals announces a thousand changes in a
 /// few notifications (each commit that notifies takes Postgres' notification-queue lock).
 pub async fn notify_many(conn: &mut PgConn, events: &[Event]) -> AppResult<()> {
-    if events.is_empty() {
+    notify_many_with(conn, events, Vec::new()).await
+}
+
+/// Like [`notify_many`], with `writes` made by the same statement ([`crate::db::writes`]).
+pub(crate) async fn notify_many_with(
+    mut conn: &PgConn,
+    events: &[Event],
+    writes: Vec<Write<'_>>,
+) -> AppResult<()> {
+    if events.is_empty() && writes.is_empty() {
         return Ok(());
     }
-    let payloads = pack(events).map_err(crate::AppError::internal)?;
-    diesel::sql_query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-        .bind::<diesel::sql_types::Text, _>(CHANNEL)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(payloads)
+    let payloads = if events.is_empty() {
+        Vec::new()
+    } else {
+        pack(events).map_err(crate::AppError::internal)?
+    };
+    with_writes(writes, NotifyAll(&payloads))
         .reuse()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
+}
+
+/// `SELECT pg_notify(CHANNEL, p) FROM unnest(<payloads>) AS p`, its binds numbered after
+/// those of the writes before it.
+struct NotifyAll<'a>(&'a [String]);
+
+impl QueryFragment<Pg> for NotifyAll<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT pg_notify(");
+        out.push_bind_param::<Text, _>(&CHANNEL)?;
+        out.push_sql(", p) FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(self.0)?;
+        out.push_sql("::text[]) AS p");
+        Ok(())
+    }
+}
+
+impl QueryId for NotifyAll<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for NotifyAll<'_> {
+    type SqlType = diesel::sql_types::Untyped;
 }
 
 /// Most bytes in one notification payload (Postgres refuses 8000 and more).

@@ -8,6 +8,8 @@ pub mod provisioning;
 pub mod usage;
 
 use chrono::{DateTime, Months, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 use uuid::Uuid;
 
 use crate::catalog;
@@ -60,15 +62,32 @@ pub fn granted_quantity(
     Some(b.quantity.map(|q| q + b.bonus_per_competency * bonus))
 }
 
-/// Creates the entitlements of a subscription whose first term just started. Returns the
-/// due work they need (the first Azure credit month), for the caller to schedule with its own.
+/// What [`grant`] leaves to the caller's next statement: the product keys of the new
+/// entitlements (insert them with [`insert_keys`]) and their due work (the first Azure credit
+/// month).
+pub(crate) struct Granted {
+    pub keys: Vec<ProductKey>,
+    pub due: Vec<actions::Due>,
+}
+
+/// Creates the entitlements of a subscription whose first term just started, from the
+/// offer's allocations (`allocations`: as read by the caller, else read here). Their keys
+/// and due work are returned for the caller to write with its own ([`Granted`]).
 pub(crate) async fn grant(
     conn: &mut PgConn,
     svc: &Services,
     sub: &Subscription,
     now: DateTime<Utc>,
-) -> AppResult<Vec<actions::Due>> {
-    let allocations = catalog::benefits(conn, std::slice::from_ref(&sub.offer_id)).await?;
+    allocations: Option<&[OfferBenefit]>,
+) -> AppResult<Granted> {
+    let read;
+    let allocations = match allocations {
+        Some(a) => a,
+        None => {
+            read = catalog::benefits(conn, std::slice::from_ref(&sub.offer_id)).await?;
+            &read[..]
+        }
+    };
     // Competencies only add to the allocations of a package bound to some.
     let comps: Vec<Competency> = if sub.competencies.is_empty() {
         Vec::new()
@@ -91,7 +110,7 @@ pub(crate) async fn grant(
     let expires = sub.anniversary_at.unwrap_or(now);
     let mut rows = Vec::new();
     for b in allocations {
-        let Some(quantity) = granted_quantity(&b, &sub.competencies, &cloud, &vs_bonus) else {
+        let Some(quantity) = granted_quantity(b, &sub.competencies, &cloud, &vs_bonus) else {
             continue;
         };
         rows.push(Entitlement {
@@ -156,14 +175,15 @@ pub(crate) async fn grant(
             credits.extend(azure_credit_due(e, sub)?);
         }
     }
-    if !keys.is_empty() {
-        diesel::insert_into(product_keys::table)
-            .values(&keys)
-            .reuse_for_rows(keys.len())
-            .execute(conn)
-            .await?;
-    }
-    Ok(credits)
+    Ok(Granted { keys, due: credits })
+}
+
+/// The INSERT of product keys (for a statement that makes other writes too,
+/// [`crate::db::writes`]); at least one row.
+pub(crate) fn insert_keys(keys: &[ProductKey]) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
+    diesel::insert_into(product_keys::table)
+        .values(keys)
+        .reuse_for_rows(keys.len())
 }
 
 /// The first GRANT_AZURE_CREDIT action of the subscription's current term (month 0). Each

@@ -20,6 +20,7 @@ use crate::catalog;
 use crate::db::models::*;
 use crate::db::prelude::*;
 use crate::db::schema::{orders, subscriptions};
+use crate::db::writes::{with_writes, Write};
 use crate::db::PgConn;
 use crate::email::{self, Template};
 use crate::enums::*;
@@ -145,25 +146,29 @@ pub(crate) async fn insert_many(mut conn: &PgConn, new: Vec<NewOrder>) -> AppRes
     Ok(rows)
 }
 
-/// PAID, in one statement, if the order is still `from`; None otherwise (settled meanwhile).
+/// PAID if the order is still `from`, and its pending settlement or expiry cancelled, in one
+/// statement; None otherwise (settled meanwhile; then no pending work of it is left).
 pub(crate) async fn set_paid(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     id: Uuid,
     from: OrderStatus,
     charge_id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Order>> {
+    let ids = [id];
+    let settling = Some(&[ActionKind::SettleOrder, ActionKind::OrderExpiry][..]);
+    let paid = diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
+        .set((
+            orders::status.eq(OrderStatus::Paid),
+            orders::paid_at.eq(now),
+            orders::gateway_charge_id.eq(Some(charge_id).filter(|c| !c.is_empty())),
+            orders::updated_at.eq(Utc::now()),
+        ))
+        .returning(Order::as_returning());
     Ok(
-        diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
-            .set((
-                orders::status.eq(OrderStatus::Paid),
-                orders::paid_at.eq(now),
-                orders::gateway_charge_id.eq(Some(charge_id).filter(|c| !c.is_empty())),
-                orders::updated_at.eq(Utc::now()),
-            ))
-            .returning(Order::as_returning())
+        with_writes(vec![Box::new(actions::cancel_rows(&ids, settling))], paid)
             .reuse()
-            .get_result(conn)
+            .get_result(&mut conn)
             .await
             .optional()?,
     )
@@ -269,6 +274,10 @@ pub(crate) fn receipts_quoting(
 /// Receipt recipients by partner ([`notify::recipients_of`]).
 type Recipients = std::collections::HashMap<Uuid, Vec<String>>;
 
+/// What a purchase has read for its checks and its booking uses: the partner, the offer, the
+/// receipt's recipients and the offer's benefit allocations.
+type Known<'a> = (&'a Partner, &'a Offer, &'a Recipients, &'a [OfferBenefit]);
+
 /// One receipt's recipients and context (for `notify::compose`).
 fn receipt_of<'a>(
     svc: &Services,
@@ -314,30 +323,25 @@ async fn book_payment(
     book_paid(conn, svc, paid, now, None).await
 }
 
-/// What follows the payment of a purchase order (already PAID): the subscription's first
-/// term, the invoice and the receipt. `known`: the order's partner, offer and receipt
-/// recipients when the caller has read them already (a purchase, for its checks,
-/// milliseconds before), otherwise they are read here.
+/// What follows the payment of a purchase order (already PAID by [`set_paid`], which cancels
+/// its settlement and expiry): the subscription's first term, the invoice and the receipt.
+/// `known`: the order's partner, offer, receipt recipients and allocations when the caller has
+/// read them already (a purchase, for its checks, milliseconds before), otherwise they are
+/// read here.
 async fn book_paid(
     conn: &mut PgConn,
     svc: &Services,
     order: Order,
     now: DateTime<Utc>,
-    known: Option<(&Partner, &Offer, &Recipients)>,
+    known: Option<Known<'_>>,
 ) -> AppResult<Order> {
-    actions::cancel_pending(
-        conn,
-        order.id,
-        Some(&[ActionKind::SettleOrder, ActionKind::OrderExpiry]),
-    )
-    .await?;
     let sub_id = order
         .subscription_id
         .ok_or_else(|| AppError::Internal(format!("order {} has no subscription", order.id)))?;
-    let sub = subs::activate(conn, svc, sub_id, now).await?;
+    let sub = subs::activate(conn, svc, sub_id, now, known.map(|k| k.3)).await?;
     let loaded;
     let (partner, offer, to) = match known {
-        Some(known) => known,
+        Some((partner, offer, to, _)) => (partner, offer, to),
         None => {
             let partner = crate::enrollment::load_partner(conn, order.partner_id).await?;
             let offer = catalog::offer(conn, &order.offer_id).await?;
@@ -403,6 +407,42 @@ async fn book_failure(conn: &mut PgConn, order: &Order, e: &GatewayError) -> App
     })
 }
 
+/// What a purchase writes before it charges: the subscription held for the partner, the
+/// order, its due work (settlement or expiry) and its audit record.
+struct Reservation<'a> {
+    subscription: &'a NewSubscription,
+    order: &'a NewOrder,
+    work: &'a [NewScheduledAction],
+    audit: &'a [AuditEntry],
+}
+
+impl Reservation<'_> {
+    /// All of it in one statement ([`crate::db::writes`]): all or nothing without a
+    /// transaction of its own. Another live subscription to the offer is ALREADY_OWNED; the
+    /// same idempotency key stored meanwhile is a conflict (the caller replays).
+    async fn insert(&self, mut conn: &PgConn) -> AppResult<Order> {
+        let writes: Vec<Write> = vec![
+            Box::new(diesel::insert_into(subscriptions::table).values(self.subscription)),
+            Box::new(actions::insert_rows(self.work)),
+            Box::new(audit::insert_rows(self.audit)),
+        ];
+        let order = diesel::insert_into(orders::table)
+            .values(self.order)
+            .returning(Order::as_returning());
+        with_writes(writes, order)
+            .reuse()
+            .get_result(&mut conn)
+            .await
+            .map_err(|e| match unique_constraint(&e) {
+                Some("subscriptions_one_live_per_offer") => AppError::not_eligible(
+                    "ALREADY_OWNED",
+                    "the partner already holds or is buying this offer (one per partner)",
+                ),
+                _ => e.into(),
+            })
+    }
+}
+
 fn unique_constraint(e: &diesel::result::Error) -> Option<&str> {
     match e {
         diesel::result::Error::DatabaseError(
@@ -451,9 +491,11 @@ pub async fn purchase(
     };
     let read: &PgConn = conn;
     let partner_ids = [partner_id];
-    let (replayed, offer, partner, quals, live, card, offset, to) = futures::join!(
+    let offer_ids = [input.offer_id.trim().to_owned()];
+    let (replayed, offer, allocations, partner, quals, live, card, offset, to) = futures::join!(
         replay(read, partner_id, &key, &hash),
-        catalog::offer(read, input.offer_id.trim()),
+        catalog::offer(read, &offer_ids[0]),
+        catalog::benefits(read, &offer_ids),
         crate::enrollment::load_partner(read, partner_id),
         catalog::qualifications(read, partner_id),
         catalog::live_subscriptions(read, partner_id),
@@ -481,6 +523,7 @@ pub async fn purchase(
         ));
     }
     let (partner, quals, live, offset, to) = (partner?, quals?, live?, offset?, to?);
+    let allocations = allocations?;
     let blockers = catalog::purchase_blockers(
         &offer,
         partner.vetting_status,
@@ -527,117 +570,100 @@ pub async fn purchase(
     let placed_by = actor.id.clone();
     let settle_after = chrono::Duration::from_std(svc.config.billing.settle_after)
         .unwrap_or(chrono::Duration::minutes(2));
-    let reserved = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let now = crate::clock::now_at(offset);
-            let new_sub = NewSubscription {
-                id: sub_id,
-                partner_id,
-                offer_id: offer.id.clone(),
-                status: SubscriptionStatus::PendingPayment,
-                auto_renew: card.is_some(),
-                term: 1,
-                competencies: competencies.clone(),
-                payment_method_id: card.as_ref().map(|c| c.id),
-                upgrade_discount_used: upgrade,
-            };
-            let inserted = diesel::insert_into(subscriptions::table)
-                .values(&new_sub)
-                .reuse()
-                .execute(conn)
-                .await;
-            if let Err(e) = inserted {
-                return Err(match unique_constraint(&e) {
-                    Some("subscriptions_one_live_per_offer") => AppError::not_eligible(
-                        "ALREADY_OWNED",
-                        "the partner already holds or is buying this offer (one per partner)",
-                    ),
-                    _ => e.into(),
-                });
-            }
-            let new_order = NewOrder {
-                id: order_id,
-                partner_id,
-                number: new_number(),
-                kind: OrderKind::Purchase,
-                offer_id: offer.id.clone(),
-                subscription_id: Some(sub_id),
-                term: 1,
-                status: if card.is_some() {
-                    OrderStatus::Processing
-                } else {
-                    OrderStatus::PendingPayment
-                },
-                payment_kind,
-                payment_method_id: card.as_ref().map(|c| c.id),
-                bank_transfer: bank.as_ref().map(|b| {
-                    json!(BankTransferDetails {
-                        contact_name: b.0.clone(),
-                        contact_phone: b.1.clone(),
-                        contact_email: b.2.clone(),
-                        reference: None,
-                    })
-                }),
-                currency: offer.currency.clone(),
-                price_minor: q.price_minor,
-                discount_minor: q.discount_minor,
-                tax_rate_bp: q.tax_rate_bp,
-                tax_minor: q.tax_minor,
-                total_minor: q.total_minor,
-                terms_version: Some(offer.terms_version.clone()),
-                competencies: competencies.clone(),
-                idempotency_key: key.clone(),
-                request_hash: hash.clone(),
-                placed_by: placed_by.clone(),
-                placed_at: now,
-                expires_at: bank
-                    .is_some()
-                    .then(|| now + chrono::Duration::days(BANK_TRANSFER_DAYS)),
-                paid_at: None,
-                gateway_charge_id: None,
-            };
-            let (number, expires_at) = (new_order.number.clone(), new_order.expires_at);
-            let total_minor = new_order.total_minor;
-            let due = match expires_at {
-                None => (ActionKind::SettleOrder, now + settle_after),
-                Some(expires) => (ActionKind::OrderExpiry, expires),
-            };
-            // The order, its due work and its audit record in one round trip (pipelined;
-            // none reads another's row, and the subscription they refer to is in).
-            let placed = audit::entries_of(
-                actor,
-                "order.placed",
-                vec![(
-                    Some(partner_id),
-                    ("order", order_id.to_string()),
-                    json!({
-                        "number": number,
-                        "offer": offer.id,
-                        "payment": payment_kind,
-                        "terms_version": offer.terms_version,
-                        "total_minor": total_minor,
-                        "upgrade_discount": upgrade,
-                    }),
-                )],
-            );
-            let work = [actions::Due {
-                partner_id,
-                kind: due.0,
-                subject_id: order_id,
-                term: 1,
-                tag: String::new(),
-                due_at: due.1,
-            }];
-            let write: &PgConn = conn;
-            let (order, scheduled, recorded) = futures::join!(
-                insert(write, new_order),
-                actions::schedule_many(write, &work),
-                audit::insert_entries(write, &placed),
-            );
-            let order = order?;
-            scheduled?;
-            recorded?;
-            if let Some((name, _, email)) = bank.clone() {
+    let now = crate::clock::now_at(offset);
+    let new_sub = NewSubscription {
+        id: sub_id,
+        partner_id,
+        offer_id: offer.id.clone(),
+        status: SubscriptionStatus::PendingPayment,
+        auto_renew: card.is_some(),
+        term: 1,
+        competencies: competencies.clone(),
+        payment_method_id: card.as_ref().map(|c| c.id),
+        upgrade_discount_used: upgrade,
+    };
+    let new_order = NewOrder {
+        id: order_id,
+        partner_id,
+        number: new_number(),
+        kind: OrderKind::Purchase,
+        offer_id: offer.id.clone(),
+        subscription_id: Some(sub_id),
+        term: 1,
+        status: if card.is_some() {
+            OrderStatus::Processing
+        } else {
+            OrderStatus::PendingPayment
+        },
+        payment_kind,
+        payment_method_id: card.as_ref().map(|c| c.id),
+        bank_transfer: bank.as_ref().map(|b| {
+            json!(BankTransferDetails {
+                contact_name: b.0.clone(),
+                contact_phone: b.1.clone(),
+                contact_email: b.2.clone(),
+                reference: None,
+            })
+        }),
+        currency: offer.currency.clone(),
+        price_minor: q.price_minor,
+        discount_minor: q.discount_minor,
+        tax_rate_bp: q.tax_rate_bp,
+        tax_minor: q.tax_minor,
+        total_minor: q.total_minor,
+        terms_version: Some(offer.terms_version.clone()),
+        competencies,
+        idempotency_key: key.clone(),
+        request_hash: hash.clone(),
+        placed_by,
+        placed_at: now,
+        expires_at: bank
+            .is_some()
+            .then(|| now + chrono::Duration::days(BANK_TRANSFER_DAYS)),
+        paid_at: None,
+        gateway_charge_id: None,
+    };
+    let due = match new_order.expires_at {
+        None => (ActionKind::SettleOrder, now + settle_after),
+        Some(expires) => (ActionKind::OrderExpiry, expires),
+    };
+    let placed = audit::entries_of(
+        actor,
+        "order.placed",
+        vec![(
+            Some(partner_id),
+            ("order", order_id.to_string()),
+            json!({
+                "number": new_order.number,
+                "offer": offer.id,
+                "payment": payment_kind,
+                "terms_version": offer.terms_version,
+                "total_minor": new_order.total_minor,
+                "upgrade_discount": upgrade,
+            }),
+        )],
+    );
+    let work = actions::rows_of(&[actions::Due {
+        partner_id,
+        kind: due.0,
+        subject_id: order_id,
+        term: 1,
+        tag: String::new(),
+        due_at: due.1,
+    }]);
+    let reservation = Reservation {
+        subscription: &new_sub,
+        order: &new_order,
+        work: &work,
+        audit: &placed,
+    };
+    let reserved = match bank {
+        // A card order: the reservation alone, one statement (no transaction needed).
+        None => reservation.insert(conn).await,
+        // A bank-transfer order: with the email of its instructions.
+        Some((name, _, email)) => {
+            conn.transaction::<_, AppError, _>(async |conn| {
+                let order = reservation.insert(conn).await?;
                 notify::send(
                     conn,
                     &partner,
@@ -652,10 +678,11 @@ pub async fn purchase(
                     }),
                 )
                 .await?;
-            }
-            Ok(order)
-        })
-        .await;
+                Ok(order)
+            })
+            .await
+        }
+    };
     let order = match reserved {
         Ok(o) => o,
         // The same key arrived concurrently: answer with what the winner stored.
@@ -683,12 +710,15 @@ pub async fn purchase(
         let now = crate::clock::now_at(offset);
         match &result {
             // PAID in the statement that checks it is still PROCESSING (and locks it).
-            Ok(charge) => match set_paid(conn, order.id, OrderStatus::Processing, &charge.id, now)
-                .await?
-            {
-                Some(paid) => book_paid(conn, svc, paid, now, Some((&partner, &offer, &to))).await,
-                None => lock(conn, order.id).await, // settled meanwhile
-            },
+            Ok(charge) => {
+                match set_paid(conn, order.id, OrderStatus::Processing, &charge.id, now).await? {
+                    Some(paid) => {
+                        let known = (&partner, &offer, &to, &allocations[..]);
+                        book_paid(conn, svc, paid, now, Some(known)).await
+                    }
+                    None => lock(conn, order.id).await, // settled meanwhile
+                }
+            }
             Err(e) => {
                 let order = lock(conn, order.id).await?;
                 if order.status != OrderStatus::Processing {

@@ -4,6 +4,7 @@ pub mod billing_models;
 pub mod models;
 pub mod reuse;
 pub mod schema;
+pub mod writes;
 
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
 use uuid::Uuid;
 
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
+
 use crate::config::Config;
 use crate::db::models::{NewScheduledAction, ScheduledAction};
 use crate::db::prelude::*;
@@ -57,11 +60,17 @@ pub struct Due {
 
 /// Like [`schedule`] for several rows in one INSERT (a renewal records a dozen).
 pub async fn schedule_many(mut conn: &PgConn, due: &[Due]) -> AppResult<()> {
-    if due.is_empty() {
-        return Ok(());
+    let rows = rows_of(due);
+    // Postgres takes at most 65,535 parameters per statement (8 per row).
+    for chunk in rows.chunks(4096) {
+        insert_rows(chunk).execute(&mut conn).await?;
     }
-    let rows: Vec<NewScheduledAction> = due
-        .iter()
+    Ok(())
+}
+
+/// The rows [`schedule_many`] inserts.
+pub(crate) fn rows_of(due: &[Due]) -> Vec<NewScheduledAction> {
+    due.iter()
         .map(|d| NewScheduledAction {
             id: Uuid::now_v7(),
             partner_id: d.partner_id,
@@ -72,17 +81,18 @@ pub async fn schedule_many(mut conn: &PgConn, due: &[Due]) -> AppResult<()> {
             due_at: d.due_at,
             status: ActionStatus::Pending,
         })
-        .collect();
-    // Postgres takes at most 65,535 parameters per statement (8 per row).
-    for chunk in rows.chunks(4096) {
-        diesel::insert_into(scheduled_actions::table)
-            .values(chunk)
-            .on_conflict_do_nothing()
-            .reuse_for_rows(chunk.len())
-            .execute(&mut conn)
-            .await?;
-    }
-    Ok(())
+        .collect()
+}
+
+/// The INSERT of [`schedule_many`] (for a statement that makes other writes too,
+/// [`crate::db::writes`]); at least one row.
+pub(crate) fn insert_rows(
+    rows: &[NewScheduledAction],
+) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
+    diesel::insert_into(scheduled_actions::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .reuse_for_rows(rows.len())
 }
 
 /// Cancels the pending work of a subject (all kinds, or only `kinds`). Returns how many.
@@ -100,6 +110,15 @@ pub async fn cancel_pending_of(
     subject_ids: &[Uuid],
     kinds: Option<&[ActionKind]>,
 ) -> AppResult<usize> {
+    Ok(cancel_rows(subject_ids, kinds).execute(conn).await?)
+}
+
+/// The UPDATE of [`cancel_pending_of`] (for a statement that makes other writes too,
+/// [`crate::db::writes`]).
+pub(crate) fn cancel_rows<'a>(
+    subject_ids: &'a [Uuid],
+    kinds: Option<&[ActionKind]>,
+) -> impl QueryFragment<Pg> + QueryId + Send + 'a {
     let mut q = diesel::update(scheduled_actions::table)
         .filter(scheduled_actions::subject_id.eq_any(subject_ids))
         .filter(scheduled_actions::status.eq(ActionStatus::Pending))
@@ -107,14 +126,12 @@ pub async fn cancel_pending_of(
     if let Some(kinds) = kinds {
         q = q.filter(scheduled_actions::kind.eq_any(kinds.to_vec()));
     }
-    Ok(q.set((
+    q.set((
         scheduled_actions::status.eq(ActionStatus::Cancelled),
         scheduled_actions::done_at.eq(Utc::now()),
         scheduled_actions::outcome.eq("cancelled"),
     ))
     .reuse()
-    .execute(conn)
-    .await?)
 }
 
 pub async fn for_subject(conn: &mut PgConn, subject_id: Uuid) -> AppResult<Vec<ScheduledAction>> {

@@ -18,6 +18,7 @@ use crate::billing::{format_money, invoices, orders, payment_methods, quote};
 use crate::db::models::*;
 use crate::db::prelude::*;
 use crate::db::schema::{orders as orders_t, payment_methods as pm_t, subscriptions};
+use crate::db::writes::Write;
 use crate::db::PgConn;
 use crate::email::Template;
 use crate::enums::*;
@@ -98,35 +99,32 @@ fn anniversary(sub: &Subscription) -> AppResult<DateTime<Utc>> {
         .ok_or_else(|| AppError::Internal(format!("subscription {} has no anniversary", sub.id)))
 }
 
-/// Records the due work of the current term: the lapse at the window's end always; the
-/// renewal charge on the AD with auto-renew on, else the reminders and the window; and
-/// `also` (the first term's benefits' own due work) in the same INSERT.
-async fn schedule_term(
-    conn: &mut PgConn,
-    sub: &Subscription,
-    now: DateTime<Utc>,
-    also: Vec<actions::Due>,
-) -> AppResult<()> {
+/// The due work of the first term: the lapse at the window's end always; the renewal charge
+/// on the AD with auto-renew on, else the reminders and the window ([`manual_renewal_due`]).
+fn first_term_due(sub: &Subscription, now: DateTime<Utc>) -> AppResult<Vec<actions::Due>> {
     let mut due = term_due(sub)?;
-    due.extend(also);
-    actions::schedule_many(conn, &due).await?;
     if !sub.auto_renew {
-        schedule_manual_renewal(conn, sub, now).await?;
+        due.extend(manual_renewal_due(sub, now)?);
     }
-    Ok(())
+    Ok(due)
 }
 
-/// The due work every term has: the lapse, and with auto-renew on the renewal charge.
-fn term_due(sub: &Subscription) -> AppResult<Vec<actions::Due>> {
-    let ad = anniversary(sub)?;
-    let due = |kind, tag: &str, due_at| actions::Due {
+/// A piece of the subscription's due work in its current term.
+fn work_of(sub: &Subscription, kind: ActionKind, tag: &str, due_at: DateTime<Utc>) -> actions::Due {
+    actions::Due {
         partner_id: sub.partner_id,
         kind,
         subject_id: sub.id,
         term: sub.term,
         tag: tag.to_owned(),
         due_at,
-    };
+    }
+}
+
+/// The due work every term has: the lapse, and with auto-renew on the renewal charge.
+fn term_due(sub: &Subscription) -> AppResult<Vec<actions::Due>> {
+    let ad = anniversary(sub)?;
+    let due = |kind, tag: &str, due_at| work_of(sub, kind, tag, due_at);
     let mut list = vec![due(ActionKind::Lapse, "", rules::lapse_at(ad))];
     if sub.auto_renew {
         list.push(due(ActionKind::RenewalCharge, "1", ad));
@@ -140,43 +138,34 @@ async fn schedule_manual_renewal(
     sub: &Subscription,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    actions::schedule_many(conn, &manual_renewal_due(sub, now)?).await
+}
+
+/// The work [`schedule_manual_renewal`] records.
+fn manual_renewal_due(sub: &Subscription, now: DateTime<Utc>) -> AppResult<Vec<actions::Due>> {
     let ad = anniversary(sub)?;
+    let due = |kind, tag: &str, due_at| work_of(sub, kind, tag, due_at);
+    let mut list = Vec::new();
     for (tag, days) in rules::REMINDERS {
-        let due = rules::reminder_due(ad, *days);
-        if due > now {
-            actions::schedule(
-                conn,
-                sub.partner_id,
-                ActionKind::Reminder,
-                sub.id,
-                sub.term,
-                tag,
-                due,
-            )
-            .await?;
+        let at = rules::reminder_due(ad, *days);
+        if at > now {
+            list.push(due(ActionKind::Reminder, tag, at));
         }
     }
     if sub.status == SubscriptionStatus::Active {
-        actions::schedule(
-            conn,
-            sub.partner_id,
-            ActionKind::EnterRenewalWindow,
-            sub.id,
-            sub.term,
-            "",
-            ad,
-        )
-        .await?;
+        list.push(due(ActionKind::EnterRenewalWindow, "", ad));
     }
-    Ok(())
+    Ok(list)
 }
 
 /// Starts the first term of a paid purchase.
+/// `allocations`: the offer's benefit allocations when the caller has read them.
 pub(crate) async fn activate(
     conn: &mut PgConn,
     svc: &Services,
     sub_id: Uuid,
     now: DateTime<Utc>,
+    allocations: Option<&[OfferBenefit]>,
 ) -> AppResult<Subscription> {
     // One statement when it is still waiting for payment (as always on this path).
     let activated: Option<Subscription> = diesel::update(
@@ -215,9 +204,19 @@ pub(crate) async fn activate(
         .execute(conn)
         .await?;
     }
-    let credits = crate::benefits::grant(conn, svc, &sub, now).await?;
-    schedule_term(conn, &sub, now, credits).await?;
-    changed(conn, &sub).await?;
+    let granted = crate::benefits::grant(conn, svc, &sub, now, allocations).await?;
+    // The keys, the term's due work (with the benefits') and the announcement in one statement.
+    let mut due = first_term_due(&sub, now)?;
+    due.extend(granted.due);
+    let work = actions::rows_of(&due);
+    let mut writes: Vec<Write> = Vec::new();
+    if !granted.keys.is_empty() {
+        writes.push(Box::new(crate::benefits::insert_keys(&granted.keys)));
+    }
+    if !work.is_empty() {
+        writes.push(Box::new(actions::insert_rows(&work)));
+    }
+    crate::benefits::events::notify_many_with(conn, &[event_of(&sub)], writes).await?;
     Ok(sub)
 }
 
@@ -227,14 +226,15 @@ async fn changed(conn: &mut PgConn, sub: &Subscription) -> AppResult<()> {
 
 /// Announces changed subscriptions (`subscriptionUpdated`) in one statement.
 async fn changed_many(conn: &mut PgConn, subs: &[Subscription]) -> AppResult<()> {
-    let events: Vec<crate::benefits::events::Event> = subs
-        .iter()
-        .map(|sub| crate::benefits::events::Event::Subscription {
-            partner_id: sub.partner_id,
-            id: sub.id,
-        })
-        .collect();
+    let events: Vec<_> = subs.iter().map(event_of).collect();
     crate::benefits::events::notify_many(conn, &events).await
+}
+
+fn event_of(sub: &Subscription) -> crate::benefits::events::Event {
+    crate::benefits::events::Event::Subscription {
+        partner_id: sub.partner_id,
+        id: sub.id,
+    }
 }
 
 /// Paid renewals: each next term runs from the old anniversary date, auto-renew is on again,

@@ -13,8 +13,8 @@ impl Loader<String> for OfferBenefits {
     type Error = async_graphql::Error;
 
     async fn load(&self, ids: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        let mut c = self.0.conn().await?;
-        let rows = catalog::benefits(&mut c, ids).await.map_err(err)?;
+        let c = self.0.conn().await?;
+        let rows = catalog::benefits(&c, ids).await.map_err(err)?;
         Ok(group(ids, rows, |b| b.offer_id.clone()))
     }
 }
