@@ -415,3 +415,49 @@ async fn emails_due_together_travel_in_batches_and_each_keeps_its_own_outcome() 
         assert_eq!(sys.smtp.to(&to).len(), 1, "{to} sent once");
     }
 }
+
+/// The relay's claim: due rows of its queue only, oldest first, at most the limit, locked
+/// against another relay. The claim now tells the planner to read the undispatched-rows index
+/// in order (item 25 of docs/BENCHMARKS.md); this checks it still claims what it must, on an
+/// outbox never analyzed. The plan itself is measured there, not here.
+#[tokio::test]
+async fn the_relay_claims_the_oldest_due_rows_of_its_queue_up_to_the_limit() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use gateway_domain::outbox;
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let mut conn = db.connect().await.unwrap();
+    // 3,000 due email rows, older the lower the number; one email row due in an hour; 50 due
+    // rows of another queue, older than all the email rows.
+    diesel::sql_query(
+        "INSERT INTO outbox (queue, payload, run_at)
+         SELECT 'email', jsonb_build_object('n', g), now() - make_interval(secs => 4000 - g)
+         FROM generate_series(1, 3000) g
+         UNION ALL SELECT 'email', '{\"n\": 0}', now() + interval '1 hour'
+         UNION ALL SELECT 'action', '{}', now() - interval '2 hours' FROM generate_series(1, 50)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let numbers = |rows: &[gateway_domain::db::models::OutboxRow]| -> Vec<i64> {
+        rows.iter()
+            .map(|r| r.payload["n"].as_i64().unwrap())
+            .collect()
+    };
+    let mut other = db.connect().await.unwrap();
+    conn.transaction::<_, gateway_domain::AppError, _>(async |conn| {
+        let first = outbox::claim_due(conn, "email", 100).await?;
+        assert_eq!(numbers(&first), (1..=100).collect::<Vec<_>>());
+        // Another relay meanwhile skips the locked rows and takes the next oldest.
+        let next = other
+            .transaction::<_, gateway_domain::AppError, _>(async |other| {
+                outbox::claim_due(other, "email", 5000).await
+            })
+            .await?;
+        assert_eq!(numbers(&next), (101..=3000).collect::<Vec<_>>());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    drop((conn, other));
+    db.remove().await.unwrap();
+}

@@ -4,8 +4,8 @@
 //! go in together need no BEGIN and COMMIT when they fit one statement: one round trip and
 //! one statement instead of four or more (a purchase's reservation, docs/BENCHMARKS.md item
 //! 25). The writes must not read each other's rows: all parts of the statement see the same
-//! snapshot. Foreign keys between them hold, as Postgres checks them at the end of the
-//! statement. Postgres runs `main` first and the writes after it, in order.
+//! snapshot, and their order is Postgres' to choose. Foreign keys between them hold, as
+//! Postgres checks them at the end of the statement.
 //!
 //! The writes are diesel statements (INSERT, UPDATE, DELETE) without RETURNING; `main` is any
 //! query, and what it returns is what the statement returns. Bind parameters are numbered
