@@ -62,17 +62,18 @@ pub fn granted_quantity(
     Some(b.quantity.map(|q| q + b.bonus_per_competency * bonus))
 }
 
-/// What [`grant`] leaves to the caller's next statement: the product keys of the new
-/// entitlements (insert them with [`insert_keys`]) and their due work (the first Azure credit
-/// month).
+/// What [`grant`] leaves to the caller's next statement: the new entitlements and their
+/// product keys (insert them with [`insert_entitlements`] and [`insert_keys`]) and their due
+/// work (the first Azure credit month).
 pub(crate) struct Granted {
+    pub entitlements: Vec<Entitlement>,
     pub keys: Vec<ProductKey>,
     pub due: Vec<actions::Due>,
 }
 
-/// Creates the entitlements of a subscription whose first term just started, from the
-/// offer's allocations (`allocations`: as read by the caller, else read here). Their keys
-/// and due work are returned for the caller to write with its own ([`Granted`]).
+/// The entitlements of a subscription whose first term just started (it has none yet), from
+/// the offer's allocations (`allocations`: as read by the caller, else read here), with their
+/// keys and due work, for the caller to write with its own ([`Granted`]).
 pub(crate) async fn grant(
     conn: &mut PgConn,
     svc: &Services,
@@ -140,19 +141,9 @@ pub(crate) async fn grant(
             updated_at: Utc::now(),
         });
     }
-    // One INSERT for all of them; those granted before (a replayed activation) are skipped,
-    // and so are their keys and credit months.
-    let inserted: Vec<Uuid> = diesel::insert_into(entitlements::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .returning(entitlements::id)
-        .reuse_for_rows(rows.len())
-        .get_results(conn)
-        .await?;
-    let new: Vec<&Entitlement> = rows.iter().filter(|e| inserted.contains(&e.id)).collect();
     let mut keys = Vec::new();
     let mut credits = Vec::new();
-    for e in &new {
+    for e in &rows {
         if matches!(
             e.delivery,
             BenefitDelivery::ProductKey | BenefitDelivery::LicenseKey
@@ -175,7 +166,21 @@ pub(crate) async fn grant(
             credits.extend(azure_credit_due(e, sub)?);
         }
     }
-    Ok(Granted { keys, due: credits })
+    Ok(Granted {
+        entitlements: rows,
+        keys,
+        due: credits,
+    })
+}
+
+/// The INSERT of new entitlements (for a statement that makes other writes too,
+/// [`crate::db::writes`]); at least one row. One that exists already fails the statement.
+pub(crate) fn insert_entitlements(
+    rows: &[Entitlement],
+) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
+    diesel::insert_into(entitlements::table)
+        .values(rows)
+        .reuse_for_rows(rows.len())
 }
 
 /// The INSERT of product keys (for a statement that makes other writes too,

@@ -205,11 +205,17 @@ pub(crate) async fn activate(
         .await?;
     }
     let granted = crate::benefits::grant(conn, svc, &sub, now, allocations).await?;
-    // The keys, the term's due work (with the benefits') and the announcement in one statement.
+    // The entitlements, their keys, the term's due work (with the benefits') and the
+    // announcement in one statement.
     let mut due = first_term_due(&sub, now)?;
     due.extend(granted.due);
     let work = actions::rows_of(&due);
     let mut writes: Vec<Write> = Vec::new();
+    if !granted.entitlements.is_empty() {
+        writes.push(Box::new(crate::benefits::insert_entitlements(
+            &granted.entitlements,
+        )));
+    }
     if !granted.keys.is_empty() {
         writes.push(Box::new(crate::benefits::insert_keys(&granted.keys)));
     }
