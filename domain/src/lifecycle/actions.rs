@@ -165,6 +165,9 @@ pub async fn dispatch_due(
     let redispatch = config.jobs.redispatch_after.as_secs() as i64;
     conn.transaction::<_, AppError, _>(async |conn| {
         // The extra bound on due_at (the largest clock offset) lets Postgres use the due index.
+        // The claimed ids go to the UPDATE as an array, looked up by primary key: joined to
+        // the table instead, the planner hashed all of it, 68,000 rows, for each sweep of
+        // 1,000 in a storm (docs/BENCHMARKS.md, item 25).
         let rows: Vec<Dispatched> = diesel::sql_query(
             "WITH horizon AS (
                  SELECT now() + make_interval(secs => CASE WHEN $1 THEN
@@ -184,7 +187,7 @@ pub async fn dispatch_due(
                  FOR UPDATE OF a SKIP LOCKED
              )
              UPDATE scheduled_actions s SET dispatched_at = now()
-             FROM due WHERE s.id = due.id
+             WHERE s.id = ANY (ARRAY(SELECT id FROM due))
              RETURNING s.id, s.kind",
         )
         .bind::<Bool, _>(clocks)

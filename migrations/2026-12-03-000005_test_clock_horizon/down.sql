@@ -1,0 +1,1 @@
+DROP INDEX test_clocks_offset_idx;
