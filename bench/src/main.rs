@@ -251,7 +251,17 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
         dashboard_subscriptions: subs,
         dashboard_benefit_rows: benefit_rows,
         build_secs,
-        postgres: db.query_one("SHOW server_version", &[]).await?.get(0),
+        postgres: {
+            let row = db
+                .query_one(
+                    "SELECT current_setting('server_version'), inet_client_addr() IS NULL",
+                    &[],
+                )
+                .await?;
+            let (version, unix): (String, bool) = (row.get(0), row.get(1));
+            let path = if unix { "its Unix socket" } else { "TCP" };
+            format!("{version} (reached through {path})")
+        },
         redis: redis_version(&mut redis).await,
     };
     eprintln!(

@@ -121,6 +121,23 @@ ensure_redis() {
   log "using throwaway Redis at 127.0.0.1:$port"
 }
 
+# pg_socket_url: PG_ADMIN_URL through the server's Unix socket, when the server is on this
+# machine (127.0.0.1 or localhost) and its socket is found; fails otherwise. The benchmark
+# scripts use it: on one machine a Unix socket spares both ends the loopback TCP path.
+pg_socket_url() {
+  local host port user dir
+  host=$(url_host "$PG_ADMIN_URL"); port=$(url_port "$PG_ADMIN_URL" 5432)
+  [[ $host == 127.0.0.1 || $host == localhost ]] || return 1
+  user=${PG_ADMIN_URL#*://}; user=${user%%@*}
+  for dir in /var/run/postgresql /run/postgresql /tmp "$LOCAL/pg"; do
+    if [ -S "$dir/.s.PGSQL.$port" ]; then
+      echo "postgres://$user@${dir//\//%2F}:$port/postgres"
+      return 0
+    fi
+  done
+  return 1
+}
+
 ensure_services() {
   ensure_postgres
   ensure_redis

@@ -206,10 +206,14 @@ impl From<subs::RefundEligibility> for RefundEligibility {
     }
 }
 
-/// An offer through the request's loader (subscriptions and orders name theirs by id).
+/// An offer (subscriptions and orders name theirs by id): from the kept catalog when it holds
+/// it, at once; else through the request's loader, which reads the catalog again.
 async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Offer> {
-    loaders(ctx)
-        .offers
+    let offers = &loaders(ctx).offers;
+    if let Some(kept) = offers.loader().1.kept(id) {
+        return Ok(Offer(kept));
+    }
+    offers
         .load_one(id.to_owned())
         .await?
         .map(Offer)

@@ -32,6 +32,16 @@ impl Catalog {
         Some(pick(offers, ids))
     }
 
+    /// One offer from the kept catalog, when it is recent and holds it.
+    pub fn kept(&self, id: &str) -> Option<Offer> {
+        let kept = self.0.read().ok()?;
+        let (read_at, offers) = kept.as_ref()?;
+        if read_at.elapsed() >= CATALOG_KEPT {
+            return None;
+        }
+        offers.get(id).cloned()
+    }
+
     fn keep(&self, offers: Arc<HashMap<String, Offer>>) {
         if let Ok(mut kept) = self.0.write() {
             *kept = Some((Instant::now(), offers));
