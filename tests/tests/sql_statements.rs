@@ -80,6 +80,60 @@ async fn the_dashboard_costs_four_statements_whatever_the_list_sizes() {
     assert!(metrics.contains("sql_statements_total "));
 }
 
+/// The dashboard's root lists (subscriptions, benefits, invoices) start together and share one
+/// pooled connection (`loaders::Reader`): a request opens no connection beyond the one its
+/// token was read on, and the lists' rows are right.
+#[tokio::test]
+async fn the_root_lists_of_a_request_share_one_connection() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (_, token) = authorized_partner(&sys, "shared").await;
+    let card = add_card(&sys, &token, "4242424242424242").await;
+    buy(&sys, &token, "ACTION_PACK", &card).await;
+    let api_conns = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = '{}' AND application_name = 'gateway-api'",
+        sys.db.name
+    );
+    // One list alone: the api reads and keeps the offer catalog.
+    statements(
+        &sys,
+        &token,
+        "{ subscriptions(first: 1) { edges { node { offer { id } } } } }",
+    )
+    .await;
+    // Enrolling and buying, one request at a time, left fewer connections idle in the pool
+    // than the dashboard has lists: lists on connections of their own would open more.
+    let before = count(&sys, &api_conns).await;
+    assert!(
+        (1..3).contains(&before),
+        "the api's connections name it, and fewer than 3 are idle: {before}"
+    );
+    for _ in 0..3 {
+        let (n, body) = statements(&sys, &token, DASHBOARD).await;
+        assert_eq!(n, 4, "{body}");
+        assert_eq!(
+            body["data"]["benefits"]["edges"].as_array().unwrap().len(),
+            9
+        );
+        assert_eq!(
+            body["data"]["subscriptions"]["edges"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            body["data"]["invoices"]["edges"].as_array().unwrap().len(),
+            1
+        );
+    }
+    assert_eq!(
+        count(&sys, &api_conns).await,
+        before,
+        "three lists read at once opened no connection of their own"
+    );
+}
+
 /// The partner read with the token answers `partner` in a single operation only: in a batch,
 /// a query after a mutation sees what the mutation changed.
 #[tokio::test]

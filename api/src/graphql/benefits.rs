@@ -10,7 +10,7 @@ use gateway_domain::permissions::Action;
 
 use super::benefit_types::*;
 use super::pagination;
-use super::{actor, conn, opt_id, parse_id, principal, services};
+use super::{actor, conn, opt_id, parse_id, principal, reader, services};
 
 #[derive(Default)]
 pub struct BenefitQuery;
@@ -31,9 +31,9 @@ impl BenefitQuery {
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
-        let mut c = conn(ctx).await?;
+        let c = reader(ctx).await?;
         let rows = domain::list(
-            &mut c,
+            &c,
             p,
             partner_id,
             category,

@@ -12,7 +12,7 @@ use gateway_domain::permissions::Action;
 
 use super::billing_types::*;
 use super::pagination;
-use super::{actor, conn, opt_id, parse_id, principal, services};
+use super::{actor, conn, opt_id, parse_id, principal, reader, services};
 
 #[derive(Default)]
 pub struct BillingQuery;
@@ -94,8 +94,8 @@ impl BillingQuery {
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
-        let mut c = conn(ctx).await?;
-        let rows = orders::list(&mut c, p, partner_id, status, before, limit + 1).await?;
+        let c = reader(ctx).await?;
+        let rows = orders::list(&c, p, partner_id, status, before, limit + 1).await?;
         Ok(pagination::connection(
             rows.into_iter().map(Order).collect(),
             limit,
@@ -123,8 +123,8 @@ impl BillingQuery {
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
-        let mut c = conn(ctx).await?;
-        let rows = invoices::list(&mut c, p, partner_id, before, limit + 1).await?;
+        let c = reader(ctx).await?;
+        let rows = invoices::list(&c, p, partner_id, before, limit + 1).await?;
         Ok(pagination::connection(
             rows.into_iter().map(Invoice).collect(),
             limit,

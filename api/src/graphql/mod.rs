@@ -142,6 +142,17 @@ pub(crate) async fn conn(
     Ok(shared(ctx).pool.get().await?)
 }
 
+/// A connection for a root list, shared with the request's other root lists
+/// ([`loaders::Reader`]).
+pub(crate) async fn reader(
+    ctx: &Context<'_>,
+) -> Result<
+    Arc<diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>>,
+    AppError,
+> {
+    loaders(ctx).reader.get().await
+}
+
 pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> &'a loaders::Loaders {
     ctx.data_unchecked::<Arc<loaders::Loaders>>()
 }

@@ -7,7 +7,7 @@ use gateway_domain::lifecycle::subscriptions::{self as subs, RenewInput};
 
 use super::billing_types::{Order, RefundEligibility, Subscription};
 use super::pagination;
-use super::{actor, conn, opt_id, parse_id, principal, services};
+use super::{actor, conn, opt_id, parse_id, principal, reader, services};
 
 #[derive(Default)]
 pub struct SubscriptionQuery;
@@ -27,8 +27,8 @@ impl SubscriptionQuery {
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
-        let mut c = conn(ctx).await?;
-        let rows = subs::list(&mut c, p, partner_id, status, before, limit + 1).await?;
+        let c = reader(ctx).await?;
+        let rows = subs::list(&c, p, partner_id, status, before, limit + 1).await?;
         Ok(pagination::connection(
             rows.into_iter().map(Subscription).collect(),
             limit,

@@ -354,7 +354,7 @@ pub(crate) async fn lock(conn: &mut PgConn, id: Uuid) -> AppResult<Entitlement> 
 
 /// The partner's benefits, newest first; revoked ones only when asked.
 pub async fn list(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     principal: &Principal,
     partner_id: Option<Uuid>,
     category: Option<BenefitCategory>,
@@ -379,7 +379,7 @@ pub async fn list(
     if let Some(b) = before {
         q = q.filter(entitlements::id.lt(b));
     }
-    Ok(q.load(conn).await?)
+    Ok(q.load(&mut conn).await?)
 }
 
 pub(crate) fn require_usable(e: &Entitlement) -> AppResult<()> {

@@ -333,7 +333,7 @@ pub async fn load_visible(
 
 /// Newest first.
 pub async fn list(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     principal: &Principal,
     partner_id: Option<Uuid>,
     before: Option<Uuid>,
@@ -350,5 +350,5 @@ pub async fn list(
     if let Some(b) = before {
         q = q.filter(invoices::id.lt(b));
     }
-    Ok(q.load(conn).await?)
+    Ok(q.load(&mut conn).await?)
 }

@@ -217,7 +217,7 @@ pub async fn load_visible(conn: &mut PgConn, principal: &Principal, id: Uuid) ->
 
 /// Newest first.
 pub async fn list(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     principal: &Principal,
     partner_id: Option<Uuid>,
     status: Option<OrderStatus>,
@@ -238,7 +238,7 @@ pub async fn list(
     if let Some(b) = before {
         q = q.filter(orders::id.lt(b));
     }
-    Ok(q.load(conn).await?)
+    Ok(q.load(&mut conn).await?)
 }
 
 /// The receipts of paid orders, rendered with [`invoices::NUMBER_SLOT`] for the invoice

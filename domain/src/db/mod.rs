@@ -21,11 +21,15 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 /// default `Verified` sends `SELECT 1` on every checkout, which doubled the statements of a
 /// typical request (docs/BENCHMARKS.md). A connection the server dropped fails its next
 /// query, is marked broken and is discarded; the request that met it gets INTERNAL.
+///
+/// Its connections name the process in `pg_stat_activity.application_name` (`gateway-api`,
+/// `gateway-worker`), unless the URL names one already.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
     use diesel_async::pooled_connection::{ManagerConfig, RecyclingMethod};
     count_statements();
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    let url = with_application_name(url);
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Ok(Pool::builder(manager)
         .max_size(size)
@@ -33,6 +37,23 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
         .create_timeout(Some(std::time::Duration::from_secs(5)))
         .runtime(deadpool::Runtime::Tokio1)
         .build()?)
+}
+
+/// `url` with `application_name` set to this program's name, unless it sets one.
+fn with_application_name(url: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_owned();
+    }
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .unwrap_or_else(|| "gateway".to_owned());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
 }
 
 static STATEMENTS_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -70,7 +70,7 @@ pub async fn load_visible(
 
 /// Newest first; `statuses` narrows the list.
 pub async fn list(
-    conn: &mut PgConn,
+    mut conn: &PgConn,
     principal: &Principal,
     partner_id: Option<Uuid>,
     statuses: Option<Vec<SubscriptionStatus>>,
@@ -91,7 +91,7 @@ pub async fn list(
     if let Some(b) = before {
         q = q.filter(subscriptions::id.lt(b));
     }
-    Ok(q.load(conn).await?)
+    Ok(q.load(&mut conn).await?)
 }
 
 fn anniversary(sub: &Subscription) -> AppResult<DateTime<Utc>> {

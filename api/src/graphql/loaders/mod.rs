@@ -29,7 +29,9 @@ use gateway_domain::AppError;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::AtomicU32;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use diesel_async::pooled_connection::deadpool::Object;
 
 pub struct Loaders {
     pub offers: DataLoader<Offers>,
@@ -41,6 +43,8 @@ pub struct Loaders {
     pub notes: DataLoader<Notes>,
     pub users: DataLoader<PartnerUsers>,
     pub invoice_of_order: DataLoader<InvoiceOfOrder>,
+    /// One connection shared by the root lists read at the same time.
+    pub reader: Reader,
 }
 
 impl Loaders {
@@ -72,6 +76,10 @@ impl Loaders {
             notes: DataLoader::new(Notes(db.clone()), spawner()),
             users: DataLoader::new(PartnerUsers(db.clone()), spawner()),
             invoice_of_order: DataLoader::new(InvoiceOfOrder(db), spawner()),
+            reader: Reader {
+                pool: pool.clone(),
+                slot: tokio::sync::Mutex::new(Weak::new()),
+            },
         }
     }
 }
@@ -86,6 +94,30 @@ impl Db {
     ) -> Result<diesel_async::pooled_connection::deadpool::Object<PgConn>, async_graphql::Error>
     {
         self.0.get().await.map_err(|e| AppError::from(e).into())
+    }
+}
+
+/// A request's root lists (`subscriptions`, `benefits`, `invoices`, `orders`) start together;
+/// through the reader they share one pooled connection, so their statements go to Postgres
+/// in one write and one backend answers them in turn (pipelined), instead of three connections
+/// with a round trip each. The connection goes back to the pool when the last list holding it
+/// has its rows, before any nested field runs, so a request never waits for a second
+/// connection while it holds one here.
+pub struct Reader {
+    pool: DbPool,
+    slot: tokio::sync::Mutex<Weak<Object<PgConn>>>,
+}
+
+impl Reader {
+    /// The connection another list of this request reads on now, or one from the pool.
+    pub async fn get(&self) -> Result<Arc<Object<PgConn>>, AppError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(shared) = slot.upgrade() {
+            return Ok(shared);
+        }
+        let conn = Arc::new(self.pool.get().await?);
+        *slot = Arc::downgrade(&conn);
+        Ok(conn)
     }
 }
 
