@@ -160,7 +160,11 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
             .map(|i| token(bench, DASHBOARD_BASE + i))
             .collect::<anyhow::Result<_>>()?,
     );
-    let body = json!({ "query": DASHBOARD_QUERY, "operationName": "Dashboard" });
+    let body = Request::json(
+        String::new(),
+        &json!({ "query": DASHBOARD_QUERY, "operationName": "Dashboard" }),
+    )
+    .body;
     let next = {
         let tokens = tokens.clone();
         Arc::new(move || {
@@ -265,9 +269,9 @@ pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
         Arc::new(move || {
             let i = cursor.fetch_add(1, Ordering::Relaxed);
             let (token, card) = buyers.get(i)?;
-            Some(Request {
-                token: token.clone(),
-                body: json!({
+            Some(Request::json(
+                token.clone(),
+                &json!({
                     "query": PURCHASE,
                     "operationName": "Buy",
                     "variables": { "input": {
@@ -277,7 +281,7 @@ pub async fn purchase(bench: &Bench) -> anyhow::Result<Purchase> {
                         "payment": { "paymentMethodId": card },
                     }},
                 }),
-            })
+            ))
         })
     };
     #[derive(serde::Deserialize)]

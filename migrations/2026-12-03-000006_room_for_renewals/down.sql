@@ -1,0 +1,2 @@
+ALTER TABLE entitlements SET (fillfactor = 80);
+ALTER TABLE subscriptions SET (fillfactor = 80);
