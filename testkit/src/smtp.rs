@@ -34,7 +34,15 @@ impl ReceivedEmail {
         let at = lower.find(&format!("content-type: {content_type}"))?;
         let rest = &self.raw[at..];
         let (headers, body) = rest.split_once("\r\n\r\n")?;
-        let body = body.split("\r\n--").next().unwrap_or(body);
+        // The part ends at the next MIME boundary line, not at any line that starts with
+        // `--`: a quoted-printable line may start with `--` (a token wrapped there).
+        let end = self
+            .boundaries()
+            .iter()
+            .filter_map(|b| body.find(&format!("\r\n--{b}")))
+            .min()
+            .unwrap_or(body.len());
+        let body = &body[..end];
         let cte = headers
             .split("\r\n")
             .find(|l| {
@@ -62,6 +70,26 @@ impl ReceivedEmail {
             "quoted-printable" => decode_qp(body),
             _ => body.to_owned(),
         })
+    }
+
+    /// The `boundary` parameters of the message's multipart headers.
+    fn boundaries(&self) -> Vec<String> {
+        let unfolded = self.raw.replace("\r\n ", " ").replace("\r\n\t", " ");
+        let lower = unfolded.to_ascii_lowercase();
+        lower
+            .match_indices("boundary=")
+            .map(|(at, m)| {
+                let value = &unfolded[at + m.len()..];
+                let value = value.strip_prefix('"').unwrap_or(value);
+                value
+                    .chars()
+                    .take_while(|c| !matches!(c, '"' | ';' | '\r' | '\n'))
+                    .collect::<String>()
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|b| !b.is_empty())
+            .collect()
     }
 
     pub fn text(&self) -> String {
@@ -291,7 +319,26 @@ impl SmtpSink {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_qp;
+    use super::{decode_qp, ReceivedEmail};
+
+    /// A quoted-printable line that starts with `--` (a link's token wrapped there) is text,
+    /// not the end of the part; the part ends at its boundary.
+    #[test]
+    fn a_wrapped_line_starting_with_two_dashes_stays_in_the_part() {
+        let raw = "From: a@x\r\nContent-Type: multipart/alternative;\r\n boundary=\"Xy-Z\"\r\n\r\n\
+                   --Xy-Z\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                   Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+                   https://p/verify-email?token=3Dab=\r\n--cd\r\n\
+                   --Xy-Z\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>hi</p>\r\n\
+                   --Xy-Z--\r\n";
+        let mail = ReceivedEmail {
+            from: "a@x".into(),
+            to: vec!["b@x".into()],
+            raw: raw.into(),
+        };
+        assert_eq!(mail.text(), "https://p/verify-email?token=ab--cd");
+        assert_eq!(mail.part("text/html").unwrap(), "<p>hi</p>");
+    }
 
     #[test]
     fn quoted_printable() {
