@@ -160,11 +160,8 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
             .map(|i| token(bench, DASHBOARD_BASE + i))
             .collect::<anyhow::Result<_>>()?,
     );
-    let body = Request::json(
-        String::new(),
-        &json!({ "query": DASHBOARD_QUERY, "operationName": "Dashboard" }),
-    )
-    .body;
+    let body =
+        serde_json::to_vec(&json!({ "query": DASHBOARD_QUERY, "operationName": "Dashboard" }))?;
     let next = {
         let tokens = tokens.clone();
         Arc::new(move || {

@@ -138,6 +138,16 @@ pg_socket_url() {
   return 1
 }
 
+# bench_pg_socket: the benchmark scripts reach a Postgres on this machine through its Unix
+# socket (BENCH_PG_TCP=1 keeps loopback TCP).
+bench_pg_socket() {
+  local socket_url
+  if [[ -z ${BENCH_PG_TCP:-} ]] && socket_url=$(pg_socket_url); then
+    PG_ADMIN_URL=$socket_url
+    log "benchmark connects to PostgreSQL through its Unix socket ($socket_url)"
+  fi
+}
+
 ensure_services() {
   ensure_postgres
   ensure_redis

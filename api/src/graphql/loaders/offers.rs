@@ -22,24 +22,24 @@ pub struct Catalog(RwLock<Option<Kept>>);
 type Kept = (Instant, Arc<HashMap<String, Offer>>);
 
 impl Catalog {
-    /// The kept catalog, when it is recent and holds every one of `ids`.
-    fn answer(&self, ids: &[String]) -> Option<HashMap<String, Offer>> {
+    /// The kept catalog, when it is recent.
+    fn fresh(&self) -> Option<Arc<HashMap<String, Offer>>> {
         let kept = self.0.read().ok()?;
         let (read_at, offers) = kept.as_ref()?;
-        if read_at.elapsed() >= CATALOG_KEPT || !ids.iter().all(|id| offers.contains_key(id)) {
-            return None;
-        }
-        Some(pick(offers, ids))
+        (read_at.elapsed() < CATALOG_KEPT).then(|| offers.clone())
+    }
+
+    /// The kept catalog's offers for `ids`, when it is recent and holds every one of them.
+    fn answer(&self, ids: &[String]) -> Option<HashMap<String, Offer>> {
+        let offers = self.fresh()?;
+        ids.iter()
+            .all(|id| offers.contains_key(id))
+            .then(|| pick(&offers, ids))
     }
 
     /// One offer from the kept catalog, when it is recent and holds it.
     pub fn kept(&self, id: &str) -> Option<Offer> {
-        let kept = self.0.read().ok()?;
-        let (read_at, offers) = kept.as_ref()?;
-        if read_at.elapsed() >= CATALOG_KEPT {
-            return None;
-        }
-        offers.get(id).cloned()
+        self.fresh()?.get(id).cloned()
     }
 
     fn keep(&self, offers: Arc<HashMap<String, Offer>>) {
