@@ -461,3 +461,71 @@ async fn the_relay_claims_the_oldest_due_rows_of_its_queue_up_to_the_limit() {
     drop((conn, other));
     db.remove().await.unwrap();
 }
+
+/// A renewal cancels its subscription's pending work of the old term, but not the charge
+/// actions its job runs: those the job marks DONE itself (cancelling them first wrote each
+/// row twice; docs/BENCHMARKS.md, item 28). Other subjects' work is left alone.
+#[tokio::test]
+async fn cancelling_a_subjects_pending_work_leaves_out_the_actions_being_run() {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    use gateway_domain::enums::ActionKind;
+    use gateway_domain::lifecycle::actions;
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let mut conn = db.connect().await.unwrap();
+    let (partner, sub, other) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    let (running, lapse, reminder) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    conn.batch_execute(&format!(
+        "INSERT INTO partners (id, mpn_id, legal_name, address_lines, city, postal_code, country,
+             contact_first_name, contact_last_name, contact_email, contact_phone, tenant_id,
+             tenant_created, vetting_status, vetting_sub_status, network_member_since)
+         VALUES ('{partner}', '7000001', 'Cancel Co', '{{\"1 Main St\"}}', 'Seattle', '98101', 'US',
+             'Ada', 'Lovelace', 'ada@cancel.example', '+1 206 555 0100', gen_random_uuid(), true,
+             'AUTHORIZED', 'DECISION', now());
+         INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, due_at, status)
+         VALUES ('{running}', '{partner}', 'RENEWAL_CHARGE', '{sub}', 1, now(), 'PENDING'),
+                ('{lapse}', '{partner}', 'LAPSE', '{sub}', 1, now() + interval '31 days', 'PENDING'),
+                ('{reminder}', '{partner}', 'REMINDER', '{other}', 1, now(), 'PENDING')"
+    ))
+    .await
+    .unwrap();
+    let cancelled = actions::cancel_pending_of(&mut conn, &[sub], None, &[running])
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 1, "only the lapse of the renewed subscription");
+    #[derive(diesel::QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    for (id, want) in [
+        (running, "PENDING"),
+        (lapse, "CANCELLED"),
+        (reminder, "PENDING"),
+    ] {
+        let sql = format!("SELECT status FROM scheduled_actions WHERE id = '{id}'");
+        let row: Status = diesel::sql_query(sql).get_result(&mut conn).await.unwrap();
+        assert_eq!(row.status, want, "action {id}");
+    }
+    // Without exceptions every pending action of the subject goes, the kind filter still holds.
+    let cancelled = actions::cancel_pending_of(&mut conn, &[sub], Some(&[ActionKind::Lapse]), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        cancelled, 0,
+        "the lapse is already cancelled; the charge is another kind"
+    );
+    let cancelled = actions::cancel_pending_of(&mut conn, &[sub], None, &[])
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 1, "the charge");
+    drop(conn);
+    db.remove().await.unwrap();
+}

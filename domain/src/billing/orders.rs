@@ -165,13 +165,14 @@ pub(crate) async fn set_paid(
             orders::updated_at.eq(Utc::now()),
         ))
         .returning(Order::as_returning());
-    Ok(
-        with_writes(vec![Box::new(actions::cancel_rows(&ids, settling))], paid)
-            .reuse()
-            .get_result(&mut conn)
-            .await
-            .optional()?,
+    Ok(with_writes(
+        vec![Box::new(actions::cancel_rows(&ids, settling, &[]))],
+        paid,
     )
+    .reuse()
+    .get_result(&mut conn)
+    .await
+    .optional()?)
 }
 
 pub(crate) async fn set_failed(conn: &mut PgConn, id: Uuid, e: &GatewayError) -> AppResult<Order> {

@@ -101,16 +101,21 @@ pub async fn cancel_pending(
     subject_id: Uuid,
     kinds: Option<&[ActionKind]>,
 ) -> AppResult<usize> {
-    cancel_pending_of(conn, &[subject_id], kinds).await
+    cancel_pending_of(conn, &[subject_id], kinds, &[]).await
 }
 
-/// Like [`cancel_pending`] for several subjects in one statement.
+/// Like [`cancel_pending`] for several subjects in one statement, leaving out the actions
+/// `except` (the ones the caller is running: it marks them DONE itself, and cancelling them
+/// first would only write each row one more time).
 pub async fn cancel_pending_of(
     conn: &mut PgConn,
     subject_ids: &[Uuid],
     kinds: Option<&[ActionKind]>,
+    except: &[Uuid],
 ) -> AppResult<usize> {
-    Ok(cancel_rows(subject_ids, kinds).execute(conn).await?)
+    Ok(cancel_rows(subject_ids, kinds, except)
+        .execute(conn)
+        .await?)
 }
 
 /// The UPDATE of [`cancel_pending_of`] (for a statement that makes other writes too,
@@ -118,11 +123,15 @@ pub async fn cancel_pending_of(
 pub(crate) fn cancel_rows<'a>(
     subject_ids: &'a [Uuid],
     kinds: Option<&[ActionKind]>,
+    except: &'a [Uuid],
 ) -> impl QueryFragment<Pg> + QueryId + Send + 'a {
     let mut q = diesel::update(scheduled_actions::table)
         .filter(scheduled_actions::subject_id.eq_any(subject_ids))
         .filter(scheduled_actions::status.eq(ActionStatus::Pending))
         .into_boxed();
+    if !except.is_empty() {
+        q = q.filter(scheduled_actions::id.ne_all(except));
+    }
     if let Some(kinds) = kinds {
         q = q.filter(scheduled_actions::kind.eq_any(kinds.to_vec()));
     }

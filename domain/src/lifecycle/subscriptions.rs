@@ -246,13 +246,15 @@ fn event_of(sub: &Subscription) -> crate::benefits::events::Event {
 /// Paid renewals: each next term runs from the old anniversary date, auto-renew is on again,
 /// the old term's pending work is cancelled and the new term's scheduled. A fixed number of
 /// statements for any number of subscriptions; returns them as updated, in the given order.
+/// `running`: the due actions the caller is running (they stay PENDING here; it marks them).
 async fn extend_terms(
     conn: &mut PgConn,
     each: &[(&Subscription, Option<Uuid>)],
+    running: &[Uuid],
 ) -> AppResult<Vec<Subscription>> {
     use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     let ids: Vec<Uuid> = each.iter().map(|(sub, _)| sub.id).collect();
-    actions::cancel_pending_of(conn, &ids, None).await?;
+    actions::cancel_pending_of(conn, &ids, None, running).await?;
     let mut ads = Vec::with_capacity(each.len());
     let mut cards = Vec::with_capacity(each.len());
     for (sub, payment_method_id) in each {
@@ -398,7 +400,7 @@ impl Renewal<'_> {
         actor: &Actor,
         charge: &Charge,
     ) -> AppResult<Order> {
-        let (mut orders, uninvoiced) = book_all(conn, actor, &[(self, charge)]).await?;
+        let (mut orders, uninvoiced) = book_all(conn, actor, &[(self, charge)], &[]).await?;
         invoice_renewals(conn, svc, uninvoiced).await?;
         orders
             .pop()
@@ -415,6 +417,7 @@ async fn book_all(
     conn: &mut PgConn,
     actor: &Actor,
     paid: &[(&Renewal<'_>, &Charge)],
+    running: &[Uuid],
 ) -> AppResult<(Vec<Order>, Uninvoiced)> {
     if paid.is_empty() {
         return Ok((vec![], Uninvoiced::default()));
@@ -430,7 +433,7 @@ async fn book_all(
         .iter()
         .map(|(r, _)| (r.sub, r.payment_method_id))
         .collect();
-    let extended = extend_terms(conn, &each).await?;
+    let extended = extend_terms(conn, &each, running).await?;
     let mut audit_entries = Vec::with_capacity(paid.len());
     let mut uninvoiced = Uninvoiced::default();
     for (((r, _), order), sub) in paid.iter().zip(&orders).zip(&extended) {
@@ -614,7 +617,11 @@ pub(crate) async fn charge_renewals(
         };
     }
     let to_book: Vec<(&Renewal, &Charge)> = paid.iter().map(|(_, r, c)| (*r, c)).collect();
-    let (orders, uninvoiced) = book_all(conn, &Actor::system("auto-renew"), &to_book).await?;
+    // The charge actions themselves are left PENDING by the cancel of the old term's work:
+    // the caller marks them DONE.
+    let running: Vec<Uuid> = paid.iter().map(|(i, _, _)| due[*i].0.id).collect();
+    let (orders, uninvoiced) =
+        book_all(conn, &Actor::system("auto-renew"), &to_book, &running).await?;
     for ((i, _, _), order) in paid.iter().zip(orders) {
         outcomes[*i] = Some(Outcome::Done(format!("charged, order {}", order.number)));
     }

@@ -1,0 +1,1 @@
+ALTER TABLE scheduled_actions SET (fillfactor = 85);
