@@ -24,6 +24,7 @@ use gateway_domain::users::Caller;
 use gateway_domain::AppError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::graphql::documents::Validation;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::{GatewaySchema, RequestCtx};
 use crate::metrics::Metrics;
@@ -31,6 +32,9 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub schema: GatewaySchema,
+    /// The same schema with async-graphql's fast validation, for requests whose document is
+    /// known to pass the full validation (`graphql::documents`).
+    pub validated_schema: GatewaySchema,
     pub config: Arc<Config>,
     pub pool: DbPool,
     pub verifier: Verifier,
@@ -320,7 +324,7 @@ async fn execute_counted(
             .map(|r| Metrics::operation_label(r.operation_name.as_deref()))
             .collect(),
     };
-    state.documents.prepare(&mut batch);
+    let validation = state.documents.prepare(&mut batch);
     let (principal, partner) = match caller {
         Some(c) => (Some(c.principal), c.partner),
         None => (None, None),
@@ -341,7 +345,11 @@ async fn execute_counted(
             statements,
         )));
     let timeout = state.config.http.request_timeout;
-    let result = tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await;
+    let schema = match validation {
+        Validation::Passed => &state.validated_schema,
+        _ => &state.schema,
+    };
+    let result = tokio::time::timeout(timeout, schema.execute_batch(batch)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let mut response = match result {
         Ok(r) => r,
@@ -360,6 +368,13 @@ async fn execute_counted(
             );
         }
     };
+    if let (Validation::First { text, operation }, BatchResponse::Single(r)) =
+        (validation, &response)
+    {
+        if r.errors.is_empty() {
+            state.documents.passed(&text, operation);
+        }
+    }
     let outcomes: Vec<bool> = match &mut response {
         BatchResponse::Single(r) => {
             ensure_codes(&mut r.errors);

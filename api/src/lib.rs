@@ -17,13 +17,12 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let redis = redis::Client::open(config.redis.url.as_str())
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
     let events = events::spawn_listener(config.database.url.clone());
-    let schema = graphql::build(
-        gateway_domain::services::Services::new(config.clone(), pool.clone())?,
-        events,
-        redis.clone(),
-    );
+    let services = gateway_domain::services::Services::new(config.clone(), pool.clone())?;
+    let build =
+        |validation| graphql::build(services.clone(), events.clone(), redis.clone(), validation);
     Ok(http::router(http::AppState {
-        schema,
+        schema: build(async_graphql::ValidationMode::Strict),
+        validated_schema: build(async_graphql::ValidationMode::Fast),
         config,
         pool,
         verifier,

@@ -167,6 +167,31 @@ async fn buying_action_pack_by_card_is_paid_invoiced_and_idempotent() {
         "{text}"
     );
     assert!(text.contains("buyer Corp"), "{text}");
+    // Its billing address and lines, kept as JSON text (item 28 of docs/BENCHMARKS.md), read
+    // back whole through GraphQL and in the PDF.
+    let inv = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { invoice(id: $id) { billTo { name mpnId city country }
+                lines { description quantity amount { amountMinor } } } }",
+            json!({"id": invoice_id}),
+        )
+        .await;
+    let bill_to = &inv["invoice"]["billTo"];
+    assert!(
+        bill_to["name"].as_str().unwrap().contains("buyer Corp"),
+        "{inv}"
+    );
+    assert_eq!(bill_to["mpnId"].as_str().unwrap().len(), 7, "{inv}");
+    assert!(!bill_to["city"].as_str().unwrap().is_empty(), "{inv}");
+    let lines = inv["invoice"]["lines"].as_array().unwrap();
+    assert!(!lines.is_empty(), "{inv}");
+    for l in lines {
+        assert!(l["quantity"].as_i64().unwrap() >= 1, "{inv}");
+        assert!(l["amount"]["amountMinor"].as_i64().unwrap() > 0, "{inv}");
+        let description = l["description"].as_str().unwrap();
+        assert!(text.contains(description), "{description} not in {text}");
+    }
 
     let r = sys.http().get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);

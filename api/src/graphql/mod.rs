@@ -17,7 +17,7 @@ mod subscriptions;
 mod types;
 mod users;
 
-use async_graphql::{Context, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, Schema, ValidationMode};
 use gateway_domain::audit::Actor;
 use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
@@ -74,10 +74,13 @@ pub struct RequestCtx {
     pub request_id: String,
 }
 
+/// The schema. `validation`: [`ValidationMode::Strict`] for every document the first time;
+/// [`ValidationMode::Fast`] only for documents known to pass it (`documents::Documents`).
 pub fn build(
     services: Services,
     events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
     redis: redis::Client,
+    validation: ValidationMode,
 ) -> GatewaySchema {
     let config = services.config.clone();
     let pool = services.pool.clone();
@@ -87,6 +90,7 @@ pub fn build(
         Mutation::default(),
         live::SubscriptionRoot,
     )
+    .validation_mode(validation)
     .limit_depth(http.max_depth)
     .limit_complexity(http.max_complexity)
     .limit_recursive_depth(64)

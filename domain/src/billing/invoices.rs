@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::db::json_text::JsonText;
 use crate::db::models::{Invoice, Offer, Order, Partner};
 use crate::db::prelude::*;
 use crate::db::schema::invoices;
@@ -47,11 +48,11 @@ impl BillTo {
 }
 
 pub fn lines_of(inv: &Invoice) -> Vec<InvoiceLine> {
-    serde_json::from_value(inv.lines.clone()).unwrap_or_default()
+    inv.lines.parse().unwrap_or_default()
 }
 
 pub fn bill_to_of(inv: &Invoice) -> Option<BillTo> {
-    serde_json::from_value(inv.bill_to.clone()).ok()
+    inv.bill_to.parse().ok()
 }
 
 /// Stands for the invoice number in what [`issue_last`] writes with the invoice (emails that
@@ -289,8 +290,8 @@ fn invoice_of(o: &ToInvoice, year: i32, seq: i32, created_at: DateTime<Utc>) -> 
         issued_at: o.issued_at,
         period_start: period.0,
         period_end: period.1,
-        bill_to: serde_json::to_value(BillTo::of(o.partner)).map_err(AppError::internal)?,
-        lines: serde_json::to_value(&lines).map_err(AppError::internal)?,
+        bill_to: JsonText::of(&BillTo::of(o.partner)).map_err(AppError::internal)?,
+        lines: JsonText::of(&lines).map_err(AppError::internal)?,
         currency: order.currency.clone(),
         subtotal_minor: order.price_minor,
         discount_minor: order.discount_minor,

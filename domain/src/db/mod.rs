@@ -1,6 +1,7 @@
 //! Postgres access: the pool, embedded migrations, the diesel schema and row models.
 
 pub mod billing_models;
+pub mod json_text;
 pub mod models;
 pub mod reuse;
 pub mod schema;
