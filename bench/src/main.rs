@@ -69,7 +69,7 @@ pub struct Args {
     /// Database name on the server of PG_ADMIN_URL (dropped and made again).
     #[arg(long, default_value = "pbg_bench")]
     pub database: String,
-    /// Drop the database at the end (the smoke test does).
+    /// Drop the database and its queues' Redis keys at the end (the smoke test does).
     #[arg(long)]
     pub drop_database: bool,
 }
@@ -192,13 +192,7 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     let mut redis = redis::Client::open(redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}.*"))
-        .query_async(&mut redis)
-        .await?;
-    for chunk in keys.chunks(1000) {
-        let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
-    }
+    clear_queues(&mut redis, prefix).await?;
 
     let smtp = SmtpSink::start_counting().await?;
     let port = free_port()?;
@@ -294,6 +288,21 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     ))
 }
 
+/// Deletes the Redis keys of the queues under `prefix` (a run's queues follow its database).
+async fn clear_queues(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}.*"))
+        .query_async(redis)
+        .await?;
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query_async(redis).await?;
+    }
+    Ok(())
+}
+
 async fn redis_version(redis: &mut redis::aio::MultiplexedConnection) -> String {
     let info: String = redis::cmd("INFO")
         .arg("server")
@@ -334,6 +343,11 @@ async fn main() -> anyhow::Result<()> {
                 args.database
             ))
             .await?;
+        // The queues went with the database they follow.
+        let mut redis = redis::Client::open(env_or("REDIS_URL")?.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        clear_queues(&mut redis, &args.database).await?;
     }
     let table = results.table();
     println!("{table}");

@@ -2,6 +2,7 @@
 //! every scenario, the report and the plot. The figures are not checked here (targets are
 //! read from a full run's output, docs/BENCHMARKS.md); correctness figures are.
 
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use gateway_testkit::{admin_database_url, redis_url};
 
 #[tokio::test]
@@ -72,5 +73,31 @@ async fn the_benchmark_runs_every_scenario_at_a_small_scale() {
     assert!(written.contains("<!-- bench:results") && written.contains("### Machine"));
     let svg = std::fs::read_to_string(dir.join("dashboard-latency.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    // `--drop-database` leaves nothing behind: neither the database nor its queues' keys.
+    let mut redis = redis::Client::open(redis_url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{database}.*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "keys left in Redis: {keys:?}");
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut admin = diesel_async::AsyncPgConnection::establish(&admin_database_url())
+        .await
+        .unwrap();
+    let left: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(&database)
+        .get_result(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left.n, 0, "database {database} left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
