@@ -192,7 +192,7 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     let mut redis = redis::Client::open(redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
-    clear_queues(&mut redis, prefix).await?;
+    gateway_testkit::clear_queues(&mut redis, prefix).await?;
 
     let smtp = SmtpSink::start_counting().await?;
     let port = free_port()?;
@@ -288,21 +288,6 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     ))
 }
 
-/// Deletes the Redis keys of the queues under `prefix` (a run's queues follow its database).
-async fn clear_queues(
-    redis: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-) -> anyhow::Result<()> {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}.*"))
-        .query_async(redis)
-        .await?;
-    for chunk in keys.chunks(1000) {
-        let _: () = redis::cmd("DEL").arg(chunk).query_async(redis).await?;
-    }
-    Ok(())
-}
-
 async fn redis_version(redis: &mut redis::aio::MultiplexedConnection) -> String {
     let info: String = redis::cmd("INFO")
         .arg("server")
@@ -347,7 +332,7 @@ async fn main() -> anyhow::Result<()> {
         let mut redis = redis::Client::open(env_or("REDIS_URL")?.as_str())?
             .get_multiplexed_async_connection()
             .await?;
-        clear_queues(&mut redis, &args.database).await?;
+        gateway_testkit::clear_queues(&mut redis, &args.database).await?;
     }
     let table = results.table();
     println!("{table}");

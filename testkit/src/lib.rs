@@ -19,3 +19,27 @@ pub fn admin_database_url() -> String {
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
+
+/// The Redis keys of the queues under `prefix` (`QUEUE_PREFIX`: a test's or a benchmark
+/// run's own).
+pub async fn queue_keys(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> redis::RedisResult<Vec<String>> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}.*"))
+        .query_async(redis)
+        .await
+}
+
+/// Deletes the Redis keys of the queues under `prefix`.
+pub async fn clear_queues(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> redis::RedisResult<()> {
+    let keys = queue_keys(redis, prefix).await?;
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query_async(redis).await?;
+    }
+    Ok(())
+}

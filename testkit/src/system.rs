@@ -235,15 +235,7 @@ impl Drop for TestSystem {
                 }
                 if let Ok(client) = redis::Client::open(crate::redis_url()) {
                     if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = redis::cmd("KEYS")
-                            .arg(format!("{prefix}.*"))
-                            .query_async(&mut c)
-                            .await
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            let _: Result<(), _> =
-                                redis::cmd("DEL").arg(&keys).query_async(&mut c).await;
-                        }
+                        let _ = crate::clear_queues(&mut c, &prefix).await;
                     }
                 }
             });

@@ -79,9 +79,7 @@ async fn the_benchmark_runs_every_scenario_at_a_small_scale() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{database}.*"))
-        .query_async(&mut redis)
+    let keys = gateway_testkit::queue_keys(&mut redis, &database)
         .await
         .unwrap();
     assert!(keys.is_empty(), "keys left in Redis: {keys:?}");

@@ -311,18 +311,9 @@ pub async fn flush_queued_jobs(sys: &TestSystem) {
     let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     count(sys, "WITH u AS (UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL RETURNING 1) SELECT count(*) AS n FROM u").await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}.*", sys.queue_prefix))
-        .query_async(&mut conn)
+    gateway_testkit::clear_queues(&mut conn, &sys.queue_prefix)
         .await
         .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
 }
 
 /// Queues `n` jobs on `queue` for due actions of `kind` that are already DONE: each job runs,
