@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::StreamExt;
-use gateway_domain::benefits::events::{self, Event, CHANNEL};
+use gateway_domain::events::{self, Event, CHANNEL};
 use tokio::sync::broadcast;
 
 pub fn spawn_listener(database_url: String) -> broadcast::Sender<Event> {

@@ -332,18 +332,20 @@ async fn execute_counted(
     // The partner read with the token stands for the caller's own partner only in a single
     // operation: in a batch, a mutation before a query could have changed it since.
     let own_partner = partner.filter(|_| matches!(batch, BatchRequest::Single(_)));
+    let loaders = Loaders::new(
+        &state.pool,
+        &state.config,
+        &state.catalog,
+        statements,
+        principal.clone(),
+    );
     let batch = batch
         .data(RequestCtx {
             principal,
             own_partner,
             request_id: rid.clone(),
         })
-        .data(Arc::new(Loaders::new(
-            &state.pool,
-            &state.config,
-            &state.catalog,
-            statements,
-        )));
+        .data(Arc::new(loaders));
     let timeout = state.config.http.request_timeout;
     let schema = match validation {
         Validation::Passed => &state.validated_schema,
@@ -633,18 +635,19 @@ async fn graphql_ws(
                         async_graphql::Error::new(format!("{}: {}", e.code(), e.message()))
                     })?;
                     let mut data = async_graphql::Data::default();
+                    data.insert(Arc::new(Loaders::new(
+                        &state.pool,
+                        &state.config,
+                        &state.catalog,
+                        Arc::new(AtomicU32::new(0)),
+                        principal.clone(),
+                    )));
                     data.insert(RequestCtx {
                         principal,
                         // A socket lives long: its operations read the partner afresh.
                         own_partner: None,
                         request_id: uuid::Uuid::now_v7().to_string(),
                     });
-                    data.insert(Arc::new(Loaders::new(
-                        &state.pool,
-                        &state.config,
-                        &state.catalog,
-                        Arc::new(AtomicU32::new(0)),
-                    )));
                     Ok(data)
                 })
                 .serve()

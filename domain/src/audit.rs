@@ -13,7 +13,7 @@ use crate::db::schema::audit_log;
 use crate::db::PgConn;
 use crate::enums::ActorKind;
 use crate::error::AppResult;
-use crate::permissions::Principal;
+use crate::permissions::{Action, Principal};
 
 /// Who did it and under which request id; built once per request by the api.
 #[derive(Debug, Clone)]
@@ -110,13 +110,16 @@ pub fn entries_of(
         .collect()
 }
 
-/// Newest first, keyset-paginated by id (UUIDv7, so time-ordered).
+/// A partner's audit log (Global admins; operators name the partner), newest first,
+/// keyset-paginated by id (UUIDv7, so time-ordered).
 pub async fn list(
     conn: &mut PgConn,
-    partner_id: Uuid,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
     before: Option<Uuid>,
     limit: i64,
 ) -> AppResult<Vec<AuditEntry>> {
+    let partner_id = principal.scope_for(Action::ViewAuditLog, partner_id)?;
     let mut q = audit_log::table
         .filter(audit_log::partner_id.eq(partner_id))
         .order(audit_log::id.desc())

@@ -59,6 +59,15 @@ pub async fn competencies(conn: &mut PgConn) -> AppResult<Vec<Competency>> {
         .await?)
 }
 
+/// The competencies a partner qualified for, as the caller may see them.
+pub async fn qualifications_of(
+    conn: &PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+) -> AppResult<Vec<Qualification>> {
+    qualifications(conn, principal.scope_for(Action::ViewPartner, partner_id)?).await
+}
+
 pub async fn qualifications(mut conn: &PgConn, partner_id: Uuid) -> AppResult<Vec<Qualification>> {
     Ok(qualifications::table
         .filter(qualifications::partner_id.eq(partner_id))
@@ -84,7 +93,7 @@ pub async fn record_qualification(
         return Err(AppError::Forbidden);
     };
     conn.transaction::<_, AppError, _>(async |conn| {
-        crate::enrollment::load_partner(conn, partner_id).await?;
+        crate::partners::load_partner(conn, partner_id).await?;
         let known = competencies::table
             .find(competency)
             .select(competencies::code)
@@ -240,7 +249,7 @@ pub struct Listing {
     pub reasons: Vec<Reason>,
     pub subscription: Option<Subscription>,
     /// What buying it now would cost (Available only).
-    pub quote: Option<crate::billing::Quote>,
+    pub quote: Option<crate::billing::quote::Quote>,
 }
 
 /// The partner's view of the catalog, one section at a time.
@@ -252,7 +261,7 @@ pub async fn listings(
 ) -> AppResult<Vec<Listing>> {
     principal.require(Action::ViewPartner)?;
     let partner_id = principal.scope(partner_id)?;
-    let partner = crate::enrollment::load_partner(conn, partner_id).await?;
+    let partner = crate::partners::load_partner(conn, partner_id).await?;
     let catalog = offers(conn).await?;
     let subs: Vec<Subscription> = subscriptions::table
         .filter(subscriptions::partner_id.eq(partner_id))
@@ -276,7 +285,7 @@ pub async fn listings(
                 let reasons = purchase_blockers(offer, partner.vetting_status, &live, &quals);
                 let upgrade = offer.level == Some(CompetencyLevel::Gold) && has_silver;
                 out.push(Listing {
-                    quote: Some(crate::billing::quote(
+                    quote: Some(crate::billing::quote::quote(
                         offer.price_minor,
                         &partner.country,
                         upgrade,

@@ -3,6 +3,10 @@
 //! environments so a test can make a year pass. Every lifecycle rule and every due-work sweep
 //! reads the partner's clock through this module. With test clocks disabled (always in
 //! production) the offset is never read and partner time is real time.
+//!
+//! A test clock is an offset, not a frozen time: partner time keeps flowing, and advancing
+//! adds to the offset. Due work is read on each partner's clock, so a test clock makes a year
+//! pass for one partner only.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -19,6 +23,9 @@ use crate::permissions::{Action, Principal};
 /// The most a single advance may move a clock: enough for multi-year scenarios, small
 /// enough that a typo does not throw a partner into the next century.
 pub const MAX_ADVANCE_SECS: i64 = 5 * 366 * 24 * 3600;
+
+/// How many due actions one dispatch of an advance enqueues at a time.
+const DISPATCH_BATCH: i64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestClock {
@@ -171,6 +178,9 @@ pub async fn advance(
             })
         })
         .await?;
-    crate::lifecycle::actions::dispatch_due(conn, config, Some(partner_id), 1000).await?;
+    // Everything that fell due, in batches of at most DISPATCH_BATCH actions.
+    while crate::due::dispatch_due(conn, config, Some(partner_id), DISPATCH_BATCH).await?
+        == DISPATCH_BATCH as usize
+    {}
     Ok(moved)
 }

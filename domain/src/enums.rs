@@ -1,5 +1,7 @@
 //! Domain enumerations. Stored as `text` (with CHECK constraints in the migrations), exposed
-//! as GraphQL enums, parsed with `FromStr`. `text_enum!` writes the glue once.
+//! as GraphQL enums, parsed with `FromStr`. `text_enum!` writes the glue once. They derive
+//! `async_graphql::Enum` (and domain inputs `InputObject`): the GraphQL names are the
+//! domain's names, and a second set of types would only add a mapping to keep in step.
 
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {

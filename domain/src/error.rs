@@ -1,5 +1,7 @@
 //! The one error type of the gateway. Every failure a caller can see is one of these variants;
-//! the api maps each to `extensions.code` in exactly one place (api/src/graphql/error.rs).
+//! each maps to `extensions.code` in exactly one place (`From<AppError> for async_graphql::Error`
+//! below). `AppError` is deliberately not `Display`: async-graphql would turn any `Display`
+//! error into one without a code, so the coded conversion is the only one.
 
 use serde::Serialize;
 
@@ -134,6 +136,13 @@ pub type AppResult<T> = Result<T, AppError>;
 
 /// The one mapping to GraphQL: `extensions.code` always, plus `field` (bad input), `reasons`
 /// (not eligible) and `retryAfter` (rate limited). Internal details are logged, not returned.
+/// Redis is infrastructure: its failures are internal (the detail is logged, not returned).
+impl From<redis::RedisError> for AppError {
+    fn from(e: redis::RedisError) -> Self {
+        AppError::Internal(format!("redis: {e}"))
+    }
+}
+
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
         use async_graphql::ErrorExtensions;

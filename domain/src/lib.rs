@@ -1,5 +1,6 @@
-//! The gateway's domain: rules, persistence, job definitions and email templates.
-//! The api and the worker are thin shells around this crate.
+//! The gateway's domain: rules, persistence, job definitions and email templates. The api and
+//! the worker are thin shells around this crate. Its modules stand in layers, declared in
+//! [`layers`] (imports only point down; a test holds the code to it).
 
 pub mod audit;
 pub mod auth;
@@ -9,18 +10,27 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod due;
 pub mod email;
 pub mod enrollment;
 pub mod enums;
 pub mod error;
+pub mod events;
 pub mod jobs;
+pub mod layers;
 pub mod lifecycle;
+pub mod notify;
 pub mod outbox;
+pub mod partners;
 pub mod permissions;
+pub mod providers;
+pub mod purchases;
 pub mod queues;
+pub mod runner;
 pub mod seed;
 pub mod service_requests;
 pub mod services;
+pub mod subscriptions;
 pub mod users;
 pub mod validation;
 

@@ -117,14 +117,21 @@ impl Principal {
         }
     }
 
-    /// The guard every resolver uses. A partner-less identity gets FORBIDDEN too: it is signed
-    /// in, it just has no partner yet.
+    /// The guard every domain operation uses (resolvers never check permissions themselves).
+    /// A partner-less identity gets FORBIDDEN too: it is signed in, it just has no partner yet.
     pub fn require(&self, action: Action) -> Result<(), AppError> {
         if self.can(action) {
             Ok(())
         } else {
             Err(AppError::Forbidden)
         }
+    }
+
+    /// [`Self::require`], then [`Self::scope`]: the partner an operation that needs `action`
+    /// acts on.
+    pub fn scope_for(&self, action: Action, requested: Option<Uuid>) -> Result<Uuid, AppError> {
+        self.require(action)?;
+        self.scope(requested)
     }
 
     pub fn partner_id(&self) -> Option<Uuid> {

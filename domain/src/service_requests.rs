@@ -65,10 +65,10 @@ pub async fn create(
         .transpose()?;
     conn.transaction::<_, AppError, _>(async |conn| {
         if let Some(sub) = subscription_id {
-            crate::lifecycle::subscriptions::load_visible(conn, principal, sub, false).await?;
+            crate::subscriptions::store::load_visible(conn, principal, sub, false).await?;
         }
         // Technical and presales requests draw on the partner's support balances.
-        let benefit_id = crate::benefits::usage::consume_for_request(
+        let benefit_id = crate::benefits::support::consume_for_request(
             conn,
             partner_id,
             input.kind,
@@ -301,7 +301,7 @@ pub async fn resolve(
         let resolution = match (sr.kind, sr.subscription_id) {
             (ServiceRequestKind::Billing, Some(sub)) => {
                 let decision =
-                    crate::lifecycle::subscriptions::decide_cancellation(conn, svc, actor, sub)
+                    crate::lifecycle::cancellation::decide_cancellation(conn, svc, actor, sub)
                         .await?;
                 format!("{resolution}\n\n{decision}")
             }

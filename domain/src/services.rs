@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::benefits::provisioning::{Provisioner, SimulatedProvisioner};
-use crate::billing::gateway::{PaymentGateway, SandboxGateway};
 use crate::config::{Config, GatewayKind};
 use crate::db::DbPool;
+use crate::providers::payments::{PaymentGateway, SandboxGateway};
+use crate::providers::provisioning::{Provisioner, SimulatedProvisioner};
 
 #[derive(Clone)]
 pub struct Services {

@@ -1,5 +1,12 @@
 //! Users and roles (PRODUCT.md 2.2): who the caller is, inviting users, changing roles,
-//! removing users. The role rules live in [`check_role_change`], a pure function.
+//! removing users. The role rules live in [`check_role_change`], a pure function. Removed
+//! users keep their row (status `REMOVED`, sign-in link cut) because audit records and
+//! service requests point at them.
+//!
+//! A token costs one statement, and it brings the caller's partner: a partner user's token
+//! is resolved with a join of `users` and `partners` ([`resolve_caller`]), and the `partner`
+//! query answers from that row in a single operation (not in a batch, where a mutation
+//! before it may have changed the row, and not over the WebSocket, which lives long).
 
 use crate::db::prelude::*;
 use chrono::Utc;
@@ -138,18 +145,6 @@ fn actor_roles(principal: &Principal) -> &[TenantRole] {
     }
 }
 
-async fn load_member(conn: &mut PgConn, partner_id: Uuid, user_id: Uuid) -> AppResult<User> {
-    users::table
-        .find(user_id)
-        .filter(users::partner_id.eq(partner_id))
-        .filter(users::status.ne(UserStatus::Removed))
-        .select(User::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or(AppError::NotFound("user"))
-}
-
 /// Serializes role changes of one partner (the last-Global-admin rule needs a stable count).
 async fn lock_partner_and_count_gas(
     conn: &mut PgConn,
@@ -171,8 +166,24 @@ async fn lock_partner_and_count_gas(
     Ok((partner, gas as usize))
 }
 
+/// The users (invited and active) of the caller's partner.
+pub async fn list_visible(conn: &mut PgConn, principal: &Principal) -> AppResult<Vec<User>> {
+    let partner_id = principal.scope_for(Action::ViewPartner, None)?;
+    list(conn, &[partner_id]).await
+}
+
+/// The users (invited and active) of partners the caller sees.
+pub async fn of_partners(
+    conn: &mut PgConn,
+    principal: &Principal,
+    partner_ids: &[Uuid],
+) -> AppResult<Vec<User>> {
+    principal.require(Action::ViewPartner)?;
+    list(conn, partner_ids).await
+}
+
 /// The users (invited and active) of these partners, by id.
-pub async fn list(conn: &mut PgConn, partner_ids: &[Uuid]) -> AppResult<Vec<User>> {
+async fn list(conn: &mut PgConn, partner_ids: &[Uuid]) -> AppResult<Vec<User>> {
     Ok(users::table
         .filter(users::partner_id.eq_any(partner_ids))
         .filter(users::status.ne(UserStatus::Removed))
@@ -281,7 +292,7 @@ pub async fn update_roles(
     let partner_id = principal.scope(None)?;
     conn.transaction::<_, AppError, _>(async |conn| {
         let (_, gas) = lock_partner_and_count_gas(conn, partner_id).await?;
-        let target = load_member(conn, partner_id, user_id).await?;
+        let target = crate::partners::member(conn, partner_id, user_id).await?;
         let before = target.roles();
         check_role_change(actor_roles(principal), &before, Some(&roles), gas)?;
         let updated: User = diesel::update(users::table.find(user_id))
@@ -316,7 +327,7 @@ pub async fn remove_user(
     let partner_id = principal.scope(None)?;
     conn.transaction::<_, AppError, _>(async |conn| {
         let (_, gas) = lock_partner_and_count_gas(conn, partner_id).await?;
-        let target = load_member(conn, partner_id, user_id).await?;
+        let target = crate::partners::member(conn, partner_id, user_id).await?;
         check_role_change(actor_roles(principal), &target.roles(), None, gas)?;
         // The row stays (audit, service requests point at it); the sign-in link is cut.
         let removed: User = diesel::update(users::table.find(user_id))

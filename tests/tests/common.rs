@@ -33,7 +33,7 @@ pub fn enroll_input(legal_name: &str, contact_email: &str) -> Value {
         "address": {"lines": ["1 Microsoft Way"], "city": "Redmond", "region": "WA", "postalCode": "98052", "country": "US"},
         "primaryContact": {"firstName": "Ada", "lastName": "Lovelace", "email": contact_email, "phone": "+14255550100"},
         "acceptPartnerAgreement": true,
-        "agreementVersion": gateway_domain::enrollment::PARTNER_AGREEMENT_VERSION,
+        "agreementVersion": gateway_domain::enrollment::enroll::PARTNER_AGREEMENT_VERSION,
     }})
 }
 

@@ -468,8 +468,8 @@ async fn the_relay_claims_the_oldest_due_rows_of_its_queue_up_to_the_limit() {
 #[tokio::test]
 async fn cancelling_a_subjects_pending_work_leaves_out_the_actions_being_run() {
     use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    use gateway_domain::due as actions;
     use gateway_domain::enums::ActionKind;
-    use gateway_domain::lifecycle::actions;
     let db = gateway_testkit::TestDb::create().await.unwrap();
     let mut conn = db.connect().await.unwrap();
     let (partner, sub, other) = (

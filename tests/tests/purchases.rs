@@ -588,7 +588,7 @@ async fn silver_needs_a_qualification_and_upgrading_to_gold_takes_25_percent_off
 /// batches and between concurrent batches).
 #[tokio::test]
 async fn the_sandbox_charges_each_key_once_and_answers_each_request_in_order() {
-    use gateway_domain::billing::gateway::{
+    use gateway_domain::providers::payments::{
         CardDetails, ChargeRequest, GatewayError, PaymentGateway, SandboxGateway,
     };
     let db = gateway_testkit::TestDb::create().await.unwrap();

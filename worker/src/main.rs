@@ -1,6 +1,12 @@
 //! `gateway-worker`: consumes the job queues, relays the outbox to Redis, and sweeps due
 //! work from Postgres. Run as many as you like: the relay and the sweep are safe to run
 //! concurrently (row locks, advisory lock), and each job is idempotent.
+//!
+//! apalis-redis runs with `lock_tasks(false)` (STACK.md trap 10) and a poll interval (trap 1);
+//! worker names are unique per process start (trap 4). The worker supervises its apalis
+//! workers: apalis ends a worker on a backend error (Redis unreachable) and would restart it at
+//! once, in a tight loop; instead any failure stops the set and a fresh set (new names) starts
+//! two seconds later, until Redis answers again. SIGTERM still ends the process.
 
 mod jobs;
 mod metrics;

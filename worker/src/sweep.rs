@@ -57,14 +57,9 @@ async fn sweep_once(config: &Config, pool: &DbPool) -> anyhow::Result<()> {
                 } else {
                     0
                 };
-                let actions = gateway_domain::lifecycle::actions::dispatch_due(
-                    conn,
-                    config,
-                    None,
-                    DISPATCH_BATCH,
-                )
-                .await
-                .map_err(crate::relay::app_err)?;
+                let actions = gateway_domain::due::dispatch_due(conn, config, None, DISPATCH_BATCH)
+                    .await
+                    .map_err(crate::relay::app_err)?;
                 Ok((emails, actions))
             })
             .await?;

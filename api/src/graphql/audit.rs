@@ -2,11 +2,10 @@
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use gateway_domain::permissions::Action;
 
 use super::pagination;
 use super::types::AuditEntry;
-use super::{conn, parse_id, principal};
+use super::{conn, opt_id, principal};
 
 #[derive(Default)]
 pub struct AuditQuery;
@@ -22,17 +21,11 @@ impl AuditQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, AuditEntry>> {
         let p = principal(ctx)?;
-        p.require(Action::ViewAuditLog)?;
-        let partner_id = p.scope(
-            partner_id
-                .as_ref()
-                .map(|i| parse_id("partnerId", i))
-                .transpose()?,
-        )?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let mut c = conn(ctx).await?;
-        let rows = gateway_domain::audit::list(&mut c, partner_id, before, limit + 1).await?;
+        let rows = gateway_domain::audit::list(&mut c, p, partner_id, before, limit + 1).await?;
         Ok(pagination::connection(
             rows.into_iter().map(AuditEntry::from).collect(),
             limit,

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use gateway_domain::benefits::people;
+use gateway_domain::benefits::{azure, seats};
 use gateway_domain::db::models;
 use gateway_domain::enums::*;
 use gateway_domain::permissions::Action;
@@ -154,7 +154,7 @@ impl Benefit {
                 user_id: ID(a.user_id.to_string()),
                 email,
                 assigned_at: a.assigned_at,
-                reassignable_from: seat.then(|| people::reassignable_from(a.assigned_at)),
+                reassignable_from: seat.then(|| seats::reassignable_from(a.assigned_at)),
             })
             .collect())
     }
@@ -169,10 +169,10 @@ impl Benefit {
             .load_one(self.0.id)
             .await?
             .unwrap_or_default();
-        let current = people::azure_current(&grants, now);
+        let current = azure::azure_current(&grants, now);
         let months = grants.len() as i32;
         Ok(Some(AzureCredit {
-            monthly_amount: money(people::AZURE_MONTHLY_CREDIT_MINOR, "USD"),
+            monthly_amount: money(azure::AZURE_MONTHLY_CREDIT_MINOR, "USD"),
             balance: money(current.as_ref().map(|g| g.amount_minor).unwrap_or(0), "USD"),
             current_period_end: current.map(|g| g.period_end),
             months_granted: months,

@@ -2,11 +2,10 @@
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use gateway_domain::benefits::people::{self, MarketingContactInput};
-use gateway_domain::benefits::usage::{self, OperatingSystem};
-use gateway_domain::benefits::{self as domain};
+use gateway_domain::benefits::marketing::{self, MarketingContactInput};
+use gateway_domain::benefits::reveal::{self, OperatingSystem};
+use gateway_domain::benefits::{activation, azure, entitlements, seats};
 use gateway_domain::enums::BenefitCategory;
-use gateway_domain::permissions::Action;
 
 use super::benefit_types::*;
 use super::pagination;
@@ -32,7 +31,7 @@ impl BenefitQuery {
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let c = reader(ctx).await?;
-        let rows = domain::list(
+        let rows = entitlements::list(
             &c,
             p,
             partner_id,
@@ -54,7 +53,9 @@ impl BenefitQuery {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
-        Ok(Benefit(domain::load_visible(&mut c, p, id, false).await?))
+        Ok(Benefit(
+            entitlements::load_visible(&mut c, p, id, false).await?,
+        ))
     }
 
     /// Download links of a software benefit for a language (BCP 47) and an OS.
@@ -68,7 +69,7 @@ impl BenefitQuery {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
         let mut c = conn(ctx).await?;
-        Ok(usage::downloads(&mut c, p, id, &language, os)
+        Ok(reveal::downloads(&mut c, p, id, &language, os)
             .await?
             .into_iter()
             .map(|d| Download {
@@ -84,10 +85,9 @@ impl BenefitQuery {
         partner_id: Option<ID>,
     ) -> async_graphql::Result<Option<MarketingContact>> {
         let p = principal(ctx)?;
-        p.require(Action::ViewPartner)?;
-        let partner_id = p.scope(opt_id("partnerId", partner_id.as_ref())?)?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let mut c = conn(ctx).await?;
-        Ok(people::marketing_contact(&mut c, partner_id)
+        Ok(marketing::marketing_contact(&mut c, p, partner_id)
             .await?
             .map(Into::into))
     }
@@ -109,7 +109,7 @@ impl BenefitMutation {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
         let mut c = conn(ctx).await?;
-        let k = usage::reveal_key(
+        let k = reveal::reveal_key(
             &mut c,
             services(ctx),
             p,
@@ -136,7 +136,7 @@ impl BenefitMutation {
         let id = parse_id("benefitId", &benefit_id)?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            usage::activate_technical(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+            activation::activate_technical(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
         ))
     }
 
@@ -150,7 +150,7 @@ impl BenefitMutation {
         let id = parse_id("benefitId", &benefit_id)?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            usage::activate_gtm(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+            activation::activate_gtm(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
         ))
     }
 
@@ -162,7 +162,7 @@ impl BenefitMutation {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(
-            people::set_marketing_contact(&mut c, p, &actor(ctx)?, input)
+            marketing::set_marketing_contact(&mut c, p, &actor(ctx)?, input)
                 .await?
                 .into(),
         )
@@ -183,7 +183,7 @@ impl BenefitMutation {
         let replace = opt_id("replaceUserId", replace_user_id.as_ref())?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            people::assign_visual_studio(&mut c, services(ctx), p, &actor(ctx)?, id, user, replace)
+            seats::assign_visual_studio(&mut c, services(ctx), p, &actor(ctx)?, id, user, replace)
                 .await?,
         ))
     }
@@ -200,7 +200,7 @@ impl BenefitMutation {
         let user = parse_id("userId", &user_id)?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            people::assign_azure_user(&mut c, services(ctx), p, &actor(ctx)?, id, user).await?,
+            azure::assign_azure_user(&mut c, services(ctx), p, &actor(ctx)?, id, user).await?,
         ))
     }
 }

@@ -4,11 +4,12 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
 use gateway_domain::billing::invoices;
-use gateway_domain::billing::orders::{self, PurchaseInput};
+use gateway_domain::billing::orders;
 use gateway_domain::billing::payment_methods::{self, CardInput};
 use gateway_domain::catalog::{self, OfferSection};
 use gateway_domain::enums::{CompetencyLevel, OrderStatus};
-use gateway_domain::permissions::Action;
+use gateway_domain::purchases::bank_transfer;
+use gateway_domain::purchases::purchase::{self, PurchaseInput};
 
 use super::billing_types::*;
 use super::pagination;
@@ -55,10 +56,9 @@ impl BillingQuery {
         partner_id: Option<ID>,
     ) -> async_graphql::Result<Vec<Qualification>> {
         let p = principal(ctx)?;
-        p.require(Action::ViewPartner)?;
-        let partner_id = p.scope(opt_id("partnerId", partner_id.as_ref())?)?;
+        let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let c = conn(ctx).await?;
-        Ok(catalog::qualifications(&c, partner_id)
+        Ok(catalog::qualifications_of(&c, p, partner_id)
             .await?
             .into_iter()
             .map(Qualification::from)
@@ -71,10 +71,8 @@ impl BillingQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<PaymentMethod>> {
         let p = principal(ctx)?;
-        p.require(Action::Purchase)?;
-        let partner_id = p.scope(None)?;
         let mut c = conn(ctx).await?;
-        Ok(payment_methods::list(&mut c, partner_id)
+        Ok(payment_methods::list(&mut c, p)
             .await?
             .into_iter()
             .map(PaymentMethod::from)
@@ -211,7 +209,7 @@ impl BillingMutation {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(Order(
-            orders::purchase(&mut c, services(ctx), p, &actor(ctx)?, input).await?,
+            purchase::purchase(&mut c, services(ctx), p, &actor(ctx)?, input).await?,
         ))
     }
 
@@ -226,7 +224,7 @@ impl BillingMutation {
         let order_id = parse_id("orderId", &order_id)?;
         let mut c = conn(ctx).await?;
         Ok(Order(
-            orders::confirm_bank_transfer(
+            bank_transfer::confirm_bank_transfer(
                 &mut c,
                 services(ctx),
                 p,
@@ -244,7 +242,7 @@ impl BillingMutation {
         let order_id = parse_id("orderId", &order_id)?;
         let mut c = conn(ctx).await?;
         Ok(Order(
-            orders::cancel(&mut c, services(ctx), p, &actor(ctx)?, order_id).await?,
+            bank_transfer::cancel(&mut c, services(ctx), p, &actor(ctx)?, order_id).await?,
         ))
     }
 }

@@ -48,13 +48,6 @@ impl ClockMutation {
             .and_then(|d| d.checked_add(seconds))
             .ok_or_else(|| gateway_domain::AppError::bad_input("days", "too large"))?;
         let moved = clock::advance(&mut c, &svc.config, p, &actor(ctx)?, partner_id, by).await?;
-        gateway_domain::lifecycle::actions::dispatch_due(
-            &mut c,
-            &svc.config,
-            Some(partner_id),
-            1000,
-        )
-        .await?;
         Ok(moved.into())
     }
 }

@@ -3,8 +3,7 @@
 
 use async_graphql::{Context, Subscription, ID};
 use futures::Stream;
-use gateway_domain::benefits::events::Event;
-use gateway_domain::permissions::Action;
+use gateway_domain::events::Event;
 use uuid::Uuid;
 
 use super::benefit_types::Benefit;
@@ -21,9 +20,8 @@ fn events(
     object: Option<&ID>,
     kind: fn(&Event) -> Option<Uuid>,
 ) -> async_graphql::Result<impl Stream<Item = Uuid>> {
-    let p = principal(ctx)?;
-    p.require(Action::ViewPartner)?;
-    let partner = p.scope(opt_id("partnerId", partner_id)?)?;
+    let partner =
+        gateway_domain::events::audience(principal(ctx)?, opt_id("partnerId", partner_id)?)?;
     let object = opt_id("id", object)?;
     let rx = shared(ctx).events.subscribe();
     Ok(futures::stream::unfold(rx, move |mut rx| async move {
@@ -63,7 +61,7 @@ impl SubscriptionRoot {
             let p = p.clone();
             async move {
                 let mut c = pool.get().await.ok()?;
-                gateway_domain::benefits::load_visible(&mut c, &p, id, false)
+                gateway_domain::benefits::entitlements::load_visible(&mut c, &p, id, false)
                     .await
                     .ok()
                     .map(Benefit)
@@ -95,7 +93,7 @@ impl SubscriptionRoot {
             let p = p.clone();
             async move {
                 let mut c = pool.get().await.ok()?;
-                gateway_domain::lifecycle::subscriptions::load_visible(&mut c, &p, id, false)
+                gateway_domain::subscriptions::store::load_visible(&mut c, &p, id, false)
                     .await
                     .ok()
                     .map(SubscriptionType)

@@ -59,7 +59,7 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub services: Services,
     /// Committed domain events, for GraphQL subscriptions.
-    pub events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
+    pub events: tokio::sync::broadcast::Sender<gateway_domain::events::Event>,
     /// For the operators' queue view.
     pub redis: redis::Client,
 }
@@ -78,7 +78,7 @@ pub struct RequestCtx {
 /// [`ValidationMode::Fast`] only for documents known to pass it (`documents::Documents`).
 pub fn build(
     services: Services,
-    events: tokio::sync::broadcast::Sender<gateway_domain::benefits::events::Event>,
+    events: tokio::sync::broadcast::Sender<gateway_domain::events::Event>,
     redis: redis::Client,
     validation: ValidationMode,
 ) -> GatewaySchema {

@@ -2,9 +2,12 @@
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use gateway_domain::enrollment::{self, EnrollPartnerInput, UpdateLegalProfileInput};
+use gateway_domain::enrollment::enroll::{self, EnrollPartnerInput};
+use gateway_domain::enrollment::profile::{self, UpdateLegalProfileInput};
+use gateway_domain::enrollment::{verification, vetting};
 use gateway_domain::enums::{VettingDecision, VettingStatus};
-use gateway_domain::permissions::{Action, Principal};
+use gateway_domain::partners;
+use gateway_domain::permissions::Principal;
 
 use super::pagination;
 use super::types::*;
@@ -32,7 +35,7 @@ impl PartnerQuery {
                     email: Some(email.clone()),
                 },
                 user: Some(User(gateway_domain::users::load(&mut c, *user_id).await?)),
-                partner: Some(Partner(enrollment::load_partner(&c, *partner_id).await?)),
+                partner: Some(Partner(partners::load_partner(&c, *partner_id).await?)),
                 operator: None,
             },
             Principal::Operator {
@@ -67,16 +70,11 @@ impl PartnerQuery {
     /// partner gets NOT_FOUND.
     async fn partner(&self, ctx: &Context<'_>, id: Option<ID>) -> async_graphql::Result<Partner> {
         let p = principal(ctx)?;
-        p.require(Action::ViewPartner)?;
         let requested = id.as_ref().map(|i| parse_id("id", i)).transpose()?;
-        let partner_id = p.scope(requested)?;
-        if let Some(own) = request(ctx).own_partner.as_ref() {
-            if own.id == partner_id {
-                return Ok(Partner(own.clone()));
-            }
-        }
-        let c = conn(ctx).await?;
-        Ok(Partner(enrollment::load_partner(&c, partner_id).await?))
+        let known = request(ctx).own_partner.as_ref();
+        Ok(Partner(
+            partners::visible(&shared(ctx).pool, p, requested, known).await?,
+        ))
     }
 
     /// Operators: partners, newest first, optionally by vetting status.
@@ -91,7 +89,7 @@ impl PartnerQuery {
         let before = pagination::decode_cursor(after.as_deref())?;
         let mut c = conn(ctx).await?;
         let rows =
-            enrollment::list_partners(&mut c, principal(ctx)?, vetting_status, before, limit + 1)
+            partners::list_partners(&mut c, principal(ctx)?, vetting_status, before, limit + 1)
                 .await?;
         Ok(pagination::connection(
             rows.into_iter().map(Partner).collect(),
@@ -117,7 +115,7 @@ impl PartnerMutation {
     ) -> async_graphql::Result<EnrollPartnerPayload> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        let done = enrollment::enroll(&mut c, &shared(ctx).config, p, &actor(ctx)?, input).await?;
+        let done = enroll::enroll(&mut c, &shared(ctx).config, p, &actor(ctx)?, input).await?;
         Ok(EnrollPartnerPayload {
             partner: Partner(done.partner),
             user: User(done.user),
@@ -140,7 +138,7 @@ impl PartnerMutation {
             },
         };
         let mut c = conn(ctx).await?;
-        let out = enrollment::verify_email(&mut c, &shared(ctx).config, &actor, &token).await?;
+        let out = verification::verify_email(&mut c, &shared(ctx).config, &actor, &token).await?;
         Ok(VerifyEmailPayload {
             vetting_status: out.vetting_status,
             vetting_sub_status: out.vetting_sub_status,
@@ -155,7 +153,7 @@ impl PartnerMutation {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         let sent_at =
-            enrollment::resend_verification(&mut c, &shared(ctx).config, p, &actor(ctx)?).await?;
+            verification::resend_verification(&mut c, &shared(ctx).config, p, &actor(ctx)?).await?;
         Ok(ResendVerificationPayload { sent_at })
     }
 
@@ -171,7 +169,7 @@ impl PartnerMutation {
         let id = parse_id("partnerId", &partner_id)?;
         let mut c = conn(ctx).await?;
         Ok(Partner(
-            enrollment::decide_vetting(&mut c, p, &actor(ctx)?, id, decision, reason).await?,
+            vetting::decide_vetting(&mut c, p, &actor(ctx)?, id, decision, reason).await?,
         ))
     }
 
@@ -185,7 +183,7 @@ impl PartnerMutation {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(Partner(
-            enrollment::update_legal_profile(&mut c, p, &actor(ctx)?, input).await?,
+            profile::update_legal_profile(&mut c, p, &actor(ctx)?, input).await?,
         ))
     }
 }

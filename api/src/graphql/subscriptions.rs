@@ -3,7 +3,9 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
 use gateway_domain::enums::SubscriptionStatus;
-use gateway_domain::lifecycle::subscriptions::{self as subs, RenewInput};
+use gateway_domain::lifecycle::auto_renew;
+use gateway_domain::lifecycle::manual_renewal::{self, RenewInput};
+use gateway_domain::subscriptions::{eligibility, store as subs};
 
 use super::billing_types::{Order, RefundEligibility, Subscription};
 use super::pagination;
@@ -55,9 +57,11 @@ impl SubscriptionQuery {
         let p = principal(ctx)?;
         let id = parse_id("subscriptionId", &subscription_id)?;
         let mut c = conn(ctx).await?;
-        Ok(subs::refund_eligibility(&mut c, services(ctx), p, id)
-            .await?
-            .into())
+        Ok(
+            eligibility::refund_eligibility(&mut c, services(ctx), p, id)
+                .await?
+                .into(),
+        )
     }
 }
 
@@ -76,7 +80,7 @@ impl SubscriptionMutation {
         let id = parse_id("subscriptionId", &subscription_id)?;
         let mut c = conn(ctx).await?;
         Ok(Subscription(
-            subs::turn_off_auto_renew(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+            auto_renew::turn_off_auto_renew(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
         ))
     }
 
@@ -92,7 +96,7 @@ impl SubscriptionMutation {
         let pm = parse_id("paymentMethodId", &payment_method_id)?;
         let mut c = conn(ctx).await?;
         Ok(Subscription(
-            subs::set_payment_method(&mut c, p, &actor(ctx)?, id, pm).await?,
+            auto_renew::set_payment_method(&mut c, p, &actor(ctx)?, id, pm).await?,
         ))
     }
 
@@ -106,7 +110,7 @@ impl SubscriptionMutation {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(Order(
-            subs::renew(&mut c, services(ctx), p, &actor(ctx)?, input).await?,
+            manual_renewal::renew(&mut c, services(ctx), p, &actor(ctx)?, input).await?,
         ))
     }
 }

@@ -4,9 +4,8 @@ use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use gateway_domain::db::models;
 use gateway_domain::enums::*;
-use gateway_domain::permissions::Action;
 
-use super::{loaders, principal};
+use super::loaders;
 
 #[derive(SimpleObject)]
 pub struct Address {
@@ -104,7 +103,6 @@ impl Partner {
     }
     /// The partner's users (invited and active).
     async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
-        principal(ctx)?.require(Action::ViewPartner)?;
         Ok(loaders(ctx)
             .users
             .load_one(self.0.id)

@@ -15,10 +15,8 @@ impl UserQuery {
     /// The users of the caller's partner.
     async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
         let p = principal(ctx)?;
-        p.require(gateway_domain::permissions::Action::ViewPartner)?;
-        let partner_id = p.scope(None)?;
         let mut c = conn(ctx).await?;
-        Ok(users::list(&mut c, &[partner_id])
+        Ok(users::list_visible(&mut c, p)
             .await?
             .into_iter()
             .map(User)

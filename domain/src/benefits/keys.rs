@@ -1,6 +1,7 @@
 //! Product keys: generated when a package is paid, stored encrypted (AES-256-GCM, the
 //! entitlement id as associated data so a ciphertext cannot be moved to another row), and
-//! decrypted only to answer `revealProductKey`.
+//! decrypted only to answer `revealProductKey`. The plain key exists only in a reveal
+//! response: it is never logged or audited.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};

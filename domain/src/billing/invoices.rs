@@ -1,6 +1,11 @@
 //! Invoices: one per paid order (purchase or renewal), numbered `INV-{year}-{seq}` without
 //! gaps per year. The counter row is bumped in the invoice's own transaction, so a rolled-back
 //! invoice returns its number.
+//!
+//! The counter is touched last: a paid order's receipt and audit record are made with a slot
+//! for the number ([`NUMBER_SLOT`]) and written by the one statement that bumps the counter and
+//! inserts the invoice ([`issue_last`], which also leaves out an order invoiced before), right
+//! before COMMIT, so the counter row is locked for that statement and the COMMIT only.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -95,6 +100,70 @@ pub async fn issue_last(
         .collect())
 }
 
+/// The statement of [`number_year`]: the orders not invoiced yet (`n`) take consecutive
+/// numbers from the year's counter (`c`, bumped by their count), their invoices are inserted
+/// (`i`), and the receipts (`e`, with their outbox rows `o`) and audit records (`a`) that
+/// quote [`NUMBER_SLOT`] get the number. Binds: $1 year, $2 now, $3-$16 the invoices, $17
+/// the slot, $18-$25 the emails, $26-$27 the outbox, $28-$37 the audit records.
+const NUMBER_YEAR: &str = "WITH n AS (
+         SELECT u.*, row_number() OVER (ORDER BY u.ord) AS k
+         FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[],
+             $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::text[],
+             $12::int8[], $13::int8[], $14::int4[], $15::int8[], $16::int8[])
+             WITH ORDINALITY AS u(id, partner_id, order_id, issued_at, period_start,
+             period_end, bill_to, lines, currency, subtotal_minor, discount_minor,
+             tax_rate_bp, tax_minor, total_minor, ord)
+         WHERE NOT EXISTS (SELECT 1 FROM invoices x WHERE x.order_id = u.order_id)),
+     c AS (
+         INSERT INTO invoice_counters (year, last_number)
+         SELECT $1, count(*) FROM n HAVING count(*) > 0
+         ON CONFLICT (year) DO UPDATE
+             SET last_number = invoice_counters.last_number + EXCLUDED.last_number
+         RETURNING last_number),
+     v AS (
+         SELECT n.*, (c.last_number - (SELECT count(*) FROM n) + n.k)::int AS seq
+         FROM c, n),
+     i AS (
+         INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
+             period_start, period_end, bill_to, lines, currency, subtotal_minor,
+             discount_minor, tax_rate_bp, tax_minor, total_minor, created_at)
+         SELECT v.id, v.partner_id, v.order_id,
+             'INV-' || $1 || '-' || lpad(v.seq::text, greatest(6, length(v.seq::text)), '0'),
+             $1, v.seq, v.issued_at, v.period_start, v.period_end, v.bill_to, v.lines,
+             v.currency, v.subtotal_minor, v.discount_minor, v.tax_rate_bp, v.tax_minor,
+             v.total_minor, $2
+         FROM v ORDER BY v.ord
+         RETURNING *),
+     e AS (
+         INSERT INTO emails (id, partner_id, template, recipient, subject, body_text,
+             body_html, status, next_attempt_at)
+         SELECT m.id, m.partner_id, m.template, m.recipient,
+             replace(m.subject, $17, i.number), replace(m.body_text, $17, i.number),
+             replace(m.body_html, $17, i.number), 'PENDING', $2
+         FROM unnest($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[],
+             $23::text[], $24::text[], $25::uuid[]) AS m(id, partner_id, template,
+             recipient, subject, body_text, body_html, order_id)
+         JOIN i ON i.order_id = m.order_id
+         RETURNING 1),
+     o AS (
+         INSERT INTO outbox (queue, payload, run_at)
+         SELECT $26, p, $2 FROM unnest($27::jsonb[]) AS p
+         RETURNING 1),
+     a AS (
+         INSERT INTO audit_log (id, partner_id, actor_kind, actor_id, action, target_type,
+             target_id, details, request_id, created_at)
+         SELECT r.id, r.partner_id, r.actor_kind, r.actor_id, r.action, r.target_type,
+             r.target_id, replace(r.details::text, $17, i.number)::jsonb, r.request_id, $2
+         FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::text[], $32::text[],
+             $33::text[], $34::text[], $35::jsonb[], $36::text[], $37::uuid[])
+             AS r(id, partner_id, actor_kind, actor_id, action, target_type, target_id,
+             details, request_id, order_id)
+         JOIN i ON i.order_id = r.order_id
+         RETURNING 1)
+     SELECT * FROM i
+     UNION ALL
+     SELECT x.* FROM invoices x WHERE x.order_id = ANY($5)";
+
 /// One year's part of [`issue_last`]: one statement (data-modifying CTEs). Returns the
 /// invoices it issued and those the orders had already (issued by an earlier statement, so
 /// visible to this one; they take no number and quote nothing).
@@ -126,120 +195,61 @@ async fn number_year<'e>(
     let email_text = |f: fn(&crate::db::models::NewEmail) -> &str| -> Vec<String> {
         emails.iter().map(|(_, e)| f(e).to_owned()).collect()
     };
-    Ok(diesel::sql_query(
-        "WITH n AS (
-             SELECT u.*, row_number() OVER (ORDER BY u.ord) AS k
-             FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[],
-                 $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::text[],
-                 $12::int8[], $13::int8[], $14::int4[], $15::int8[], $16::int8[])
-                 WITH ORDINALITY AS u(id, partner_id, order_id, issued_at, period_start,
-                 period_end, bill_to, lines, currency, subtotal_minor, discount_minor,
-                 tax_rate_bp, tax_minor, total_minor, ord)
-             WHERE NOT EXISTS (SELECT 1 FROM invoices x WHERE x.order_id = u.order_id)),
-         c AS (
-             INSERT INTO invoice_counters (year, last_number)
-             SELECT $1, count(*) FROM n HAVING count(*) > 0
-             ON CONFLICT (year) DO UPDATE
-                 SET last_number = invoice_counters.last_number + EXCLUDED.last_number
-             RETURNING last_number),
-         v AS (
-             SELECT n.*, (c.last_number - (SELECT count(*) FROM n) + n.k)::int AS seq
-             FROM c, n),
-         i AS (
-             INSERT INTO invoices (id, partner_id, order_id, number, year, seq, issued_at,
-                 period_start, period_end, bill_to, lines, currency, subtotal_minor,
-                 discount_minor, tax_rate_bp, tax_minor, total_minor, created_at)
-             SELECT v.id, v.partner_id, v.order_id,
-                 'INV-' || $1 || '-' || lpad(v.seq::text, greatest(6, length(v.seq::text)), '0'),
-                 $1, v.seq, v.issued_at, v.period_start, v.period_end, v.bill_to, v.lines,
-                 v.currency, v.subtotal_minor, v.discount_minor, v.tax_rate_bp, v.tax_minor,
-                 v.total_minor, $2
-             FROM v ORDER BY v.ord
-             RETURNING *),
-         e AS (
-             INSERT INTO emails (id, partner_id, template, recipient, subject, body_text,
-                 body_html, status, next_attempt_at)
-             SELECT m.id, m.partner_id, m.template, m.recipient,
-                 replace(m.subject, $17, i.number), replace(m.body_text, $17, i.number),
-                 replace(m.body_html, $17, i.number), 'PENDING', $2
-             FROM unnest($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::text[],
-                 $23::text[], $24::text[], $25::uuid[]) AS m(id, partner_id, template,
-                 recipient, subject, body_text, body_html, order_id)
-             JOIN i ON i.order_id = m.order_id
-             RETURNING 1),
-         o AS (
-             INSERT INTO outbox (queue, payload, run_at)
-             SELECT $26, p, $2 FROM unnest($27::jsonb[]) AS p
-             RETURNING 1),
-         a AS (
-             INSERT INTO audit_log (id, partner_id, actor_kind, actor_id, action, target_type,
-                 target_id, details, request_id, created_at)
-             SELECT r.id, r.partner_id, r.actor_kind, r.actor_id, r.action, r.target_type,
-                 r.target_id, replace(r.details::text, $17, i.number)::jsonb, r.request_id, $2
-             FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::text[], $32::text[],
-                 $33::text[], $34::text[], $35::jsonb[], $36::text[], $37::uuid[])
-                 AS r(id, partner_id, actor_kind, actor_id, action, target_type, target_id,
-                 details, request_id, order_id)
-             JOIN i ON i.order_id = r.order_id
-             RETURNING 1)
-         SELECT * FROM i
-         UNION ALL
-         SELECT x.* FROM invoices x WHERE x.order_id = ANY($5)",
-    )
-    .bind::<Integer, _>(year)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.id).collect::<Vec<_>>())
-    .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.partner_id).collect::<Vec<_>>())
-    .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.order_id).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.issued_at).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.period_start).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.period_end).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(inv.iter().map(|i| i.bill_to.clone()).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(inv.iter().map(|i| i.lines.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(inv.iter().map(|i| i.currency.clone()).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(col(|i| i.subtotal_minor))
-    .bind::<Array<BigInt>, _>(col(|i| i.discount_minor))
-    .bind::<Array<Integer>, _>(inv.iter().map(|i| i.tax_rate_bp).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(col(|i| i.tax_minor))
-    .bind::<Array<BigInt>, _>(col(|i| i.total_minor))
-    .bind::<Text, _>(NUMBER_SLOT)
-    .bind::<Array<SqlUuid>, _>(emails.iter().map(|(_, e)| e.id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<SqlUuid>>, _>(
-        emails.iter().map(|(_, e)| e.partner_id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(email_text(|e| &e.template))
-    .bind::<Array<Text>, _>(email_text(|e| &e.recipient))
-    .bind::<Array<Text>, _>(email_text(|e| &e.subject))
-    .bind::<Array<Text>, _>(email_text(|e| e.body_text.as_deref().unwrap_or_default()))
-    .bind::<Array<Text>, _>(email_text(|e| e.body_html.as_deref().unwrap_or_default()))
-    .bind::<Array<SqlUuid>, _>(emails.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .bind::<Text, _>(<crate::jobs::SendEmail as crate::jobs::Job>::QUEUE)
-    .bind::<Array<Jsonb>, _>(payloads)
-    .bind::<Array<SqlUuid>, _>(audit.iter().map(|(_, a)| a.id).collect::<Vec<_>>())
-    .bind::<Array<Nullable<SqlUuid>>, _>(
-        audit.iter().map(|(_, a)| a.partner_id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(audit_text(|a| a.actor_kind.as_str().to_owned()))
-    .bind::<Array<Text>, _>(audit_text(|a| a.actor_id.clone()))
-    .bind::<Array<Text>, _>(audit_text(|a| a.action.clone()))
-    .bind::<Array<Text>, _>(audit_text(|a| a.target_type.clone()))
-    .bind::<Array<Text>, _>(audit_text(|a| a.target_id.clone()))
-    .bind::<Array<Jsonb>, _>(
-        audit
-            .iter()
-            .map(|(_, a)| a.details.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Nullable<Text>>, _>(
-        audit
-            .iter()
-            .map(|(_, a)| a.request_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<SqlUuid>, _>(audit.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .reuse()
-    .load(conn)
-    .await?)
+    Ok(diesel::sql_query(NUMBER_YEAR)
+        .bind::<Integer, _>(year)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.partner_id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(inv.iter().map(|i| i.order_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.issued_at).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.period_start).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(inv.iter().map(|i| i.period_end).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(inv.iter().map(|i| i.bill_to.clone()).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(inv.iter().map(|i| i.lines.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(inv.iter().map(|i| i.currency.clone()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(col(|i| i.subtotal_minor))
+        .bind::<Array<BigInt>, _>(col(|i| i.discount_minor))
+        .bind::<Array<Integer>, _>(inv.iter().map(|i| i.tax_rate_bp).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(col(|i| i.tax_minor))
+        .bind::<Array<BigInt>, _>(col(|i| i.total_minor))
+        .bind::<Text, _>(NUMBER_SLOT)
+        .bind::<Array<SqlUuid>, _>(emails.iter().map(|(_, e)| e.id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<SqlUuid>>, _>(
+            emails.iter().map(|(_, e)| e.partner_id).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(email_text(|e| &e.template))
+        .bind::<Array<Text>, _>(email_text(|e| &e.recipient))
+        .bind::<Array<Text>, _>(email_text(|e| &e.subject))
+        .bind::<Array<Text>, _>(email_text(|e| e.body_text.as_deref().unwrap_or_default()))
+        .bind::<Array<Text>, _>(email_text(|e| e.body_html.as_deref().unwrap_or_default()))
+        .bind::<Array<SqlUuid>, _>(emails.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind::<Text, _>(<crate::jobs::SendEmail as crate::jobs::Job>::QUEUE)
+        .bind::<Array<Jsonb>, _>(payloads)
+        .bind::<Array<SqlUuid>, _>(audit.iter().map(|(_, a)| a.id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<SqlUuid>>, _>(
+            audit.iter().map(|(_, a)| a.partner_id).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(audit_text(|a| a.actor_kind.as_str().to_owned()))
+        .bind::<Array<Text>, _>(audit_text(|a| a.actor_id.clone()))
+        .bind::<Array<Text>, _>(audit_text(|a| a.action.clone()))
+        .bind::<Array<Text>, _>(audit_text(|a| a.target_type.clone()))
+        .bind::<Array<Text>, _>(audit_text(|a| a.target_id.clone()))
+        .bind::<Array<Jsonb>, _>(
+            audit
+                .iter()
+                .map(|(_, a)| a.details.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            audit
+                .iter()
+                .map(|(_, a)| a.request_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<SqlUuid>, _>(audit.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .reuse()
+        .load(conn)
+        .await?)
 }
 
 /// A paid order to invoice (see [`issue_last`]).
@@ -302,8 +312,14 @@ fn invoice_of(o: &ToInvoice, year: i32, seq: i32, created_at: DateTime<Utc>) -> 
     })
 }
 
-/// The invoices of these orders (at most one each).
-pub async fn for_orders(conn: &mut PgConn, order_ids: &[Uuid]) -> AppResult<Vec<Invoice>> {
+/// The invoices of these orders (at most one each), for those who may see invoices (the
+/// orders are ones the caller sees).
+pub async fn of_orders(
+    conn: &mut PgConn,
+    principal: &Principal,
+    order_ids: &[Uuid],
+) -> AppResult<Vec<Invoice>> {
+    principal.require(Action::ViewInvoices)?;
     Ok(invoices::table
         .filter(invoices::order_id.eq_any(order_ids))
         .select(Invoice::as_select())

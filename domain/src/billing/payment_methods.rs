@@ -5,13 +5,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
-use crate::billing::gateway::{CardDetails, GatewayError};
 use crate::db::models::PaymentMethod;
 use crate::db::prelude::*;
 use crate::db::schema::payment_methods;
 use crate::db::PgConn;
 use crate::error::{AppError, AppResult};
 use crate::permissions::{Action, Principal};
+use crate::providers::payments::{CardDetails, GatewayError};
 use crate::services::Services;
 use crate::validation as v;
 
@@ -131,8 +131,10 @@ pub async fn remove(
     .await
 }
 
-/// The partner's saved cards (not removed), newest first.
-pub async fn list(conn: &mut PgConn, partner_id: Uuid) -> AppResult<Vec<PaymentMethod>> {
+/// The caller's partner's saved cards (not removed), newest first: for those who may
+/// purchase.
+pub async fn list(conn: &mut PgConn, principal: &Principal) -> AppResult<Vec<PaymentMethod>> {
+    let partner_id = principal.scope_for(Action::Purchase, None)?;
     Ok(payment_methods::table
         .filter(payment_methods::partner_id.eq(partner_id))
         .filter(payment_methods::removed_at.is_null())

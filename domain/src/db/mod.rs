@@ -1,4 +1,12 @@
-//! Postgres access: the pool, embedded migrations, the diesel schema and row models.
+//! Postgres access: the pool, embedded migrations, the diesel schema (`schema.rs`, generated
+//! by `diesel print-schema` from the migrations; a test holds it to them) and row models
+//! (`Foo` for reads, `NewFoo` for inserts). `reuse` keeps hot statements prepared, `writes`
+//! puts several writes in one statement, `json_text` keeps a `jsonb` column as text.
+//!
+//! SQL statements are counted per request: a diesel instrumentation hook counts into a
+//! task-local counter (DataLoader batches run in tasks that carry the request's counter), for
+//! the api's `x-sql-statements` header and `graphql_request_sql_statements`, so an N+1
+//! regression shows.
 
 pub mod billing_models;
 pub mod json_text;

@@ -1,5 +1,14 @@
 //! Email: render now, store in `emails`, deliver later through the outbox and the worker.
-//! Postgres owns delivery state (attempts, backoff, dead) so a lost Redis loses no email.
+//! Postgres owns delivery state (attempts, backoff, dead) so a lost Redis loses no email: a
+//! retry is a new outbox row with a later `run_at`, not an apalis retry (apalis' own retries,
+//! a fixed delay and 25 attempts, are a backstop for infrastructure errors only). Rendered
+//! bodies are cleared once delivered.
+//!
+//! Emails travel in batches: each has its own outbox row; the relay packs the email rows it
+//! claims together into `email` jobs of up to `EMAIL_BATCH` (`SendEmail.more`). A job locks
+//! its rows (in id order), sends them one after the other over the mailer's pooled SMTP
+//! connections and marks the sent ones in one UPDATE; a failed email records its own attempt
+//! and retry row. A single email is a batch of one.
 
 pub mod templates;
 pub mod transport;

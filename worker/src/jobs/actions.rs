@@ -1,12 +1,12 @@
 //! Runs one row of due work (a renewal charge, reminder, lapse, order expiry, settlement or
-//! refund). The domain decides everything and is idempotent (gateway_domain::lifecycle::
-//! actions::run): a duplicate or late job finds the row done and returns.
+//! refund, activation, credit month). The domain decides everything and is idempotent
+//! (`gateway_domain::runner::run`): a duplicate or late job finds the row done and returns.
 
 use std::sync::Arc;
 
 use apalis::prelude::*;
 use gateway_domain::jobs::{DueAction, PAYLOAD_VERSION};
-use gateway_domain::lifecycle::actions::{self, RunResult};
+use gateway_domain::runner::{self as actions, RunResult};
 use gateway_domain::AppError;
 use uuid::Uuid;
 

@@ -1,5 +1,5 @@
 use async_graphql::dataloader::Loader;
-use gateway_domain::benefits::people;
+use gateway_domain::benefits::azure;
 use gateway_domain::db::models::AzureCreditGrant;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ impl Loader<Uuid> for AzureCreditGrants {
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let mut c = self.0.conn().await?;
-        let rows = people::azure_grants(&mut c, ids).await.map_err(err)?;
+        let rows = azure::azure_grants(&mut c, ids).await.map_err(err)?;
         Ok(group(ids, rows, |g| g.entitlement_id))
     }
 }

@@ -1,5 +1,5 @@
 use async_graphql::dataloader::Loader;
-use gateway_domain::benefits::people;
+use gateway_domain::benefits::assignments;
 use gateway_domain::db::models::BenefitAssignment;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ impl Loader<Uuid> for CurrentAssignments {
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let mut c = self.0.conn().await?;
-        let rows = people::current_assignments(&mut c, ids)
+        let rows = assignments::current_assignments(&mut c, ids)
             .await
             .map_err(err)?;
         Ok(group(ids, rows, |(a, _)| a.entitlement_id))

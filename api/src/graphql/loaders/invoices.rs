@@ -4,10 +4,12 @@ use gateway_domain::db::models::Invoice;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::{err, Db};
+use gateway_domain::permissions::Principal;
 
-/// By order: its invoice (absent until paid).
-pub struct InvoiceOfOrder(pub Db);
+use super::{caller, err, Db};
+
+/// By order: its invoice (absent until paid), for the caller.
+pub struct InvoiceOfOrder(pub Db, pub Option<Principal>);
 
 impl Loader<Uuid> for InvoiceOfOrder {
     type Value = Invoice;
@@ -15,7 +17,9 @@ impl Loader<Uuid> for InvoiceOfOrder {
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let mut c = self.0.conn().await?;
-        let rows = invoices::for_orders(&mut c, ids).await.map_err(err)?;
+        let rows = invoices::of_orders(&mut c, caller(&self.1)?, ids)
+            .await
+            .map_err(err)?;
         Ok(rows.into_iter().map(|i| (i.order_id, i)).collect())
     }
 }

@@ -1,6 +1,8 @@
 //! DataLoaders, one file per table: a list of N parents costs one statement per nested
 //! field instead of N. Built per request, so their batches count towards that request's
 //! SQL statements (the `x-sql-statements` header; docs/BENCHMARKS.md).
+//! Batches run on async-graphql's `tokio-timer` feature (tokio's timer; without it, each
+//! batch's delay ran on a thread of its own).
 
 mod azure_credit_grants;
 mod benefit_assignments;
@@ -25,6 +27,7 @@ pub use users::PartnerUsers;
 use async_graphql::dataloader::DataLoader;
 use gateway_domain::config::Config;
 use gateway_domain::db::{DbPool, PgConn};
+use gateway_domain::permissions::Principal;
 use gateway_domain::AppError;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -49,12 +52,14 @@ pub struct Loaders {
 
 impl Loaders {
     /// Loaders for one request; their batches count statements into `statements`. `catalog`
-    /// is the process's kept offer catalog.
+    /// is the process's kept offer catalog; `principal` the caller, for the loaders whose
+    /// rows the domain shows only to some (users, invoices).
     pub fn new(
         pool: &DbPool,
         config: &Arc<Config>,
         catalog: &Arc<Catalog>,
         statements: Arc<AtomicU32>,
+        principal: Option<Principal>,
     ) -> Self {
         let db = Db(pool.clone());
         let spawner = move || {
@@ -74,8 +79,8 @@ impl Loaders {
             azure_grants: DataLoader::new(AzureCreditGrants(db.clone()), spawner()),
             clock_offsets: DataLoader::new(ClockOffsets(db.clone(), config.clone()), spawner()),
             notes: DataLoader::new(Notes(db.clone()), spawner()),
-            users: DataLoader::new(PartnerUsers(db.clone()), spawner()),
-            invoice_of_order: DataLoader::new(InvoiceOfOrder(db), spawner()),
+            users: DataLoader::new(PartnerUsers(db.clone(), principal.clone()), spawner()),
+            invoice_of_order: DataLoader::new(InvoiceOfOrder(db, principal), spawner()),
             reader: Reader {
                 pool: pool.clone(),
                 slot: tokio::sync::Mutex::new(Weak::new()),
@@ -136,4 +141,11 @@ fn group<K: Hash + Eq + Clone, V>(
 
 fn err(e: AppError) -> async_graphql::Error {
     e.into()
+}
+
+/// The caller a loader serves, or UNAUTHENTICATED.
+fn caller(principal: &Option<Principal>) -> Result<&Principal, async_graphql::Error> {
+    principal
+        .as_ref()
+        .ok_or_else(|| err(AppError::Unauthenticated))
 }

@@ -1,3 +1,10 @@
+//! Offers, answered from the catalog as the api read it last ([`Catalog`]): the catalog is a
+//! handful of rows that change only by migration, so it is read whole on first use and kept
+//! [`CATALOG_KEPT`], and read again at once when an id is asked for that it does not hold. An
+//! `offer` the kept catalog holds is answered at once, without a DataLoader round (a spawned
+//! task and its batch delay). Purchases, renewals and the catalog listing read offers from
+//! the database.
+
 use async_graphql::dataloader::Loader;
 use gateway_domain::catalog;
 use gateway_domain::db::models::Offer;

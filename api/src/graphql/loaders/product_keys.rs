@@ -1,6 +1,6 @@
 use async_graphql::dataloader::Loader;
 use chrono::{DateTime, Utc};
-use gateway_domain::benefits::usage;
+use gateway_domain::benefits::reveal;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ impl Loader<Uuid> for KeyReveals {
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let mut c = self.0.conn().await?;
-        Ok(usage::key_reveals(&mut c, ids)
+        Ok(reveal::key_reveals(&mut c, ids)
             .await
             .map_err(err)?
             .into_iter()

@@ -3,10 +3,12 @@ use gateway_domain::db::models::User;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::{err, group, Db};
+use gateway_domain::permissions::Principal;
 
-/// By partner: its users (invited and active).
-pub struct PartnerUsers(pub Db);
+use super::{caller, err, group, Db};
+
+/// By partner: its users (invited and active), for the caller.
+pub struct PartnerUsers(pub Db, pub Option<Principal>);
 
 impl Loader<Uuid> for PartnerUsers {
     type Value = Vec<User>;
@@ -14,7 +16,7 @@ impl Loader<Uuid> for PartnerUsers {
 
     async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let mut c = self.0.conn().await?;
-        let rows = gateway_domain::users::list(&mut c, ids)
+        let rows = gateway_domain::users::of_partners(&mut c, caller(&self.1)?, ids)
             .await
             .map_err(err)?;
         Ok(group(ids, rows, |u| u.partner_id))

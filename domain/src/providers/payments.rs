@@ -3,6 +3,12 @@
 //! Every charge carries an idempotency key: a gateway records a *successful* charge under its
 //! key and answers a repeat with the same charge, so a job that runs twice never charges twice.
 //! Declines and transient failures are not recorded, so the same key can be tried again.
+//!
+//! The sandbox keeps its books in Postgres (`sandbox_*` tables) so every process sees one
+//! gateway and tests can count charges. It has its own small pool: a job that holds a
+//! connection while it charges must never wait for the gateway to get one from the same pool
+//! (it deadlocked under load before this). A batch of renewal charges is booked in three
+//! statements, the two reads pipelined; a live adapter would send a few requests at a time.
 
 use std::collections::HashMap;
 

@@ -1,7 +1,6 @@
-//! The job queues as operators see them, counted from the Redis keys apalis-redis 1.0 uses
-//! (its own metrics are broken: STACK.md trap 6), plus what Postgres still holds for each
-//! queue (outbox rows not yet relayed). Also: retry and discard, and the retention that trims
-//! finished jobs from Redis in small steps (trap 13).
+//! The queues' Redis side, read from the keys apalis-redis 1.0 uses (its own metrics are
+//! broken: STACK.md trap 6), and the retention that trims finished jobs in small steps
+//! (trap 13).
 //!
 //! Keys of queue `q` (`{QUEUE_PREFIX}.{name}`): `q:active` (list, waiting), `q:scheduled`
 //! (sorted set by due time; retries of failed jobs wait here too), `q:inflight:{worker}` (sets,
@@ -41,16 +40,18 @@ pub struct QueueCounts {
     pub dead: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+// A job as operators see it (GraphQL `Job`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "Job")]
 pub struct JobInfo {
     pub id: String,
     pub queue: String,
     pub state: JobState,
-    /// The payload (IDs only), shortened to 500 characters.
+    /// The payload (IDs only), shortened.
     pub payload: String,
     pub attempts: i64,
     pub last_error: Option<String>,
-    /// Unix seconds: when it is due (scheduled) or finished (done, dead).
+    /// Due (scheduled, failed) or finished (done, dead) at, in Unix seconds.
     pub at: Option<i64>,
 }
 
@@ -163,7 +164,27 @@ pub async fn list<C: ConnectionLike>(
 ) -> redis::RedisResult<Vec<JobInfo>> {
     let k = Keys::new(prefix, queue);
     let limit = limit.clamp(1, 500);
-    let ids: Vec<String> = match state {
+    let mut out = Vec::new();
+    for id in ids_in(c, &k, state, limit).await? {
+        if let Some(job) = info(c, &k, queue, state, id).await? {
+            out.push(job);
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The ids of the jobs that may be in `state` (scheduled and failed jobs share a set; the
+/// caller tells them apart by status).
+async fn ids_in<C: ConnectionLike>(
+    c: &mut C,
+    k: &Keys,
+    state: JobState,
+    limit: usize,
+) -> redis::RedisResult<Vec<String>> {
+    Ok(match state {
         JobState::Pending => {
             redis::cmd("LRANGE")
                 .arg(k.active())
@@ -182,7 +203,7 @@ pub async fn list<C: ConnectionLike>(
         }
         JobState::Running => {
             let mut all = Vec::new();
-            for w in workers(c, &k).await? {
+            for w in workers(c, k).await? {
                 let ids: Vec<String> = redis::cmd("SMEMBERS")
                     .arg(k.inflight(&w))
                     .query_async(c)
@@ -199,57 +220,60 @@ pub async fn list<C: ConnectionLike>(
                 .await?
         }
         JobState::Dead => redis::cmd("SMEMBERS").arg(k.dead()).query_async(c).await?,
+    })
+}
+
+/// One job as operators see it; None when it is not in `state` after all.
+async fn info<C: ConnectionLike>(
+    c: &mut C,
+    k: &Keys,
+    queue: &str,
+    state: JobState,
+    id: String,
+) -> redis::RedisResult<Option<JobInfo>> {
+    let (payload, meta): (Option<Vec<u8>>, std::collections::HashMap<String, String>) =
+        redis::pipe()
+            .hget(k.data(), &id)
+            .hgetall(k.meta(&id))
+            .query_async(c)
+            .await?;
+    let status = meta.get("status").map(String::as_str);
+    let this = match state {
+        JobState::Scheduled if status == Some("Failed") => return Ok(None),
+        JobState::Failed if status != Some("Failed") => return Ok(None),
+        s => s,
     };
-    let mut out = Vec::new();
-    for id in ids {
-        let (payload, meta): (Option<Vec<u8>>, std::collections::HashMap<String, String>) =
-            redis::pipe()
-                .hget(k.data(), &id)
-                .hgetall(k.meta(&id))
-                .query_async(c)
-                .await?;
-        let status = meta.get("status").map(String::as_str);
-        let this = match state {
-            JobState::Scheduled if status == Some("Failed") => continue,
-            JobState::Failed if status != Some("Failed") => continue,
-            s => s,
-        };
-        let mut payload = payload
-            .map(|p| String::from_utf8_lossy(&p).into_owned())
-            .unwrap_or_default();
-        if payload.chars().count() > 500 {
-            payload = payload.chars().take(500).collect::<String>() + "…";
-        }
-        let at = if matches!(state, JobState::Scheduled | JobState::Failed) {
-            redis::cmd("ZSCORE")
-                .arg(k.scheduled())
-                .arg(&id)
-                .query_async::<Option<f64>>(c)
-                .await?
-                .map(|s| s as i64)
-        } else {
-            meta.get("done_at").and_then(|d| d.parse().ok())
-        };
-        out.push(JobInfo {
-            id,
-            queue: queue.to_owned(),
-            state: this,
-            payload,
-            attempts: meta
-                .get("attempts")
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(0),
-            last_error: meta
-                .get("result")
-                .filter(|r| !r.is_empty() && status != Some("Done"))
-                .cloned(),
-            at,
-        });
-        if out.len() >= limit {
-            break;
-        }
+    let mut payload = payload
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+        .unwrap_or_default();
+    if payload.chars().count() > 500 {
+        payload = payload.chars().take(500).collect::<String>() + "…";
     }
-    Ok(out)
+    let at = if matches!(state, JobState::Scheduled | JobState::Failed) {
+        redis::cmd("ZSCORE")
+            .arg(k.scheduled())
+            .arg(&id)
+            .query_async::<Option<f64>>(c)
+            .await?
+            .map(|s| s as i64)
+    } else {
+        meta.get("done_at").and_then(|d| d.parse().ok())
+    };
+    Ok(Some(JobInfo {
+        id,
+        queue: queue.to_owned(),
+        state: this,
+        payload,
+        attempts: meta
+            .get("attempts")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0),
+        last_error: meta
+            .get("result")
+            .filter(|r| !r.is_empty() && status != Some("Done"))
+            .cloned(),
+        at,
+    }))
 }
 
 /// The payload of a job (for operators' retry logic), if Redis still has it.
@@ -327,133 +351,21 @@ pub async fn trim_done<C: ConnectionLike>(
         .await
 }
 
-/// What Postgres knows about the background work: outbox rows not yet in Redis per queue, due
-/// actions not done per kind (the backlog), emails per status.
-#[derive(Debug, Clone, Default)]
-pub struct PgCounts {
-    pub outbox_waiting: Vec<(String, i64)>,
-    pub due_backlog: Vec<(String, i64)>,
-    pub emails: Vec<(String, i64)>,
-}
-
-#[derive(diesel::QueryableByName)]
-struct Pair {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    k: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-pub async fn pg_counts(conn: &mut crate::db::PgConn) -> crate::AppResult<PgCounts> {
-    use diesel_async::RunQueryDsl;
-    let pairs = |rows: Vec<Pair>| rows.into_iter().map(|p| (p.k, p.n)).collect::<Vec<_>>();
-    let outbox: Vec<Pair> = diesel::sql_query(
-        "SELECT queue AS k, count(*) AS n FROM outbox WHERE dispatched_at IS NULL GROUP BY queue",
-    )
-    .load(conn)
-    .await?;
-    // Due on the partner's clock (test clocks included), not yet done.
-    let due: Vec<Pair> = diesel::sql_query(
-        "SELECT a.kind AS k, count(*) AS n FROM scheduled_actions a
-         LEFT JOIN test_clocks c ON c.partner_id = a.partner_id
-         WHERE a.status = 'PENDING'
-           AND a.due_at <= now() + make_interval(secs => coalesce(c.offset_seconds, 0))
-         GROUP BY a.kind",
-    )
-    .load(conn)
-    .await?;
-    let emails: Vec<Pair> =
-        diesel::sql_query("SELECT status AS k, count(*) AS n FROM emails GROUP BY status")
-            .load(conn)
-            .await?;
-    Ok(PgCounts {
-        outbox_waiting: pairs(outbox),
-        due_backlog: pairs(due),
-        emails: pairs(emails),
-    })
-}
-
-/// What an operator's retry did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Retried {
-    /// The email is PENDING again with fresh attempts, queued through the outbox.
-    EmailRevived,
-    /// The due action is PENDING and was queued again.
-    ActionRequeued,
-    /// Nothing left to do (the work is already done); the job was removed.
-    AlreadyDone,
-    /// An unrecognised payload was put back on the queue as it was.
-    Requeued,
-}
-
-/// Retries a job: Postgres first (an email comes back to life, a due action is queued again
-/// through the outbox), then the Redis copy goes. A payload we cannot read is put back on its
-/// queue unchanged.
-pub async fn retry<C: ConnectionLike>(
-    conn: &mut crate::db::PgConn,
-    redis: &mut C,
+/// Puts a job back on its queue as it was (a payload we cannot read), with fresh attempts.
+pub async fn requeue_as_is<C: ConnectionLike>(
+    c: &mut C,
     prefix: &str,
     queue: &str,
     id: &str,
-) -> crate::AppResult<Retried> {
-    use crate::jobs::{DueAction, Job, SendEmail};
-    let redis_err = |e: redis::RedisError| crate::AppError::Internal(format!("redis: {e}"));
-    let Some(raw) = payload(redis, prefix, queue, id).await.map_err(redis_err)? else {
-        return Err(crate::AppError::NotFound("job"));
-    };
-    let outcome = if queue == SendEmail::QUEUE {
-        match serde_json::from_slice::<SendEmail>(&raw) {
-            Ok(job) => {
-                // A batch's dead set entry revives each of its emails that is DEAD.
-                let mut revived = false;
-                for id in job.ids() {
-                    revived |= crate::email::revive(conn, id).await?;
-                }
-                if revived {
-                    Retried::EmailRevived
-                } else {
-                    Retried::AlreadyDone
-                }
-            }
-            Err(_) => Retried::Requeued,
-        }
-    } else {
-        match serde_json::from_slice::<DueAction>(&raw) {
-            Ok(job) if job.v == crate::jobs::PAYLOAD_VERSION => {
-                use crate::db::prelude::*;
-                use crate::db::schema::scheduled_actions as sa;
-                let n = diesel::update(
-                    sa::table
-                        .filter(sa::id.eq_any(job.ids()))
-                        .filter(sa::status.eq(crate::enums::ActionStatus::Pending)),
-                )
-                .set(sa::dispatched_at.eq(chrono::Utc::now()))
-                .execute(conn)
-                .await?;
-                if n > 0 {
-                    crate::outbox::enqueue_to(conn, queue, &job, chrono::Utc::now()).await?;
-                    Retried::ActionRequeued
-                } else {
-                    Retried::AlreadyDone
-                }
-            }
-            _ => Retried::Requeued,
-        }
-    };
+) -> redis::RedisResult<()> {
     let k = Keys::new(prefix, queue);
-    if outcome == Retried::Requeued {
-        let _: () = redis::pipe()
-            .srem(k.dead(), id)
-            .zrem(k.scheduled(), id)
-            .hset(k.meta(id), "status", "Pending")
-            .hset(k.meta(id), "attempts", 0)
-            .rpush(k.active(), id)
-            .lpush(k.signal(), 1)
-            .query_async(redis)
-            .await
-            .map_err(redis_err)?;
-    } else {
-        discard(redis, prefix, queue, id).await.map_err(redis_err)?;
-    }
-    Ok(outcome)
+    redis::pipe()
+        .srem(k.dead(), id)
+        .zrem(k.scheduled(), id)
+        .hset(k.meta(id), "status", "Pending")
+        .hset(k.meta(id), "attempts", 0)
+        .rpush(k.active(), id)
+        .lpush(k.signal(), 1)
+        .query_async(c)
+        .await
 }

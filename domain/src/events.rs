@@ -1,6 +1,10 @@
 //! Live updates. A change announces itself with Postgres `NOTIFY` inside the transaction that
 //! makes it, so listeners hear of it exactly when it commits (and never of a rolled-back one).
 //! The api LISTENs and feeds GraphQL subscriptions (`benefitUpdated`, `subscriptionUpdated`).
+//! A transaction's events travel packed in JSON arrays of up to [`PAYLOAD_LIMIT`] bytes (a
+//! batch of renewals announces ~1,000 changes in a few notifications). Each api process holds
+//! one LISTEN connection and fans out on a broadcast channel; a lagging subscriber skips ahead
+//! and the portal refetches.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,8 +18,14 @@ use crate::db::prelude::*;
 use crate::db::writes::{with_writes, Write};
 use crate::db::PgConn;
 use crate::error::AppResult;
+use crate::permissions::{Action, Principal};
 
 pub const CHANNEL: &str = "pbg_events";
+
+/// Whose events a caller may follow: its own partner's (operators name one).
+pub fn audience(principal: &Principal, requested: Option<Uuid>) -> AppResult<Uuid> {
+    principal.scope_for(Action::ViewPartner, requested)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -1,14 +1,19 @@
-//! Due work (table `scheduled_actions`). Every charge, retry, reminder, lapse, order expiry,
-//! settlement and refund is a row with its due time on the partner's clock. The sweep
-//! ([`dispatch_due`]) finds due rows and enqueues a [`DueAction`] job through the outbox; the
-//! job ([`run`]) locks the row, does the work and marks it DONE in one transaction. Redis can
-//! lose any job: the row stays PENDING and the sweep dispatches it again after
-//! `REDISPATCH_AFTER_SECS`. A job that runs twice finds the row DONE and does nothing.
+//! Due work as rows (table `scheduled_actions`): the bottom of the domain's scheduling. Every
+//! charge, retry, reminder, lapse, order expiry, settlement, refund, activation and credit
+//! month is a row with its due time on the partner's clock. Features record and cancel their
+//! rows here; the sweep ([`dispatch_due`]) finds due rows and enqueues a `DueAction` job
+//! through the outbox; the job (`crate::runner`) locks the row, calls the feature that owns
+//! it and marks it DONE in the same transaction. Redis can lose any job: the row stays
+//! PENDING and the sweep dispatches it again after `REDISPATCH_AFTER_SECS`. A job that runs
+//! twice finds the row DONE and does nothing.
+//!
+//! Rows are unique per (kind, subject, term, tag), so "once per (subscription, term, reminder
+//! kind)" is a constraint, not a hope. The table has fillfactor 50 (migration 7): the sweep's
+//! `dispatched_at` stamp stays on its page (docs/BENCHMARKS.md item 28).
 
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use diesel::pg::Pg;
@@ -22,7 +27,6 @@ use crate::db::PgConn;
 use crate::enums::{ActionKind, ActionStatus};
 use crate::error::{AppError, AppResult};
 use crate::jobs::{action_queue, DueAction};
-use crate::services::Services;
 
 /// Records due work; scheduling the same (kind, subject, term, tag) twice keeps the first.
 pub async fn schedule(
@@ -262,157 +266,4 @@ pub enum Outcome {
     Done(String),
     /// Try again at the given partner time (a transient failure).
     Retry { at: DateTime<Utc>, error: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunResult {
-    Done(String),
-    Rescheduled(DateTime<Utc>),
-    /// Already done or cancelled: a duplicate or late job.
-    AlreadyFinal,
-    /// Dispatched early (a clock was read differently); handed back to the sweep.
-    NotDue,
-}
-
-/// Runs one due action, idempotently.
-pub async fn run(conn: &mut PgConn, svc: &Services, action_id: Uuid) -> AppResult<RunResult> {
-    run_many(conn, svc, &[action_id])
-        .await?
-        .pop()
-        .map(|(_, result)| result)
-        .ok_or(AppError::NotFound("scheduled action"))
-}
-
-/// Runs due actions in one transaction, idempotently: each row is locked, done and marked
-/// DONE (or rescheduled) together. Renewal charges among them are charged and booked as one
-/// batch (`subscriptions::charge_renewals`); other kinds run one after another. Ids that do
-/// not exist are left out of the answer. An error rolls back the whole batch: the caller can
-/// run the ids one by one to isolate it.
-pub async fn run_many(
-    conn: &mut PgConn,
-    svc: &Services,
-    action_ids: &[Uuid],
-) -> AppResult<Vec<(Uuid, RunResult)>> {
-    let mut ids = action_ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    conn.transaction::<_, AppError, _>(async |conn| {
-        // In id order, so concurrent batches cannot deadlock on each other.
-        let actions: Vec<ScheduledAction> = scheduled_actions::table
-            .filter(scheduled_actions::id.eq_any(&ids))
-            .order(scheduled_actions::id)
-            .for_update()
-            .select(ScheduledAction::as_select())
-            .load(conn)
-            .await?;
-        let mut partners: Vec<Uuid> = actions.iter().map(|a| a.partner_id).collect();
-        partners.sort_unstable();
-        partners.dedup();
-        let offsets: HashMap<Uuid, chrono::Duration> =
-            crate::clock::offsets(conn, &svc.config, &partners)
-                .await?
-                .into_iter()
-                .collect();
-        let mut results = Vec::with_capacity(actions.len());
-        let mut not_due = Vec::new();
-        let mut renewals = Vec::new();
-        let mut outcomes: Vec<(&ScheduledAction, Outcome)> = Vec::with_capacity(actions.len());
-        for action in &actions {
-            if action.status != ActionStatus::Pending {
-                results.push((action.id, RunResult::AlreadyFinal));
-                continue;
-            }
-            let offset = offsets.get(&action.partner_id).copied().unwrap_or_default();
-            let now = crate::clock::now_at(offset);
-            if action.due_at > now {
-                not_due.push(action.id);
-                results.push((action.id, RunResult::NotDue));
-            } else if action.kind == ActionKind::RenewalCharge {
-                renewals.push((action, now));
-            } else {
-                outcomes.push((action, handle(conn, svc, action, now).await?));
-            }
-        }
-        if !not_due.is_empty() {
-            diesel::update(scheduled_actions::table.filter(scheduled_actions::id.eq_any(&not_due)))
-                .set(scheduled_actions::dispatched_at.eq(None::<DateTime<Utc>>))
-                .execute(conn)
-                .await?;
-        }
-        let mut uninvoiced = super::subscriptions::Uninvoiced::default();
-        if !renewals.is_empty() {
-            let (done, paid) = super::subscriptions::charge_renewals(conn, svc, &renewals).await?;
-            outcomes.extend(renewals.iter().map(|(a, _)| *a).zip(done));
-            uninvoiced.extend(paid);
-        }
-        let mut finished_ids = Vec::new();
-        let mut finished_what = Vec::new();
-        for (action, outcome) in outcomes {
-            match outcome {
-                Outcome::Done(what) => {
-                    finished_ids.push(action.id);
-                    finished_what.push(what.clone());
-                    results.push((action.id, RunResult::Done(what)));
-                }
-                Outcome::Retry { at, error } => {
-                    diesel::update(scheduled_actions::table.find(action.id))
-                        .set((
-                            scheduled_actions::due_at.eq(at),
-                            scheduled_actions::dispatched_at.eq(None::<DateTime<Utc>>),
-                            scheduled_actions::attempts.eq(action.attempts + 1),
-                            scheduled_actions::last_error.eq(&error),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    results.push((action.id, RunResult::Rescheduled(at)));
-                }
-            }
-        }
-        if !finished_ids.is_empty() {
-            diesel::sql_query(
-                "UPDATE scheduled_actions a SET status = $3, done_at = $4,
-                     attempts = a.attempts + 1, outcome = v.outcome
-                 FROM unnest($1::uuid[], $2::text[]) AS v(id, outcome)
-                 WHERE a.id = v.id",
-            )
-            .bind::<Array<SqlUuid>, _>(&finished_ids)
-            .bind::<Array<Text>, _>(&finished_what)
-            .bind::<Text, _>(ActionStatus::Done)
-            .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
-            .reuse()
-            .execute(conn)
-            .await?;
-        }
-        // Last: numbering invoices locks the year's counter until this transaction commits.
-        super::subscriptions::invoice_renewals(conn, svc, uninvoiced).await?;
-        Ok(results)
-    })
-    .await
-}
-
-/// Does one due action that is not a renewal charge (`run_many` batches those).
-async fn handle(
-    conn: &mut PgConn,
-    svc: &Services,
-    action: &ScheduledAction,
-    now: DateTime<Utc>,
-) -> AppResult<Outcome> {
-    match action.kind {
-        // `run_many` gathers renewal charges and runs them as one batch.
-        ActionKind::RenewalCharge => Err(AppError::Internal(
-            "renewal charges run in batches (run_many), not one by one here".into(),
-        )),
-        ActionKind::Reminder => super::subscriptions::send_reminder(conn, svc, action, now).await,
-        ActionKind::EnterRenewalWindow => super::subscriptions::enter_window(conn, action).await,
-        ActionKind::Lapse => super::subscriptions::lapse(conn, svc, action, now).await,
-        ActionKind::OrderExpiry => crate::billing::orders::expire(conn, svc, action, now).await,
-        ActionKind::SettleOrder => crate::billing::orders::settle(conn, svc, action, now).await,
-        ActionKind::Refund => crate::billing::orders::refund(conn, svc, action, now).await,
-        ActionKind::CompleteActivation => {
-            crate::benefits::usage::complete_activation(conn, svc, action, now).await
-        }
-        ActionKind::GrantAzureCredit => {
-            crate::benefits::people::grant_azure_credit(conn, action, now).await
-        }
-    }
 }

@@ -1,0 +1,258 @@
+//! Typed configuration from environment variables, one small struct per area (`areas`).
+//! `Config::from_env` reads everything, validates it, and reports *all* problems at once.
+//! Every variable is documented in `.env.example` (kept in step by
+//! `env_example_documents_every_variable`).
+
+mod areas;
+mod reader;
+
+use std::collections::BTreeMap;
+
+pub use areas::*;
+use reader::Reader;
+
+/// The HS256 secret dev and test environments use when none is set. Production refuses it.
+pub const DEV_JWT_SECRET: &str = "dev-only-insecure-jwt-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: AppEnv,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub email: EmailConfig,
+    pub enrollment: EnrollmentConfig,
+    pub jobs: JobsConfig,
+    pub billing: BillingConfig,
+    pub benefits: BenefitsConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        Self::from_map(&vars)
+    }
+
+    pub fn from_map(vars: &BTreeMap<String, String>) -> Result<Self, String> {
+        let mut r = Reader::new(vars);
+        let env = match r.string("APP_ENV", "development").as_str() {
+            "development" | "dev" => AppEnv::Development,
+            "test" => AppEnv::Test,
+            "production" | "prod" => AppEnv::Production,
+            other => {
+                r.error(format!(
+                    "APP_ENV must be development, test or production, got `{other}`"
+                ));
+                AppEnv::Development
+            }
+        };
+        let prod = env == AppEnv::Production;
+        let config = Config {
+            env,
+            database: DatabaseConfig::read(&mut r),
+            redis: RedisConfig::read(&mut r),
+            http: HttpConfig::read(&mut r),
+            auth: AuthConfig::read(&mut r, prod),
+            email: EmailConfig::read(&mut r, prod),
+            enrollment: EnrollmentConfig::read(&mut r, prod),
+            jobs: JobsConfig::read(&mut r),
+            billing: BillingConfig::read(&mut r),
+            benefits: BenefitsConfig::read(&mut r, prod),
+        };
+        if prod {
+            r.errors.extend(config.production_refusals());
+        }
+        if r.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(format!(
+                "invalid configuration:\n  - {}",
+                r.errors.join("\n  - ")
+            ))
+        }
+    }
+
+    /// What production refuses: anything insecure or meant for development and tests.
+    fn production_refusals(&self) -> Vec<String> {
+        let mut refused = Vec::new();
+        if self.billing.gateway == GatewayKind::Sandbox {
+            refused.push(
+                "PAYMENT_GATEWAY=sandbox accepts test cards only and must not run in \
+                 production; no live gateway adapter exists yet"
+                    .into(),
+            );
+        }
+        if self.auth.hs256_secret.is_some() {
+            refused.push(
+                "JWT_HS256_SECRET is for development and tests; production validates RS256 \
+                 tokens against JWT_JWKS_FILE or JWT_JWKS_URL"
+                    .into(),
+            );
+        }
+        if self.auth.jwks_file.is_none() && self.auth.jwks_url.is_none() {
+            refused.push("production needs JWT_JWKS_FILE or JWT_JWKS_URL".into());
+        }
+        if self.enrollment.test_clocks {
+            refused.push("TEST_CLOCKS_ENABLED must be false in production".into());
+        }
+        if self.enrollment.auto_authorize {
+            refused.push("AUTO_AUTHORIZE must be false in production".into());
+        }
+        if !matches!(self.email.transport, EmailTransportKind::Smtp { .. }) {
+            refused.push("production sends email over SMTP: set EMAIL_TRANSPORT=smtp".into());
+        }
+        refused
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == AppEnv::Production
+    }
+}
+
+/// Every variable `Config::from_map` reads, for the `.env.example` check.
+pub const VARIABLES: &[&str] = &[
+    "APP_ENV",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "REDIS_URL",
+    "QUEUE_PREFIX",
+    "API_BIND",
+    "PUBLIC_BASE_URL",
+    "CORS_ALLOWED_ORIGINS",
+    "GRAPHQL_MAX_DEPTH",
+    "GRAPHQL_MAX_COMPLEXITY",
+    "GRAPHQL_MAX_BATCH",
+    "HTTP_MAX_BODY_BYTES",
+    "HTTP_REQUEST_TIMEOUT_MS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_HS256_SECRET",
+    "JWT_JWKS_FILE",
+    "JWT_JWKS_URL",
+    "EMAIL_TRANSPORT",
+    "SMTP_URL",
+    "EMAIL_FILE_DIR",
+    "EMAIL_FROM",
+    "EMAIL_MAX_ATTEMPTS",
+    "EMAIL_RETRY_BASE_MS",
+    "EMAIL_SMTP_TIMEOUT_MS",
+    "EMAIL_BATCH",
+    "VERIFICATION_TOKEN_TTL_SECS",
+    "VERIFICATION_RESEND_INTERVAL_SECS",
+    "AUTO_AUTHORIZE",
+    "TEST_CLOCKS_ENABLED",
+    "WORKER_CONCURRENCY",
+    "RELAY_INTERVAL_MS",
+    "SWEEP_INTERVAL_MS",
+    "REDISPATCH_AFTER_SECS",
+    "WORKER_POLL_MS",
+    "RELAY_REDIS_WATERMARK",
+    "JOB_RETENTION_SECS",
+    "RETENTION_INTERVAL_MS",
+    "WORKER_METRICS_BIND",
+    "RENEWAL_BATCH",
+    "PAYMENT_GATEWAY",
+    "ORDER_SETTLE_AFTER_SECS",
+    "RENEWAL_TRANSIENT_RETRY_SECS",
+    "KEY_ENCRYPTION_KEY",
+    "TECHNICAL_ACTIVATION_DELAY_SECS",
+    "GTM_ACTIVATION_DELAY_SECS",
+    "PROVISIONING",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://x/y"),
+        ("REDIS_URL", "redis://x"),
+    ];
+
+    #[test]
+    fn development_defaults() {
+        let c = Config::from_map(&map(BASE)).unwrap();
+        assert_eq!(c.env, AppEnv::Development);
+        assert_eq!(c.auth.hs256_secret.as_deref(), Some(DEV_JWT_SECRET));
+        assert!(matches!(c.email.transport, EmailTransportKind::File { .. }));
+        assert!(c.enrollment.test_clocks);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let err = Config::from_map(&map(&[
+            ("GRAPHQL_MAX_DEPTH", "deep"),
+            ("EMAIL_TRANSPORT", "pigeon"),
+        ]))
+        .unwrap_err();
+        for needle in [
+            "DATABASE_URL is required",
+            "REDIS_URL is required",
+            "GRAPHQL_MAX_DEPTH must be a number",
+            "EMAIL_TRANSPORT must be",
+        ] {
+            assert!(err.contains(needle), "missing `{needle}` in {err}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_unsafe_settings() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "production".into());
+        vars.insert("JWT_HS256_SECRET".into(), DEV_JWT_SECRET.into());
+        vars.insert("EMAIL_TRANSPORT".into(), "file".into());
+        vars.insert("TEST_CLOCKS_ENABLED".into(), "true".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        for needle in [
+            "JWT_HS256_SECRET is for development",
+            "JWT_JWKS_FILE or JWT_JWKS_URL",
+            "TEST_CLOCKS_ENABLED",
+            "EMAIL_TRANSPORT=smtp",
+            "KEY_ENCRYPTION_KEY is required",
+        ] {
+            assert!(err.contains(needle), "missing `{needle}` in {err}");
+        }
+    }
+
+    #[test]
+    fn production_with_safe_settings_is_refused_only_for_the_sandbox_gateway() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "production".into());
+        vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
+        vars.insert("SMTP_URL".into(), "smtp://mail.example:25".into());
+        // Every other setting is accepted; what is left is the missing live payment gateway.
+        vars.insert(
+            "KEY_ENCRYPTION_KEY".into(),
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        );
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains("PAYMENT_GATEWAY=sandbox"), "{err}");
+    }
+
+    #[test]
+    fn env_example_documents_every_variable() {
+        let example = include_str!("../../../.env.example");
+        for var in VARIABLES {
+            assert!(
+                example.contains(&format!("{var}=")),
+                ".env.example does not document {var}"
+            );
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Renewing by hand, inside the renewal window, paying by card. The charge key is the one
+//! automatic renewal uses for the same term, so a term is never paid twice.
+
+use serde_json::json;
+
+use super::renewal::{renewal_charge_key, renewal_inputs, Renewal};
+use crate::audit::Actor;
+use crate::billing::{orders, payment_methods};
+use crate::db::models::*;
+use crate::db::prelude::*;
+use crate::db::PgConn;
+use crate::enums::*;
+use crate::error::{AppError, AppResult};
+use crate::permissions::{Action, Principal};
+use crate::services::Services;
+use crate::subscriptions::rules;
+use crate::subscriptions::store::load_visible;
+
+#[derive(Debug, Clone, async_graphql::InputObject)]
+pub struct RenewInput {
+    pub subscription_id: async_graphql::ID,
+    /// The same key with the same input returns the first result; with other input, CONFLICT.
+    pub idempotency_key: String,
+    /// The saved card to charge (it becomes the card for the next automatic renewal).
+    pub payment_method_id: async_graphql::ID,
+}
+
+/// Renews by hand, inside the renewal window only, paying by card. Turns auto-renew on again.
+/// Returns the renewal order (PAID, or PAYMENT_FAILED with the gateway's reason).
+pub async fn renew(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    input: RenewInput,
+) -> AppResult<Order> {
+    principal.require(Action::Purchase)?;
+    let partner_id = principal.scope(None)?;
+    let sub_id = crate::validation::uuid_id("subscriptionId", input.subscription_id.as_str())?;
+    let pm_id = crate::validation::uuid_id("paymentMethodId", input.payment_method_id.as_str())?;
+    let key = orders::idempotency_key(&input.idempotency_key)?;
+    let hash = orders::request_hash(&json!({"renew": sub_id, "payment_method": pm_id}));
+    if let Some(o) = orders::replay(conn, partner_id, &key, &hash).await? {
+        return Ok(o);
+    }
+    let placed_by = actor.id.clone();
+    let result = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let sub = load_visible(conn, principal, sub_id, true).await?;
+            // A concurrent request with this key may have finished while we waited for the lock.
+            if let Some(o) = orders::replay(conn, partner_id, &key, &hash).await? {
+                return Ok(o);
+            }
+            let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
+            let blockers = rules::renewal_blockers(sub.status, sub.anniversary_at, now);
+            if !blockers.is_empty() {
+                return Err(AppError::NotEligible(blockers));
+            }
+            let pm = payment_methods::usable(conn, partner_id, pm_id).await?;
+            let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
+            let charge_key = renewal_charge_key(sub.id, sub.term);
+            let charged = svc
+                .gateway
+                .charge(
+                    &charge_key,
+                    &pm.gateway_token,
+                    q.total_minor,
+                    &offer.currency,
+                )
+                .await;
+            let renewal = Renewal {
+                sub: &sub,
+                partner: &partner,
+                offer: &offer,
+                quote: q,
+                payment_method_id: Some(pm.id),
+                idempotency_key: key.clone(),
+                request_hash: hash.clone(),
+                placed_by: placed_by.clone(),
+                now,
+            };
+            match charged {
+                Ok(charge) => renewal.book(conn, svc, actor, &charge).await,
+                Err(e) => {
+                    let order = renewal
+                        .insert_order(conn, OrderStatus::PaymentFailed, q.total_minor)
+                        .await?;
+                    orders::set_failed(conn, order.id, &e).await
+                }
+            }
+        })
+        .await;
+    match result {
+        Err(AppError::Conflict(_)) => orders::replay(conn, partner_id, &key, &hash)
+            .await?
+            .ok_or_else(|| AppError::Conflict("a concurrent renewal is in progress; retry".into())),
+        other => other,
+    }
+}

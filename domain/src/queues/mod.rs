@@ -1,0 +1,163 @@
+//! The job queues as operators see them (`jobQueues`, `jobs`, `retryJob`, `discardJob` and the
+//! `/ops` page): exact counts per state from the Redis keys (`keys`) plus what Postgres still
+//! holds for each queue (`postgres`), job lists, retry and discard. Only operators may see or
+//! touch them; a retry or discard is audited in the transaction of its Postgres change.
+
+pub mod keys;
+pub mod postgres;
+
+use async_graphql::SimpleObject;
+use redis::aio::ConnectionLike;
+use serde_json::json;
+
+pub use keys::{counts, discard, list, payload, trim_done, JobInfo, JobState, QueueCounts};
+pub use postgres::{pg_counts, PgCounts, Retried};
+
+use crate::audit::{self, Actor};
+use crate::db::prelude::*;
+use crate::db::PgConn;
+use crate::error::{AppError, AppResult};
+use crate::jobs::QUEUES;
+use crate::permissions::{Action, Principal};
+
+// A queue with its exact counts per state (GraphQL `JobQueue`).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct JobQueue {
+    /// The queue's name without the environment prefix.
+    pub name: String,
+    pub pending: i64,
+    pub scheduled: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub dead: i64,
+    /// Jobs still in Postgres (outbox rows not yet relayed to Redis).
+    pub waiting_in_postgres: i64,
+}
+
+/// One of [`QUEUES`], or BAD_USER_INPUT naming them.
+pub fn known_queue(name: &str) -> AppResult<&'static str> {
+    QUEUES.iter().find(|q| **q == name).copied().ok_or_else(|| {
+        AppError::bad_input(
+            "queue",
+            format!("unknown queue `{name}`; one of {}", QUEUES.join(", ")),
+        )
+    })
+}
+
+/// Every queue with its exact counts per state (operators).
+pub async fn overview<C: ConnectionLike>(
+    conn: &mut PgConn,
+    redis: &mut C,
+    principal: &Principal,
+    prefix: &str,
+) -> AppResult<Vec<JobQueue>> {
+    principal.require(Action::Operate)?;
+    let pg = pg_counts(conn).await?;
+    let mut out = Vec::new();
+    for q in QUEUES {
+        let n = counts(redis, prefix, q).await?;
+        out.push(JobQueue {
+            name: (*q).to_owned(),
+            pending: n.pending,
+            scheduled: n.scheduled,
+            running: n.running,
+            done: n.done,
+            failed: n.failed,
+            dead: n.dead,
+            waiting_in_postgres: pg
+                .outbox_waiting
+                .iter()
+                .find(|(k, _)| k == q)
+                .map(|(_, n)| *n)
+                .unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// Jobs of a queue in a state, at most `first` (1 to 500; operators).
+pub async fn jobs<C: ConnectionLike>(
+    redis: &mut C,
+    principal: &Principal,
+    prefix: &str,
+    queue: &str,
+    state: JobState,
+    first: i32,
+) -> AppResult<Vec<JobInfo>> {
+    principal.require(Action::Operate)?;
+    let queue = known_queue(queue)?;
+    Ok(list(redis, prefix, queue, state, first.clamp(1, 500) as usize).await?)
+}
+
+/// Retries a job (operators): Postgres first (an email comes back to life, a due action is
+/// queued again through the outbox; audited in the same transaction), then the Redis copy
+/// goes. A payload we cannot read is put back on its queue unchanged.
+pub async fn retry_job<C: ConnectionLike>(
+    conn: &mut PgConn,
+    redis: &mut C,
+    principal: &Principal,
+    actor: &Actor,
+    prefix: &str,
+    queue: &str,
+    id: &str,
+) -> AppResult<Retried> {
+    principal.require(Action::Operate)?;
+    let queue = known_queue(queue)?;
+    let Some(raw) = payload(redis, prefix, queue, id).await? else {
+        return Err(AppError::NotFound("job"));
+    };
+    let outcome = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let outcome = postgres::revive(conn, queue, &raw).await?;
+            audit::record(
+                conn,
+                actor,
+                None,
+                "job.retried",
+                ("job", format!("{queue}/{id}")),
+                json!({"outcome": format!("{outcome:?}")}),
+            )
+            .await?;
+            Ok(outcome)
+        })
+        .await?;
+    if outcome == Retried::Requeued {
+        keys::requeue_as_is(redis, prefix, queue, id).await?;
+    } else {
+        discard(redis, prefix, queue, id).await?;
+    }
+    Ok(outcome)
+}
+
+/// Removes a job from its queue for good (operators); its Postgres record, if any, is
+/// untouched. The audit record commits only if the job was there to remove.
+pub async fn discard_job<C: ConnectionLike + Send>(
+    conn: &mut PgConn,
+    redis: &mut C,
+    principal: &Principal,
+    actor: &Actor,
+    prefix: &str,
+    queue: &str,
+    id: &str,
+) -> AppResult<()> {
+    principal.require(Action::Operate)?;
+    let queue = known_queue(queue)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        audit::record(
+            conn,
+            actor,
+            None,
+            "job.discarded",
+            ("job", format!("{queue}/{id}")),
+            json!({}),
+        )
+        .await?;
+        if discard(redis, prefix, queue, id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound("job"))
+        }
+    })
+    .await
+}

@@ -1,0 +1,106 @@
+//! The queues' Postgres side: what is still waiting there, and what an operator's retry
+//! changes there (an email comes back to life, a due action is queued again).
+
+use crate::db::PgConn;
+use crate::error::AppResult;
+use crate::jobs::{DueAction, Job, SendEmail};
+
+/// What Postgres knows about the background work: outbox rows not yet in Redis per queue, due
+/// actions not done per kind (the backlog), emails per status.
+#[derive(Debug, Clone, Default)]
+pub struct PgCounts {
+    pub outbox_waiting: Vec<(String, i64)>,
+    pub due_backlog: Vec<(String, i64)>,
+    pub emails: Vec<(String, i64)>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Pair {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    k: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+pub async fn pg_counts(conn: &mut PgConn) -> AppResult<PgCounts> {
+    use diesel_async::RunQueryDsl;
+    let pairs = |rows: Vec<Pair>| rows.into_iter().map(|p| (p.k, p.n)).collect::<Vec<_>>();
+    let outbox: Vec<Pair> = diesel::sql_query(
+        "SELECT queue AS k, count(*) AS n FROM outbox WHERE dispatched_at IS NULL GROUP BY queue",
+    )
+    .load(conn)
+    .await?;
+    // Due on the partner's clock (test clocks included), not yet done.
+    let due: Vec<Pair> = diesel::sql_query(
+        "SELECT a.kind AS k, count(*) AS n FROM scheduled_actions a
+         LEFT JOIN test_clocks c ON c.partner_id = a.partner_id
+         WHERE a.status = 'PENDING'
+           AND a.due_at <= now() + make_interval(secs => coalesce(c.offset_seconds, 0))
+         GROUP BY a.kind",
+    )
+    .load(conn)
+    .await?;
+    let emails: Vec<Pair> =
+        diesel::sql_query("SELECT status AS k, count(*) AS n FROM emails GROUP BY status")
+            .load(conn)
+            .await?;
+    Ok(PgCounts {
+        outbox_waiting: pairs(outbox),
+        due_backlog: pairs(due),
+        emails: pairs(emails),
+    })
+}
+
+/// What an operator's retry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// The email is PENDING again with fresh attempts, queued through the outbox.
+    EmailRevived,
+    /// The due action is PENDING and was queued again.
+    ActionRequeued,
+    /// Nothing left to do (the work is already done); the job was removed.
+    AlreadyDone,
+    /// An unrecognised payload was put back on the queue as it was.
+    Requeued,
+}
+
+/// The Postgres side of a retry of the job whose payload is `raw`: a dead email of it comes
+/// back to life, a due action still PENDING is queued again through the outbox.
+pub(super) async fn revive(conn: &mut PgConn, queue: &str, raw: &[u8]) -> AppResult<Retried> {
+    if queue == SendEmail::QUEUE {
+        let Ok(job) = serde_json::from_slice::<SendEmail>(raw) else {
+            return Ok(Retried::Requeued);
+        };
+        // A batch's dead set entry revives each of its emails that is DEAD.
+        let mut revived = false;
+        for id in job.ids() {
+            revived |= crate::email::revive(conn, id).await?;
+        }
+        return Ok(if revived {
+            Retried::EmailRevived
+        } else {
+            Retried::AlreadyDone
+        });
+    }
+    match serde_json::from_slice::<DueAction>(raw) {
+        Ok(job) if job.v == crate::jobs::PAYLOAD_VERSION => {
+            use crate::db::prelude::*;
+            use crate::db::schema::scheduled_actions as sa;
+            let n = diesel::update(
+                sa::table
+                    .filter(sa::id.eq_any(job.ids()))
+                    .filter(sa::status.eq(crate::enums::ActionStatus::Pending)),
+            )
+            .set(sa::dispatched_at.eq(chrono::Utc::now()))
+            .execute(conn)
+            .await?;
+            if n > 0 {
+                crate::outbox::enqueue_to(conn, queue, &job, chrono::Utc::now()).await?;
+                Ok(Retried::ActionRequeued)
+            } else {
+                Ok(Retried::AlreadyDone)
+            }
+        }
+        _ => Ok(Retried::Requeued),
+    }
+}

@@ -1,0 +1,81 @@
+//! Refund eligibility (PRODUCT.md 2.5): the rules of `rules::refund_blockers` applied to a
+//! subscription's facts on the partner's clock. Read before a cancellation is asked for, and
+//! by every use of a benefit that would end it.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::rules;
+use super::store::load_visible;
+use crate::db::models::*;
+use crate::db::prelude::*;
+use crate::db::schema::orders as orders_t;
+use crate::db::PgConn;
+use crate::enums::*;
+use crate::error::{AppResult, Reason};
+use crate::permissions::Principal;
+use crate::services::Services;
+
+/// Refund eligibility with its reasons, computed on the partner's clock.
+#[derive(Debug, Clone)]
+pub struct RefundEligibility {
+    pub eligible: bool,
+    pub reasons: Vec<Reason>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The paid order a refund would pay back.
+    pub order_id: Option<Uuid>,
+}
+
+/// The latest paid order of a subscription (the term a refund would cover).
+async fn latest_paid_order(conn: &mut PgConn, sub_id: Uuid) -> AppResult<Option<Order>> {
+    Ok(orders_t::table
+        .filter(orders_t::subscription_id.eq(sub_id))
+        .filter(orders_t::status.eq(OrderStatus::Paid))
+        .order(orders_t::paid_at.desc())
+        .select(Order::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub(crate) async fn refund_eligibility_of(
+    conn: &mut PgConn,
+    svc: &Services,
+    sub: &Subscription,
+) -> AppResult<RefundEligibility> {
+    let now = crate::clock::now_for(conn, &svc.config, sub.partner_id).await?;
+    let order = latest_paid_order(conn, sub.id).await?;
+    let facts = rules::RefundFacts {
+        status: sub.status,
+        paid_at: order.as_ref().and_then(|o| o.paid_at),
+        amount_paid_minor: order.as_ref().map(|o| o.total_minor).unwrap_or(0),
+        key_revealed_at: sub.key_revealed_at,
+        benefit_activated_at: sub.benefit_activated_at,
+        upgrade_discount_used: sub.upgrade_discount_used,
+        upgraded_at: sub.upgraded_at,
+    };
+    let (reasons, deadline) = rules::refund_blockers(&facts, now);
+    Ok(RefundEligibility {
+        eligible: reasons.is_empty(),
+        reasons,
+        deadline,
+        amount_minor: facts.amount_paid_minor,
+        currency: order
+            .as_ref()
+            .map(|o| o.currency.clone())
+            .unwrap_or_else(|| "USD".into()),
+        order_id: order.map(|o| o.id),
+    })
+}
+
+pub async fn refund_eligibility(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    id: Uuid,
+) -> AppResult<RefundEligibility> {
+    let sub = load_visible(conn, principal, id, false).await?;
+    refund_eligibility_of(conn, svc, &sub).await
+}
