@@ -1,4 +1,4 @@
-//! Prometheus metrics of the api, served as text on `/metrics`.
+//! Prometheus metrics of the api, served as text on `/metrics` (`http::metrics`).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -76,14 +76,15 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, extra: &str) -> String {
+    /// The exposition text of these metrics and of `derived` (read for this scrape).
+    pub fn render(&self, derived: &Registry) -> String {
+        let mut families = self.registry.gather();
+        families.extend(derived.gather());
         let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&families, &mut buf)
             .expect("encode metrics");
-        let mut text = String::from_utf8(buf).expect("utf8");
-        text.push_str(extra);
-        text
+        String::from_utf8(buf).expect("utf8")
     }
 }
 

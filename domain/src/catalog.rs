@@ -269,81 +269,94 @@ pub async fn listings(
         .select(Subscription::as_select())
         .load(conn)
         .await?;
-    let offer_of = |id: &str| catalog.iter().find(|o| o.id == id).cloned();
-    let mut out = Vec::new();
-    match section {
+    Ok(match section {
         OfferSection::Available => {
             let quals = qualifications(conn, partner_id).await?;
-            let live: Vec<&Subscription> = subs
-                .iter()
-                .filter(|s| SubscriptionStatus::LIVE.contains(&s.status))
-                .collect();
-            let has_silver = live
-                .iter()
-                .any(|s| s.offer_id == "SILVER" && s.status.in_good_standing());
-            for offer in catalog.iter().filter(|o| o.kind != OfferKind::Membership) {
-                let reasons = purchase_blockers(offer, partner.vetting_status, &live, &quals);
-                let upgrade = offer.level == Some(CompetencyLevel::Gold) && has_silver;
-                out.push(Listing {
-                    quote: Some(crate::billing::quote::quote(
-                        offer.price_minor,
-                        &partner.country,
-                        upgrade,
-                    )),
-                    offer: offer.clone(),
-                    section,
-                    reasons,
-                    subscription: live
-                        .iter()
-                        .find(|s| s.offer_id == offer.id)
-                        .map(|s| (*s).clone()),
-                });
-            }
+            available(&partner, &catalog, &subs, &quals)
         }
         OfferSection::Purchased => {
-            if let Some(network) = catalog.iter().find(|o| o.kind == OfferKind::Membership) {
-                out.push(Listing {
-                    offer: network.clone(),
+            let network = catalog.iter().find(|o| o.kind == OfferKind::Membership);
+            let mut out: Vec<Listing> = network
+                .map(|n| Listing {
+                    offer: n.clone(),
                     section,
                     reasons: vec![],
                     subscription: None,
                     quote: None,
-                });
-            }
-            for s in subs.iter().filter(|s| s.status.in_good_standing()) {
-                if let Some(offer) = offer_of(&s.offer_id) {
-                    out.push(Listing {
-                        offer,
-                        section,
-                        reasons: vec![],
-                        subscription: Some(s.clone()),
-                        quote: None,
-                    });
-                }
-            }
+                })
+                .into_iter()
+                .collect();
+            out.extend(held(&catalog, &subs, section, |s| s.in_good_standing()));
+            out
         }
-        OfferSection::Expired => {
-            for s in subs.iter().filter(|s| {
-                matches!(
-                    s.status,
-                    SubscriptionStatus::Lapsed
-                        | SubscriptionStatus::Cancelled
-                        | SubscriptionStatus::OrderExpired
-                )
-            }) {
-                if let Some(offer) = offer_of(&s.offer_id) {
-                    out.push(Listing {
-                        offer,
-                        section,
-                        reasons: vec![],
-                        subscription: Some(s.clone()),
-                        quote: None,
-                    });
-                }
+        OfferSection::Expired => held(&catalog, &subs, section, |s| {
+            matches!(
+                s,
+                SubscriptionStatus::Lapsed
+                    | SubscriptionStatus::Cancelled
+                    | SubscriptionStatus::OrderExpired
+            )
+        }),
+    })
+}
+
+/// Every offer but the membership, with the reasons it cannot be bought now and a quote.
+fn available(
+    partner: &Partner,
+    catalog: &[Offer],
+    subs: &[Subscription],
+    quals: &[Qualification],
+) -> Vec<Listing> {
+    let live: Vec<&Subscription> = subs
+        .iter()
+        .filter(|s| SubscriptionStatus::LIVE.contains(&s.status))
+        .collect();
+    let has_silver = live
+        .iter()
+        .any(|s| s.offer_id == "SILVER" && s.status.in_good_standing());
+    catalog
+        .iter()
+        .filter(|o| o.kind != OfferKind::Membership)
+        .map(|offer| {
+            let upgrade = offer.level == Some(CompetencyLevel::Gold) && has_silver;
+            Listing {
+                quote: Some(crate::billing::quote::quote(
+                    offer.price_minor,
+                    &partner.country,
+                    upgrade,
+                )),
+                offer: offer.clone(),
+                section: OfferSection::Available,
+                reasons: purchase_blockers(offer, partner.vetting_status, &live, quals),
+                subscription: live
+                    .iter()
+                    .find(|s| s.offer_id == offer.id)
+                    .map(|s| (*s).clone()),
             }
-        }
-    }
-    Ok(out)
+        })
+        .collect()
+}
+
+/// The partner's subscriptions in the statuses `keep` picks, each with its offer.
+fn held(
+    catalog: &[Offer],
+    subs: &[Subscription],
+    section: OfferSection,
+    keep: impl Fn(SubscriptionStatus) -> bool,
+) -> Vec<Listing> {
+    subs.iter()
+        .filter(|s| keep(s.status))
+        .filter_map(|s| {
+            let offer = catalog.iter().find(|o| o.id == s.offer_id)?.clone();
+            Some(Listing {
+                offer,
+                section,
+                reasons: vec![],
+                subscription: Some(s.clone()),
+                quote: None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 -- Foundation: partners, users, operators, verification, email, outbox, service requests, audit.
 -- Enumerations are text with CHECK constraints: readable in psql, mapped to Rust enums in the
--- domain crate (domain/src/db/enums.rs).
+-- domain crate (domain/src/enums.rs).
 
 CREATE TABLE partners (
     id                        uuid PRIMARY KEY,

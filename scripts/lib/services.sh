@@ -153,3 +153,26 @@ ensure_services() {
   ensure_redis
   export PG_ADMIN_URL REDIS_URL
 }
+
+# The diesel CLI version that generates domain/src/db/schema.rs (diesel.toml).
+DIESEL_CLI_VERSION=2.3.14
+
+# ensure_diesel_cli: `diesel` on PATH at DIESEL_CLI_VERSION, installed once into cargo's bin
+# folder when missing (libpq is built from source: no system package needed; a few minutes).
+ensure_diesel_cli() {
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+  if diesel --version 2>/dev/null | grep -q "Version: $DIESEL_CLI_VERSION"; then return; fi
+  log "installing diesel_cli $DIESEL_CLI_VERSION (once; a few minutes)"
+  cargo install diesel_cli --version "$DIESEL_CLI_VERSION" --locked --quiet \
+    --no-default-features --features postgres-bundled || die "cargo install diesel_cli failed"
+}
+
+# ensure_pg_dump: PostgreSQL's client tools (pg_dump, psql) on PATH: the migration test
+# compares schema dumps, scripts/schema makes its scratch database.
+ensure_pg_dump() {
+  local found
+  found=$(pg_bin pg_dump)
+  if [ -z "$found" ]; then apt_install postgresql-client; found=$(pg_bin pg_dump); fi
+  [ -n "$found" ] || die "pg_dump not found after installing postgresql-client"
+  export PATH="$(dirname "$found"):$PATH"
+}

@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::core::Collector;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, Registry, TextEncoder};
 
 struct WorkerMetrics {
     registry: Registry,
@@ -42,15 +43,18 @@ pub fn observe(queue: &str, outcome: &str, started: Instant) {
 }
 
 fn render() -> String {
+    // Read at each scrape: every SQL statement this process sent since it started.
+    let statements = IntCounter::new(
+        "sql_statements_total",
+        "SQL statements this worker process sent to Postgres since it started",
+    )
+    .expect("metric");
+    statements.inc_by(gateway_domain::db::statements_total());
+    let mut families = metrics().registry.gather();
+    families.extend(statements.collect());
     let mut buf = Vec::new();
-    let _ = TextEncoder::new().encode(&metrics().registry.gather(), &mut buf);
-    let mut text = String::from_utf8(buf).unwrap_or_default();
-    text.push_str(&format!(
-        "# HELP sql_statements_total SQL statements this worker process sent to Postgres since it started\n\
-         # TYPE sql_statements_total counter\nsql_statements_total {}\n",
-        gateway_domain::db::statements_total()
-    ));
-    text
+    let _ = TextEncoder::new().encode(&families, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 pub async fn serve(bind: String) {

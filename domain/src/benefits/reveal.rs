@@ -92,25 +92,7 @@ pub async fn reveal_key(
             },
         )
         .await?;
-        let instructions = match e.delivery {
-            BenefitDelivery::LicenseKey => format!(
-                "Redeem this token once in the Microsoft 365 admin center to add {} ({} {}). \
-                 It is valid for 12 months from redemption.",
-                e.product,
-                e.quantity
-                    .map(|q| q.to_string())
-                    .unwrap_or_else(|| "unlimited".into()),
-                e.unit
-            ),
-            _ => format!(
-                "Use this key to activate {} on up to {} devices. Download the media with \
-                 softwareDownloads.",
-                e.product,
-                e.quantity
-                    .map(|q| q.to_string())
-                    .unwrap_or_else(|| "any number of".into())
-            ),
-        };
+        let instructions = instructions(&e);
         Ok(RevealedKey {
             key,
             product: e.product.clone(),
@@ -118,6 +100,29 @@ pub async fn reveal_key(
         })
     })
     .await
+}
+
+/// How to use a revealed key.
+fn instructions(e: &Entitlement) -> String {
+    match e.delivery {
+        BenefitDelivery::LicenseKey => format!(
+            "Redeem this token once in the Microsoft 365 admin center to add {} ({} {}). \
+             It is valid for 12 months from redemption.",
+            e.product,
+            e.quantity
+                .map(|q| q.to_string())
+                .unwrap_or_else(|| "unlimited".into()),
+            e.unit
+        ),
+        _ => format!(
+            "Use this key to activate {} on up to {} devices. Download the media with \
+             softwareDownloads.",
+            e.product,
+            e.quantity
+                .map(|q| q.to_string())
+                .unwrap_or_else(|| "any number of".into())
+        ),
+    }
 }
 
 pub const DOWNLOAD_LANGUAGES: &[&str] = &[

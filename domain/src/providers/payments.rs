@@ -406,32 +406,16 @@ impl SandboxGateway {
         let mut answers = Vec::with_capacity(requests.len());
         let mut new = Vec::new();
         for r in requests {
-            let answer = if let Some(c) = recorded.get(&r.idempotency_key) {
-                Ok(c.clone())
-            } else {
-                match behaviours.get(&r.token) {
-                    None => Err(GatewayError::Invalid("unknown card token".into())),
-                    Some(CardBehaviour::Decline) => Err(GatewayError::Declined(
-                        "the card was declined (insufficient funds)".into(),
-                    )),
-                    Some(CardBehaviour::HardDecline) => Err(GatewayError::HardDeclined(
-                        "the card was declined and must not be charged again (card reported lost)"
-                            .into(),
-                    )),
-                    Some(CardBehaviour::Transient) => Err(GatewayError::Transient(
-                        "the card network did not answer in time; nothing was charged".into(),
-                    )),
-                    Some(CardBehaviour::Succeed) => {
-                        let charge = Charge {
-                            id: format!("ch_sandbox_{}", Uuid::new_v4().simple()),
-                            amount_minor: r.amount_minor,
-                            currency: r.currency.clone(),
-                        };
+            let answer = match recorded.get(&r.idempotency_key) {
+                Some(c) => Ok(c.clone()),
+                None => {
+                    let answer = answer_of(behaviours.get(&r.token), r);
+                    if let Ok(charge) = &answer {
                         // A repeated key within the batch is one charge.
                         recorded.insert(r.idempotency_key.clone(), charge.clone());
                         new.push((r, charge.clone()));
-                        Ok(charge)
                     }
+                    answer
                 }
             };
             answers.push(answer);
@@ -479,6 +463,27 @@ impl SandboxGateway {
             }
         }
         Ok(answers)
+    }
+}
+
+/// What the sandbox answers a new charge on a card that behaves so.
+fn answer_of(behaviour: Option<&CardBehaviour>, r: &ChargeRequest) -> Result<Charge, GatewayError> {
+    match behaviour {
+        None => Err(GatewayError::Invalid("unknown card token".into())),
+        Some(CardBehaviour::Decline) => Err(GatewayError::Declined(
+            "the card was declined (insufficient funds)".into(),
+        )),
+        Some(CardBehaviour::HardDecline) => Err(GatewayError::HardDeclined(
+            "the card was declined and must not be charged again (card reported lost)".into(),
+        )),
+        Some(CardBehaviour::Transient) => Err(GatewayError::Transient(
+            "the card network did not answer in time; nothing was charged".into(),
+        )),
+        Some(CardBehaviour::Succeed) => Ok(Charge {
+            id: format!("ch_sandbox_{}", Uuid::new_v4().simple()),
+            amount_minor: r.amount_minor,
+            currency: r.currency.clone(),
+        }),
     }
 }
 

@@ -1,0 +1,345 @@
+//! GraphQL over HTTP: `POST /graphql` (JSON; batches of up to `GRAPHQL_MAX_BATCH`), `GET
+//! /graphql` (queries only; without a query, GraphiQL outside production).
+//!
+//! CSRF: a POST must be `application/json` (a browser cannot send that cross-site without a
+//! CORS preflight, which the allowlist decides); "simple" content types are refused with 415,
+//! and mutations over GET with 405.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, ServerError};
+use axum::body::{to_bytes, Body};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use gateway_domain::users::Caller;
+use gateway_domain::AppError;
+
+use super::{authenticate_caller, error_response, request_id, AppState};
+use crate::graphql::documents::Validation;
+use crate::graphql::loaders::Loaders;
+use crate::graphql::RequestCtx;
+use crate::metrics::Metrics;
+
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/graphql-response+json"))
+}
+
+pub(super) async fn post(State(state): State<AppState>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && mime != "application/graphql-response+json" {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_USER_INPUT",
+            "POST /graphql takes Content-Type: application/json",
+        );
+    }
+    let limit = state.config.http.max_body_bytes;
+    let bytes = match to_bytes(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BAD_USER_INPUT",
+                &format!("request body exceeds {limit} bytes"),
+            )
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("malformed GraphQL request: {e}"),
+            )
+        }
+    };
+    if let BatchRequest::Batch(list) = &batch {
+        let max = state.config.http.max_batch;
+        if list.len() > max || list.is_empty() {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("a batch holds 1 to {max} operations"),
+            );
+        }
+    }
+    execute(state, headers, batch).await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct GetParams {
+    query: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<GetParams>,
+) -> Response {
+    let Some(query) = params.query else {
+        if state.config.is_production() {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "GraphiQL is disabled in production",
+            );
+        }
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .title("Partner benefits gateway")
+                .finish(),
+        )
+        .into_response();
+    };
+    // Mutations change state: never over GET (CSRF, caches, prefetchers).
+    match async_graphql::parser::parse_query(&query) {
+        Ok(doc) => {
+            let is_mutation = doc.operations.iter().any(|(name, op)| {
+                let selected = params
+                    .operation_name
+                    .as_deref()
+                    .is_none_or(|n| name.map(|x| x.as_str()) == Some(n));
+                selected && op.node.ty == async_graphql::parser::types::OperationType::Mutation
+            });
+            if is_mutation {
+                let mut resp = error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "BAD_USER_INPUT",
+                    "mutations must use POST",
+                );
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return resp;
+            }
+        }
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &e.to_string()),
+    }
+    let mut req = async_graphql::Request::new(query);
+    if let Some(name) = params.operation_name {
+        req = req.operation_name(name);
+    }
+    if let Some(vars) = params.variables {
+        match serde_json::from_str(&vars) {
+            Ok(v) => req = req.variables(async_graphql::Variables::from_json(v)),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_USER_INPUT",
+                    "variables must be a JSON object",
+                )
+            }
+        }
+    }
+    execute(state, headers, BatchRequest::Single(req)).await
+}
+
+/// Errors raised by async-graphql itself (parse, validation, limits) carry no code: they are
+/// all the client's doing.
+fn ensure_codes(errors: &mut [ServerError]) {
+    for e in errors {
+        let has_code = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if !has_code {
+            let coded = async_graphql::Error::new(e.message.clone())
+                .extend_with(|_, x| x.set("code", "BAD_USER_INPUT"));
+            e.extensions = coded.extensions;
+        }
+    }
+}
+
+/// Runs a GraphQL request, counting the SQL statements it sends (authentication and
+/// DataLoader batches included): `graphql_request_sql_statements` and the
+/// `x-sql-statements` response header.
+async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Response {
+    let statements = Arc::new(AtomicU32::new(0));
+    let metrics = state.metrics.clone();
+    let mut resp = gateway_domain::db::counting_statements(
+        statements.clone(),
+        execute_counted(state, headers, batch, statements.clone()),
+    )
+    .await;
+    let n = statements.load(Ordering::Relaxed);
+    metrics.statements.observe(f64::from(n));
+    resp.headers_mut()
+        .insert("x-sql-statements", HeaderValue::from(n));
+    resp
+}
+
+async fn execute_counted(
+    state: AppState,
+    headers: HeaderMap,
+    mut batch: BatchRequest,
+    statements: Arc<AtomicU32>,
+) -> Response {
+    let started = Instant::now();
+    let rid = request_id(&headers);
+    let caller = match caller(&state, &headers, &rid).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let operations: Vec<String> = match &batch {
+        BatchRequest::Single(r) => vec![Metrics::operation_label(r.operation_name.as_deref())],
+        BatchRequest::Batch(v) => v
+            .iter()
+            .map(|r| Metrics::operation_label(r.operation_name.as_deref()))
+            .collect(),
+    };
+    let validation = state.documents.prepare(&mut batch);
+    let batch = with_request_data(&state, batch, caller, &rid, statements);
+    let schema = match validation {
+        Validation::Passed => &state.validated_schema,
+        _ => &state.schema,
+    };
+    let timeout = state.config.http.request_timeout;
+    let result = tokio::time::timeout(timeout, schema.execute_batch(batch)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let Ok(mut response) = result else {
+        for op in &operations {
+            state
+                .metrics
+                .requests
+                .with_label_values(&[op.as_str(), "timeout"])
+                .inc();
+        }
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            "the request took too long and was stopped",
+        );
+    };
+    if let (Validation::First { text, operation }, BatchResponse::Single(r)) =
+        (validation, &response)
+    {
+        if r.errors.is_empty() {
+            state.documents.passed(&text, operation);
+        }
+    }
+    let outcomes = finish(&mut response);
+    for (op, ok) in operations.iter().zip(outcomes) {
+        state
+            .metrics
+            .requests
+            .with_label_values(&[op.as_str(), if ok { "ok" } else { "error" }])
+            .inc();
+        state
+            .metrics
+            .latency
+            .with_label_values(&[op])
+            .observe(elapsed);
+    }
+    respond(&headers, &response, &rid)
+}
+
+/// The caller of the bearer token, if any; a bad token is 401, a failure to check it 503.
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    rid: &str,
+) -> Result<Option<Caller>, Response> {
+    match authenticate_caller(state, headers).await {
+        Ok(c) => Ok(c),
+        Err(AppError::Unauthenticated) => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "invalid or expired bearer token",
+        )),
+        Err(e) => {
+            tracing::error!(error = ?e, request_id = %rid, "authentication failed");
+            Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "service temporarily unavailable",
+            ))
+        }
+    }
+}
+
+/// The request's data: who calls (with its partner, for a single operation) and its loaders.
+fn with_request_data(
+    state: &AppState,
+    batch: BatchRequest,
+    caller: Option<Caller>,
+    rid: &str,
+    statements: Arc<AtomicU32>,
+) -> BatchRequest {
+    let (principal, partner) = match caller {
+        Some(c) => (Some(c.principal), c.partner),
+        None => (None, None),
+    };
+    // The partner read with the token stands for the caller's own partner only in a single
+    // operation: in a batch, a mutation before a query could have changed it since.
+    let own_partner = partner.filter(|_| matches!(batch, BatchRequest::Single(_)));
+    let loaders = Loaders::new(
+        &state.pool,
+        &state.config,
+        &state.catalog,
+        statements,
+        principal.clone(),
+    );
+    batch
+        .data(RequestCtx {
+            principal,
+            own_partner,
+            request_id: rid.to_owned(),
+        })
+        .data(Arc::new(loaders))
+}
+
+/// Gives every error a code; returns whether each operation ran without errors.
+fn finish(response: &mut BatchResponse) -> Vec<bool> {
+    match response {
+        BatchResponse::Single(r) => {
+            ensure_codes(&mut r.errors);
+            vec![r.errors.is_empty()]
+        }
+        BatchResponse::Batch(list) => list
+            .iter_mut()
+            .map(|r| {
+                ensure_codes(&mut r.errors);
+                r.errors.is_empty()
+            })
+            .collect(),
+    }
+}
+
+/// The response body, in the content type the client asked for, with the request id.
+fn respond(headers: &HeaderMap, response: &BatchResponse, rid: &str) -> Response {
+    let content_type = if wants_graphql_response(headers) {
+        "application/graphql-response+json"
+    } else {
+        "application/json"
+    };
+    let body = serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

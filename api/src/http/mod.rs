@@ -1,0 +1,140 @@
+//! The HTTP surface, one module per route family: `graphql` (POST and GET, GraphiQL),
+//! `ws` (GraphQL subscriptions), `invoices` (the PDF download), `health` (liveness and
+//! readiness) and `metrics` (Prometheus). Here: the shared state, the router, the bearer
+//! token, and the error shape of failures before execution.
+
+mod graphql;
+mod health;
+mod invoices;
+mod metrics;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use gateway_domain::auth::Verifier;
+use gateway_domain::config::Config;
+use gateway_domain::db::DbPool;
+use gateway_domain::permissions::Principal;
+use gateway_domain::users::Caller;
+use gateway_domain::AppError;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::graphql::GatewaySchema;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: GatewaySchema,
+    /// The same schema with async-graphql's fast validation, for requests whose document is
+    /// known to pass the full validation (`graphql::documents`).
+    pub validated_schema: GatewaySchema,
+    pub config: Arc<Config>,
+    pub pool: DbPool,
+    pub verifier: Verifier,
+    pub redis: redis::Client,
+    pub metrics: Metrics,
+    /// Parsed GraphQL documents by text (`graphql::documents`).
+    pub documents: Arc<crate::graphql::documents::Documents>,
+    /// The offer catalog as last read (`graphql::loaders::Catalog`).
+    pub catalog: Arc<crate::graphql::loaders::Catalog>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(
+            state
+                .config
+                .http
+                .cors_allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/ws", get(ws::upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .route("/invoices/{id}/pdf", get(invoices::pdf))
+        .route("/ops", get(|| async { Html(include_str!("../ops.html")) }))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// A GraphQL-shaped error response with a code, for failures before execution.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The HTTP status of a domain error answered outside GraphQL (the invoice PDF).
+pub(crate) fn status_of(e: &AppError) -> StatusCode {
+    match e {
+        AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden => StatusCode::FORBIDDEN,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        AppError::BadUserInput { .. } => StatusCode::BAD_REQUEST,
+        AppError::Internal(detail) => {
+            tracing::error!(error = %detail, "request failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// The caller's request id (`x-request-id` when it is a sane one), else a new one.
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Verifies the bearer token, if any, and resolves the caller.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, AppError> {
+    Ok(authenticate_caller(state, headers)
+        .await?
+        .map(|caller| caller.principal))
+}
+
+/// Like [`authenticate`], with a partner user's partner read in the same statement.
+pub(crate) async fn authenticate_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| AppError::Unauthenticated)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(AppError::Unauthenticated)?;
+    let claims = state.verifier.verify(token.trim()).await?;
+    let mut conn = state.pool.get().await?;
+    Ok(Some(
+        gateway_domain::users::resolve_caller(&mut conn, &claims).await?,
+    ))
+}
