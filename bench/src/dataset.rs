@@ -102,7 +102,24 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
     db.batch_execute("SELECT setseed(0.42)").await?;
     let d = range(DASHBOARD_BASE, sizes.partners);
     partners(db, DASHBOARD_BASE, sizes.partners).await?;
-    // One partner in five has three more (invited) users.
+    invited_users(db, &d).await?;
+    subscriptions(db, sizes).await?;
+    entitlements(db, &d).await?;
+    benefit_rows(db, &d).await?;
+    orders_and_invoices(db, &d).await?;
+    partners(db, PURCHASE_BASE, sizes.purchase_partners).await?;
+    storm(db, sizes).await?;
+    // The scenarios start from a settled database, as a running system's would be: vacuumed
+    // (hint bits and visibility maps set, so the first scenario does not pay for the bulk
+    // load's first reads; this server may run without autovacuum), analyzed (plans know the
+    // sizes) and checkpointed (the load's dirty pages are not written out during a run).
+    db.batch_execute("VACUUM (ANALYZE)").await?;
+    db.batch_execute("CHECKPOINT").await?;
+    Ok(())
+}
+
+/// One partner in five has three more (invited) users.
+async fn invited_users(db: &Client, d: &str) -> anyhow::Result<()> {
     db.batch_execute(&format!(
         "INSERT INTO users (id, partner_id, subject, email, roles, status)
          SELECT gen_random_uuid(), p.id, NULL, 'member' || k || '.' || p.mpn_id || '@bench.example',
@@ -110,8 +127,12 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
          FROM partners p, generate_series(1, 3) k WHERE {d} AND p.mpn_id::int % 5 = 0;"
     ))
     .await?;
-    // Subscriptions: partners drawn with a skew (a few partners own dozens, most a handful);
-    // per partner and offer the newest is live, the older ones lapsed.
+    Ok(())
+}
+
+/// Subscriptions: partners drawn with a skew (a few partners own dozens, most a handful);
+/// per partner and offer the newest is live, the older ones lapsed.
+async fn subscriptions(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
     let (np, ns) = (sizes.partners, sizes.subscriptions);
     db.batch_execute(&format!(
         "CREATE TEMP TABLE bench_subs AS
@@ -139,7 +160,11 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
          DROP TABLE bench_subs;"
     ))
     .await?;
-    entitlements(db, &d).await?;
+    Ok(())
+}
+
+/// Azure credit months, product keys (some revealed) and seat assignments.
+async fn benefit_rows(db: &Client, d: &str) -> anyhow::Result<()> {
     db.batch_execute(&format!(
         "INSERT INTO azure_credit_grants (id, entitlement_id, month_index, period_start,
              period_end, amount_minor, granted_at)
@@ -164,10 +189,14 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
          WHERE {d} AND e.delivery = 'SEAT' AND e.status = 'ACTIVE';"
     ))
     .await?;
-    // An order and an invoice per term, numbered per year without gaps, and the counters
-    // set so new invoices continue the sequence; the card charge of each order is in the
-    // sandbox gateway's records, as the gateway would have it (an empty charges table made
-    // the planner's first plans for it sequential scans that stayed for the whole run).
+    Ok(())
+}
+
+/// An order and an invoice per term, numbered per year without gaps, and the counters set so
+/// new invoices continue the sequence; the card charge of each order is in the sandbox
+/// gateway's records, as the gateway would have it (an empty charges table made the planner's
+/// first plans for it sequential scans that stayed for the whole run).
+async fn orders_and_invoices(db: &Client, d: &str) -> anyhow::Result<()> {
     db.batch_execute(&format!(
         "CREATE TEMP TABLE bench_orders AS
          SELECT gen_random_uuid() AS id, s.partner_id, s.id AS subscription_id, s.offer_id,
@@ -214,13 +243,15 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
     ))
     .await?;
 
-    partners(db, PURCHASE_BASE, sizes.purchase_partners).await?;
+    Ok(())
+}
 
-    // The storm: one Action Pack per partner, all reaching their anniversary at the same
-    // instant of their test clocks, which run at real time (offset 0) until the scenario
-    // moves them. Made here, the clocks are in the statistics (ANALYZE below): inserted by
-    // the scenario into a table the planner last saw empty, the workers' cached plans for
-    // the clock look-up stayed sequential scans of 100,000 rows for the whole storm.
+/// The storm: one Action Pack per partner, all reaching their anniversary at the same instant
+/// of their test clocks, which run at real time (offset 0) until the scenario moves them.
+/// Made here, the clocks are in the statistics (ANALYZE in `build`): inserted by the scenario
+/// into a table the planner last saw empty, the workers' cached plans for the clock look-up
+/// stayed sequential scans of 100,000 rows for the whole storm.
+async fn storm(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
     if sizes.storm > 0 {
         let r = range(STORM_BASE, sizes.storm);
         partners(db, STORM_BASE, sizes.storm).await?;
@@ -245,12 +276,6 @@ pub async fn build(db: &Client, sizes: &Sizes) -> anyhow::Result<()> {
         .await?;
         entitlements(db, &r).await?;
     }
-    // The scenarios start from a settled database, as a running system's would be: vacuumed
-    // (hint bits and visibility maps set, so the first scenario does not pay for the bulk
-    // load's first reads; this server may run without autovacuum), analyzed (plans know the
-    // sizes) and checkpointed (the load's dirty pages are not written out during a run).
-    db.batch_execute("VACUUM (ANALYZE)").await?;
-    db.batch_execute("CHECKPOINT").await?;
     Ok(())
 }
 

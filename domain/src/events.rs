@@ -14,6 +14,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, Text};
 use diesel::QueryResult;
 
+use crate::db::models::Entitlement;
 use crate::db::prelude::*;
 use crate::db::writes::{with_writes, Write};
 use crate::db::PgConn;
@@ -131,6 +132,18 @@ pub fn unpack(payload: &str) -> serde_json::Result<Vec<Event>> {
 
 pub async fn notify(conn: &mut PgConn, event: &Event) -> AppResult<()> {
     notify_many(conn, std::slice::from_ref(event)).await
+}
+
+/// Announces a changed benefit (`benefitUpdated`).
+pub async fn benefit_changed(conn: &mut PgConn, e: &Entitlement) -> AppResult<()> {
+    notify(
+        conn,
+        &Event::Benefit {
+            partner_id: e.partner_id,
+            id: e.id,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::due::{self, Outcome};
 use crate::email::Template;
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
-use crate::events::{self, Event};
+use crate::events;
 use crate::permissions::{Action, Principal};
 use crate::services::Services;
 
@@ -122,14 +122,7 @@ async fn start_activation(
             json!({"product": e.product, "expected_completion": due}),
         )
         .await?;
-        events::notify(
-            conn,
-            &Event::Benefit {
-                partner_id: e.partner_id,
-                id: e.id,
-            },
-        )
-        .await?;
+        events::benefit_changed(conn, &e).await?;
         Ok(e)
     })
     .await
@@ -257,13 +250,6 @@ pub(crate) async fn complete_activation(
         json!({"state": state, "reason": failure}),
     )
     .await?;
-    events::notify(
-        conn,
-        &Event::Benefit {
-            partner_id: e.partner_id,
-            id: e.id,
-        },
-    )
-    .await?;
+    events::benefit_changed(conn, &e).await?;
     Ok(Outcome::Done(format!("activation {state}")))
 }

@@ -20,7 +20,7 @@ use crate::db::PgConn;
 use crate::due::{self, Outcome};
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
-use crate::events::{self, Event};
+use crate::events;
 use crate::partners::member;
 use crate::permissions::Principal;
 use crate::services::Services;
@@ -64,14 +64,7 @@ pub async fn assign_azure_user(
             json!({"user": user.id}),
         )
         .await?;
-        events::notify(
-            conn,
-            &Event::Benefit {
-                partner_id: e.partner_id,
-                id: e.id,
-            },
-        )
-        .await?;
+        events::benefit_changed(conn, &e).await?;
         Ok(e)
     })
     .await
@@ -139,14 +132,7 @@ pub(crate) async fn grant_azure_credit(
         )
         .await?;
     }
-    events::notify(
-        conn,
-        &Event::Benefit {
-            partner_id: e.partner_id,
-            id: e.id,
-        },
-    )
-    .await?;
+    events::benefit_changed(conn, &e).await?;
     Ok(Outcome::Done(match n {
         0 => "already granted".into(),
         1 => "granted".into(),

@@ -13,7 +13,7 @@ use crate::db::schema::{product_keys, subscriptions};
 use crate::db::PgConn;
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
-use crate::events::{self, Event};
+use crate::events;
 use crate::permissions::{Action, Principal};
 use crate::services::Services;
 use crate::subscriptions::{eligibility, store as subs};
@@ -84,14 +84,7 @@ pub async fn reveal_key(
             json!({"product": e.product, "refund_was_possible": refund.eligible}),
         )
         .await?;
-        events::notify(
-            conn,
-            &Event::Benefit {
-                partner_id: e.partner_id,
-                id: e.id,
-            },
-        )
-        .await?;
+        events::benefit_changed(conn, &e).await?;
         let instructions = instructions(&e);
         Ok(RevealedKey {
             key,

@@ -14,7 +14,7 @@ use crate::db::schema::{benefit_assignments, entitlements};
 use crate::db::PgConn;
 use crate::enums::*;
 use crate::error::{AppError, AppResult, Reason};
-use crate::events::{self, Event};
+use crate::events;
 use crate::partners::member;
 use crate::permissions::{Action, Principal};
 use crate::services::Services;
@@ -119,7 +119,7 @@ pub async fn assign_visual_studio(
             json!({"user": user.id, "replaced": replace_user_id}),
         )
         .await?;
-        events::notify(conn, &Event::Benefit { partner_id: e.partner_id, id: e.id }).await?;
+        events::benefit_changed(conn, &e).await?;
         Ok(e)
     })
     .await

@@ -10,7 +10,7 @@ use crate::db::schema::entitlements;
 use crate::db::PgConn;
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
-use crate::events::{self, Event};
+use crate::events;
 
 /// A service request consumes support: a TECHNICAL_SUPPORT request one product support
 /// incident, or one Signature Cloud Support incident when asked (of an activated support
@@ -84,13 +84,6 @@ pub(crate) async fn consume_for_request(
         ))
         .execute(conn)
         .await?;
-    events::notify(
-        conn,
-        &Event::Benefit {
-            partner_id,
-            id: e.id,
-        },
-    )
-    .await?;
+    events::benefit_changed(conn, e).await?;
     Ok(Some(e.id))
 }
