@@ -266,4 +266,7 @@ pub enum Outcome {
     Done(String),
     /// Try again at the given partner time (a transient failure).
     Retry { at: DateTime<Utc>, error: String },
+    /// Failed for good, with its consequences written (for example REFUND_FAILED): the row is
+    /// done, and the job goes to the dead set so operators see it.
+    GaveUp(String),
 }

@@ -112,6 +112,50 @@ text_enum!(ServiceRequestKind {
     Other => "OTHER",
 });
 
+text_enum!(
+    /// What a service request is for. Only a CANCELLATION request (made with
+    /// `requestCancellation`) ever cancels a subscription.
+    ServiceRequestIntent {
+        General => "GENERAL",
+        Cancellation => "CANCELLATION",
+    }
+);
+
+text_enum!(
+    /// An operator's decision on a cancellation request.
+    CancellationDecision {
+        /// Refund through the gateway (a job); the subscription is cancelled at once and its
+        /// benefits revoked. Only while a refund is still due.
+        Refund => "REFUND",
+        /// No refund: auto-renew off, the subscription ends on its anniversary date (no
+        /// renewal window, no window reminders).
+        EndAtAnniversary => "END_AT_ANNIVERSARY",
+        /// Nothing changes; the resolution note says why.
+        Decline => "DECLINE",
+    }
+);
+
+text_enum!(
+    /// A refund's own state on its order.
+    RefundStatus {
+        /// Asked for; the gateway call (card) or the outgoing transfer (bank) is to come.
+        RefundPending => "REFUND_PENDING",
+        Refunded => "REFUNDED",
+        /// The gateway refused it, or kept failing; the reason is on the order.
+        RefundFailed => "REFUND_FAILED",
+    }
+);
+
+text_enum!(
+    /// A use of a benefit that ends refund eligibility (a key reveal has its own column).
+    BenefitUse {
+        TechnicalBenefitActivated => "TECHNICAL_BENEFIT_ACTIVATED",
+        GtmOfferActivated => "GTM_OFFER_ACTIVATED",
+        VsSeatAssigned => "VS_SEAT_ASSIGNED",
+        AzureUserAssigned => "AZURE_USER_ASSIGNED",
+    }
+);
+
 text_enum!(Severity {
     Critical => "CRITICAL",
     Moderate => "MODERATE",
@@ -240,6 +284,8 @@ text_enum!(
         CompleteActivation => "COMPLETE_ACTIVATION",
         /// One month's Azure credit.
         GrantAzureCredit => "GRANT_AZURE_CREDIT",
+        /// A cancellation decided without a refund: the subscription ends on its AD.
+        EndAtAnniversary => "END_AT_ANNIVERSARY",
     }
 );
 

@@ -129,7 +129,9 @@ pub fn action_queue(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::RenewalCharge => "renewal",
         ActionKind::Reminder => "reminder",
-        ActionKind::EnterRenewalWindow | ActionKind::Lapse => "lifecycle",
+        ActionKind::EnterRenewalWindow | ActionKind::Lapse | ActionKind::EndAtAnniversary => {
+            "lifecycle"
+        }
         ActionKind::OrderExpiry | ActionKind::SettleOrder => "order",
         ActionKind::Refund => "refund",
         ActionKind::CompleteActivation => "activation",

@@ -34,6 +34,8 @@ pub enum RunResult {
     AlreadyFinal,
     /// Dispatched early (a clock was read differently); handed back to the sweep.
     NotDue,
+    /// Failed for good with its consequences recorded; the job should go to the dead set.
+    GaveUp(String),
 }
 
 /// Runs one due action, idempotently.
@@ -147,6 +149,11 @@ async fn record(
                 finished_what.push(what.clone());
                 results.push((action.id, RunResult::Done(what)));
             }
+            Outcome::GaveUp(what) => {
+                finished_ids.push(action.id);
+                finished_what.push(what.clone());
+                results.push((action.id, RunResult::GaveUp(what)));
+            }
             Outcome::Retry { at, error } => {
                 diesel::update(scheduled_actions::table.find(action.id))
                     .set((
@@ -202,6 +209,9 @@ async fn handle(
         }
         ActionKind::GrantAzureCredit => {
             crate::benefits::azure::grant_azure_credit(conn, action, now).await
+        }
+        ActionKind::EndAtAnniversary => {
+            crate::lifecycle::cancellation::end_on_anniversary(conn, action, now).await
         }
     }
 }

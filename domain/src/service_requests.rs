@@ -24,8 +24,8 @@ pub struct CreateServiceRequestInput {
     pub description: String,
     pub severity: Severity,
     pub product: Option<String>,
-    /// The subscription the request is about. A BILLING request linked to a subscription is a
-    /// cancellation request: see `refundEligibility` before making it.
+    /// The subscription the request is about. Linking one never cancels it: a cancellation is
+    /// asked for with `requestCancellation`.
     pub subscription_id: Option<async_graphql::ID>,
     /// PRESALES_DEPLOYMENT: advisory hours asked for (default 1). Action Pack partners use
     /// their balance; Silver and Gold partners have unlimited presales help.
@@ -89,6 +89,8 @@ pub async fn create(
                 subscription_id,
                 benefit_id,
                 created_by: *user_id,
+                intent: ServiceRequestIntent::General,
+                refund_eligibility_shown: None,
             })
             .returning(ServiceRequest::as_returning())
             .get_result(conn)
@@ -279,6 +281,7 @@ pub async fn resolve(
     actor: &Actor,
     id: Uuid,
     resolution: &str,
+    decision: Option<CancellationDecision>,
 ) -> AppResult<ServiceRequest> {
     principal.require(Action::Operate)?;
     let resolution = v::text("resolution", resolution, 10_000)?;
@@ -296,14 +299,26 @@ pub async fn resolve(
                 "this service request is already closed".into(),
             ));
         }
-        // A billing request about a subscription is a cancellation: decide it with the
-        // resolution, in the same transaction.
-        let resolution = match (sr.kind, sr.subscription_id) {
-            (ServiceRequestKind::Billing, Some(sub)) => {
-                let decision =
-                    crate::lifecycle::cancellation::decide_cancellation(conn, svc, actor, sub)
-                        .await?;
-                format!("{resolution}\n\n{decision}")
+        // Only a cancellation request decides a cancellation, and only with a decision.
+        let resolution = match (sr.intent, sr.subscription_id, decision) {
+            (ServiceRequestIntent::Cancellation, Some(sub), Some(decision)) => {
+                let words = crate::lifecycle::cancellation::decide_cancellation(
+                    conn, svc, actor, sub, decision,
+                )
+                .await?;
+                format!("{resolution}\n\n{words}")
+            }
+            (ServiceRequestIntent::Cancellation, _, None) => {
+                return Err(AppError::bad_input(
+                    "decision",
+                    "a cancellation request is resolved with a decision: REFUND, END_AT_ANNIVERSARY or DECLINE",
+                ))
+            }
+            (ServiceRequestIntent::General, _, Some(_)) => {
+                return Err(AppError::bad_input(
+                    "decision",
+                    "only a cancellation request takes a decision",
+                ))
             }
             _ => resolution,
         };
@@ -315,6 +330,7 @@ pub async fn resolve(
                 service_requests::resolution.eq(&resolution),
                 service_requests::closed_at.eq(now),
                 service_requests::updated_at.eq(now),
+                service_requests::decision.eq(decision),
             ))
             .returning(ServiceRequest::as_returning())
             .get_result(conn)
@@ -325,10 +341,91 @@ pub async fn resolve(
             Some(sr.partner_id),
             "service_request.resolved",
             ("service_request", id.to_string()),
-            json!({}),
+            json!({"decision": decision}),
         )
         .await?;
         Ok(updated)
+    })
+    .await
+}
+
+/// Asks for a subscription's cancellation (PRODUCT.md 2.5): a BILLING request whose intent is
+/// cancellation, recording the refund eligibility shown at this moment. An operator decides
+/// it with `resolveServiceRequest(decision:)`. One open cancellation request per subscription.
+pub async fn request_cancellation(
+    conn: &mut PgConn,
+    svc: &crate::services::Services,
+    principal: &Principal,
+    actor: &Actor,
+    subscription_id: Uuid,
+    reason: &str,
+) -> AppResult<ServiceRequest> {
+    principal.require(Action::RequestRefund)?;
+    let Principal::User { user_id, .. } = principal else {
+        return Err(AppError::Forbidden);
+    };
+    let reason = v::text("reason", reason, 10_000)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let sub = crate::subscriptions::store::load_visible(conn, principal, subscription_id, true)
+            .await?;
+        if !sub.status.in_good_standing() {
+            return Err(AppError::not_eligible(
+                "NOT_ACTIVE",
+                format!(
+                    "the subscription is {}; there is nothing to cancel",
+                    sub.status
+                ),
+            ));
+        }
+        if sub.ends_at_anniversary {
+            return Err(AppError::not_eligible(
+                "ALREADY_ENDING",
+                "the subscription already ends on its anniversary date",
+            ));
+        }
+        let open: i64 = service_requests::table
+            .filter(service_requests::subscription_id.eq(sub.id))
+            .filter(service_requests::intent.eq(ServiceRequestIntent::Cancellation))
+            .filter(service_requests::status.ne(ServiceRequestStatus::Closed))
+            .count()
+            .get_result(conn)
+            .await?;
+        if open > 0 {
+            return Err(AppError::Conflict(
+                "a cancellation request for this subscription is already open".into(),
+            ));
+        }
+        let e = crate::subscriptions::eligibility::refund_eligibility_of(conn, svc, &sub).await?;
+        let offer = crate::catalog::offer(conn, &sub.offer_id).await?;
+        let sr: ServiceRequest = diesel::insert_into(service_requests::table)
+            .values(&NewServiceRequest {
+                id: Uuid::now_v7(),
+                partner_id: sub.partner_id,
+                kind: ServiceRequestKind::Billing,
+                title: format!("Cancel {}", offer.name),
+                description: reason,
+                severity: Severity::Moderate,
+                status: ServiceRequestStatus::Open,
+                product: None,
+                subscription_id: Some(sub.id),
+                benefit_id: None,
+                created_by: *user_id,
+                intent: ServiceRequestIntent::Cancellation,
+                refund_eligibility_shown: Some(e.to_json()),
+            })
+            .returning(ServiceRequest::as_returning())
+            .get_result(conn)
+            .await?;
+        audit::record(
+            conn,
+            actor,
+            Some(sub.partner_id),
+            "subscription.cancellation_requested",
+            ("subscription", sub.id.to_string()),
+            json!({"service_request": sr.id, "refund_eligible": e.eligible, "reasons": e.reasons}),
+        )
+        .await?;
+        Ok(sr)
     })
     .await
 }

@@ -197,6 +197,62 @@ impl TestSystem {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// Waits until the system has nothing left to do: no outbox row waiting for Redis, no due
+    /// action due on its partner's clock, no email pending, and no job waiting, scheduled or
+    /// running in any queue, three times in a row 100 ms apart (the relay moves work from
+    /// Postgres to Redis between two looks). "Nothing else happened" checks wait for this
+    /// instead of sleeping. Fails the test after 30 s, saying what was still busy.
+    pub async fn wait_idle(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut quiet = 0;
+        loop {
+            let busy = self.busy().await;
+            quiet = if busy.is_empty() { quiet + 1 } else { 0 };
+            if quiet == 3 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the system was still busy after 30 s: {busy:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What is still to be done (empty: idle), for [`TestSystem::wait_idle`].
+    async fn busy(&self) -> Vec<String> {
+        let mut busy = Vec::new();
+        let mut conn = self.db.connect().await.expect("test database");
+        let pg = gateway_domain::queues::postgres::pg_counts(&mut conn)
+            .await
+            .expect("Postgres counts");
+        for (what, n) in pg.outbox_waiting.iter().chain(&pg.due_backlog) {
+            if *n > 0 {
+                busy.push(format!("{what}: {n} in Postgres"));
+            }
+        }
+        for (status, n) in &pg.emails {
+            if status == "PENDING" && *n > 0 {
+                busy.push(format!("{n} emails pending"));
+            }
+        }
+        let client = redis::Client::open(redis_url()).expect("Redis URL");
+        let mut redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis");
+        for queue in gateway_domain::jobs::QUEUES {
+            let c = gateway_domain::queues::keys::counts(&mut redis, &self.queue_prefix, queue)
+                .await
+                .expect("queue counts");
+            let n = c.pending + c.scheduled + c.running + c.failed;
+            if n > 0 {
+                busy.push(format!("{queue}: {n} jobs in Redis"));
+            }
+        }
+        busy
+    }
 }
 
 /// The `extensions.code` of the first error, if any.

@@ -393,8 +393,34 @@ async fn a_hard_decline_stops_retries_and_turns_auto_renew_off() {
 }
 
 const REFUND: &str = "query($id: ID!) { refundEligibility(subscriptionId: $id) { eligible reasons { code } deadline amount { amountMinor } } }";
-const OPEN_BILLING: &str = r#"mutation($id: ID!) { createServiceRequest(input: {kind: BILLING, title: "Cancel Action Pack", description: "Please cancel and refund", severity: MINIMAL, subscriptionId: $id}) { id } }"#;
-const RESOLVE: &str = r#"mutation($id: ID!) { resolveServiceRequest(id: $id, resolution: "Handled by billing") { status notes { body } } }"#;
+const REQUEST_CANCELLATION: &str = r#"mutation($id: ID!) { requestCancellation(subscriptionId: $id, reason: "Please cancel and refund") { id intent kind refundEligibilityShown } }"#;
+const DECIDE: &str = r#"mutation($id: ID!, $d: CancellationDecision!) { resolveServiceRequest(id: $id, resolution: "Handled by billing", decision: $d) { status decision notes { body } } }"#;
+
+/// Asks for the cancellation and returns the request's id.
+async fn request_cancellation(sys: &TestSystem, token: &str, sub_id: &str) -> serde_json::Value {
+    let r = sys
+        .gql_ok(Some(token), REQUEST_CANCELLATION, json!({"id": sub_id}))
+        .await;
+    assert_eq!(r["requestCancellation"]["intent"], "CANCELLATION");
+    assert_eq!(r["requestCancellation"]["kind"], "BILLING");
+    r["requestCancellation"]["id"].clone()
+}
+
+/// Resolves a cancellation request with `decision`; returns the last note.
+async fn decide(sys: &TestSystem, op: &str, sr: &serde_json::Value, decision: &str) -> String {
+    let done = sys
+        .gql_ok(Some(op), DECIDE, json!({"id": sr, "d": decision}))
+        .await;
+    assert_eq!(done["resolveServiceRequest"]["decision"], decision);
+    done["resolveServiceRequest"]["notes"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
 
 #[tokio::test]
 async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_the_reason() {
@@ -409,19 +435,8 @@ async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_
     let e = sys.gql_ok(Some(&ga), REFUND, json!({"id": sub_id})).await;
     assert_eq!(e["refundEligibility"]["eligible"], true, "{e:#}");
     assert_eq!(e["refundEligibility"]["amount"]["amountMinor"], 47500);
-    let sr = sys
-        .gql_ok(Some(&ga), OPEN_BILLING, json!({"id": sub_id}))
-        .await["createServiceRequest"]["id"]
-        .clone();
-    let done = sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr})).await;
-    let note = done["resolveServiceRequest"]["notes"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["body"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sr = request_cancellation(&sys, &ga, &sub_id).await;
+    let note = decide(&sys, &op, &sr, "REFUND").await;
     assert!(note.contains("refund of USD 475.00"), "{note}");
     let s = subscription(&sys, &ga, &sub_id).await;
     assert_eq!(s["status"], "CANCELLED");
@@ -430,13 +445,22 @@ async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_
         let o = sys
             .gql_ok(
                 Some(&ga),
-                "query($id: ID!) { order(id: $id) { status refunded { amountMinor } } }",
+                "query($id: ID!) { order(id: $id) { status refunded { amountMinor } refund { status reference } } }",
                 json!({"id": order_id}),
             )
             .await;
         (o["order"]["status"] == "REFUNDED").then_some(o)
     })
     .await;
+    let o = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { order(id: $id) { refund { status reference amount { amountMinor } } } }",
+            json!({"id": order_id}),
+        )
+        .await;
+    assert_eq!(o["order"]["refund"]["status"], "REFUNDED", "{o:#}");
+    assert_eq!(o["order"]["refund"]["amount"]["amountMinor"], 47500);
     assert_eq!(
         count(
             &sys,
@@ -468,19 +492,17 @@ async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_
         e["refundEligibility"]["reasons"][0]["code"],
         "REFUND_PERIOD_ENDED"
     );
-    let sr2 = sys
-        .gql_ok(Some(&ga2), OPEN_BILLING, json!({"id": sub2}))
-        .await["createServiceRequest"]["id"]
-        .clone();
-    let done = sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr2})).await;
-    let note = done["resolveServiceRequest"]["notes"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["body"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sr2 = request_cancellation(&sys, &ga2, &sub2).await;
+    // A refund is not due: the operator cannot choose it.
+    let r = sys
+        .gql(Some(&op), DECIDE, json!({"id": sr2, "d": "REFUND"}))
+        .await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"],
+        "REFUND_NOT_DUE"
+    );
+    let note = decide(&sys, &op, &sr2, "END_AT_ANNIVERSARY").await;
     assert!(note.contains("Not eligible for a refund"), "{note}");
     let s = subscription(&sys, &ga2, &sub2).await;
     assert_eq!(
@@ -509,19 +531,8 @@ async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_
     sys.gql_ok(Some(&ga3), "mutation($id: ID!) { revealProductKey(benefitId: $id, acknowledgeRefundLoss: true) { key } }", json!({"id": key_id})).await;
     let e = sys.gql_ok(Some(&ga3), REFUND, json!({"id": sub3})).await;
     assert_eq!(e["refundEligibility"]["reasons"][0]["code"], "KEY_REVEALED");
-    let sr3 = sys
-        .gql_ok(Some(&ga3), OPEN_BILLING, json!({"id": sub3}))
-        .await["createServiceRequest"]["id"]
-        .clone();
-    let done = sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr3})).await;
-    let note = done["resolveServiceRequest"]["notes"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["body"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sr3 = request_cancellation(&sys, &ga3, &sub3).await;
+    let note = decide(&sys, &op, &sr3, "END_AT_ANNIVERSARY").await;
     assert!(
         note.contains("Not eligible for a refund") && note.contains("product key was revealed"),
         "{note}"
@@ -541,7 +552,7 @@ async fn a_cancellation_within_30_days_is_refunded_and_after_it_is_refused_with_
     .await;
     let agent = sys.token("late-agent", Some("m@late-corp.example"));
     let r = sys
-        .gql(Some(&agent), OPEN_BILLING, json!({"id": sub2}))
+        .gql(Some(&agent), REQUEST_CANCELLATION, json!({"id": sub2}))
         .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"));
 }
@@ -983,7 +994,8 @@ async fn renewals_due_together_are_charged_in_batches_and_each_keeps_its_own_out
 }
 
 #[tokio::test]
-async fn a_refund_the_gateway_refuses_for_good_is_recorded_once_not_retried_forever() {
+async fn a_refund_the_gateway_refuses_for_good_is_refund_failed_once_emailed_and_dead_not_retried_forever(
+) {
     // Due work still pending would be dispatched again within a second.
     let sys = TestSystem::start_with(&[
         ("AUTO_AUTHORIZE", "true"),
@@ -1007,14 +1019,11 @@ async fn a_refund_the_gateway_refuses_for_good_is_recorded_once_not_retried_fore
         .await,
         1
     );
-    let sr = sys
-        .gql_ok(Some(&ga), OPEN_BILLING, json!({"id": sub_id}))
-        .await["createServiceRequest"]["id"]
-        .clone();
-    sys.gql_ok(Some(&op), RESOLVE, json!({"id": sr})).await;
+    let sr = request_cancellation(&sys, &ga, &sub_id).await;
+    decide(&sys, &op, &sr, "REFUND").await;
     let outcome_sql = format!(
         "SELECT count(*) AS n FROM scheduled_actions WHERE kind = 'REFUND' AND subject_id = '{order_id}'
-         AND status = 'DONE' AND outcome LIKE 'refund refused by the gateway (INVALID_PAYMENT)%'"
+         AND status = 'DONE' AND outcome LIKE 'refund failed: %(INVALID_PAYMENT)'"
     );
     eventually(30, "the refusal recorded", || async {
         (count(&sys, &outcome_sql).await == 1).then_some(())
@@ -1031,7 +1040,7 @@ async fn a_refund_the_gateway_refuses_for_good_is_recorded_once_not_retried_fore
     assert_eq!(
         count(
             &sys,
-            "SELECT count(*) AS n FROM audit_log WHERE action = 'order.refund_refused'"
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'order.refund_failed'"
         )
         .await,
         1
@@ -1039,10 +1048,50 @@ async fn a_refund_the_gateway_refuses_for_good_is_recorded_once_not_retried_fore
     let o = sys
         .gql_ok(
             Some(&ga),
-            "query($id: ID!) { order(id: $id) { status } }",
+            "query($id: ID!) { order(id: $id) { status refund { status failureReason } } }",
             json!({"id": order_id}),
         )
         .await;
     assert_eq!(o["order"]["status"], "PAID", "nothing was paid back");
-    assert!(mails_with_subject(&sys, "norefund@norefund-corp.example", "Refund of").is_empty());
+    assert_eq!(o["order"]["refund"]["status"], "REFUND_FAILED", "{o:#}");
+    assert!(
+        o["order"]["refund"]["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("INVALID_PAYMENT"),
+        "{o:#}"
+    );
+    // The partner is told once; operators see the job in the refund queue's dead set.
+    eventually(30, "the refund-failed email", || async {
+        (mails_with_subject(
+            &sys,
+            "norefund@norefund-corp.example",
+            "could not be completed",
+        )
+        .len()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    eventually(30, "the dead refund job", || async {
+        let q = sys
+            .gql_ok(Some(&op), "{ jobQueues { name dead } }", json!({}))
+            .await;
+        q["jobQueues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == "refund" && q["dead"] == 1)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        mails_with_subject(
+            &sys,
+            "norefund@norefund-corp.example",
+            "Refund of USD 475.00 for Microsoft Action Pack"
+        )
+        .len()
+            == 1
+    );
 }

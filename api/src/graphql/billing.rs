@@ -8,8 +8,8 @@ use gateway_domain::billing::orders;
 use gateway_domain::billing::payment_methods::{self, CardInput};
 use gateway_domain::catalog::{self, OfferSection};
 use gateway_domain::enums::{CompetencyLevel, OrderStatus};
-use gateway_domain::purchases::bank_transfer;
 use gateway_domain::purchases::purchase::{self, PurchaseInput};
+use gateway_domain::purchases::{bank_transfer, refunds};
 
 use super::billing_types::*;
 use super::pagination;
@@ -234,6 +234,31 @@ impl BillingMutation {
             )
             .await?,
         ))
+    }
+
+    /// Operators: the outgoing bank transfer of a bank-transfer order's refund was made
+    /// (`transferReference` identifies it). Until then the refund stays REFUND_PENDING; after,
+    /// the refund and the order are REFUNDED and the partner is emailed. A card order's refund
+    /// is the gateway's (NOT_ELIGIBLE with CARD_REFUND).
+    async fn confirm_refund(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        transfer_reference: String,
+    ) -> async_graphql::Result<Order> {
+        let p = principal(ctx)?;
+        let order_id = parse_id("orderId", &order_id)?;
+        let mut c = conn(ctx).await?;
+        refunds::confirm_refund(
+            &mut c,
+            services(ctx),
+            p,
+            &actor(ctx)?,
+            order_id,
+            &transfer_reference,
+        )
+        .await?;
+        Ok(Order(orders::load_visible(&mut c, p, order_id).await?))
     }
 
     /// Cancels a bank-transfer order still waiting for payment.

@@ -2,15 +2,16 @@
 
 use async_graphql::{Context, Object, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
+use gateway_domain::billing::invoices as inv;
 use gateway_domain::billing::quote::{self as billing_quote, format_money};
-use gateway_domain::billing::{self, invoices as inv};
 use gateway_domain::catalog::{self, OfferSection};
 use gateway_domain::db::models;
 use gateway_domain::enums::*;
 use gateway_domain::error::Reason;
-use gateway_domain::subscriptions::{eligibility, rules, store as subs};
+use gateway_domain::subscriptions::store as subs;
 
-use super::{conn, loaders, now_for, principal, services};
+pub use super::subscription_types::{Refund, RefundEligibility, Subscription};
+use super::{conn, loaders, principal};
 
 #[derive(SimpleObject, Clone)]
 pub struct Money {
@@ -49,7 +50,7 @@ impl From<Reason> for IneligibilityReason {
     }
 }
 
-fn reasons(list: Vec<Reason>) -> Vec<IneligibilityReason> {
+pub(super) fn reasons(list: Vec<Reason>) -> Vec<IneligibilityReason> {
     list.into_iter().map(Into::into).collect()
 }
 
@@ -171,44 +172,9 @@ impl From<catalog::Listing> for OfferListing {
     }
 }
 
-#[derive(SimpleObject)]
-pub struct RenewalWindow {
-    /// First day "Renew" is available (AD+1).
-    pub opens_on: NaiveDate,
-    /// Last day (AD+30); the subscription lapses the day after.
-    pub last_day: NaiveDate,
-}
-
-#[derive(SimpleObject)]
-pub struct Eligibility {
-    pub eligible: bool,
-    pub reasons: Vec<IneligibilityReason>,
-}
-
-#[derive(SimpleObject)]
-pub struct RefundEligibility {
-    pub eligible: bool,
-    pub reasons: Vec<IneligibilityReason>,
-    /// The last moment a refund can be asked for (30 days after payment).
-    pub deadline: Option<DateTime<Utc>>,
-    /// What a refund would pay back.
-    pub amount: Money,
-}
-
-impl From<eligibility::RefundEligibility> for RefundEligibility {
-    fn from(e: eligibility::RefundEligibility) -> Self {
-        Self {
-            eligible: e.eligible,
-            reasons: reasons(e.reasons),
-            deadline: e.deadline,
-            amount: money(e.amount_minor, &e.currency),
-        }
-    }
-}
-
 /// An offer (subscriptions and orders name theirs by id): from the kept catalog when it holds
 /// it, at once; else through the request's loader, which reads the catalog again.
-async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Offer> {
+pub(super) async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Offer> {
     let offers = &loaders(ctx).offers;
     if let Some(kept) = offers.loader().1.kept(id) {
         return Ok(Offer(kept));
@@ -218,101 +184,6 @@ async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Offer> {
         .await?
         .map(Offer)
         .ok_or_else(|| gateway_domain::AppError::NotFound("offer").into())
-}
-
-pub struct Subscription(pub models::Subscription);
-
-#[Object]
-impl Subscription {
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
-    }
-    async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
-        offer(ctx, &self.0.offer_id).await
-    }
-    async fn status(&self) -> SubscriptionStatus {
-        self.0.status
-    }
-    async fn auto_renew(&self) -> bool {
-        self.0.auto_renew
-    }
-    /// 1 for the first year, +1 per renewal.
-    async fn term(&self) -> i32 {
-        self.0.term
-    }
-    /// Competency packages: the competencies the package is bound to.
-    async fn competencies(&self) -> &[String] {
-        &self.0.competencies
-    }
-    async fn activated_at(&self) -> Option<DateTime<Utc>> {
-        self.0.activated_at
-    }
-    async fn term_started_at(&self) -> Option<DateTime<Utc>> {
-        self.0.term_started_at
-    }
-    /// The anniversary date (AD): the current term ends and renewal happens here.
-    async fn anniversary_date(&self) -> Option<DateTime<Utc>> {
-        self.0.anniversary_at
-    }
-    async fn renewal_window(&self) -> Option<RenewalWindow> {
-        self.0.anniversary_at.map(|ad| {
-            let (opens_on, last_day) = rules::renewal_window(ad);
-            RenewalWindow { opens_on, last_day }
-        })
-    }
-    /// Whether "Renew" is available now, and why not.
-    async fn can_renew(&self, ctx: &Context<'_>) -> async_graphql::Result<Eligibility> {
-        let now = now_for(ctx, self.0.partner_id).await?;
-        let r = rules::renewal_blockers(self.0.status, self.0.anniversary_at, now);
-        Ok(Eligibility {
-            eligible: r.is_empty(),
-            reasons: reasons(r),
-        })
-    }
-    /// Whether a cancellation now would be refunded, and why not.
-    async fn refund_eligibility(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<RefundEligibility> {
-        let mut c = conn(ctx).await?;
-        Ok(
-            eligibility::refund_eligibility(&mut c, services(ctx), principal(ctx)?, self.0.id)
-                .await?
-                .into(),
-        )
-    }
-    /// Failed automatic renewal attempts in this term.
-    async fn renewal_failures(&self) -> i32 {
-        self.0.renewal_failures
-    }
-    async fn last_renewal_error(&self) -> Option<&str> {
-        self.0.last_renewal_error.as_deref()
-    }
-    async fn ended_at(&self) -> Option<DateTime<Utc>> {
-        self.0.ended_at
-    }
-    async fn key_revealed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.key_revealed_at
-    }
-    async fn upgrade_discount_used(&self) -> bool {
-        self.0.upgrade_discount_used
-    }
-    /// The card automatic renewal charges.
-    async fn payment_method(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<PaymentMethod>> {
-        let Some(id) = self.0.payment_method_id else {
-            return Ok(None);
-        };
-        let c = conn(ctx).await?;
-        match billing::payment_methods::usable(&c, self.0.partner_id, id).await {
-            Ok(pm) => Ok(Some(pm.into())),
-            // A removed card: auto-renewal will fail and say so.
-            Err(gateway_domain::AppError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
 }
 
 #[derive(SimpleObject)]
@@ -351,6 +222,7 @@ pub struct BankTransfer {
     pub confirmation_reference: Option<String>,
 }
 
+/// A refund's own state: REFUND_PENDING → REFUNDED | REFUND_FAILED.
 pub struct Order(pub models::Order);
 
 #[Object]
@@ -426,6 +298,17 @@ impl Order {
     }
     async fn refunded(&self) -> Money {
         money(self.0.refunded_minor, &self.0.currency)
+    }
+    /// The refund of this order, once one was decided: REFUND_PENDING → REFUNDED |
+    /// REFUND_FAILED.
+    async fn refund(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Refund>> {
+        let mut c = conn(ctx).await?;
+        Ok(
+            gateway_domain::purchases::refunds::of_orders(&mut c, &[self.0.id])
+                .await?
+                .pop()
+                .map(Refund),
+        )
     }
     async fn refunded_at(&self) -> Option<DateTime<Utc>> {
         self.0.refunded_at

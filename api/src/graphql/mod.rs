@@ -13,6 +13,7 @@ mod ops;
 mod pagination;
 mod partners;
 mod service_requests;
+mod subscription_types;
 mod subscriptions;
 mod types;
 mod users;

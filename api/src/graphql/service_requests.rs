@@ -2,7 +2,7 @@
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use gateway_domain::enums::ServiceRequestStatus;
+use gateway_domain::enums::{CancellationDecision, ServiceRequestStatus};
 use gateway_domain::service_requests::{self as sr, CreateServiceRequestInput, ListFilter};
 
 use super::pagination;
@@ -91,20 +91,49 @@ impl ServiceRequestMutation {
             .into())
     }
 
-    /// Operators: close a request with a resolution note. Closing a BILLING request linked
-    /// to a subscription decides the cancellation: refunded and cancelled when eligible, else
-    /// auto-renew off (the decision is appended to the note).
+    /// Operators: close a request with a resolution note. A cancellation request (intent
+    /// CANCELLATION, made with `requestCancellation`) needs a `decision`: REFUND (only while a
+    /// refund is due, else NOT_ELIGIBLE with REFUND_NOT_DUE and the reasons), END_AT_ANNIVERSARY
+    /// or DECLINE; the decision in words is appended to the note. Any other request takes no
+    /// decision and changes no subscription.
     async fn resolve_service_request(
         &self,
         ctx: &Context<'_>,
         id: ID,
         resolution: String,
+        decision: Option<CancellationDecision>,
     ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
+        Ok(sr::resolve(
+            &mut c,
+            services(ctx),
+            p,
+            &actor(ctx)?,
+            id,
+            &resolution,
+            decision,
+        )
+        .await?
+        .into())
+    }
+
+    /// Global admins and MPN partner admins: ask for a subscription's cancellation. Makes a
+    /// BILLING service request whose intent is CANCELLATION and records the refund
+    /// eligibility shown now (see `refundEligibility`); an operator decides it. At most one
+    /// open cancellation request per subscription (CONFLICT).
+    async fn request_cancellation(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+        reason: String,
+    ) -> async_graphql::Result<ServiceRequest> {
+        let p = principal(ctx)?;
+        let id = parse_id("subscriptionId", &subscription_id)?;
+        let mut c = conn(ctx).await?;
         Ok(
-            sr::resolve(&mut c, services(ctx), p, &actor(ctx)?, id, &resolution)
+            sr::request_cancellation(&mut c, services(ctx), p, &actor(ctx)?, id, &reason)
                 .await?
                 .into(),
         )

@@ -198,6 +198,15 @@ pub struct ServiceRequest {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// CANCELLATION for a request made with `requestCancellation`; GENERAL otherwise.
+    pub intent: ServiceRequestIntent,
+    /// The subscription the request is about.
+    pub subscription_id: Option<ID>,
+    /// CANCELLATION: the refund eligibility shown when the request was made (`eligible`,
+    /// `reasons`, `deadline`, `amountMinor`, `currency`).
+    pub refund_eligibility_shown: Option<Json<serde_json::Value>>,
+    /// CANCELLATION, once resolved: the operator's decision.
+    pub decision: Option<CancellationDecision>,
     #[graphql(skip)]
     pub uuid: uuid::Uuid,
 }
@@ -217,6 +226,10 @@ impl From<models::ServiceRequest> for ServiceRequest {
             created_at: s.created_at,
             updated_at: s.updated_at,
             closed_at: s.closed_at,
+            intent: s.intent,
+            subscription_id: s.subscription_id.map(|i| ID(i.to_string())),
+            refund_eligibility_shown: s.refund_eligibility_shown.map(Json),
+            decision: s.decision,
             uuid: s.id,
         }
     }

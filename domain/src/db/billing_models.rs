@@ -99,6 +99,10 @@ pub struct Subscription {
     pub ended_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A cancellation was decided without a refund: it ends at its AD, no renewal window.
+    pub ends_at_anniversary: bool,
+    /// The first use of a benefit (other than a key reveal) that ended refund eligibility.
+    pub benefit_use: Option<BenefitUse>,
 }
 
 #[derive(Debug, Insertable)]
@@ -148,6 +152,26 @@ pub struct Order {
     pub failure_message: Option<String>,
     pub refunded_minor: i64,
     pub refunded_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A refunded (or being refunded) order's refund: REFUND_PENDING → REFUNDED | REFUND_FAILED.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refunds)]
+pub struct Refund {
+    pub order_id: Uuid,
+    pub partner_id: Uuid,
+    pub status: RefundStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The gateway's refund id, or the outgoing bank transfer an operator recorded.
+    pub reference: Option<String>,
+    /// Why the gateway refused the refund, or the last error before giving up (REFUND_FAILED).
+    pub failure: Option<String>,
+    /// Gateway calls made so far.
+    pub attempts: i32,
+    pub requested_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -215,6 +215,10 @@ pub struct ServiceRequest {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    pub intent: ServiceRequestIntent,
+    /// CANCELLATION: the refund eligibility the partner was shown when asking.
+    pub refund_eligibility_shown: Option<serde_json::Value>,
+    pub decision: Option<CancellationDecision>,
 }
 
 #[derive(Debug, Insertable)]
@@ -231,6 +235,8 @@ pub struct NewServiceRequest {
     pub subscription_id: Option<Uuid>,
     pub benefit_id: Option<Uuid>,
     pub created_by: Uuid,
+    pub intent: ServiceRequestIntent,
+    pub refund_eligibility_shown: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -316,6 +316,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    refunds (order_id) {
+        order_id -> Uuid,
+        partner_id -> Uuid,
+        status -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        reference -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        attempts -> Int4,
+        requested_at -> Timestamptz,
+        settled_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sandbox_cards (token) {
         token -> Text,
         brand -> Text,
@@ -395,6 +411,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         closed_at -> Nullable<Timestamptz>,
+        intent -> Text,
+        refund_eligibility_shown -> Nullable<Jsonb>,
+        decision -> Nullable<Text>,
     }
 }
 
@@ -420,6 +439,8 @@ diesel::table! {
         ended_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        ends_at_anniversary -> Bool,
+        benefit_use -> Nullable<Text>,
     }
 }
 
@@ -472,6 +493,8 @@ diesel::joinable!(product_keys -> entitlements (entitlement_id));
 diesel::joinable!(qualifications -> competencies (competency));
 diesel::joinable!(qualifications -> operators (recorded_by));
 diesel::joinable!(qualifications -> partners (partner_id));
+diesel::joinable!(refunds -> orders (order_id));
+diesel::joinable!(refunds -> partners (partner_id));
 diesel::joinable!(sandbox_refunds -> sandbox_charges (charge_id));
 diesel::joinable!(scheduled_actions -> partners (partner_id));
 diesel::joinable!(service_request_notes -> service_requests (service_request_id));
@@ -506,6 +529,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_methods,
     product_keys,
     qualifications,
+    refunds,
     sandbox_cards,
     sandbox_charges,
     sandbox_refunds,

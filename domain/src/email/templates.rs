@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "order_expired",
     "subscription_lapsed",
     "refund_processed",
+    "refund_failed",
     "gtm_instructions",
 );
 
@@ -39,6 +40,7 @@ pub enum Template {
     OrderExpired,
     SubscriptionLapsed,
     RefundProcessed,
+    RefundFailed,
     GtmInstructions,
 }
 
@@ -54,6 +56,7 @@ impl Template {
             Template::OrderExpired => "order_expired",
             Template::SubscriptionLapsed => "subscription_lapsed",
             Template::RefundProcessed => "refund_processed",
+            Template::RefundFailed => "refund_failed",
             Template::GtmInstructions => "gtm_instructions",
         }
     }

@@ -302,6 +302,23 @@ impl PaymentGateway for SandboxGateway {
             return Ok(id);
         }
         let id = format!("re_sandbox_{}", Uuid::new_v4().simple());
+        // A charge made with a card that fails transiently fails its refunds the same way (the
+        // tests switch a card's behaviour after the purchase to reach this).
+        let behaviour: Option<CardBehaviour> = sandbox_charges::table
+            .inner_join(
+                sandbox_cards::table.on(sandbox_charges::token.eq(sandbox_cards::token.nullable())),
+            )
+            .filter(sandbox_charges::id.eq(charge_id))
+            .select(sandbox_cards::behaviour)
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(transient)?;
+        if behaviour == Some(CardBehaviour::Transient) {
+            return Err(GatewayError::Transient(
+                "the card's issuer did not answer; try again".into(),
+            ));
+        }
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             let (charged, refunded): (i64, i64) = sandbox_charges::table
                 .find(charge_id)

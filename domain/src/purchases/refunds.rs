@@ -1,23 +1,107 @@
-//! Paying back a cancelled subscription's order.
+//! Paying back a cancelled subscription's order (PRODUCT.md 2.5). A refund has its own state,
+//! one `refunds` row per order: `REFUND_PENDING → REFUNDED | REFUND_FAILED`.
+//! - Card: the refund job asks the gateway (idempotency key `refund:<order>`). A transient
+//!   error retries with backoff ([`RETRY_AFTER`]); after [`MAX_ATTEMPTS`] calls, or a refusal
+//!   for good, the refund is `REFUND_FAILED` with the reason, the partner is told, and the job
+//!   goes to the dead set for operators.
+//! - Bank transfer: nothing moves by itself. The refund stays `REFUND_PENDING` until an
+//!   operator records the outgoing transfer ([`confirm_refund`]).
+//!
+//! Either way the partner's admins are emailed the outcome.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::audit::{self, Actor};
-use crate::billing::orders::lock;
 use crate::billing::quote::format_money;
 use crate::catalog;
 use crate::db::models::*;
 use crate::db::prelude::*;
-use crate::db::schema::orders;
+use crate::db::schema::{orders, refunds};
 use crate::db::PgConn;
-use crate::due::Outcome;
+use crate::due::{self, Outcome};
 use crate::email::Template;
 use crate::enums::*;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::notify;
+use crate::permissions::{Action, Principal};
 use crate::providers::payments::GatewayError;
 use crate::services::Services;
+use crate::validation as v;
+
+/// Gateway calls before a refund that keeps failing transiently is given up.
+pub const MAX_ATTEMPTS: i32 = 6;
+
+/// The wait after the n-th transient failure (1-based).
+pub fn retry_after(attempt: i32) -> chrono::Duration {
+    const MINUTES: [i64; 5] = [1, 5, 30, 120, 720];
+    let i = (attempt.max(1) as usize - 1).min(MINUTES.len() - 1);
+    chrono::Duration::minutes(MINUTES[i])
+}
+
+/// Asks for an order's refund: its `refunds` row (REFUND_PENDING) and the refund job.
+pub(crate) async fn request(conn: &mut PgConn, order: &Order, now: DateTime<Utc>) -> AppResult<()> {
+    diesel::insert_into(refunds::table)
+        .values(&Refund {
+            order_id: order.id,
+            partner_id: order.partner_id,
+            status: RefundStatus::RefundPending,
+            amount_minor: order.total_minor,
+            currency: order.currency.clone(),
+            reference: None,
+            failure: None,
+            attempts: 0,
+            requested_at: now,
+            settled_at: None,
+            updated_at: Utc::now(),
+        })
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    due::schedule(
+        conn,
+        order.partner_id,
+        ActionKind::Refund,
+        order.id,
+        order.term,
+        "",
+        now,
+    )
+    .await
+}
+
+/// The refunds of these orders (for `Order.refund`).
+pub async fn of_orders(conn: &mut PgConn, order_ids: &[Uuid]) -> AppResult<Vec<Refund>> {
+    Ok(refunds::table
+        .filter(refunds::order_id.eq_any(order_ids))
+        .select(Refund::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The refund of a subscription's latest refunded (or being refunded) order.
+pub async fn of_subscription(conn: &mut PgConn, sub_id: Uuid) -> AppResult<Option<Refund>> {
+    Ok(refunds::table
+        .inner_join(orders::table)
+        .filter(orders::subscription_id.eq(sub_id))
+        .order(refunds::requested_at.desc())
+        .select(Refund::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+async fn lock(conn: &mut PgConn, order_id: Uuid) -> AppResult<Refund> {
+    refunds::table
+        .find(order_id)
+        .for_update()
+        .select(Refund::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("refund"))
+}
 
 /// Job: pays back a cancelled subscription's order.
 pub(crate) async fn refund(
@@ -26,80 +110,180 @@ pub(crate) async fn refund(
     action: &ScheduledAction,
     now: DateTime<Utc>,
 ) -> AppResult<Outcome> {
-    let order = lock(conn, action.subject_id).await?;
-    if order.status != OrderStatus::Paid {
-        return Ok(Outcome::Done(format!("skipped: order is {}", order.status)));
+    let refund = lock(conn, action.subject_id).await?;
+    if refund.status != RefundStatus::RefundPending {
+        return Ok(Outcome::Done(format!(
+            "skipped: refund is {}",
+            refund.status
+        )));
     }
-    let reference = match &order.gateway_charge_id {
-        Some(charge) => match svc
-            .gateway
-            .refund(&format!("refund:{}", order.id), charge, order.total_minor)
-            .await
-        {
-            Ok(id) => id,
-            Err(GatewayError::Transient(m)) => {
-                return Ok(Outcome::Retry {
-                    at: now + chrono::Duration::minutes(5),
-                    error: m,
-                })
-            }
-            // Refused for good (an unknown or already refunded charge): trying again would
-            // be refused again, forever. The order stays PAID, the refusal is audited and
-            // logged, and the action is done with the reason for operators to act on.
-            Err(e) => {
-                tracing::error!(order = %order.number, code = e.code(), reason = e.message(), "the gateway refused a refund for good");
-                audit::record(
-                    conn,
-                    &Actor::system("billing"),
-                    Some(order.partner_id),
-                    "order.refund_refused",
-                    ("order", order.id.to_string()),
-                    json!({"number": order.number, "code": e.code(), "reason": e.message()}),
-                )
-                .await?;
-                return Ok(Outcome::Done(format!(
-                    "refund refused by the gateway ({}): {}",
-                    e.code(),
-                    e.message()
-                )));
-            }
-        },
-        // Paid by bank transfer: finance pays it back the same way.
-        None => "bank-transfer".to_owned(),
+    let order = crate::billing::orders::lock(conn, refund.order_id).await?;
+    let Some(charge) = &order.gateway_charge_id else {
+        return Ok(Outcome::Done(
+            "paid by bank transfer: waiting for an operator to record the outgoing transfer".into(),
+        ));
     };
+    let attempts = refund.attempts + 1;
+    let failure = match svc
+        .gateway
+        .refund(&format!("refund:{}", order.id), charge, refund.amount_minor)
+        .await
+    {
+        Ok(reference) => {
+            settle(conn, svc, &order, &reference, now).await?;
+            return Ok(Outcome::Done(format!("refunded ({reference})")));
+        }
+        Err(GatewayError::Transient(m)) if attempts < MAX_ATTEMPTS => {
+            diesel::update(refunds::table.find(order.id))
+                .set((
+                    refunds::attempts.eq(attempts),
+                    refunds::updated_at.eq(Utc::now()),
+                ))
+                .execute(conn)
+                .await?;
+            return Ok(Outcome::Retry {
+                at: now + retry_after(attempts),
+                error: m,
+            });
+        }
+        Err(GatewayError::Transient(m)) => {
+            format!("the payment gateway kept failing ({attempts} attempts): {m}")
+        }
+        Err(e) => format!("{} ({})", e.message(), e.code()),
+    };
+    fail(conn, svc, &order, attempts, &failure).await?;
+    Ok(Outcome::GaveUp(format!("refund failed: {failure}")))
+}
+
+/// The refund went through: the refund and the order are REFUNDED, the partner is told.
+async fn settle(
+    conn: &mut PgConn,
+    svc: &Services,
+    order: &Order,
+    reference: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Refund> {
+    let refund: Refund = diesel::update(refunds::table.find(order.id))
+        .set((
+            refunds::status.eq(RefundStatus::Refunded),
+            refunds::reference.eq(reference),
+            refunds::settled_at.eq(now),
+            refunds::attempts.eq(refunds::attempts + 1),
+            refunds::updated_at.eq(Utc::now()),
+        ))
+        .returning(Refund::as_returning())
+        .get_result(conn)
+        .await?;
     let order: Order = diesel::update(orders::table.find(order.id))
         .set((
             orders::status.eq(OrderStatus::Refunded),
-            orders::refunded_minor.eq(order.total_minor),
+            orders::refunded_minor.eq(refund.amount_minor),
             orders::refunded_at.eq(now),
             orders::updated_at.eq(Utc::now()),
         ))
         .returning(Order::as_returning())
         .get_result(conn)
         .await?;
-    tell_partner(conn, svc, &order, &reference).await?;
-    Ok(Outcome::Done(format!("refunded ({reference})")))
+    tell_partner(conn, svc, &order, &refund).await?;
+    Ok(refund)
 }
 
-/// The refund email to the admins, and the audit record.
+/// Given up: REFUND_FAILED with the reason; the partner is told, operators see the dead job.
+async fn fail(
+    conn: &mut PgConn,
+    svc: &Services,
+    order: &Order,
+    attempts: i32,
+    failure: &str,
+) -> AppResult<()> {
+    tracing::error!(order = %order.number, reason = failure, "refund failed");
+    let refund: Refund = diesel::update(refunds::table.find(order.id))
+        .set((
+            refunds::status.eq(RefundStatus::RefundFailed),
+            refunds::failure.eq(failure),
+            refunds::attempts.eq(attempts),
+            refunds::updated_at.eq(Utc::now()),
+        ))
+        .returning(Refund::as_returning())
+        .get_result(conn)
+        .await?;
+    tell_partner(conn, svc, order, &refund).await
+}
+
+/// Operators: the outgoing bank transfer of a bank-transfer order's refund was made.
+pub async fn confirm_refund(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    order_id: Uuid,
+    transfer_reference: &str,
+) -> AppResult<Refund> {
+    principal.require(Action::Operate)?;
+    let reference = v::text("transferReference", transfer_reference, 200)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let refund = refunds::table
+            .find(order_id)
+            .for_update()
+            .select(Refund::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("refund"))?;
+        let order = crate::billing::orders::lock(conn, order_id).await?;
+        if order.gateway_charge_id.is_some() {
+            return Err(AppError::not_eligible(
+                "CARD_REFUND",
+                "this order was paid by card: the gateway refunds it",
+            ));
+        }
+        if refund.status != RefundStatus::RefundPending {
+            return Err(AppError::Conflict(format!(
+                "this refund is already {}",
+                refund.status
+            )));
+        }
+        let now = crate::clock::now_for(conn, &svc.config, order.partner_id).await?;
+        let refund = settle(conn, svc, &order, &reference, now).await?;
+        audit::record(
+            conn,
+            actor,
+            Some(order.partner_id),
+            "order.refund_transfer_recorded",
+            ("order", order.id.to_string()),
+            json!({"number": order.number, "amount_minor": refund.amount_minor}),
+        )
+        .await?;
+        Ok(refund)
+    })
+    .await
+}
+
+/// The outcome email to the admins, the audit record, and `subscriptionUpdated`.
 async fn tell_partner(
     conn: &mut PgConn,
     svc: &Services,
     order: &Order,
-    reference: &str,
+    refund: &Refund,
 ) -> AppResult<()> {
     let partner = crate::partners::load_partner(conn, order.partner_id).await?;
     let offer = catalog::offer(conn, &order.offer_id).await?;
     let to = notify::recipients(conn, &partner, false).await?;
+    let amount = format_money(refund.amount_minor, &refund.currency);
+    let (template, action) = match refund.status {
+        RefundStatus::RefundFailed => (Template::RefundFailed, "order.refund_failed"),
+        _ => (Template::RefundProcessed, "order.refunded"),
+    };
     notify::send(
         conn,
         &partner,
-        Template::RefundProcessed,
+        template,
         &to,
         notify::base_context(&svc.config, &partner, &offer),
         json!({
             "order_number": order.number,
-            "amount": format_money(order.refunded_minor, &order.currency),
+            "amount": amount,
+            "reason": refund.failure.clone().unwrap_or_default(),
         }),
     )
     .await?;
@@ -107,10 +291,21 @@ async fn tell_partner(
         conn,
         &Actor::system("billing"),
         Some(order.partner_id),
-        "order.refunded",
+        action,
         ("order", order.id.to_string()),
-        json!({"number": order.number, "amount_minor": order.refunded_minor, "reference": reference}),
+        json!({"number": order.number, "amount_minor": refund.amount_minor,
+               "reference": refund.reference, "failure": refund.failure}),
     )
     .await?;
+    if let Some(sub) = order.subscription_id {
+        crate::events::notify_many(
+            conn,
+            &[crate::events::Event::Subscription {
+                partner_id: order.partner_id,
+                id: sub,
+            }],
+        )
+        .await?;
+    }
     Ok(())
 }

@@ -28,6 +28,19 @@ pub struct RefundEligibility {
     pub order_id: Option<Uuid>,
 }
 
+impl RefundEligibility {
+    /// What a cancellation request records as shown to the partner.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "eligible": self.eligible,
+            "reasons": self.reasons,
+            "deadline": self.deadline,
+            "amountMinor": self.amount_minor,
+            "currency": self.currency,
+        })
+    }
+}
+
 /// The latest paid order of a subscription (the term a refund would cover).
 async fn latest_paid_order(conn: &mut PgConn, sub_id: Uuid) -> AppResult<Option<Order>> {
     Ok(orders_t::table

@@ -88,6 +88,11 @@ fn finish(action_id: Uuid, result: Result<RunResult, AppError>) -> Result<(), Bo
             Ok(())
         }
         Ok(RunResult::AlreadyFinal | RunResult::NotDue) => Ok(()),
+        // Its consequences are committed; the dead set shows operators it needs a person.
+        Ok(RunResult::GaveUp(what)) => {
+            tracing::error!(%action_id, outcome = %what, "due action gave up");
+            Err(AbortError::new(format!("due action {action_id}: {what}")).into())
+        }
         Err(AppError::NotFound(what)) => {
             Err(AbortError::new(format!("due action {action_id}: {what} does not exist")).into())
         }

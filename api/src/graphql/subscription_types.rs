@@ -1,0 +1,192 @@
+//! GraphQL types of subscriptions: the subscription, its renewal window, eligibility to renew
+//! or be refunded, and a refund's state.
+
+use async_graphql::ID;
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
+use gateway_domain::billing;
+use gateway_domain::db::models;
+use gateway_domain::enums::*;
+use gateway_domain::subscriptions::{eligibility, rules};
+
+use super::billing_types::{
+    money, offer, reasons, IneligibilityReason, Money, Offer, PaymentMethod,
+};
+use super::{conn, now_for, principal, services};
+#[derive(SimpleObject)]
+pub struct RenewalWindow {
+    /// First day "Renew" is available (AD+1).
+    pub opens_on: NaiveDate,
+    /// Last day (AD+30); the subscription lapses the day after.
+    pub last_day: NaiveDate,
+}
+
+#[derive(SimpleObject)]
+pub struct Eligibility {
+    pub eligible: bool,
+    pub reasons: Vec<IneligibilityReason>,
+}
+
+#[derive(SimpleObject)]
+pub struct RefundEligibility {
+    pub eligible: bool,
+    pub reasons: Vec<IneligibilityReason>,
+    /// The last moment a refund can be asked for (30 days after payment).
+    pub deadline: Option<DateTime<Utc>>,
+    /// What a refund would pay back.
+    pub amount: Money,
+}
+
+impl From<eligibility::RefundEligibility> for RefundEligibility {
+    fn from(e: eligibility::RefundEligibility) -> Self {
+        Self {
+            eligible: e.eligible,
+            reasons: reasons(e.reasons),
+            deadline: e.deadline,
+            amount: money(e.amount_minor, &e.currency),
+        }
+    }
+}
+
+pub struct Subscription(pub models::Subscription);
+
+#[Object]
+impl Subscription {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
+        offer(ctx, &self.0.offer_id).await
+    }
+    async fn status(&self) -> SubscriptionStatus {
+        self.0.status
+    }
+    async fn auto_renew(&self) -> bool {
+        self.0.auto_renew
+    }
+    /// 1 for the first year, +1 per renewal.
+    async fn term(&self) -> i32 {
+        self.0.term
+    }
+    /// Competency packages: the competencies the package is bound to.
+    async fn competencies(&self) -> &[String] {
+        &self.0.competencies
+    }
+    async fn activated_at(&self) -> Option<DateTime<Utc>> {
+        self.0.activated_at
+    }
+    async fn term_started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.term_started_at
+    }
+    /// The anniversary date (AD): the current term ends and renewal happens here.
+    async fn anniversary_date(&self) -> Option<DateTime<Utc>> {
+        self.0.anniversary_at
+    }
+    async fn renewal_window(&self) -> Option<RenewalWindow> {
+        self.0.anniversary_at.map(|ad| {
+            let (opens_on, last_day) = rules::renewal_window(ad);
+            RenewalWindow { opens_on, last_day }
+        })
+    }
+    /// Whether "Renew" is available now, and why not.
+    async fn can_renew(&self, ctx: &Context<'_>) -> async_graphql::Result<Eligibility> {
+        let now = now_for(ctx, self.0.partner_id).await?;
+        let r = rules::renewal_blockers(self.0.status, self.0.anniversary_at, now);
+        Ok(Eligibility {
+            eligible: r.is_empty(),
+            reasons: reasons(r),
+        })
+    }
+    /// Whether a cancellation now would be refunded, and why not.
+    async fn refund_eligibility(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<RefundEligibility> {
+        let mut c = conn(ctx).await?;
+        Ok(
+            eligibility::refund_eligibility(&mut c, services(ctx), principal(ctx)?, self.0.id)
+                .await?
+                .into(),
+        )
+    }
+    /// Failed automatic renewal attempts in this term.
+    async fn renewal_failures(&self) -> i32 {
+        self.0.renewal_failures
+    }
+    async fn last_renewal_error(&self) -> Option<&str> {
+        self.0.last_renewal_error.as_deref()
+    }
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// Set when a cancellation was decided without a refund: the subscription ends on this
+    /// date (its AD), with no renewal window.
+    async fn ends_at(&self) -> Option<DateTime<Utc>> {
+        if self.0.ends_at_anniversary && self.0.status.in_good_standing() {
+            self.0.anniversary_at
+        } else {
+            None
+        }
+    }
+    /// The refund of the subscription's latest refunded (or being refunded) order.
+    async fn refund(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Refund>> {
+        let mut c = conn(ctx).await?;
+        Ok(
+            gateway_domain::purchases::refunds::of_subscription(&mut c, self.0.id)
+                .await?
+                .map(Refund),
+        )
+    }
+    async fn key_revealed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.key_revealed_at
+    }
+    async fn upgrade_discount_used(&self) -> bool {
+        self.0.upgrade_discount_used
+    }
+    /// The card automatic renewal charges.
+    async fn payment_method(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<PaymentMethod>> {
+        let Some(id) = self.0.payment_method_id else {
+            return Ok(None);
+        };
+        let c = conn(ctx).await?;
+        match billing::payment_methods::usable(&c, self.0.partner_id, id).await {
+            Ok(pm) => Ok(Some(pm.into())),
+            // A removed card: auto-renewal will fail and say so.
+            Err(gateway_domain::AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+pub struct Refund(pub models::Refund);
+
+#[Object]
+impl Refund {
+    async fn status(&self) -> RefundStatus {
+        self.0.status
+    }
+    async fn amount(&self) -> Money {
+        money(self.0.amount_minor, &self.0.currency)
+    }
+    /// REFUND_FAILED: why (the gateway's reason, or the last error before giving up).
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure.as_deref()
+    }
+    /// REFUNDED: the gateway's refund id, or the outgoing bank transfer an operator recorded.
+    async fn reference(&self) -> Option<&str> {
+        self.0.reference.as_deref()
+    }
+    /// Gateway calls made so far (card refunds).
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    async fn requested_at(&self) -> DateTime<Utc> {
+        self.0.requested_at
+    }
+    async fn settled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.settled_at
+    }
+}

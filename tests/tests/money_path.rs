@@ -1,0 +1,382 @@
+//! The money path's rules (PRODUCT.md 2.5, issue 20): cancellation only when asked for
+//! explicitly and decided by an operator; a cancellation without a refund ends at the
+//! anniversary date; refunds with their own state (pending, refunded, failed), a bank-transfer
+//! refund recorded by an operator, transient gateway errors retried with backoff and a cap.
+
+mod common;
+
+use common::*;
+use gateway_testkit::system::error_code;
+use gateway_testkit::TestSystem;
+use serde_json::{json, Value};
+
+const REQUEST: &str = r#"mutation($id: ID!) { requestCancellation(subscriptionId: $id, reason: "We no longer need it") { id intent kind status refundEligibilityShown subscriptionId } }"#;
+const DECIDE: &str = r#"mutation($id: ID!, $d: CancellationDecision) { resolveServiceRequest(id: $id, resolution: "Handled by billing", decision: $d) { status decision resolution } }"#;
+const SUB: &str = r#"query($id: ID!) { subscription(id: $id) { status autoRenew anniversaryDate endsAt endedAt renewalWindow { opensOn } refund { status } } }"#;
+const ORDER_REFUND: &str = r#"query($id: ID!) { order(id: $id) { status refunded { amountMinor } refund { status amount { amountMinor } failureReason reference attempts } } }"#;
+
+async fn sub(sys: &TestSystem, token: &str, id: &str) -> Value {
+    sys.gql_ok(Some(token), SUB, json!({"id": id})).await["subscription"].clone()
+}
+
+async fn order_refund(sys: &TestSystem, token: &str, id: &str) -> Value {
+    sys.gql_ok(Some(token), ORDER_REFUND, json!({"id": id}))
+        .await["order"]
+        .clone()
+}
+
+/// A partner with a paid Action Pack: (partner id, token, subscription id, order id).
+async fn bought(sys: &TestSystem, tag: &str) -> (String, String, String, String) {
+    let (pid, ga) = authorized_partner(sys, tag).await;
+    let card = add_card(sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    (pid, ga, sub_id, order_id)
+}
+
+async fn request(sys: &TestSystem, token: &str, sub_id: &str) -> Value {
+    sys.gql_ok(Some(token), REQUEST, json!({"id": sub_id}))
+        .await["requestCancellation"]
+        .clone()
+}
+
+async fn jobs_dead(sys: &TestSystem, op: &str, queue: &str) -> i64 {
+    let q = sys
+        .gql_ok(Some(op), "{ jobQueues { name dead } }", json!({}))
+        .await;
+    q["jobQueues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == queue)
+        .map(|q| q["dead"].as_i64().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn cancellation_is_explicit_a_plain_billing_request_never_cancels() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (_, ga, sub_id, _) = bought(&sys, "plain").await;
+
+    // An invoice question linked to the subscription, resolved: nothing happens to it.
+    let plain = sys
+        .gql_ok(
+            Some(&ga),
+            r#"mutation($id: ID!) { createServiceRequest(input: {kind: BILLING, title: "Invoice question", description: "Which VAT number is on it?", severity: MINIMAL, subscriptionId: $id}) { id intent } }"#,
+            json!({"id": sub_id}),
+        )
+        .await["createServiceRequest"]
+        .clone();
+    assert_eq!(plain["intent"], "GENERAL");
+    // A decision on it is refused: only a cancellation request takes one.
+    let r = sys
+        .gql(Some(&op), DECIDE, json!({"id": plain["id"], "d": "REFUND"}))
+        .await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"), "{r:#}");
+    let done = sys
+        .gql_ok(Some(&op), DECIDE, json!({"id": plain["id"], "d": null}))
+        .await;
+    assert_eq!(done["resolveServiceRequest"]["status"], "CLOSED");
+    assert_eq!(done["resolveServiceRequest"]["decision"], Value::Null);
+    let s = sub(&sys, &ga, &sub_id).await;
+    assert_eq!(
+        (s["status"].as_str(), s["autoRenew"].as_bool(), &s["endsAt"]),
+        (Some("ACTIVE"), Some(true), &Value::Null),
+        "{s:#}"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM scheduled_actions WHERE kind IN ('REFUND', 'END_AT_ANNIVERSARY')"
+        )
+        .await,
+        0
+    );
+
+    // A cancellation request records the eligibility shown, takes one open request at a time,
+    // and needs a decision.
+    let c = request(&sys, &ga, &sub_id).await;
+    assert_eq!(
+        (c["intent"].as_str(), c["kind"].as_str()),
+        (Some("CANCELLATION"), Some("BILLING"))
+    );
+    assert_eq!(c["subscriptionId"], sub_id.as_str());
+    assert_eq!(c["refundEligibilityShown"]["eligible"], true, "{c:#}");
+    assert_eq!(c["refundEligibilityShown"]["amountMinor"], 47500);
+    let r = sys.gql(Some(&ga), REQUEST, json!({"id": sub_id})).await;
+    assert_eq!(error_code(&r), Some("CONFLICT"), "{r:#}");
+    let r = sys
+        .gql(Some(&op), DECIDE, json!({"id": c["id"], "d": null}))
+        .await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"), "{r:#}");
+    assert_eq!(r["errors"][0]["extensions"]["field"], "decision");
+    // Declined: nothing changes, and the subscription can be asked about again.
+    let d = sys
+        .gql_ok(Some(&op), DECIDE, json!({"id": c["id"], "d": "DECLINE"}))
+        .await;
+    assert!(d["resolveServiceRequest"]["resolution"]
+        .as_str()
+        .unwrap()
+        .contains("Declined"));
+    assert_eq!(sub(&sys, &ga, &sub_id).await["status"], "ACTIVE");
+    request(&sys, &ga, &sub_id).await;
+}
+
+#[tokio::test]
+async fn not_eligible_ends_at_the_anniversary_with_no_renewal_window_and_no_reminders() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga, sub_id, _) = bought(&sys, "endad").await;
+    let email = "endad@endad-corp.example";
+    sys.gql_ok(
+        Some(&op),
+        ADVANCE,
+        json!({"p": pid, "days": 40, "seconds": 0}),
+    )
+    .await;
+    let c = request(&sys, &ga, &sub_id).await;
+    assert_eq!(c["refundEligibilityShown"]["eligible"], false);
+    assert_eq!(
+        c["refundEligibilityShown"]["reasons"][0]["code"],
+        "REFUND_PERIOD_ENDED"
+    );
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            DECIDE,
+            json!({"id": c["id"], "d": "END_AT_ANNIVERSARY"}),
+        )
+        .await;
+    assert!(
+        d["resolveServiceRequest"]["resolution"]
+            .as_str()
+            .unwrap()
+            .contains("ends on its anniversary date"),
+        "{d:#}"
+    );
+    let s = sub(&sys, &ga, &sub_id).await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(s["autoRenew"], false);
+    assert_eq!(s["endsAt"], s["anniversaryDate"], "{s:#}");
+    let ad = parse_time(&s["anniversaryDate"]);
+    // Past the AD and through what would have been the whole window: it ended on the AD, and
+    // no reminder of any kind was sent.
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = eventually(30, "the end on the anniversary date", || async {
+        let s = sub(&sys, &ga, &sub_id).await;
+        (s["status"] == "CANCELLED").then_some(s)
+    })
+    .await;
+    let ended = parse_time(&s["endedAt"]);
+    assert!(
+        ended >= ad && ended < ad + chrono::Duration::hours(2),
+        "ended at {ended}, AD {ad}"
+    );
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::days(31)).await;
+    sys.wait_idle().await;
+    assert_eq!(sub(&sys, &ga, &sub_id).await["status"], "CANCELLED");
+    assert!(mails_with_subject(&sys, email, "Renew").is_empty());
+    assert!(mails_with_subject(&sys, email, "anniversary").is_empty());
+    assert!(mails_with_subject(&sys, email, "lapsed").is_empty());
+    assert_eq!(
+        count(
+            &sys,
+            &format!(
+                "SELECT count(*) AS n FROM scheduled_actions WHERE subject_id = '{sub_id}'
+                 AND kind IN ('ENTER_RENEWAL_WINDOW', 'LAPSE', 'REMINDER', 'RENEWAL_CHARGE') AND status = 'DONE'"
+            )
+        )
+        .await,
+        0,
+        "no window, lapse, reminder or charge ran"
+    );
+    // Benefits are revoked with the end.
+    let b = sys
+        .gql_ok(
+            Some(&ga),
+            "{ benefits { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        b["benefits"]["edges"].as_array().unwrap().is_empty(),
+        "{b:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_bank_transfer_refund_stays_pending_until_an_operator_records_the_transfer() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (_, ga) = authorized_partner(&sys, "bankrefund").await;
+    let o = sys
+        .gql_ok(
+            Some(&ga),
+            r#"mutation Buy($input: PurchaseInput!) { purchaseOffer(input: $input) { id subscription { id } } }"#,
+            json!({"input": {
+                "offerId": "ACTION_PACK", "idempotencyKey": "bank-1", "acceptTermsVersion": "2021-06",
+                "payment": {"bankTransfer": {"contactName": "Bo Banker", "contactPhone": "+14255550101", "contactEmail": "bo@bankrefund-corp.example"}}
+            }}),
+        )
+        .await["purchaseOffer"]
+        .clone();
+    let order_id = o["id"].as_str().unwrap().to_owned();
+    let sub_id = o["subscription"]["id"].as_str().unwrap().to_owned();
+    sys.gql_ok(
+        Some(&op),
+        "mutation($id: ID!) { confirmBankTransfer(orderId: $id, reference: \"IN-1\") { status } }",
+        json!({"id": order_id}),
+    )
+    .await;
+    let c = request(&sys, &ga, &sub_id).await;
+    sys.gql_ok(Some(&op), DECIDE, json!({"id": c["id"], "d": "REFUND"}))
+        .await;
+    assert_eq!(sub(&sys, &ga, &sub_id).await["status"], "CANCELLED");
+    // The refund job runs and leaves it pending: no money moved.
+    let job_done = format!(
+        "SELECT count(*) AS n FROM scheduled_actions WHERE kind = 'REFUND' AND subject_id = '{order_id}' AND status = 'DONE'"
+    );
+    eventually(30, "the refund job", || async {
+        (count(&sys, &job_done).await == 1).then_some(())
+    })
+    .await;
+    let r = order_refund(&sys, &ga, &order_id).await;
+    assert_eq!(r["status"], "PAID", "{r:#}");
+    assert_eq!(r["refund"]["status"], "REFUND_PENDING");
+    assert_eq!(r["refund"]["amount"]["amountMinor"], 47500);
+    assert_eq!(
+        sub(&sys, &ga, &sub_id).await["refund"]["status"],
+        "REFUND_PENDING"
+    );
+    assert!(mails_with_subject(&sys, "bankrefund@bankrefund-corp.example", "Refund of").is_empty());
+
+    // Only an operator records the transfer; then it is REFUNDED and the partner is told.
+    const CONFIRM: &str = r#"mutation($id: ID!) { confirmRefund(orderId: $id, transferReference: "OUT-77") { status refund { status reference } } }"#;
+    let r = sys.gql(Some(&ga), CONFIRM, json!({"id": order_id})).await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"));
+    let r = sys
+        .gql_ok(Some(&op), CONFIRM, json!({"id": order_id}))
+        .await;
+    assert_eq!(r["confirmRefund"]["status"], "REFUNDED");
+    assert_eq!(r["confirmRefund"]["refund"]["status"], "REFUNDED");
+    assert_eq!(r["confirmRefund"]["refund"]["reference"], "OUT-77");
+    let r = sys.gql(Some(&op), CONFIRM, json!({"id": order_id})).await;
+    assert_eq!(error_code(&r), Some("CONFLICT"), "recorded once");
+    eventually(30, "the refund email", || async {
+        (mails_with_subject(
+            &sys,
+            "bankrefund@bankrefund-corp.example",
+            "Refund of USD 475.00",
+        )
+        .len()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_refunds").await,
+        0,
+        "the card gateway was never asked"
+    );
+
+    // A card order's refund belongs to the gateway: an operator cannot record one.
+    let (_, ga2, sub2, order2) = bought(&sys, "cardrefund").await;
+    let c = request(&sys, &ga2, &sub2).await;
+    sys.gql_ok(Some(&op), DECIDE, json!({"id": c["id"], "d": "REFUND"}))
+        .await;
+    let r = sys.gql(Some(&op), CONFIRM, json!({"id": order2})).await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+}
+
+#[tokio::test]
+async fn a_refund_failing_transiently_retries_with_backoff_then_fails_and_is_dead() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga, sub_id, order_id) = bought(&sys, "flaky").await;
+    // The card's issuer stops answering after the purchase.
+    assert_eq!(
+        count(
+            &sys,
+            "WITH u AS (UPDATE sandbox_cards SET behaviour = 'TRANSIENT' RETURNING 1) SELECT count(*) AS n FROM u"
+        )
+        .await,
+        1
+    );
+    let c = request(&sys, &ga, &sub_id).await;
+    sys.gql_ok(Some(&op), DECIDE, json!({"id": c["id"], "d": "REFUND"}))
+        .await;
+    let attempts = |n: i64| {
+        let sys = &sys;
+        let ga = &ga;
+        let order_id = &order_id;
+        async move {
+            eventually(30, &format!("refund attempt {n}"), || async {
+                let r = order_refund(sys, ga, order_id).await;
+                (r["refund"]["attempts"].as_i64() == Some(n)).then_some(r)
+            })
+            .await
+        }
+    };
+    let r = attempts(1).await;
+    assert_eq!(r["refund"]["status"], "REFUND_PENDING");
+    // Backoff: the next attempt is not due a minute later's moment before, but after it.
+    let due = |sql_n: i64| {
+        format!(
+            "SELECT (extract(epoch FROM due_at - now()) / 60)::bigint AS n FROM scheduled_actions
+             WHERE kind = 'REFUND' AND subject_id = '{order_id}' AND attempts = {sql_n}"
+        )
+    };
+    let mut waits = Vec::new();
+    for n in 1..6 {
+        waits.push(count(&sys, &due(n)).await);
+        sys.gql_ok(
+            Some(&op),
+            ADVANCE,
+            json!({"p": pid, "days": 0, "seconds": 13 * 3600}),
+        )
+        .await;
+        if n < 5 {
+            let r = attempts(n + 1).await;
+            assert_eq!(r["refund"]["status"], "REFUND_PENDING", "{r:#}");
+        }
+    }
+    // Each wait is longer than the one before (minutes, measured on the partner's clock).
+    assert!(waits.windows(2).all(|w| w[1] > w[0]), "waits {waits:?}");
+    let r = eventually(30, "REFUND_FAILED", || async {
+        let r = order_refund(&sys, &ga, &order_id).await;
+        (r["refund"]["status"] == "REFUND_FAILED").then_some(r)
+    })
+    .await;
+    assert_eq!(r["refund"]["attempts"], 6);
+    assert_eq!(r["status"], "PAID", "nothing was paid back");
+    assert!(
+        r["refund"]["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("kept failing (6 attempts)"),
+        "{r:#}"
+    );
+    eventually(30, "the dead refund job", || async {
+        (jobs_dead(&sys, &op, "refund").await == 1).then_some(())
+    })
+    .await;
+    eventually(30, "the refund-failed email", || async {
+        (mails_with_subject(&sys, "flaky@flaky-corp.example", "could not be completed").len() == 1)
+            .then_some(())
+    })
+    .await;
+    // Given up for good: more time brings no further attempt.
+    sys.gql_ok(
+        Some(&op),
+        ADVANCE,
+        json!({"p": pid, "days": 2, "seconds": 0}),
+    )
+    .await;
+    sys.wait_idle().await;
+    assert_eq!(
+        order_refund(&sys, &ga, &order_id).await["refund"]["attempts"],
+        6
+    );
+}
