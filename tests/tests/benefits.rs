@@ -156,7 +156,7 @@ async fn revealing_a_key_is_audited_and_ends_refund_eligibility_only_when_acknow
     assert_eq!(error_code(&r), Some("NOT_FOUND"));
 }
 
-const ACTIVATE: &str = "mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id) { activation { state expectedCompletionAt } } }";
+const ACTIVATE: &str = "mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id, acknowledgeRefundLoss: true) { activation { state expectedCompletionAt } } }";
 const SIG_REQUEST: &str = r#"mutation { createServiceRequest(input: {kind: TECHNICAL_SUPPORT, title: "Cloud outage", description: "Tenant down", severity: CRITICAL, signatureCloudSupport: true}) { id } }"#;
 const SUPPORT_REQUEST: &str = r#"mutation($k: ServiceRequestKind!, $h: Int) { createServiceRequest(input: {kind: $k, title: "Help", description: "Please", severity: MODERATE, advisoryHours: $h}) { id } }"#;
 
@@ -335,7 +335,7 @@ async fn go_to_market_needs_a_marketing_contact_emails_instructions_and_activate
     );
     let gtm = benefit(&sys, &ga, "GTM_SILVER_CORE").await;
     let id = gtm["id"].as_str().unwrap().to_owned();
-    const GTM: &str = "mutation($id: ID!) { activateGoToMarketOffer(benefitId: $id) { activation { state expectedCompletionAt } expiresAt } }";
+    const GTM: &str = "mutation($id: ID!) { activateGoToMarketOffer(benefitId: $id, acknowledgeRefundLoss: true) { activation { state expectedCompletionAt } expiresAt } }";
     let r = sys.gql(Some(&ga), GTM, json!({"id": id})).await;
     assert_eq!(
         r["errors"][0]["extensions"]["reasons"][0]["code"], "MARKETING_CONTACT_REQUIRED",
@@ -405,7 +405,7 @@ async fn go_to_market_needs_a_marketing_contact_emails_instructions_and_activate
     );
 }
 
-const ASSIGN_VS: &str = "mutation($b: ID!, $u: ID!, $r: ID) { assignVisualStudioSubscription(benefitId: $b, userId: $u, replaceUserId: $r) { used remaining assignments { email } } }";
+const ASSIGN_VS: &str = "mutation($b: ID!, $u: ID!, $r: ID) { assignVisualStudioSubscription(benefitId: $b, userId: $u, replaceUserId: $r, acknowledgeRefundLoss: true) { used remaining assignments { email } } }";
 
 #[tokio::test]
 async fn visual_studio_seats_are_bounded_and_reassigned_only_after_90_days() {
@@ -495,7 +495,7 @@ async fn azure_credit_is_granted_once_a_month_without_roll_over() {
         )
         .await["addUser"]["id"]
         .clone();
-    let d = sys.gql_ok(Some(&ga), "mutation($b: ID!, $u: ID!) { assignAzureUser(benefitId: $b, userId: $u) { assignments { email } } }", json!({"b": b, "u": user})).await;
+    let d = sys.gql_ok(Some(&ga), "mutation($b: ID!, $u: ID!) { assignAzureUser(benefitId: $b, userId: $u, acknowledgeRefundLoss: true) { assignments { email } } }", json!({"b": b, "u": user})).await;
     assert_eq!(
         d["assignAzureUser"]["assignments"][0]["email"],
         "ops@azure-corp.example"

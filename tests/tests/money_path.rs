@@ -380,3 +380,100 @@ async fn a_refund_failing_transiently_retries_with_backoff_then_fails_and_is_dea
         6
     );
 }
+
+const BENEFIT_IDS: &str = "{ benefits(first: 50) { edges { node { id code activation { state } assignments { userId } } } } }";
+
+async fn benefit_of(sys: &TestSystem, token: &str, code: &str) -> Value {
+    let d = sys.gql_ok(Some(token), BENEFIT_IDS, json!({})).await;
+    d["benefits"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"].clone())
+        .find(|b| b["code"] == code)
+        .unwrap_or_else(|| panic!("no benefit {code} in {d:#}"))
+}
+
+const ELIGIBILITY: &str =
+    "query($id: ID!) { refundEligibility(subscriptionId: $id) { eligible reasons { code message } } }";
+
+#[tokio::test]
+async fn every_benefit_use_needs_the_refund_acknowledgement_and_ends_eligibility_with_its_own_reason(
+) {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    // (use, benefit code, offer, mutation, the reason code it ends eligibility with)
+    let uses = [
+        ("technical", "PRODUCT_SUPPORT", "ACTION_PACK", "mutation($b: ID!, $a: Boolean) { activateTechnicalBenefit(benefitId: $b, acknowledgeRefundLoss: $a) { id } }", "TECHNICAL_BENEFIT_ACTIVATED"),
+        ("gtm", "GTM_SILVER_CORE", "SILVER", "mutation($b: ID!, $a: Boolean) { activateGoToMarketOffer(benefitId: $b, acknowledgeRefundLoss: $a) { id } }", "GTM_OFFER_ACTIVATED"),
+        ("seat", "VS_PROFESSIONAL", "ACTION_PACK", "mutation($b: ID!, $u: ID!, $a: Boolean) { assignVisualStudioSubscription(benefitId: $b, userId: $u, acknowledgeRefundLoss: $a) { id } }", "VS_SEAT_ASSIGNED"),
+        ("azure", "AZURE_MONTHLY_CREDIT", "ACTION_PACK", "mutation($b: ID!, $u: ID!, $a: Boolean) { assignAzureUser(benefitId: $b, userId: $u, acknowledgeRefundLoss: $a) { id } }", "AZURE_USER_ASSIGNED"),
+        ("key", "WINDOWS_10_ENTERPRISE", "ACTION_PACK", "mutation($b: ID!, $a: Boolean) { revealProductKey(benefitId: $b, acknowledgeRefundLoss: $a) { key } }", "KEY_REVEALED"),
+    ];
+    for (tag, code, offer, doc, reason) in uses {
+        let tag = format!("use{tag}");
+        let (pid, ga) = authorized_partner(&sys, &tag).await;
+        if offer == "SILVER" {
+            sys.gql_ok(Some(&op), "mutation($p: ID!) { recordQualification(partnerId: $p, competency: \"SECURITY\", level: SILVER, qualifiedOn: \"2026-10-01\") { level } }", json!({"p": pid})).await;
+        }
+        let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+        let order = buy(&sys, &ga, offer, &card).await;
+        let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+        let user = sys
+            .gql_ok(
+                Some(&ga),
+                ADD_USER,
+                json!({"email": format!("dev@{tag}-corp.example"), "roles": []}),
+            )
+            .await["addUser"]["id"]
+            .clone();
+        if code.starts_with("GTM") {
+            sys.gql_ok(
+                Some(&ga),
+                "mutation($i: MarketingContactInput!) { setMarketingContact(input: $i) { email } }",
+                json!({"i": {"userId": user, "email": format!("dev@{tag}-corp.example"), "phone": "+14255550123", "language": "en-US"}}),
+            )
+            .await;
+        }
+        let b = benefit_of(&sys, &ga, code).await;
+        let vars = |ack: bool| json!({"b": b["id"], "u": user, "a": ack});
+        let without = doc
+            .replace(", $a: Boolean", "")
+            .replace(", acknowledgeRefundLoss: $a", "");
+
+        // Without the acknowledgement (left out, or false): refused, nothing used.
+        for (doc, ack) in [(without.as_str(), false), (doc, false)] {
+            let r = sys.gql(Some(&ga), doc, vars(ack)).await;
+            assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{tag}: {r:#}");
+            assert_eq!(
+                r["errors"][0]["extensions"]["reasons"][0]["code"],
+                "REFUND_ACKNOWLEDGEMENT_REQUIRED",
+                "{tag}: {r:#}"
+            );
+        }
+        let after = benefit_of(&sys, &ga, code).await;
+        assert_eq!(after["activation"], b["activation"], "{tag}: not activated");
+        assert_eq!(
+            after["assignments"], b["assignments"],
+            "{tag}: not assigned"
+        );
+        let e = sys
+            .gql_ok(Some(&ga), ELIGIBILITY, json!({"id": sub_id}))
+            .await;
+        assert_eq!(e["refundEligibility"]["eligible"], true, "{tag}: {e:#}");
+
+        // Acknowledged: done, and eligibility ends with this use's own reason.
+        sys.gql_ok(Some(&ga), doc, vars(true)).await;
+        let e = sys
+            .gql_ok(Some(&ga), ELIGIBILITY, json!({"id": sub_id}))
+            .await;
+        assert_eq!(e["refundEligibility"]["eligible"], false, "{tag}: {e:#}");
+        let codes: Vec<&str> = e["refundEligibility"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, vec![reason], "{tag}");
+    }
+}

@@ -103,7 +103,7 @@ async fn partners_with_due_work(
             .clone();
         sys.gql_ok(
             Some(&ga),
-            "mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id) { id } }",
+            "mutation($id: ID!) { activateTechnicalBenefit(benefitId: $id, acknowledgeRefundLoss: true) { id } }",
             serde_json::json!({"id": tech}),
         )
         .await;

@@ -127,30 +127,52 @@ impl BenefitMutation {
 
     /// ACTIVATION_PENDING with the expected completion time; ACTIVE with Access ID and
     /// Contract ID when the provider is done (or FAILED with a reason: activate again).
+    /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
+    /// activating ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
     async fn activate_technical_benefit(
         &self,
         ctx: &Context<'_>,
         benefit_id: ID,
+        #[graphql(default = false)] acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            activation::activate_technical(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+            activation::activate_technical(
+                &mut c,
+                services(ctx),
+                p,
+                &actor(ctx)?,
+                id,
+                acknowledge_refund_loss,
+            )
+            .await?,
         ))
     }
 
     /// Needs a marketing contact; emails them instructions; ACTIVE after processing.
+    /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
+    /// activating ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
     async fn activate_go_to_market_offer(
         &self,
         ctx: &Context<'_>,
         benefit_id: ID,
+        #[graphql(default = false)] acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            activation::activate_gtm(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+            activation::activate_gtm(
+                &mut c,
+                services(ctx),
+                p,
+                &actor(ctx)?,
+                id,
+                acknowledge_refund_loss,
+            )
+            .await?,
         ))
     }
 
@@ -170,37 +192,54 @@ impl BenefitMutation {
 
     /// Global admins: give a partner user a Visual Studio seat, or move the seat of
     /// `replaceUserId` to them (90 days or more after that seat was assigned).
+    /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
+    /// the first assignment ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
     async fn assign_visual_studio_subscription(
         &self,
         ctx: &Context<'_>,
         benefit_id: ID,
         user_id: ID,
         replace_user_id: Option<ID>,
+        #[graphql(default = false)] acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
-        let id = parse_id("benefitId", &benefit_id)?;
-        let user = parse_id("userId", &user_id)?;
-        let replace = opt_id("replaceUserId", replace_user_id.as_ref())?;
+        let request = seats::SeatAssignment {
+            entitlement_id: parse_id("benefitId", &benefit_id)?,
+            user_id: parse_id("userId", &user_id)?,
+            replace_user_id: opt_id("replaceUserId", replace_user_id.as_ref())?,
+            acknowledge_refund_loss,
+        };
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            seats::assign_visual_studio(&mut c, services(ctx), p, &actor(ctx)?, id, user, replace)
-                .await?,
+            seats::assign_visual_studio(&mut c, services(ctx), p, &actor(ctx)?, request).await?,
         ))
     }
 
     /// Global admins: add a partner user to the usage-based Azure subscription.
+    /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
+    /// assigning ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
     async fn assign_azure_user(
         &self,
         ctx: &Context<'_>,
         benefit_id: ID,
         user_id: ID,
+        #[graphql(default = false)] acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
         let user = parse_id("userId", &user_id)?;
         let mut c = conn(ctx).await?;
         Ok(Benefit(
-            azure::assign_azure_user(&mut c, services(ctx), p, &actor(ctx)?, id, user).await?,
+            azure::assign_azure_user(
+                &mut c,
+                services(ctx),
+                p,
+                &actor(ctx)?,
+                id,
+                user,
+                acknowledge_refund_loss,
+            )
+            .await?,
         ))
     }
 }

@@ -10,7 +10,7 @@ use super::entitlements::{load_visible, lock, require_usable};
 use crate::audit::{self, Actor};
 use crate::db::models::*;
 use crate::db::prelude::*;
-use crate::db::schema::{entitlements, marketing_contacts, subscriptions};
+use crate::db::schema::{entitlements, marketing_contacts};
 use crate::db::PgConn;
 use crate::due::{self, Outcome};
 use crate::email::Template;
@@ -19,6 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::events;
 use crate::permissions::{Action, Principal};
 use crate::services::Services;
+use crate::subscriptions::{eligibility, store as subs};
 
 /// Starts the activation of a technical benefit (support contract). Returns it
 /// ACTIVATION_PENDING with the expected completion time; activating one that is pending or
@@ -29,16 +30,14 @@ pub async fn activate_technical(
     principal: &Principal,
     actor: &Actor,
     entitlement_id: Uuid,
+    acknowledge_refund_loss: bool,
 ) -> AppResult<Entitlement> {
-    start_activation(
-        conn,
-        svc,
-        principal,
-        actor,
+    let request = Activation {
         entitlement_id,
-        BenefitCategory::Technical,
-    )
-    .await
+        category: BenefitCategory::Technical,
+        acknowledge_refund_loss,
+    };
+    start_activation(conn, svc, principal, actor, request).await
 }
 
 /// Activates a Go-To-Market offer: PENDING, an instructions email to the marketing contact,
@@ -49,16 +48,22 @@ pub async fn activate_gtm(
     principal: &Principal,
     actor: &Actor,
     entitlement_id: Uuid,
+    acknowledge_refund_loss: bool,
 ) -> AppResult<Entitlement> {
-    start_activation(
-        conn,
-        svc,
-        principal,
-        actor,
+    let request = Activation {
         entitlement_id,
-        BenefitCategory::GoToMarket,
-    )
-    .await
+        category: BenefitCategory::GoToMarket,
+        acknowledge_refund_loss,
+    };
+    start_activation(conn, svc, principal, actor, request).await
+}
+
+/// What an activation asks for.
+struct Activation {
+    entitlement_id: Uuid,
+    category: BenefitCategory,
+    /// The caller knows the activation ends refund eligibility (needed while it is possible).
+    acknowledge_refund_loss: bool,
 }
 
 async fn start_activation(
@@ -66,9 +71,13 @@ async fn start_activation(
     svc: &Services,
     principal: &Principal,
     actor: &Actor,
-    entitlement_id: Uuid,
-    category: BenefitCategory,
+    request: Activation,
 ) -> AppResult<Entitlement> {
+    let Activation {
+        entitlement_id,
+        category,
+        acknowledge_refund_loss,
+    } = request;
     principal.require(Action::UseBenefits)?;
     conn.transaction::<_, AppError, _>(async |conn| {
         let e = load_visible(conn, principal, entitlement_id, true).await?;
@@ -94,6 +103,21 @@ async fn start_activation(
             None
         };
         let now = crate::clock::now_for(conn, &svc.config, e.partner_id).await?;
+        let sub = subs::lock(conn, e.subscription_id).await?;
+        let benefit_use = if category == BenefitCategory::GoToMarket {
+            BenefitUse::GtmOfferActivated
+        } else {
+            BenefitUse::TechnicalBenefitActivated
+        };
+        let refund_was_possible = eligibility::use_benefit(
+            conn,
+            svc,
+            &sub,
+            eligibility::Use::Benefit(benefit_use),
+            acknowledge_refund_loss,
+            now,
+        )
+        .await?;
         let delay = if category == BenefitCategory::GoToMarket {
             svc.config.benefits.gtm_activation_delay
         } else {
@@ -101,15 +125,6 @@ async fn start_activation(
         };
         let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::days(2));
         let e = set_pending(conn, &e, now, due).await?;
-        // An activated benefit ends refund eligibility (PRODUCT.md 2.5).
-        diesel::update(
-            subscriptions::table
-                .find(e.subscription_id)
-                .filter(subscriptions::benefit_activated_at.is_null()),
-        )
-        .set(subscriptions::benefit_activated_at.eq(now))
-        .execute(conn)
-        .await?;
         if let Some(c) = contact {
             send_instructions(conn, svc, &e, &c, due).await?;
         }
@@ -119,7 +134,8 @@ async fn start_activation(
             Some(e.partner_id),
             "benefit.activation_requested",
             ("benefit", e.id.to_string()),
-            json!({"product": e.product, "expected_completion": due}),
+            json!({"product": e.product, "expected_completion": due,
+                   "refund_was_possible": refund_was_possible}),
         )
         .await?;
         events::benefit_changed(conn, &e).await?;

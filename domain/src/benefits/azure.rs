@@ -24,6 +24,7 @@ use crate::events;
 use crate::partners::member;
 use crate::permissions::Principal;
 use crate::services::Services;
+use crate::subscriptions::{eligibility, store as subs};
 
 /// Azure credit granted each month of the term, in US cents.
 pub const AZURE_MONTHLY_CREDIT_MINOR: i64 = 10_000;
@@ -36,6 +37,7 @@ pub async fn assign_azure_user(
     actor: &Actor,
     entitlement_id: Uuid,
     user_id: Uuid,
+    acknowledge_refund_loss: bool,
 ) -> AppResult<Entitlement> {
     conn.transaction::<_, AppError, _>(async |conn| {
         let e = load_assignable(
@@ -54,6 +56,16 @@ pub async fn assign_azure_user(
             return Err(AppError::Forbidden);
         };
         let now = crate::clock::now_for(conn, &svc.config, e.partner_id).await?;
+        let sub = subs::lock(conn, e.subscription_id).await?;
+        eligibility::use_benefit(
+            conn,
+            svc,
+            &sub,
+            eligibility::Use::Benefit(BenefitUse::AzureUserAssigned),
+            acknowledge_refund_loss,
+            now,
+        )
+        .await?;
         insert_assignment(conn, e.id, user.id, *by, now).await?;
         audit::record(
             conn,

@@ -9,7 +9,7 @@ use super::entitlements::{load_visible, require_usable};
 use crate::audit::{self, Actor};
 use crate::db::models::*;
 use crate::db::prelude::*;
-use crate::db::schema::{product_keys, subscriptions};
+use crate::db::schema::product_keys;
 use crate::db::PgConn;
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
@@ -46,31 +46,25 @@ pub async fn reveal_key(
             .optional()?
             .ok_or_else(|| AppError::bad_input("benefitId", "this benefit has no product key"))?;
         let sub = subs::lock(conn, e.subscription_id).await?;
-        let refund = eligibility::refund_eligibility_of(conn, svc, &sub).await?;
-        if refund.eligible && !acknowledge_refund_loss {
-            return Err(AppError::NotEligible(vec![crate::error::Reason::new(
-                "REFUND_ACKNOWLEDGEMENT_REQUIRED",
-                "revealing a product key ends the refund eligibility of this package; \
-                 call again with acknowledgeRefundLoss: true to go ahead",
-            )
-            .until(refund.deadline.map(|d| d.to_rfc3339()).unwrap_or_default())]));
-        }
+        let now = crate::clock::now_for(conn, &svc.config, e.partner_id).await?;
+        let refund_was_possible = eligibility::use_benefit(
+            conn,
+            svc,
+            &sub,
+            eligibility::Use::KeyReveal,
+            acknowledge_refund_loss,
+            now,
+        )
+        .await?;
         let key = super::keys::decrypt(
             &svc.config.benefits.key_encryption_key,
             e.id,
             &pk.nonce,
             &pk.ciphertext,
         )?;
-        let now = crate::clock::now_for(conn, &svc.config, e.partner_id).await?;
         if pk.first_revealed_at.is_none() {
             diesel::update(product_keys::table.find(pk.id))
                 .set(product_keys::first_revealed_at.eq(now))
-                .execute(conn)
-                .await?;
-        }
-        if sub.key_revealed_at.is_none() {
-            diesel::update(subscriptions::table.find(sub.id))
-                .set(subscriptions::key_revealed_at.eq(now))
                 .execute(conn)
                 .await?;
         }
@@ -81,7 +75,7 @@ pub async fn reveal_key(
             Some(e.partner_id),
             "product_key.revealed",
             ("benefit", e.id.to_string()),
-            json!({"product": e.product, "refund_was_possible": refund.eligible}),
+            json!({"product": e.product, "refund_was_possible": refund_was_possible}),
         )
         .await?;
         events::benefit_changed(conn, &e).await?;

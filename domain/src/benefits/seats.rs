@@ -18,6 +18,7 @@ use crate::events;
 use crate::partners::member;
 use crate::permissions::{Action, Principal};
 use crate::services::Services;
+use crate::subscriptions::{eligibility, store as subs};
 
 /// A seat can move to someone else only this long after it was assigned.
 pub const REASSIGN_AFTER_DAYS: i64 = 90;
@@ -48,6 +49,16 @@ pub(crate) async fn load_assignable(
     Ok(e)
 }
 
+/// What a seat assignment asks for.
+pub struct SeatAssignment {
+    pub entitlement_id: Uuid,
+    pub user_id: Uuid,
+    /// Moves this user's seat instead of using a free one.
+    pub replace_user_id: Option<Uuid>,
+    /// The caller knows the first assignment ends refund eligibility (needed while possible).
+    pub acknowledge_refund_loss: bool,
+}
+
 /// Assigns a Visual Studio seat to a partner user (bounded by the quantity), or moves the seat
 /// of `replace_user_id` to them: allowed 90 days or more after that seat was assigned, else
 /// NOT_ELIGIBLE with the date it becomes possible.
@@ -56,10 +67,14 @@ pub async fn assign_visual_studio(
     svc: &Services,
     principal: &Principal,
     actor: &Actor,
-    entitlement_id: Uuid,
-    user_id: Uuid,
-    replace_user_id: Option<Uuid>,
+    request: SeatAssignment,
 ) -> AppResult<Entitlement> {
+    let SeatAssignment {
+        entitlement_id,
+        user_id,
+        replace_user_id,
+        acknowledge_refund_loss,
+    } = request;
     conn.transaction::<_, AppError, _>(async |conn| {
         let e = load_assignable(conn, principal, entitlement_id, BenefitDelivery::Seat).await?;
         let user = member(conn, e.partner_id, user_id).await?;
@@ -68,6 +83,16 @@ pub async fn assign_visual_studio(
             return Ok(e);
         }
         let now = crate::clock::now_for(conn, &svc.config, e.partner_id).await?;
+        let sub = subs::lock(conn, e.subscription_id).await?;
+        eligibility::use_benefit(
+            conn,
+            svc,
+            &sub,
+            eligibility::Use::Benefit(BenefitUse::VsSeatAssigned),
+            acknowledge_refund_loss,
+            now,
+        )
+        .await?;
         let by = match principal {
             Principal::User { user_id, .. } => *user_id,
             _ => return Err(AppError::Forbidden),

@@ -9,10 +9,10 @@ use super::rules;
 use super::store::load_visible;
 use crate::db::models::*;
 use crate::db::prelude::*;
-use crate::db::schema::orders as orders_t;
+use crate::db::schema::{orders as orders_t, subscriptions};
 use crate::db::PgConn;
 use crate::enums::*;
-use crate::error::{AppResult, Reason};
+use crate::error::{AppError, AppResult, Reason};
 use crate::permissions::Principal;
 use crate::services::Services;
 
@@ -66,6 +66,7 @@ pub(crate) async fn refund_eligibility_of(
         amount_paid_minor: order.as_ref().map(|o| o.total_minor).unwrap_or(0),
         key_revealed_at: sub.key_revealed_at,
         benefit_activated_at: sub.benefit_activated_at,
+        benefit_use: sub.benefit_use,
         upgrade_discount_used: sub.upgrade_discount_used,
         upgraded_at: sub.upgraded_at,
     };
@@ -91,4 +92,69 @@ pub async fn refund_eligibility(
 ) -> AppResult<RefundEligibility> {
     let sub = load_visible(conn, principal, id, false).await?;
     refund_eligibility_of(conn, svc, &sub).await
+}
+
+/// A use of a benefit that ends refund eligibility (PRODUCT.md 2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    KeyReveal,
+    Benefit(BenefitUse),
+}
+
+impl Use {
+    fn doing(self) -> &'static str {
+        match self {
+            Use::KeyReveal => "revealing a product key",
+            Use::Benefit(BenefitUse::TechnicalBenefitActivated) => "activating a technical benefit",
+            Use::Benefit(BenefitUse::GtmOfferActivated) => "activating a Go-To-Market offer",
+            Use::Benefit(BenefitUse::VsSeatAssigned) => "assigning a Visual Studio subscription",
+            Use::Benefit(BenefitUse::AzureUserAssigned) => "assigning an Azure user",
+        }
+    }
+}
+
+/// Every use of a benefit goes through here, inside its transaction, with the subscription
+/// locked: while a refund is still possible the caller must have acknowledged that the use
+/// ends it (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED, until the refund deadline);
+/// the first use is recorded on the subscription with its own reason code. Returns whether a
+/// refund was possible (for the audit record).
+pub(crate) async fn use_benefit(
+    conn: &mut PgConn,
+    svc: &Services,
+    sub: &Subscription,
+    what: Use,
+    acknowledged: bool,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let refund = refund_eligibility_of(conn, svc, sub).await?;
+    if refund.eligible && !acknowledged {
+        return Err(AppError::NotEligible(vec![Reason::new(
+            "REFUND_ACKNOWLEDGEMENT_REQUIRED",
+            format!(
+                "{} ends the refund eligibility of this package; call again with \
+                 acknowledgeRefundLoss: true to go ahead",
+                what.doing()
+            ),
+        )
+        .until(refund.deadline.map(|d| d.to_rfc3339()).unwrap_or_default())]));
+    }
+    match what {
+        Use::KeyReveal if sub.key_revealed_at.is_none() => {
+            diesel::update(subscriptions::table.find(sub.id))
+                .set(subscriptions::key_revealed_at.eq(now))
+                .execute(conn)
+                .await?;
+        }
+        Use::Benefit(u) if sub.benefit_activated_at.is_none() => {
+            diesel::update(subscriptions::table.find(sub.id))
+                .set((
+                    subscriptions::benefit_activated_at.eq(now),
+                    subscriptions::benefit_use.eq(u),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(refund.eligible)
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, Utc};
 
-use crate::enums::SubscriptionStatus;
+use crate::enums::{BenefitUse, SubscriptionStatus};
 use crate::error::Reason;
 
 /// Days after the anniversary date on which a failed auto-renewal charge is tried again
@@ -110,6 +110,16 @@ pub fn charge_attempt_due(ad: DateTime<Utc>, attempt: u32) -> Option<DateTime<Ut
     }
 }
 
+/// A use of a benefit in words, for reasons and acknowledgements.
+pub fn benefit_use_words(u: BenefitUse) -> &'static str {
+    match u {
+        BenefitUse::TechnicalBenefitActivated => "a technical benefit was activated",
+        BenefitUse::GtmOfferActivated => "a Go-To-Market offer was activated",
+        BenefitUse::VsSeatAssigned => "a Visual Studio subscription was assigned",
+        BenefitUse::AzureUserAssigned => "an Azure user was assigned",
+    }
+}
+
 /// The facts refund eligibility depends on.
 #[derive(Debug, Clone)]
 pub struct RefundFacts {
@@ -119,6 +129,8 @@ pub struct RefundFacts {
     pub amount_paid_minor: i64,
     pub key_revealed_at: Option<DateTime<Utc>>,
     pub benefit_activated_at: Option<DateTime<Utc>>,
+    /// What that first use of a benefit was (`None` on rows from before uses had kinds).
+    pub benefit_use: Option<BenefitUse>,
     /// This subscription was bought with the Silver → Gold upgrade discount.
     pub upgrade_discount_used: bool,
     /// This (Silver) subscription was upgraded to Gold.
@@ -167,10 +179,11 @@ pub fn refund_blockers(
         ));
     }
     if let Some(t) = f.benefit_activated_at {
-        reasons.push(Reason::new(
-            "BENEFIT_ACTIVATED",
-            format!("a benefit was activated on {}", t.date_naive()),
-        ));
+        let (code, what) = match f.benefit_use {
+            Some(u) => (u.as_str(), benefit_use_words(u)),
+            None => ("BENEFIT_ACTIVATED", "a benefit was activated"),
+        };
+        reasons.push(Reason::new(code, format!("{what} on {}", t.date_naive())));
     }
     if f.upgrade_discount_used {
         reasons.push(Reason::new(
@@ -315,6 +328,7 @@ mod tests {
             amount_paid_minor: 47500,
             key_revealed_at: None,
             benefit_activated_at: None,
+            benefit_use: None,
             upgrade_discount_used: false,
             upgraded_at: None,
         }
