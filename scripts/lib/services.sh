@@ -169,6 +169,18 @@ ensure_diesel_cli() {
 
 # ensure_pg_dump: PostgreSQL's client tools (pg_dump, psql) on PATH: the migration test
 # compares schema dumps, scripts/schema makes its scratch database.
+# ensure_test_tools: what the fault tests start on their own (a private redis-server, a private
+# PostgreSQL cluster) and the browser the ops page test drives. Installed when missing; a test
+# never skips for want of them.
+ensure_test_tools() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  [ -n "$(pg_bin initdb)" ] && [ -n "$(pg_bin pg_ctl)" ] || apt_install postgresql
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium
+  command -v redis-server >/dev/null && [ -n "$(pg_bin initdb)" ] \
+    && { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } \
+    || die "redis-server, PostgreSQL server binaries or chromium still missing after installing"
+}
+
 ensure_pg_dump() {
   local found
   found=$(pg_bin pg_dump)

@@ -180,8 +180,11 @@ async fn technical_activation_completes_on_the_clock_with_ids_pushed_over_websoc
         .await;
     assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
 
-    let mut ws = subscribe(&sys, &ga, &format!("subscription {{ benefitUpdated(benefitId: \"{id}\") {{ id activation {{ state }} accessId contractId }} }}")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, now) = subscribe_live(&sys, &ga, &format!("subscription {{ benefitUpdated(benefitId: \"{id}\") {{ id activation {{ state }} accessId contractId }} }}")).await;
+    assert_eq!(
+        now["benefitUpdated"]["activation"]["state"],
+        "NOT_ACTIVATED"
+    );
 
     let a = sys.gql_ok(Some(&ga), ACTIVATE, json!({"id": id})).await;
     assert_eq!(

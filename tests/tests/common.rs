@@ -283,6 +283,26 @@ pub async fn subscribe(
     ws
 }
 
+/// Like [`subscribe`] for a subscription that follows one object: waits for the server's
+/// first event (the object as it is now), after which no change can be missed. Returns the
+/// socket and that first event's data.
+pub async fn subscribe_live(
+    sys: &TestSystem,
+    token: &str,
+    query: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Value,
+) {
+    let mut ws = subscribe(sys, token, query).await;
+    let first = next_json(&mut ws).await;
+    assert_eq!(
+        first["type"], "next",
+        "the subscription's first event: {first}"
+    );
+    (ws, first["payload"]["data"].clone())
+}
+
 pub async fn next_json(
     ws: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,

@@ -52,8 +52,8 @@ async fn auto_renewal_charges_once_and_moves_the_term_by_exactly_one_year() {
     let ad: DateTime<Utc> = parse_time(&order["subscription"]["anniversaryDate"]);
 
     // A portal following the subscription hears of the renewal without polling.
-    let mut ws = subscribe(&sys, &ga, &format!("subscription {{ subscriptionUpdated(subscriptionId: \"{sub_id}\") {{ term status }} }}")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, now) = subscribe_live(&sys, &ga, &format!("subscription {{ subscriptionUpdated(subscriptionId: \"{sub_id}\") {{ term status }} }}")).await;
+    assert_eq!(now["subscriptionUpdated"]["term"], 1);
     advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
     let pushed = next_json(&mut ws).await;
     assert_eq!(

@@ -477,3 +477,100 @@ async fn every_benefit_use_needs_the_refund_acknowledgement_and_ends_eligibility
         assert_eq!(codes, vec![reason], "{tag}");
     }
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Follows one subscription over the WebSocket; returns once the server says it is live.
+async fn follow(sys: &TestSystem, token: &str, sub_id: &str) -> Ws {
+    let q = format!("subscription {{ subscriptionUpdated(subscriptionId: \"{sub_id}\") {{ status autoRenew renewalFailures endsAt refund {{ status }} }} }}");
+    subscribe_live(sys, token, &q).await.0
+}
+
+/// The next pushed state of the subscription (whatever it is).
+async fn pushed(ws: &mut Ws) -> Value {
+    let m = next_json(ws).await;
+    assert_eq!(m["type"], "next", "{m}");
+    m["payload"]["data"]["subscriptionUpdated"].clone()
+}
+
+#[tokio::test]
+async fn subscription_updated_is_pushed_on_every_state_change() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+
+    // Auto-renew turned off, the renewal window entered, the lapse.
+    let (pid, ga, sub_id, _) = bought(&sys, "wsoff").await;
+    let mut ws = follow(&sys, &ga, &sub_id).await;
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { id } }",
+        json!({"id": sub_id}),
+    )
+    .await;
+    let s = pushed(&mut ws).await;
+    assert_eq!(
+        (s["status"].as_str(), s["autoRenew"].as_bool()),
+        (Some("ACTIVE"), Some(false)),
+        "auto-renew off: {s}"
+    );
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = pushed(&mut ws).await;
+    assert_eq!(s["status"], "IN_RENEWAL_WINDOW", "window: {s}");
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::days(32)).await;
+    let s = pushed(&mut ws).await;
+    assert_eq!(s["status"], "LAPSED", "lapse: {s}");
+
+    // A failed renewal charge.
+    let (pid, ga, sub_id, _) = bought(&sys, "wsfail").await;
+    let mut ws = follow(&sys, &ga, &sub_id).await;
+    count(
+        &sys,
+        "WITH u AS (UPDATE sandbox_cards SET behaviour = 'DECLINE' RETURNING 1) SELECT count(*) AS n FROM u",
+    )
+    .await;
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = pushed(&mut ws).await;
+    assert_eq!(
+        (s["status"].as_str(), s["renewalFailures"].as_i64()),
+        (Some("IN_RENEWAL_WINDOW"), Some(1)),
+        "failed charge: {s}"
+    );
+
+    // A cancellation with a refund: cancelled, then the refund's own state.
+    let (_, ga, sub_id, _) = bought(&sys, "wsrefund").await;
+    let mut ws = follow(&sys, &ga, &sub_id).await;
+    let c = request(&sys, &ga, &sub_id).await;
+    sys.gql_ok(Some(&op), DECIDE, json!({"id": c["id"], "d": "REFUND"}))
+        .await;
+    let s = pushed(&mut ws).await;
+    assert_eq!(
+        (s["status"].as_str(), s["refund"]["status"].as_str()),
+        (Some("CANCELLED"), Some("REFUND_PENDING")),
+        "cancelled: {s}"
+    );
+    let s = pushed(&mut ws).await;
+    assert_eq!(s["refund"]["status"], "REFUNDED", "refunded: {s}");
+
+    // A cancellation without one: set to end on the AD, then ended there.
+    let (pid, ga, sub_id, _) = bought(&sys, "wsend").await;
+    let mut ws = follow(&sys, &ga, &sub_id).await;
+    let c = request(&sys, &ga, &sub_id).await;
+    sys.gql_ok(
+        Some(&op),
+        DECIDE,
+        json!({"id": c["id"], "d": "END_AT_ANNIVERSARY"}),
+    )
+    .await;
+    let s = pushed(&mut ws).await;
+    assert!(
+        s["endsAt"].is_string() && s["autoRenew"] == false,
+        "set to end: {s}"
+    );
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = pushed(&mut ws).await;
+    assert_eq!(s["status"], "CANCELLED", "ended: {s}");
+}

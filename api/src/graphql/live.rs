@@ -13,7 +13,10 @@ use super::{opt_id, principal, shared};
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
-/// Events of one partner (optionally one object), as they commit.
+/// Events of one partner (optionally one object), as they commit. Following one object, the
+/// stream starts with that object as it is now: it is read after the receiver exists, so a
+/// client that has it misses no later change (the server's acknowledgement that the
+/// subscription is live).
 fn events(
     ctx: &Context<'_>,
     partner_id: Option<&ID>,
@@ -24,26 +27,31 @@ fn events(
         gateway_domain::events::audience(principal(ctx)?, opt_id("partnerId", partner_id)?)?;
     let object = opt_id("id", object)?;
     let rx = shared(ctx).events.subscribe();
-    Ok(futures::stream::unfold(rx, move |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) if e.partner_id() == partner => {
-                    if let Some(id) = kind(&e).filter(|id| object.is_none_or(|o| o == *id)) {
-                        return Some((id, rx));
+    let now = futures::stream::iter(object);
+    Ok(futures::StreamExt::chain(
+        now,
+        futures::stream::unfold(rx, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.partner_id() == partner => {
+                        if let Some(id) = kind(&e).filter(|id| object.is_none_or(|o| o == *id)) {
+                            return Some((id, rx));
+                        }
                     }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    }))
+        }),
+    ))
 }
 
 #[Subscription]
 impl SubscriptionRoot {
     /// A benefit of the partner changed (activation state, balance, assignment, revocation).
-    /// Give `benefitId` to follow one. Operators name the partner.
+    /// Give `benefitId` to follow one: the first event is then the benefit as it is now (the
+    /// subscription is live from there). Operators name the partner.
     async fn benefit_updated<'a>(
         &self,
         ctx: &Context<'a>,
@@ -69,8 +77,11 @@ impl SubscriptionRoot {
         }))
     }
 
-    /// A subscription of the partner changed state (activated, renewed, in the window,
-    /// lapsed, cancelled).
+    /// A subscription of the partner changed: activated, renewed, a renewal charge failed,
+    /// auto-renew turned off, entered the renewal window, set to end on its anniversary,
+    /// lapsed, cancelled, ended, or its refund moved (pending, refunded, failed). Give
+    /// `subscriptionId` to follow one: the first event is then the subscription as it is now
+    /// (the subscription is live from there). Operators name the partner.
     async fn subscription_updated<'a>(
         &self,
         ctx: &Context<'a>,

@@ -24,7 +24,7 @@ use crate::notify;
 use crate::providers::payments::{Charge, ChargeRequest, GatewayError};
 use crate::services::Services;
 use crate::subscriptions::rules;
-use crate::subscriptions::store::{anniversary, lock_many};
+use crate::subscriptions::store::{anniversary, changed, lock_many};
 
 /// At most this many transient gateway failures in a row before a renewal attempt counts as
 /// declined.
@@ -234,6 +234,7 @@ async fn renewal_failed(
     if hard {
         plan::schedule_manual_renewal(conn, &updated, now).await?;
     }
+    changed(conn, &updated).await?;
     tell_admins(conn, svc, renewal, card, &error, next).await?;
     audit::record(
         conn,

@@ -12,7 +12,7 @@ use crate::due::{self, Due};
 use crate::enums::*;
 use crate::error::AppResult;
 use crate::subscriptions::rules;
-use crate::subscriptions::store::anniversary;
+use crate::subscriptions::store::{anniversary, changed};
 /// The due work of the first term: the lapse at the window's end always; the renewal charge
 /// on the AD with auto-renew on, else the reminders and the window ([`manual_renewal_due`]).
 pub(crate) fn first_term_due(sub: &Subscription, now: DateTime<Utc>) -> AppResult<Vec<Due>> {
@@ -89,5 +89,6 @@ pub(crate) async fn auto_renew_off(
         .get_result(conn)
         .await?;
     schedule_manual_renewal(conn, &sub, now).await?;
+    changed(conn, &sub).await?;
     Ok(sub)
 }

@@ -33,13 +33,15 @@ pub(crate) async fn enter_window(
             sub.status
         )));
     }
-    diesel::update(subscriptions::table.find(sub.id))
+    let sub: Subscription = diesel::update(subscriptions::table.find(sub.id))
         .set((
             subscriptions::status.eq(SubscriptionStatus::InRenewalWindow),
             subscriptions::updated_at.eq(Utc::now()),
         ))
-        .execute(conn)
+        .returning(Subscription::as_returning())
+        .get_result(conn)
         .await?;
+    changed(conn, &sub).await?;
     Ok(Outcome::Done("entered the renewal window".into()))
 }
 
