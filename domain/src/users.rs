@@ -319,6 +319,7 @@ pub async fn update_roles(
 
 pub async fn remove_user(
     conn: &mut PgConn,
+    svc: &crate::services::Services,
     principal: &Principal,
     actor: &Actor,
     user_id: Uuid,
@@ -349,9 +350,78 @@ pub async fn remove_user(
             json!({"email": target.email, "roles": target.roles()}),
         )
         .await?;
+        release_holdings(conn, svc, actor, &target).await?;
         Ok(removed)
     })
     .await
+}
+
+/// What a removed user held goes back to the partner: Visual Studio seats (assignable again at
+/// once) and Azure usage assignments, each audited; if they were the marketing contact, the
+/// Global admins are told that Go-To-Market offers need a new one.
+async fn release_holdings(
+    conn: &mut PgConn,
+    svc: &crate::services::Services,
+    actor: &Actor,
+    user: &User,
+) -> AppResult<()> {
+    let now = crate::clock::now_for(conn, &svc.config, user.partner_id).await?;
+    for (a, e) in crate::benefits::assignments::release_user(conn, user.id, now).await? {
+        audit::record(
+            conn,
+            actor,
+            Some(user.partner_id),
+            "benefit.assignment_released",
+            ("benefit", e.id.to_string()),
+            json!({"user": user.id, "product": e.product, "assigned_at": a.assigned_at,
+                   "reason": "user removed"}),
+        )
+        .await?;
+        crate::events::benefit_changed(conn, &e).await?;
+    }
+    let Some(contact) =
+        crate::benefits::marketing::drop_contact(conn, user.partner_id, user.id).await?
+    else {
+        return Ok(());
+    };
+    audit::record(
+        conn,
+        actor,
+        Some(user.partner_id),
+        "marketing_contact.removed",
+        ("user", user.id.to_string()),
+        json!({"email": contact.email, "reason": "user removed"}),
+    )
+    .await?;
+    let partner = crate::partners::load_partner(conn, user.partner_id).await?;
+    let admins: Vec<String> = users::table
+        .filter(users::partner_id.eq(user.partner_id))
+        .filter(users::status.eq(UserStatus::Active))
+        .filter(users::roles.contains(vec![TenantRole::GlobalAdmin.to_string()]))
+        .order(users::created_at)
+        .select(users::email)
+        .load(conn)
+        .await?;
+    let ctx = json!({
+        "legal_name": partner.legal_name,
+        "mpn_id": partner.mpn_id,
+        "contact_email": contact.email,
+        "link": format!(
+            "{}/partnership/benefits",
+            svc.config.http.public_base_url.trim_end_matches('/')
+        ),
+    });
+    let queued: Vec<email::Queued<'_, serde_json::Value>> = admins
+        .iter()
+        .map(|to| email::Queued {
+            partner_id: Some(user.partner_id),
+            template: Template::MarketingContactRemoved,
+            to,
+            ctx: ctx.clone(),
+        })
+        .collect();
+    email::queue_many(conn, &queued).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -574,3 +574,100 @@ async fn subscription_updated_is_pushed_on_every_state_change() {
     let s = pushed(&mut ws).await;
     assert_eq!(s["status"], "CANCELLED", "ended: {s}");
 }
+
+#[tokio::test]
+async fn removing_a_user_releases_their_seat_azure_assignment_and_marketing_contact() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (_, ga, _, _) = bought(&sys, "leaver").await;
+    let mut users = Vec::new();
+    for i in 0..4 {
+        let u = sys
+            .gql_ok(
+                Some(&ga),
+                ADD_USER,
+                json!({"email": format!("dev{i}@leaver-corp.example"), "roles": []}),
+            )
+            .await["addUser"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        users.push(u);
+    }
+    let leaver = users[0].clone();
+    const ASSIGN_VS: &str = "mutation($b: ID!, $u: ID!) { assignVisualStudioSubscription(benefitId: $b, userId: $u, acknowledgeRefundLoss: true) { used } }";
+    let vs = benefit_of(&sys, &ga, "VS_PROFESSIONAL").await["id"].clone();
+    for u in &users[..3] {
+        sys.gql_ok(Some(&ga), ASSIGN_VS, json!({"b": vs, "u": u}))
+            .await;
+    }
+    let r = sys
+        .gql(Some(&ga), ASSIGN_VS, json!({"b": vs, "u": users[3]}))
+        .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"], "NO_SEATS_LEFT",
+        "{r:#}"
+    );
+    let az = benefit_of(&sys, &ga, "AZURE_MONTHLY_CREDIT").await["id"].clone();
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($b: ID!, $u: ID!) { assignAzureUser(benefitId: $b, userId: $u, acknowledgeRefundLoss: true) { id } }",
+        json!({"b": az, "u": leaver}),
+    )
+    .await;
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($i: MarketingContactInput!) { setMarketingContact(input: $i) { email } }",
+        json!({"i": {"userId": leaver, "email": "dev0@leaver-corp.example", "phone": "+14255550123", "language": "en-US"}}),
+    )
+    .await;
+
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($id: ID!) { removeUser(userId: $id) { id } }",
+        json!({"id": leaver}),
+    )
+    .await;
+    // The seat is free at once: no 90-day wait, no replaceUserId.
+    let d = sys
+        .gql_ok(Some(&ga), ASSIGN_VS, json!({"b": vs, "u": users[3]}))
+        .await;
+    assert_eq!(d["assignVisualStudioSubscription"]["used"], 3);
+    let holders = |b: Value| {
+        b["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["userId"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let seats = holders(benefit_of(&sys, &ga, "VS_PROFESSIONAL").await);
+    assert!(
+        !seats.contains(&leaver) && seats.contains(&users[3]),
+        "{seats:?}"
+    );
+    assert!(holders(benefit_of(&sys, &ga, "AZURE_MONTHLY_CREDIT").await).is_empty());
+    let m = sys
+        .gql_ok(Some(&ga), "{ marketingContact { email } }", json!({}))
+        .await;
+    assert_eq!(m["marketingContact"], Value::Null, "{m:#}");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'benefit.assignment_released'"
+        )
+        .await,
+        2
+    );
+    // The Global admin hears that GTM offers need a new contact; the removed user does not.
+    sys.wait_idle().await;
+    assert_eq!(
+        mails_with_subject(
+            &sys,
+            "leaver@leaver-corp.example",
+            "needs a new marketing contact"
+        )
+        .len(),
+        1
+    );
+    assert!(mails_with_subject(&sys, "dev0@leaver-corp.example", "marketing contact").is_empty());
+}

@@ -5,7 +5,7 @@ use gateway_domain::enums::TenantRole;
 use gateway_domain::users;
 
 use super::types::User;
-use super::{actor, conn, parse_id, principal, shared};
+use super::{actor, conn, parse_id, principal, services, shared};
 
 #[derive(Default)]
 pub struct UserQuery;
@@ -73,6 +73,8 @@ impl UserMutation {
         let p = principal(ctx)?;
         let id = parse_id("userId", &user_id)?;
         let mut c = conn(ctx).await?;
-        Ok(User(users::remove_user(&mut c, p, &actor(ctx)?, id).await?))
+        Ok(User(
+            users::remove_user(&mut c, services(ctx), p, &actor(ctx)?, id).await?,
+        ))
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::models::*;
 use crate::db::prelude::*;
-use crate::db::schema::{benefit_assignments, users};
+use crate::db::schema::{benefit_assignments, entitlements, users};
 use crate::db::PgConn;
 use crate::error::AppResult;
 
@@ -58,4 +58,46 @@ pub(crate) async fn release_all(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Releases everything a user holds (a removed user): their current assignments end now, and a
+/// Visual Studio seat they held is free again at once (the entitlement's `used` goes down).
+/// Returns the released assignments with their entitlements, for the audit log and events.
+pub(crate) async fn release_user(
+    conn: &mut PgConn,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<(BenefitAssignment, Entitlement)>> {
+    let released: Vec<BenefitAssignment> = diesel::update(
+        benefit_assignments::table
+            .filter(benefit_assignments::user_id.eq(user_id))
+            .filter(benefit_assignments::unassigned_at.is_null()),
+    )
+    .set(benefit_assignments::unassigned_at.eq(now))
+    .returning(BenefitAssignment::as_returning())
+    .get_results(conn)
+    .await?;
+    let mut out = Vec::with_capacity(released.len());
+    for a in released {
+        let e: Entitlement = entitlements::table
+            .find(a.entitlement_id)
+            .for_update()
+            .select(Entitlement::as_select())
+            .first(conn)
+            .await?;
+        let e = if e.delivery == crate::enums::BenefitDelivery::Seat {
+            diesel::update(entitlements::table.find(e.id))
+                .set((
+                    entitlements::used.eq((e.used - 1).max(0)),
+                    entitlements::updated_at.eq(Utc::now()),
+                ))
+                .returning(Entitlement::as_returning())
+                .get_result(conn)
+                .await?
+        } else {
+            e
+        };
+        out.push((a, e));
+    }
+    Ok(out)
 }

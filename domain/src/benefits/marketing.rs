@@ -110,6 +110,24 @@ pub async fn set_marketing_contact(
     .await
 }
 
+/// A removed user stops being the partner's marketing contact. Returns the contact that was
+/// dropped, if they were it.
+pub(crate) async fn drop_contact(
+    conn: &mut PgConn,
+    partner_id: Uuid,
+    user_id: Uuid,
+) -> AppResult<Option<MarketingContact>> {
+    Ok(diesel::delete(
+        marketing_contacts::table
+            .filter(marketing_contacts::partner_id.eq(partner_id))
+            .filter(marketing_contacts::user_id.eq(user_id)),
+    )
+    .returning(MarketingContact::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
 /// The partner's marketing contact, if set.
 pub async fn marketing_contact(
     conn: &mut PgConn,

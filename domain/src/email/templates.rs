@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "subscription_lapsed",
     "refund_processed",
     "refund_failed",
+    "marketing_contact_removed",
     "gtm_instructions",
 );
 
@@ -41,6 +42,7 @@ pub enum Template {
     SubscriptionLapsed,
     RefundProcessed,
     RefundFailed,
+    MarketingContactRemoved,
     GtmInstructions,
 }
 
@@ -57,6 +59,7 @@ impl Template {
             Template::SubscriptionLapsed => "subscription_lapsed",
             Template::RefundProcessed => "refund_processed",
             Template::RefundFailed => "refund_failed",
+            Template::MarketingContactRemoved => "marketing_contact_removed",
             Template::GtmInstructions => "gtm_instructions",
         }
     }
