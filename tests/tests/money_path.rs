@@ -671,3 +671,59 @@ async fn removing_a_user_releases_their_seat_azure_assignment_and_marketing_cont
     );
     assert!(mails_with_subject(&sys, "dev0@leaver-corp.example", "marketing contact").is_empty());
 }
+
+#[tokio::test]
+async fn subscription_invoices_list_each_term_and_an_mpn_partner_admin_downloads_the_pdf() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga, sub_id, _) = bought(&sys, "subinv").await;
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    eventually(30, "the renewal", || async {
+        (subscription(&sys, &ga, &sub_id).await["term"] == 2).then_some(())
+    })
+    .await;
+    const INVOICES: &str = "query($id: ID!) { subscription(id: $id) { invoices { id number periodStart total { amountMinor } pdfPath } } }";
+    for role in ["MPN_PARTNER_ADMIN", "ADMIN_AGENT"] {
+        let email = format!("{}@subinv-corp.example", role.to_lowercase());
+        sys.gql_ok(
+            Some(&ga),
+            ADD_USER,
+            json!({"email": email, "roles": [role]}),
+        )
+        .await;
+    }
+    let mpa = sys.token("subinv-mpa", Some("mpn_partner_admin@subinv-corp.example"));
+    let d = sys
+        .gql_ok(Some(&mpa), INVOICES, json!({"id": sub_id}))
+        .await;
+    let list = d["subscription"]["invoices"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "the purchase and the renewal: {d:#}");
+    assert!(
+        parse_time(&list[0]["periodStart"]) > parse_time(&list[1]["periodStart"]),
+        "newest first: {d:#}"
+    );
+    assert_eq!(list[0]["total"]["amountMinor"], 47500);
+    let resp = sys
+        .http()
+        .get(format!(
+            "{}{}",
+            sys.api_url,
+            list[0]["pdfPath"].as_str().unwrap()
+        ))
+        .bearer_auth(&mpa)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    let bytes = resp.bytes().await.unwrap();
+    let doc = lopdf::Document::load_mem(&bytes).expect("a valid PDF");
+    let pages: Vec<u32> = doc.get_pages().keys().cloned().collect();
+    let text = doc.extract_text(&pages).unwrap();
+    assert!(text.contains(list[0]["number"].as_str().unwrap()), "{text}");
+    // An Admin agent sees the subscription but not its invoices.
+    let agent = sys.token("subinv-agent", Some("admin_agent@subinv-corp.example"));
+    let r = sys.gql(Some(&agent), INVOICES, json!({"id": sub_id})).await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r:#}");
+}

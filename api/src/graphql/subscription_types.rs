@@ -10,7 +10,7 @@ use gateway_domain::enums::*;
 use gateway_domain::subscriptions::{eligibility, rules};
 
 use super::billing_types::{
-    money, offer, reasons, IneligibilityReason, Money, Offer, PaymentMethod,
+    money, offer, reasons, IneligibilityReason, Invoice, Money, Offer, PaymentMethod,
 };
 use super::{conn, now_for, principal, services};
 #[derive(SimpleObject)]
@@ -127,6 +127,18 @@ impl Subscription {
         } else {
             None
         }
+    }
+    /// Its invoices, newest first (the purchase and each renewal): download each as a PDF at
+    /// `pdfPath`. Global admins, MPN partner admins and operators; others get FORBIDDEN.
+    async fn invoices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Invoice>> {
+        let mut c = conn(ctx).await?;
+        Ok(
+            billing::invoices::of_subscription(&mut c, principal(ctx)?, self.0.id)
+                .await?
+                .into_iter()
+                .map(Invoice)
+                .collect(),
+        )
     }
     /// The refund of the subscription's latest refunded (or being refunded) order.
     async fn refund(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Refund>> {

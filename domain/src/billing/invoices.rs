@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::db::json_text::JsonText;
 use crate::db::models::{Invoice, Offer, Order, Partner};
 use crate::db::prelude::*;
-use crate::db::schema::invoices;
+use crate::db::schema::{invoices, orders};
 use crate::db::PgConn;
 use crate::error::{AppError, AppResult};
 use crate::permissions::{Action, Principal};
@@ -322,6 +322,23 @@ pub async fn of_orders(
     principal.require(Action::ViewInvoices)?;
     Ok(invoices::table
         .filter(invoices::order_id.eq_any(order_ids))
+        .select(Invoice::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The invoices of one subscription (its purchase and every renewal), newest first, for those
+/// who may see invoices (the subscription is one the caller sees).
+pub async fn of_subscription(
+    conn: &mut PgConn,
+    principal: &Principal,
+    subscription_id: Uuid,
+) -> AppResult<Vec<Invoice>> {
+    principal.require(Action::ViewInvoices)?;
+    Ok(invoices::table
+        .inner_join(orders::table)
+        .filter(orders::subscription_id.eq(subscription_id))
+        .order(invoices::issued_at.desc())
         .select(Invoice::as_select())
         .load(conn)
         .await?)
