@@ -125,6 +125,8 @@ pub struct SmtpSink {
     /// Recipients refused for good (550 at RCPT TO).
     refused_recipients: Arc<Mutex<Vec<String>>>,
     stall: Arc<AtomicBool>,
+    /// Milliseconds the server waits before accepting each message (a slow relay).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// False: messages are counted, not kept (benchmarks send hundreds of thousands).
     keep: bool,
     accepted: Arc<std::sync::atomic::AtomicU64>,
@@ -149,6 +151,7 @@ impl SmtpSink {
             refuse: Arc::default(),
             refused_recipients: Arc::default(),
             stall: Arc::default(),
+            delay_ms: Arc::default(),
             keep,
             accepted: Arc::default(),
         };
@@ -186,6 +189,11 @@ impl SmtpSink {
     /// While set, new connections are accepted and then never answered (a hung server).
     pub fn stall(&self, on: bool) {
         self.stall.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes the server wait `ms` milliseconds before accepting each message (0: at once).
+    pub fn delay_each(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     async fn session(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
@@ -249,6 +257,10 @@ impl SmtpSink {
                             .filter(|_| line.starts_with(".."))
                             .unwrap_or(&line),
                     );
+                }
+                let delay = self.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                 }
                 if self.refuse.load(Ordering::SeqCst) {
                     w.write_all(b"451 4.3.0 try again later\r\n").await?;

@@ -75,8 +75,9 @@ pub struct EmailConfig {
     pub retry_base: Duration,
     /// EMAIL_SMTP_TIMEOUT_MS: an SMTP server silent this long fails the attempt
     pub smtp_timeout: Duration,
-    /// EMAIL_BATCH: emails relayed together travel as one job of up to this many, claimed and
-    /// marked in one transaction and sent one after the other (1: one job per email)
+    /// EMAIL_BATCH: emails relayed together travel as one job of up to this many, claimed in
+    /// one statement, sent a few at a time and each marked sent on its own (1: one job per
+    /// email)
     pub batch: usize,
 }
 
@@ -255,7 +256,7 @@ impl EmailConfig {
         };
         if email.batch > 500 {
             r.error(format!(
-                "EMAIL_BATCH must be at most 500 (one transaction per batch), got {}",
+                "EMAIL_BATCH must be at most 500 (one claim per batch), got {}",
                 email.batch
             ));
         }

@@ -5,10 +5,15 @@
 //! bodies are cleared once delivered.
 //!
 //! Emails travel in batches: each has its own outbox row; the relay packs the email rows it
-//! claims together into `email` jobs of up to `EMAIL_BATCH` (`SendEmail.more`). A job locks
-//! its rows (in id order), sends them one after the other over the mailer's pooled SMTP
-//! connections and marks the sent ones in one UPDATE; a failed email records its own attempt
-//! and retry row. A single email is a batch of one.
+//! claims together into `email` jobs of up to `EMAIL_BATCH` (`SendEmail.more`). One email, one
+//! send: a job claims its pending rows with a lease (their `next_attempt_at` moves past the
+//! longest a send can take, so no other job takes them meanwhile) in one short statement,
+//! gives its connection back, sends over the mailer's pooled SMTP connections, and marks each
+//! email SENT in its own statement as soon as the server accepted it. No row lock and no pooled
+//! connection is held across an SMTP call, so a killed worker re-sends at most the emails that
+//! were in flight (after their lease); each carries a stable `Message-ID`
+//! (`<email id@sender's domain>`) so a rare repeat is recognisable downstream. A failed email
+//! records its own attempt and retry row. A single email is a batch of one.
 
 pub mod templates;
 pub mod transport;
@@ -133,13 +138,25 @@ pub fn backoff(base: std::time::Duration, attempts: i32) -> chrono::Duration {
     chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
 }
 
-/// Delivers emails, idempotently, in one transaction: their rows are locked (in id order)
-/// while they are sent, [`SENDS_AT_ONCE`] at a time over the mailer's pooled connections, so two
-/// workers handed the same email cannot both send it; a sent or dead email is skipped. The
-/// sent ones are marked in one statement; each failure is recorded on its own row with its
-/// retry (or DEAD). Returns each id with its outcome, `None` for an id with no row.
+/// How long a claimed email is left alone by other jobs: the longest a send can take (the
+/// mailer bounds a send at three SMTP timeouts) and a margin. After it, a job killed mid-send
+/// has its emails sent again (the sweep re-dispatches them).
+pub fn claim_lease(cfg: &EmailConfig) -> chrono::Duration {
+    chrono::Duration::from_std(cfg.smtp_timeout * 3).unwrap_or(chrono::Duration::minutes(1))
+        + chrono::Duration::seconds(5)
+}
+
+/// A job may run this much before its email's `next_attempt_at` (clocks of the relay and the
+/// database differ by milliseconds): it still claims it.
+const EARLY: chrono::Duration = chrono::Duration::seconds(5);
+
+/// Delivers emails, idempotently, one send per email (see the module docs): claims the
+/// pending ones with a lease, sends [`SENDS_AT_ONCE`] at a time holding no database
+/// connection, and records each outcome on its own (SENT, or the retry, or DEAD). A sent or
+/// dead email, or one another job holds, is skipped. Returns each id with its outcome, `None`
+/// for an id with no row.
 pub async fn deliver_many(
-    conn: &mut PgConn,
+    pool: &crate::db::DbPool,
     mailer: &Mailer,
     cfg: &EmailConfig,
     email_ids: &[Uuid],
@@ -147,65 +164,86 @@ pub async fn deliver_many(
     let mut ids = email_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    conn.transaction::<_, AppError, _>(async |conn| {
-        let rows: Vec<Email> = emails::table
-            .filter(emails::id.eq_any(&ids))
-            .order(emails::id)
-            .for_update()
-            .select(Email::as_select())
-            .load(conn)
-            .await?;
-        let mut outcomes: Vec<(Uuid, Option<Delivery>)> =
-            ids.iter().map(|id| (*id, None)).collect();
-        let (pending, done): (Vec<Email>, Vec<Email>) = rows
-            .into_iter()
-            .partition(|e| e.status == EmailStatus::Pending);
-        for email in done {
-            let slot = ids.binary_search(&email.id).map_err(AppError::internal)?;
-            outcomes[slot].1 = Some(Delivery::AlreadyFinal);
-        }
-        // A few at a time over the pooled connections: each message is several SMTP round
-        // trips, so sending in a row would leave the worker waiting on the server.
-        let sends: Vec<_> = pending
-            .iter()
-            .map(|email| {
-                let (id, message) = (email.id.to_string(), outgoing(email));
-                async move { mailer.send(&id, &message).await }
-            })
-            .collect();
-        let results: Vec<anyhow::Result<()>> = futures::stream::iter(sends)
-            .buffered(SENDS_AT_ONCE)
-            .collect()
-            .await;
-        let mut sent: Vec<Uuid> = Vec::new();
-        for (email, result) in pending.iter().zip(results) {
-            let slot = ids.binary_search(&email.id).map_err(AppError::internal)?;
-            outcomes[slot].1 = Some(match result {
-                Ok(()) => {
-                    sent.push(email.id);
-                    Delivery::Sent
-                }
-                Err(e) => record_failure(conn, cfg, email, format!("{e:#}")).await?,
-            });
-        }
-        if !sent.is_empty() {
-            // Bodies may carry single-use tokens: keep them no longer than needed.
-            diesel::update(emails::table.filter(emails::id.eq_any(&sent)))
-                .set((
-                    emails::status.eq(EmailStatus::Sent),
-                    emails::sent_at.eq(Utc::now()),
-                    emails::attempts.eq(emails::attempts + 1),
-                    emails::body_text.eq(None::<String>),
-                    emails::body_html.eq(None::<String>),
-                    emails::last_error.eq(None::<String>),
-                ))
-                .reuse()
-                .execute(conn)
-                .await?;
-        }
-        Ok(outcomes)
-    })
-    .await
+    let (claimed, existing) = {
+        let mut conn = pool.get().await.map_err(AppError::internal)?;
+        claim(&mut conn, cfg, &ids).await?
+    };
+    let mut outcomes: Vec<(Uuid, Option<Delivery>)> = ids
+        .iter()
+        .map(|id| (*id, existing.contains(id).then_some(Delivery::AlreadyFinal)))
+        .collect();
+    // A few at a time over the pooled connections: each message is several SMTP round trips,
+    // so sending in a row would leave the worker waiting on the server.
+    let sends: Vec<_> = claimed
+        .iter()
+        .map(|email| async move {
+            let result = mailer.send(&email.id.to_string(), &outgoing(email)).await;
+            let mut conn = pool.get().await.map_err(AppError::internal)?;
+            let delivery = match result {
+                Ok(()) => mark_sent(&mut conn, email.id).await?,
+                Err(e) => record_failure(&mut conn, cfg, email, format!("{e:#}")).await?,
+            };
+            Ok::<_, AppError>((email.id, delivery))
+        })
+        .collect();
+    let results: Vec<AppResult<(Uuid, Delivery)>> = futures::stream::iter(sends)
+        .buffer_unordered(SENDS_AT_ONCE)
+        .collect()
+        .await;
+    for result in results {
+        let (id, delivery) = result?;
+        let slot = ids.binary_search(&id).map_err(AppError::internal)?;
+        outcomes[slot].1 = Some(delivery);
+    }
+    Ok(outcomes)
+}
+
+/// Claims the pending emails among `ids` that are due (or nearly) and not held by another
+/// job, for [`claim_lease`]. Returns them, and the ids of the others that exist.
+async fn claim(
+    conn: &mut PgConn,
+    cfg: &EmailConfig,
+    ids: &[Uuid],
+) -> AppResult<(Vec<Email>, Vec<Uuid>)> {
+    let now = Utc::now();
+    let claimed: Vec<Email> = diesel::update(
+        emails::table
+            .filter(emails::id.eq_any(ids))
+            .filter(emails::status.eq(EmailStatus::Pending))
+            .filter(emails::next_attempt_at.le(now + EARLY)),
+    )
+    .set(emails::next_attempt_at.eq(now + claim_lease(cfg)))
+    .returning(Email::as_returning())
+    .get_results(conn)
+    .await?;
+    let mut others: Vec<Uuid> = emails::table
+        .filter(emails::id.eq_any(ids))
+        .select(emails::id)
+        .load(conn)
+        .await?;
+    others.retain(|id| !claimed.iter().any(|e| e.id == *id));
+    Ok((claimed, others))
+}
+
+/// The server accepted the email: SENT, in a statement of its own. Bodies may carry
+/// single-use tokens: they are kept no longer than needed.
+async fn mark_sent(conn: &mut PgConn, id: Uuid) -> AppResult<Delivery> {
+    diesel::update(
+        emails::table
+            .find(id)
+            .filter(emails::status.eq(EmailStatus::Pending)),
+    )
+    .set((
+        emails::status.eq(EmailStatus::Sent),
+        emails::sent_at.eq(Utc::now()),
+        emails::attempts.eq(emails::attempts + 1),
+        emails::body_text.eq(None::<String>),
+        emails::body_html.eq(None::<String>),
+        emails::last_error.eq(None::<String>),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(Delivery::Sent)
 }
 
 fn outgoing(email: &Email) -> OutgoingEmail {
@@ -218,8 +256,20 @@ fn outgoing(email: &Email) -> OutgoingEmail {
 }
 
 /// A failed attempt: DEAD after the last allowed one, else the next attempt is scheduled
-/// through the outbox with a doubling delay.
+/// through the outbox with a doubling delay (one short transaction).
 async fn record_failure(
+    conn: &mut PgConn,
+    cfg: &EmailConfig,
+    email: &Email,
+    error: String,
+) -> AppResult<Delivery> {
+    conn.transaction::<_, AppError, _>(async |conn| {
+        record_failure_in(conn, cfg, email, error).await
+    })
+    .await
+}
+
+async fn record_failure_in(
     conn: &mut PgConn,
     cfg: &EmailConfig,
     email: &Email,

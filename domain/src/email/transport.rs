@@ -78,8 +78,11 @@ impl Mailer {
         (Mailer::Memory { sent: sent.clone() }, sent)
     }
 
-    fn build(from: &Mailbox, email: &OutgoingEmail) -> anyhow::Result<Message> {
+    /// The message, with a `Message-ID` made from the email's id and the sender's domain: the
+    /// same email sent twice carries the same id.
+    fn build(from: &Mailbox, id: &str, email: &OutgoingEmail) -> anyhow::Result<Message> {
         Ok(Message::builder()
+            .message_id(Some(format!("<{id}@{}>", from.email.domain())))
             .from(from.clone())
             .to(email.to.parse()?)
             .subject(&email.subject)
@@ -97,14 +100,14 @@ impl Mailer {
                 from,
                 timeout,
             } => {
-                tokio::time::timeout(*timeout, transport.send(Self::build(from, email)?))
+                tokio::time::timeout(*timeout, transport.send(Self::build(from, id, email)?))
                     .await
                     .map_err(|_| {
                         anyhow::anyhow!("the SMTP server did not answer within {timeout:?}")
                     })??;
             }
             Mailer::File { dir, from } => {
-                let message = Self::build(from, email)?;
+                let message = Self::build(from, id, email)?;
                 let name = format!(
                     "{}-{id}.eml",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")

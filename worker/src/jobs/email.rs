@@ -1,6 +1,7 @@
 //! Delivers the emails of one job (one, or a batch the relay packed, see `EMAIL_BATCH`).
-//! Postgres decides (gateway_domain::email::deliver_many): a duplicate job does nothing for
-//! emails already sent, a failure schedules that email's own retry through the outbox, and an
+//! Postgres decides (gateway_domain::email::deliver_many): each email is claimed with a lease,
+//! sent once and marked SENT on its own; a duplicate job does nothing for emails already sent
+//! or held, a failure schedules that email's own retry through the outbox, and an
 //! email whose last attempt failed is marked DEAD and puts its job in the queue's dead set for
 //! operators (after the batch's other emails are recorded; `retryJob` revives the dead ones).
 
@@ -23,9 +24,8 @@ async fn handle(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynE
     if job.v != PAYLOAD_VERSION {
         return Err(AbortError::new(format!("unknown SendEmail payload version {}", job.v)).into());
     }
-    let mut conn = ctx.pool.get().await.map_err(|e| format!("database: {e}"))?;
     let outcomes =
-        gateway_domain::email::deliver_many(&mut conn, &ctx.mailer, &ctx.config.email, &job.ids())
+        gateway_domain::email::deliver_many(&ctx.pool, &ctx.mailer, &ctx.config.email, &job.ids())
             .await
             // Postgres unreachable and the like: let apalis retry soon; the sweep is the backstop.
             .map_err(|e| format!("{e:?}"))?;
