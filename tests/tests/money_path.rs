@@ -727,3 +727,132 @@ async fn subscription_invoices_list_each_term_and_an_mpn_partner_admin_downloads
     let r = sys.gql(Some(&agent), INVOICES, json!({"id": sub_id})).await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_charge_and_booking_charges_once_and_ends_paid_and_active() {
+    // The api exits right after the gateway accepted a purchase's charge.
+    let mut sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("ORDER_SETTLE_AFTER_SECS", "2"),
+        ("REDISPATCH_AFTER_SECS", "2"),
+        ("FAULT_CRASH_AFTER_CHARGE", "purchase"),
+    ])
+    .await
+    .unwrap();
+    let (pid, ga) = authorized_partner(&sys, "crashbuy").await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(&ga)
+        .json(&json!({"query": PURCHASE, "variables": purchase_input("ACTION_PACK", "crash-1", &card)}))
+        .send()
+        .await;
+    assert!(resp.is_err(), "the api died mid-request: {resp:?}");
+    let status = sys.api.as_mut().unwrap().wait().await.unwrap();
+    assert_eq!(status.code(), Some(70), "the fault switch fired");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'order:%'"
+        )
+        .await,
+        1,
+        "the gateway charged"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE status = 'PROCESSING'"
+        )
+        .await,
+        1,
+        "nothing was booked"
+    );
+    sys.env.remove("FAULT_CRASH_AFTER_CHARGE");
+    sys.start_api().await.unwrap();
+    // The settlement job finds the charge at the gateway and books it.
+    let order = eventually(30, "the order settled", || async {
+        let o = sys
+            .gql_ok(
+                Some(&ga),
+                "{ orders { edges { node { id status subscription { id status } } } } }",
+                json!({}),
+            )
+            .await;
+        let node = o["orders"]["edges"][0]["node"].clone();
+        (node["status"] == "PAID").then_some(node)
+    })
+    .await;
+    assert_eq!(order["subscription"]["status"], "ACTIVE");
+    // The client retries with its idempotency key: the same order, no second charge.
+    let again = sys
+        .gql_ok(
+            Some(&ga),
+            PURCHASE,
+            purchase_input("ACTION_PACK", "crash-1", &card),
+        )
+        .await;
+    assert_eq!(again["purchaseOffer"]["id"], order["id"]);
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
+        1,
+        "charged once"
+    );
+
+    // The worker exits right after the gateway accepted a renewal charge.
+    let op = operator_token(&sys).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    sys.worker.as_mut().unwrap().kill().await.unwrap();
+    sys.env
+        .insert("FAULT_CRASH_AFTER_CHARGE".into(), "renewal".into());
+    sys.start_worker().unwrap();
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        sys.worker.as_mut().unwrap().wait(),
+    )
+    .await
+    .expect("the worker exits at the renewal charge")
+    .unwrap();
+    assert_eq!(status.code(), Some(70));
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        subscription(&sys, &ga, &sub_id).await["term"],
+        1,
+        "not booked"
+    );
+    sys.env.remove("FAULT_CRASH_AFTER_CHARGE");
+    sys.start_worker().unwrap();
+    let s = eventually(60, "the renewal booked", || async {
+        let s = subscription(&sys, &ga, &sub_id).await;
+        (s["term"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        1,
+        "the renewal was charged once"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE kind = 'RENEWAL' AND status = 'PAID'"
+        )
+        .await,
+        1
+    );
+}

@@ -137,6 +137,31 @@ pub struct BillingConfig {
     /// RENEWAL_TRANSIENT_RETRY_SECS: after a transient gateway failure, a renewal charge is
     /// tried again this much later (partner time), up to 3 times before it counts as declined
     pub transient_retry: Duration,
+    /// FAULT_CRASH_AFTER_CHARGE = purchase | renewal: the process (api for a purchase, worker
+    /// for a renewal) exits right after the gateway accepted a charge, before booking it. A
+    /// fault switch for the crash tests; refused in production.
+    pub crash_after_charge: Option<CrashPoint>,
+}
+
+/// Where [`BillingConfig::crash_after_charge`] makes the process exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    Purchase,
+    Renewal,
+}
+
+impl BillingConfig {
+    /// The fault switch: exits the process (status 70) when it is set for `point`. Called
+    /// right after a successful charge; never set in production.
+    pub fn crash_point(&self, point: CrashPoint) {
+        if self.crash_after_charge == Some(point) {
+            tracing::error!(
+                ?point,
+                "FAULT_CRASH_AFTER_CHARGE: exiting after the charge, before booking it"
+            );
+            std::process::exit(70);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +343,17 @@ impl BillingConfig {
             gateway,
             settle_after: r.secs("ORDER_SETTLE_AFTER_SECS", 120),
             transient_retry: r.secs("RENEWAL_TRANSIENT_RETRY_SECS", 600),
+            crash_after_charge: match r.opt("FAULT_CRASH_AFTER_CHARGE").as_deref() {
+                None | Some("") => None,
+                Some("purchase") => Some(CrashPoint::Purchase),
+                Some("renewal") => Some(CrashPoint::Renewal),
+                Some(other) => {
+                    r.error(format!(
+                        "FAULT_CRASH_AFTER_CHARGE must be purchase or renewal, got `{other}`"
+                    ));
+                    None
+                }
+            },
         }
     }
 }

@@ -100,6 +100,9 @@ impl Config {
         if self.auth.jwks_file.is_none() && self.auth.jwks_url.is_none() {
             refused.push("production needs JWT_JWKS_FILE or JWT_JWKS_URL".into());
         }
+        if self.billing.crash_after_charge.is_some() {
+            refused.push("FAULT_CRASH_AFTER_CHARGE is a fault switch for tests".into());
+        }
         if self.enrollment.test_clocks {
             refused.push("TEST_CLOCKS_ENABLED must be false in production".into());
         }
@@ -160,6 +163,7 @@ pub const VARIABLES: &[&str] = &[
     "WORKER_METRICS_BIND",
     "RENEWAL_BATCH",
     "PAYMENT_GATEWAY",
+    "FAULT_CRASH_AFTER_CHARGE",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",
     "KEY_ENCRYPTION_KEY",

@@ -156,7 +156,13 @@ async fn charge<'a>(
             })
         })
         .collect();
-    let mut answers = svc.gateway.charge_many(&requests).await.into_iter();
+    let answers = svc.gateway.charge_many(&requests).await;
+    if answers.iter().any(|a| a.is_ok()) {
+        svc.config
+            .billing
+            .crash_point(crate::config::CrashPoint::Renewal);
+    }
+    let mut answers = answers.into_iter();
     let mut paid = Vec::new();
     for (i, action, renewal, card) in renewals {
         let result = match card {

@@ -497,6 +497,11 @@ async fn charge_and_book(
             &order.currency,
         )
         .await;
+    if result.is_ok() {
+        svc.config
+            .billing
+            .crash_point(crate::config::CrashPoint::Purchase);
+    }
     conn.transaction::<_, AppError, _>(async |conn| {
         let now = crate::clock::now_at(c.offset);
         match &result {
