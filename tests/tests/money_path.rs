@@ -856,3 +856,93 @@ async fn a_crash_between_charge_and_booking_charges_once_and_ends_paid_and_activ
         1
     );
 }
+
+#[tokio::test]
+async fn reminders_reach_admins_and_primary_contact_once_and_failures_reach_the_admins_once() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    // The primary contact is not a user; the Global admin and an MPN partner admin are.
+    let (ga_mail, contact, mpa_mail) = (
+        "ga@recip-corp.example",
+        "grace@recip-corp.example",
+        "mpa@recip-corp.example",
+    );
+    let ga = sys.token("recip-ga", Some(ga_mail));
+    let mut input = enroll_input("Recip Corp", contact);
+    input["input"]["primaryContact"]["email"] = json!(contact);
+    let pid = sys.gql_ok(Some(&ga), ENROLL, input).await["enrollPartner"]["partner"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = verification_token(&sys, contact, 1).await;
+    sys.gql_ok(Some(&ga), VERIFY, json!({"token": t})).await;
+    sys.gql_ok(
+        Some(&ga),
+        ADD_USER,
+        json!({"email": mpa_mail, "roles": ["MPN_PARTNER_ADMIN"]}),
+    )
+    .await;
+    // The invited MPN partner admin signs in once (an invited user is ACTIVE from then on).
+    let mpa = sys.token("recip-mpa", Some(mpa_mail));
+    let me = sys.gql_ok(Some(&mpa), ME, json!({})).await;
+    assert_eq!(me["me"]["user"]["status"], "ACTIVE", "{me:#}");
+    // Two subscriptions: one with auto-renew off (reminders), one whose renewal fails.
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let reminded = buy(&sys, &ga, "ACTION_PACK", &card).await["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { id } }",
+        json!({"id": reminded}),
+    )
+    .await;
+    sys.gql_ok(Some(&op), "mutation($p: ID!) { recordQualification(partnerId: $p, competency: \"SECURITY\", level: SILVER, qualifiedOn: \"2026-10-01\") { level } }", json!({"p": pid})).await;
+    let failing = buy(&sys, &ga, "SILVER", &card).await["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    count(
+        &sys,
+        "WITH u AS (UPDATE sandbox_cards SET behaviour = 'DECLINE' RETURNING 1) SELECT count(*) AS n FROM u",
+    )
+    .await;
+    let ad = parse_time(&sub(&sys, &ga, &reminded).await["anniversaryDate"]);
+    let other = parse_time(&sub(&sys, &ga, &failing).await["anniversaryDate"]);
+    assert!(
+        (other - ad).num_seconds().abs() < 60,
+        "bought together: {ad} {other}"
+    );
+    // Past AD−30, AD−15, AD−1, the AD (first charge attempt) and AD+1 (the window's first
+    // reminder; the second charge attempt).
+    for at in [
+        ad - chrono::Duration::days(30),
+        ad - chrono::Duration::days(15),
+        ad - chrono::Duration::days(1),
+        ad,
+        ad + chrono::Duration::days(1),
+    ] {
+        advance_to(&sys, &op, &pid, at + chrono::Duration::hours(2)).await;
+        sys.wait_idle().await;
+    }
+    let with = |to: &str, needle: &str| mails_with_subject(&sys, to, needle).len();
+    for to in [ga_mail, mpa_mail, contact] {
+        // AD−30, AD−15 and AD−1 before the AD, AD+1 in the window: each once.
+        assert_eq!(
+            with(to, "Microsoft Action Pack reaches its anniversary"),
+            3,
+            "{to}"
+        );
+        assert_eq!(with(to, "Renew Microsoft Action Pack by"), 1, "{to}");
+    }
+    // Failures go to the Global admins and MPN partner admins (PRODUCT.md 2.5): one per failed
+    // attempt (the AD and AD+1), each once.
+    assert_eq!(with(ga_mail, "failed"), 2, "{ga_mail}");
+    assert_eq!(with(mpa_mail, "failed"), 2, "{mpa_mail}");
+    assert_eq!(
+        with(contact, "failed"),
+        0,
+        "the primary contact is not an admin"
+    );
+}
