@@ -669,7 +669,7 @@ async fn every_benefit_and_billing_mutation_checks_role_and_partner() {
         ("mutation($b: ID!, $u: ID!) { assignAzureUser(benefitId: $b, userId: $u) { id } }", json!({"b": az, "u": me})),
         ("mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { id } }", json!({"id": sub["id"]})),
         ("mutation($s: ID!, $p: ID!) { setSubscriptionPaymentMethod(subscriptionId: $s, paymentMethodId: $p) { id } }", json!({"s": sub["id"], "p": card})),
-        ("mutation($s: ID!, $p: ID!) { renewSubscription(input: {subscriptionId: $s, idempotencyKey: \"k\", paymentMethodId: $p}) { id } }", json!({"s": sub["id"], "p": card})),
+        ("mutation($s: ID!, $p: ID!) { renewSubscription(input: {subscriptionId: $s, idempotencyKey: \"k\", paymentMethodId: $p, acceptTermsVersion: \"2021-06\"}) { id } }", json!({"s": sub["id"], "p": card})),
     ];
     for (doc, vars) in &cases {
         let r = sys.gql(Some(&member), doc, vars.clone()).await;

@@ -174,7 +174,19 @@ async fn with_auto_renew_off_reminders_come_once_each_and_renewal_is_only_inside
         reminders(n).await;
     }
     // Not inside the window yet: refused with the date it opens.
-    let renew = json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "renew-1", "paymentMethodId": card}});
+    // The quote first: what renewing costs and the terms to accept.
+    let q = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion quote { price { amountMinor } discount { amountMinor } tax { amountMinor } total { amountMinor } } } }",
+            json!({"id": sub_id}),
+        )
+        .await["renewalQuote"]
+        .clone();
+    assert_eq!(q["quote"]["total"]["amountMinor"], 47500, "{q:#}");
+    assert_eq!(q["quote"]["discount"]["amountMinor"], 0);
+    let terms = q["termsVersion"].as_str().unwrap().to_owned();
+    let renew = json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "renew-1", "paymentMethodId": card, "acceptTermsVersion": terms}});
     const RENEW: &str = "mutation($input: RenewInput!) { renewSubscription(input: $input) { status total { amountMinor } subscription { term autoRenew anniversaryDate } } }";
     let r = sys.gql(Some(&ga), RENEW, renew.clone()).await;
     assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
@@ -197,6 +209,12 @@ async fn with_auto_renew_off_reminders_come_once_each_and_renewal_is_only_inside
     })
     .await;
     assert_eq!(s["canRenew"]["eligible"], true);
+    // Other terms than the current ones: refused, naming them.
+    let mut stale = renew.clone();
+    stale["input"]["acceptTermsVersion"] = json!("2019-01");
+    let r = sys.gql(Some(&ga), RENEW, stale.clone()).await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"), "{r:#}");
+    assert_eq!(r["errors"][0]["extensions"]["field"], "acceptTermsVersion");
     let r = sys.gql_ok(Some(&ga), RENEW, renew.clone()).await;
     let o = &r["renewSubscription"];
     assert_eq!(o["status"], "PAID");
@@ -210,9 +228,18 @@ async fn with_auto_renew_off_reminders_come_once_each_and_renewal_is_only_inside
         ad.checked_add_months(chrono::Months::new(12)).unwrap(),
         "counted from the old anniversary date, not the payment date"
     );
-    // The same renewal sent again: the same order, no second charge.
-    let again = sys.gql_ok(Some(&ga), RENEW, renew).await;
+    // The same renewal sent again: the same order, no second charge; the same key with other
+    // input is a conflict.
+    let again = sys.gql_ok(Some(&ga), RENEW, renew.clone()).await;
     assert_eq!(again["renewSubscription"]["subscription"]["term"], 2);
+    let mut other = renew;
+    other["input"]["paymentMethodId"] = json!(add_card(&sys, &ga, SUCCEEDING_CARD).await);
+    let r = sys.gql(Some(&ga), RENEW, other).await;
+    assert_eq!(
+        error_code(&r),
+        Some("CONFLICT"),
+        "a replayed key with other input: {r:#}"
+    );
     assert_eq!(
         count(&sys, "SELECT count(*) AS n FROM sandbox_charges").await,
         2

@@ -7,12 +7,20 @@ use gateway_domain::lifecycle::auto_renew;
 use gateway_domain::lifecycle::manual_renewal::{self, RenewInput};
 use gateway_domain::subscriptions::{eligibility, store as subs};
 
-use super::billing_types::{Order, RefundEligibility, Subscription};
+use super::billing_types::{quote, Order, Quote, RefundEligibility, Subscription};
 use super::pagination;
 use super::{actor, conn, opt_id, parse_id, principal, reader, services};
 
 #[derive(Default)]
 pub struct SubscriptionQuery;
+
+/// A renewal's price now and the terms it is accepted under.
+#[derive(async_graphql::SimpleObject)]
+pub struct RenewalQuote {
+    pub quote: Quote,
+    /// Pass this as `acceptTermsVersion` to `renewSubscription`.
+    pub terms_version: String,
+}
 
 #[Object]
 impl SubscriptionQuery {
@@ -46,6 +54,23 @@ impl SubscriptionQuery {
         Ok(Subscription(
             subs::load_visible(&mut c, p, id, false).await?,
         ))
+    }
+
+    /// What renewing this subscription costs now (price, tax, discount, total) and the offer
+    /// terms version `renewSubscription` must accept.
+    async fn renewal_quote(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: ID,
+    ) -> async_graphql::Result<RenewalQuote> {
+        let p = principal(ctx)?;
+        let id = parse_id("subscriptionId", &subscription_id)?;
+        let mut c = conn(ctx).await?;
+        let r = manual_renewal::renewal_quote(&mut c, p, id).await?;
+        Ok(RenewalQuote {
+            quote: quote(&r.quote, &r.currency),
+            terms_version: r.terms_version,
+        })
     }
 
     /// Would cancelling now be refunded? Shown before a cancellation request is made.
@@ -101,7 +126,9 @@ impl SubscriptionMutation {
     }
 
     /// Renews by card inside the renewal window (AD+1 through AD+30); outside it the error is
-    /// NOT_ELIGIBLE with the reason and the date the window opens. Turns auto-renew on again.
+    /// NOT_ELIGIBLE with the reason and the date the window opens. Records acceptance of the
+    /// offer's current terms (`acceptTermsVersion`, from `renewalQuote`). Turns auto-renew on
+    /// again.
     async fn renew_subscription(
         &self,
         ctx: &Context<'_>,

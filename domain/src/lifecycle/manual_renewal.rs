@@ -23,6 +23,32 @@ pub struct RenewInput {
     pub idempotency_key: String,
     /// The saved card to charge (it becomes the card for the next automatic renewal).
     pub payment_method_id: async_graphql::ID,
+    /// The offer's current terms version, accepted with the renewal (see `renewalQuote`);
+    /// another version is BAD_USER_INPUT naming the current one.
+    pub accept_terms_version: String,
+}
+
+/// What a renewal would cost now, and the terms it is accepted under.
+pub struct RenewalQuote {
+    pub quote: crate::billing::quote::Quote,
+    pub currency: String,
+    pub terms_version: String,
+}
+
+/// The quote a renewal of this subscription is charged (no upgrade discount on renewals),
+/// with the offer's current terms version; shown before `renewSubscription`.
+pub async fn renewal_quote(
+    conn: &mut PgConn,
+    principal: &Principal,
+    sub_id: uuid::Uuid,
+) -> AppResult<RenewalQuote> {
+    let sub = load_visible(conn, principal, sub_id, false).await?;
+    let (_, offer, quote) = renewal_inputs(conn, &sub).await?;
+    Ok(RenewalQuote {
+        quote,
+        currency: offer.currency,
+        terms_version: offer.terms_version,
+    })
 }
 
 /// Renews by hand, inside the renewal window only, paying by card. Turns auto-renew on again.
@@ -39,7 +65,9 @@ pub async fn renew(
     let sub_id = crate::validation::uuid_id("subscriptionId", input.subscription_id.as_str())?;
     let pm_id = crate::validation::uuid_id("paymentMethodId", input.payment_method_id.as_str())?;
     let key = orders::idempotency_key(&input.idempotency_key)?;
-    let hash = orders::request_hash(&json!({"renew": sub_id, "payment_method": pm_id}));
+    let terms = input.accept_terms_version.trim().to_owned();
+    let hash =
+        orders::request_hash(&json!({"renew": sub_id, "payment_method": pm_id, "terms": terms}));
     if let Some(o) = orders::replay(conn, partner_id, &key, &hash).await? {
         return Ok(o);
     }
@@ -58,6 +86,12 @@ pub async fn renew(
             }
             let pm = payment_methods::usable(conn, partner_id, pm_id).await?;
             let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
+            if terms != offer.terms_version {
+                return Err(AppError::bad_input(
+                    "acceptTermsVersion",
+                    format!("accept the offer terms, version {}", offer.terms_version),
+                ));
+            }
             let charge_key = renewal_charge_key(sub.id, sub.term);
             let charged = svc
                 .gateway
