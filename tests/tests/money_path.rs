@@ -946,3 +946,162 @@ async fn reminders_reach_admins_and_primary_contact_once_and_failures_reach_the_
         "the primary contact is not an admin"
     );
 }
+
+const ALLOCATIONS: &str =
+    "{ benefits(first: 50) { edges { node { code quantity used remaining } } } }";
+
+/// A partner qualified at `level` for `competencies` that bought that package: its
+/// allocations by benefit code (quantity; `None` when unlimited), and its token.
+async fn package(
+    sys: &TestSystem,
+    op: &str,
+    tag: &str,
+    level: &str,
+    competencies: &[&str],
+) -> (std::collections::BTreeMap<String, Option<i64>>, String) {
+    let (pid, ga) = authorized_partner(sys, tag).await;
+    for c in competencies {
+        sys.gql_ok(Some(op), "mutation($p: ID!, $c: String!, $l: CompetencyLevel!) { recordQualification(partnerId: $p, competency: $c, level: $l, qualifiedOn: \"2026-10-01\") { level } }", json!({"p": pid, "c": c, "l": level})).await;
+    }
+    let card = add_card(sys, &ga, SUCCEEDING_CARD).await;
+    buy(sys, &ga, level, &card).await;
+    let d = sys.gql_ok(Some(&ga), ALLOCATIONS, json!({})).await;
+    let map = d["benefits"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["code"].as_str().unwrap().to_owned(),
+                e["node"]["quantity"].as_i64(),
+            )
+        })
+        .collect();
+    (map, ga)
+}
+
+#[tokio::test]
+async fn silver_and_gold_allocations_from_the_catalog_are_product_2_3s_and_presales_is_unlimited() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let expect = |pairs: &[(&str, Option<i64>)]| {
+        pairs
+            .iter()
+            .map(|(c, q)| (c.to_string(), *q))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // Silver, no cloud competency, one with the Visual Studio bonus (App Development):
+    // 15 incidents, Signature Cloud Support 5, 20 advisory hours, 5 + 5 Visual Studio
+    // Enterprise, GTM "Silver Core".
+    let (silver, silver_ga) = package(
+        &sys,
+        &op,
+        "silverpkg",
+        "SILVER",
+        &["APP_DEVELOPMENT", "DATA_ANALYTICS"],
+    )
+    .await;
+    assert_eq!(
+        silver,
+        expect(&[
+            ("PRODUCT_SUPPORT", Some(15)),
+            ("SIGNATURE_CLOUD_SUPPORT", Some(5)),
+            ("ADVISORY_HOURS", Some(20)),
+            ("VS_ENTERPRISE", Some(10)),
+            ("GTM_SILVER_CORE", Some(1)),
+        ])
+    );
+    // Gold with a cloud competency (Cloud Platform) and App Development, both with the bonus:
+    // 20 incidents, unlimited Signature Cloud Support, 50 hours, 10 + 25 × 2 Visual Studio
+    // Enterprise, "Gold Core" and "ISV Co-sell ready" (App Development).
+    let (gold, _) = package(
+        &sys,
+        &op,
+        "goldpkg",
+        "GOLD",
+        &["CLOUD_PLATFORM", "APP_DEVELOPMENT"],
+    )
+    .await;
+    assert_eq!(
+        gold,
+        expect(&[
+            ("PRODUCT_SUPPORT", Some(20)),
+            ("SIGNATURE_CLOUD_SUPPORT", None),
+            ("ADVISORY_HOURS", Some(50)),
+            ("VS_ENTERPRISE", Some(60)),
+            ("GTM_GOLD_CORE", Some(1)),
+            ("GTM_ISV_CO_SELL_READY", Some(1)),
+        ])
+    );
+    // Presales help is unlimited for Silver: more hours than the allocation, twice.
+    const PRESALES: &str = r#"mutation($h: Int) { createServiceRequest(input: {kind: PRESALES_DEPLOYMENT, title: "Design review", description: "Please", severity: MINIMAL, advisoryHours: $h}) { id } }"#;
+    for _ in 0..2 {
+        sys.gql_ok(Some(&silver_ga), PRESALES, json!({"h": 25}))
+            .await;
+    }
+    // An Action Pack partner draws on its 5 hours and is refused beyond them.
+    let (_, ap_ga, _, _) = bought(&sys, "presalesap").await;
+    sys.gql_ok(Some(&ap_ga), PRESALES, json!({"h": 5})).await;
+    let r = sys.gql(Some(&ap_ga), PRESALES, json!({"h": 1})).await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+}
+
+#[tokio::test]
+async fn a_visual_studio_seat_is_reassigned_from_day_90_not_day_89() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga, _, _) = bought(&sys, "reassign").await;
+    let mut users = Vec::new();
+    for i in 0..2 {
+        let u = sys
+            .gql_ok(
+                Some(&ga),
+                ADD_USER,
+                json!({"email": format!("dev{i}@reassign-corp.example"), "roles": []}),
+            )
+            .await["addUser"]["id"]
+            .clone();
+        users.push(u);
+    }
+    const ASSIGN: &str = "mutation($b: ID!, $u: ID!, $r: ID) { assignVisualStudioSubscription(benefitId: $b, userId: $u, replaceUserId: $r, acknowledgeRefundLoss: true) { assignments { userId assignedAt reassignableFrom } } }";
+    let vs = benefit_of(&sys, &ga, "VS_PROFESSIONAL").await["id"].clone();
+    let a = sys
+        .gql_ok(
+            Some(&ga),
+            ASSIGN,
+            json!({"b": vs, "u": users[0], "r": null}),
+        )
+        .await;
+    let seat = &a["assignVisualStudioSubscription"]["assignments"][0];
+    let assigned = parse_time(&seat["assignedAt"]);
+    let from = parse_time(&seat["reassignableFrom"]);
+    assert_eq!(from - assigned, chrono::Duration::days(90), "{seat}");
+    let move_seat = json!({"b": vs, "u": users[1], "r": users[0]});
+    advance_to(
+        &sys,
+        &op,
+        &pid,
+        assigned + chrono::Duration::days(89) + chrono::Duration::hours(12),
+    )
+    .await;
+    let r = sys.gql(Some(&ga), ASSIGN, move_seat.clone()).await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"], "REASSIGNMENT_TOO_EARLY",
+        "day 89: {r:#}"
+    );
+    advance_to(
+        &sys,
+        &op,
+        &pid,
+        assigned + chrono::Duration::days(90) + chrono::Duration::minutes(1),
+    )
+    .await;
+    let d = sys.gql_ok(Some(&ga), ASSIGN, move_seat).await;
+    let holders: Vec<&Value> = d["assignVisualStudioSubscription"]["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["userId"])
+        .collect();
+    assert_eq!(holders, vec![&users[1]], "day 90: moved");
+}
