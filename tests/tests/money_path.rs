@@ -1105,3 +1105,99 @@ async fn a_visual_studio_seat_is_reassigned_from_day_90_not_day_89() {
         .collect();
     assert_eq!(holders, vec![&users[1]], "day 90: moved");
 }
+
+#[tokio::test]
+async fn a_rejected_partner_is_told_why_and_cannot_buy() {
+    let sys = TestSystem::start().await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga) = enroll(&sys, "rejected", "rejected@rejected-corp.example", "Rejected Corp").await;
+    const DECIDE_VETTING: &str = "mutation($p: ID!, $r: String) { decideVetting(partnerId: $p, decision: REJECT, reason: $r) { vetting { status reason } } }";
+    let r = sys.gql(Some(&op), DECIDE_VETTING, json!({"p": pid, "r": null})).await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"), "a rejection needs a reason: {r:#}");
+    assert_eq!(r["errors"][0]["extensions"]["field"], "reason");
+    let r = sys.gql(Some(&ga), DECIDE_VETTING, json!({"p": pid, "r": "x"})).await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"), "operators only");
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            DECIDE_VETTING,
+            json!({"p": pid, "r": "The legal name does not match the registry"}),
+        )
+        .await;
+    assert_eq!(d["decideVetting"]["vetting"]["status"], "REJECTED");
+    let me = sys
+        .gql_ok(Some(&ga), "{ me { partner { vetting { status reason } } } }", json!({}))
+        .await;
+    assert_eq!(
+        me["me"]["partner"]["vetting"]["reason"],
+        "The legal name does not match the registry"
+    );
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let r = sys
+        .gql(Some(&ga), PURCHASE, purchase_input("ACTION_PACK", "rej-1", &card))
+        .await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM orders").await, 0);
+}
+
+#[tokio::test]
+async fn enrolling_with_an_existing_tenant_links_it_once() {
+    let sys = TestSystem::start().await.unwrap();
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let mut input = enroll_input("Tenant Corp", "ten@tenant-corp.example");
+    input["input"]["existingTenantId"] = json!(tenant);
+    let token = sys.token("tenant", Some("ten@tenant-corp.example"));
+    let d = sys.gql_ok(Some(&token), ENROLL, input.clone()).await;
+    let p = &d["enrollPartner"]["partner"];
+    assert_eq!(p["tenantCreated"], false, "{d:#}");
+    let id = p["id"].clone();
+    let t = sys
+        .gql_ok(Some(&token), "{ me { partner { id tenantId tenantCreated } } }", json!({}))
+        .await;
+    assert_eq!(t["me"]["partner"]["id"], id);
+    assert_eq!(t["me"]["partner"]["tenantId"], tenant.as_str());
+    // Another partner cannot link the same tenant.
+    let mut again = enroll_input("Other Corp", "oth@other-corp.example");
+    again["input"]["existingTenantId"] = json!(tenant);
+    let other = sys.token("other-tenant", Some("oth@other-corp.example"));
+    let r = sys.gql(Some(&other), ENROLL, again).await;
+    assert_eq!(error_code(&r), Some("CONFLICT"), "{r:#}");
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM partners").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_job_removes_a_real_dead_job_and_is_audited() {
+    let sys =
+        TestSystem::start_with(&[("EMAIL_MAX_ATTEMPTS", "1"), ("EMAIL_RETRY_BASE_MS", "100")])
+            .await
+            .unwrap();
+    let op = operator_token(&sys).await;
+    sys.smtp.refuse(true);
+    enroll(&sys, "discard", "discard@discard-corp.example", "Discard Corp").await;
+    let job = eventually(30, "the dead email job", || async {
+        let j = sys
+            .gql_ok(Some(&op), "{ jobs(queue: \"email\", state: DEAD) { id } }", json!({}))
+            .await;
+        j["jobs"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(jobs_dead(&sys, &op, "email").await, 1);
+    const DISCARD: &str = "mutation($id: String!) { discardJob(queue: \"email\", id: $id) }";
+    sys.gql_ok(Some(&op), DISCARD, json!({"id": job})).await;
+    assert_eq!(jobs_dead(&sys, &op, "email").await, 0);
+    let r = sys.gql(Some(&op), DISCARD, json!({"id": job})).await;
+    assert_eq!(error_code(&r), Some("NOT_FOUND"), "gone: {r:#}");
+    assert_eq!(
+        count(
+            &sys,
+            &format!("SELECT count(*) AS n FROM audit_log WHERE action = 'job.discarded' AND target_id = 'email/{job}'")
+        )
+        .await,
+        1
+    );
+    // Its email stays DEAD in Postgres: discarding does not send it.
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM emails WHERE status = 'DEAD'").await,
+        1
+    );
+}
