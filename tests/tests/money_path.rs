@@ -1110,12 +1110,26 @@ async fn a_visual_studio_seat_is_reassigned_from_day_90_not_day_89() {
 async fn a_rejected_partner_is_told_why_and_cannot_buy() {
     let sys = TestSystem::start().await.unwrap();
     let op = operator_token(&sys).await;
-    let (pid, ga) = enroll(&sys, "rejected", "rejected@rejected-corp.example", "Rejected Corp").await;
+    let (pid, ga) = enroll(
+        &sys,
+        "rejected",
+        "rejected@rejected-corp.example",
+        "Rejected Corp",
+    )
+    .await;
     const DECIDE_VETTING: &str = "mutation($p: ID!, $r: String) { decideVetting(partnerId: $p, decision: REJECT, reason: $r) { vetting { status reason } } }";
-    let r = sys.gql(Some(&op), DECIDE_VETTING, json!({"p": pid, "r": null})).await;
-    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"), "a rejection needs a reason: {r:#}");
+    let r = sys
+        .gql(Some(&op), DECIDE_VETTING, json!({"p": pid, "r": null}))
+        .await;
+    assert_eq!(
+        error_code(&r),
+        Some("BAD_USER_INPUT"),
+        "a rejection needs a reason: {r:#}"
+    );
     assert_eq!(r["errors"][0]["extensions"]["field"], "reason");
-    let r = sys.gql(Some(&ga), DECIDE_VETTING, json!({"p": pid, "r": "x"})).await;
+    let r = sys
+        .gql(Some(&ga), DECIDE_VETTING, json!({"p": pid, "r": "x"}))
+        .await;
     assert_eq!(error_code(&r), Some("FORBIDDEN"), "operators only");
     let d = sys
         .gql_ok(
@@ -1126,7 +1140,11 @@ async fn a_rejected_partner_is_told_why_and_cannot_buy() {
         .await;
     assert_eq!(d["decideVetting"]["vetting"]["status"], "REJECTED");
     let me = sys
-        .gql_ok(Some(&ga), "{ me { partner { vetting { status reason } } } }", json!({}))
+        .gql_ok(
+            Some(&ga),
+            "{ me { partner { vetting { status reason } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(
         me["me"]["partner"]["vetting"]["reason"],
@@ -1134,7 +1152,11 @@ async fn a_rejected_partner_is_told_why_and_cannot_buy() {
     );
     let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
     let r = sys
-        .gql(Some(&ga), PURCHASE, purchase_input("ACTION_PACK", "rej-1", &card))
+        .gql(
+            Some(&ga),
+            PURCHASE,
+            purchase_input("ACTION_PACK", "rej-1", &card),
+        )
         .await;
     assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
     assert_eq!(count(&sys, "SELECT count(*) AS n FROM orders").await, 0);
@@ -1152,7 +1174,11 @@ async fn enrolling_with_an_existing_tenant_links_it_once() {
     assert_eq!(p["tenantCreated"], false, "{d:#}");
     let id = p["id"].clone();
     let t = sys
-        .gql_ok(Some(&token), "{ me { partner { id tenantId tenantCreated } } }", json!({}))
+        .gql_ok(
+            Some(&token),
+            "{ me { partner { id tenantId tenantCreated } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(t["me"]["partner"]["id"], id);
     assert_eq!(t["me"]["partner"]["tenantId"], tenant.as_str());
@@ -1173,10 +1199,20 @@ async fn discard_job_removes_a_real_dead_job_and_is_audited() {
             .unwrap();
     let op = operator_token(&sys).await;
     sys.smtp.refuse(true);
-    enroll(&sys, "discard", "discard@discard-corp.example", "Discard Corp").await;
+    enroll(
+        &sys,
+        "discard",
+        "discard@discard-corp.example",
+        "Discard Corp",
+    )
+    .await;
     let job = eventually(30, "the dead email job", || async {
         let j = sys
-            .gql_ok(Some(&op), "{ jobs(queue: \"email\", state: DEAD) { id } }", json!({}))
+            .gql_ok(
+                Some(&op),
+                "{ jobs(queue: \"email\", state: DEAD) { id } }",
+                json!({}),
+            )
             .await;
         j["jobs"][0]["id"].as_str().map(str::to_owned)
     })
@@ -1197,7 +1233,102 @@ async fn discard_job_removes_a_real_dead_job_and_is_audited() {
     );
     // Its email stays DEAD in Postgres: discarding does not send it.
     assert_eq!(
-        count(&sys, "SELECT count(*) AS n FROM emails WHERE status = 'DEAD'").await,
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM emails WHERE status = 'DEAD'"
+        )
+        .await,
         1
+    );
+}
+
+#[tokio::test]
+async fn a_request_past_its_time_is_stopped_with_503_and_writes_nothing() {
+    use diesel_async::RunQueryDsl;
+    let sys = TestSystem::start_with(&[("HTTP_REQUEST_TIMEOUT_MS", "500")])
+        .await
+        .unwrap();
+    let (pid, ga) = enroll(&sys, "slow", "slow@slow-corp.example", "Slow Corp").await;
+    // Another session holds the partner's row: adding a user waits for it.
+    let mut holder = sys.db.connect().await.unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT 1 FROM partners WHERE id = '{pid}' FOR UPDATE"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(&ga)
+        .json(&json!({"query": ADD_USER, "variables": {"email": "late@slow-corp.example", "roles": []}}))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "INTERNAL",
+        "{body:#}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("took too long"),
+        "{body:#}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "stopped after {waited:?}"
+    );
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    sys.wait_idle().await;
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM users WHERE email = 'late@slow-corp.example'"
+        )
+        .await,
+        0,
+        "nothing half-written"
+    );
+}
+
+#[tokio::test]
+async fn a_query_over_the_complexity_limit_is_refused_before_it_runs() {
+    let sys = TestSystem::start_with(&[("GRAPHQL_MAX_COMPLEXITY", "20")])
+        .await
+        .unwrap();
+    let (_, ga) = enroll(
+        &sys,
+        "complex",
+        "complex@complex-corp.example",
+        "Complex Corp",
+    )
+    .await;
+    let small = sys
+        .gql(Some(&ga), "{ me { user { id email } } }", json!({}))
+        .await;
+    assert!(small.get("errors").is_none(), "{small:#}");
+    let big = "{ offers { offer { id name description price { amountMinor currency formatted } benefits { code product quantity unit category } } available reasons { code message } } me { user { id email roles status } partner { id legalName mpnId tenantId } } }";
+    let r = sys.gql(Some(&ga), big, json!({})).await;
+    assert!(r["data"].is_null(), "{r:#}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("complex"),
+        "{r:#}"
     );
 }
