@@ -164,7 +164,7 @@ async fn with_auto_renew_off_reminders_come_once_each_and_renewal_is_only_inside
                 (got >= n).then_some(got)
             })
             .await;
-            settle(&sys).await;
+            settle(sys).await;
             let got = mails_with_subject(sys, email, "anniversary").len()
                 + mails_with_subject(sys, email, "Renew Microsoft Action Pack by").len();
             assert_eq!(got, n, "exactly {n} reminders by now");
@@ -351,7 +351,7 @@ async fn a_declining_card_is_retried_on_schedule_with_an_email_each_time() {
                 (m.len() >= n).then_some(m)
             })
             .await;
-            settle(&sys).await;
+            settle(sys).await;
             let m = mails_with_subject(sys, email, "renewal of Microsoft Action Pack failed");
             assert_eq!(m.len(), n, "exactly {n} failure emails");
             mails[n - 1].text()
