@@ -21,9 +21,10 @@ use crate::db::PgConn;
 use crate::due::Outcome;
 use crate::enums::{ActionKind, ActionStatus};
 use crate::error::{AppError, AppResult};
+use crate::lifecycle::refunds;
 use crate::lifecycle::renewal::Uninvoiced;
 use crate::lifecycle::{auto_renewal, reminders, renewal, window};
-use crate::purchases::{bank_transfer, refunds, settlement};
+use crate::purchases::{bank_transfer, settlement};
 use crate::services::Services;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,9 @@ use gateway_domain::billing::orders;
 use gateway_domain::billing::payment_methods::{self, CardInput};
 use gateway_domain::catalog::{self, OfferSection};
 use gateway_domain::enums::{CompetencyLevel, OrderStatus};
+use gateway_domain::lifecycle::refunds;
+use gateway_domain::purchases::bank_transfer;
 use gateway_domain::purchases::purchase::{self, PurchaseInput};
-use gateway_domain::purchases::{bank_transfer, refunds};
 
 use super::billing_types::*;
 use super::pagination;

@@ -304,7 +304,7 @@ impl Order {
     async fn refund(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Refund>> {
         let mut c = conn(ctx).await?;
         Ok(
-            gateway_domain::purchases::refunds::of_orders(&mut c, &[self.0.id])
+            gateway_domain::lifecycle::refunds::of_orders(&mut c, &[self.0.id])
                 .await?
                 .pop()
                 .map(Refund),

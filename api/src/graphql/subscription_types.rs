@@ -144,7 +144,7 @@ impl Subscription {
     async fn refund(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Refund>> {
         let mut c = conn(ctx).await?;
         Ok(
-            gateway_domain::purchases::refunds::of_subscription(&mut c, self.0.id)
+            gateway_domain::lifecycle::refunds::of_subscription(&mut c, self.0.id)
                 .await?
                 .map(Refund),
         )

@@ -58,7 +58,7 @@ pub(crate) async fn decide_cancellation(
             };
             end(conn, &sub, SubscriptionStatus::Cancelled, now).await?;
             let order = crate::billing::orders::lock(conn, order_id).await?;
-            crate::purchases::refunds::request(conn, &order, now).await?;
+            super::refunds::request(conn, &order, now).await?;
             format!(
                 "Cancelled with a refund of {}; benefits are revoked.",
                 format_money(e.amount_minor, &e.currency)
