@@ -77,6 +77,65 @@ pub async fn qualifications(mut conn: &PgConn, partner_id: Uuid) -> AppResult<Ve
         .await?)
 }
 
+/// The qualifications (competency, level) the partners hold now, by partner, in one query.
+pub async fn qualified_levels(
+    mut conn: &PgConn,
+    partner_ids: &[Uuid],
+) -> AppResult<std::collections::HashMap<Uuid, Vec<(String, CompetencyLevel)>>> {
+    let rows: Vec<(Uuid, String, CompetencyLevel)> = qualifications::table
+        .filter(qualifications::partner_id.eq_any(partner_ids))
+        .select((
+            qualifications::partner_id,
+            qualifications::competency,
+            qualifications::level,
+        ))
+        .load(&mut conn)
+        .await?;
+    let mut out: std::collections::HashMap<Uuid, Vec<(String, CompetencyLevel)>> =
+        std::collections::HashMap::new();
+    for (p, c, l) in rows {
+        out.entry(p).or_default().push((c, l));
+    }
+    Ok(out)
+}
+
+/// Operators withdraw a qualification (the partner no longer holds it). Packages bound to it
+/// keep their term; their renewal needs it again. Returns whether there was one.
+pub async fn remove_qualification(
+    conn: &mut PgConn,
+    principal: &Principal,
+    actor: &Actor,
+    partner_id: Uuid,
+    competency: &str,
+    level: CompetencyLevel,
+) -> AppResult<bool> {
+    principal.require(Action::Operate)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let n = diesel::delete(
+            qualifications::table
+                .filter(qualifications::partner_id.eq(partner_id))
+                .filter(qualifications::competency.eq(competency))
+                .filter(qualifications::level.eq(level)),
+        )
+        .execute(conn)
+        .await?;
+        if n == 0 {
+            return Err(AppError::NotFound("qualification"));
+        }
+        audit::record(
+            conn,
+            actor,
+            Some(partner_id),
+            "qualification.removed",
+            ("partner", partner_id.to_string()),
+            serde_json::json!({"competency": competency, "level": level}),
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
+}
+
 /// Operators record that a partner qualified for a competency at a level (on a date).
 /// Recording the same qualification again updates its date.
 pub async fn record_qualification(

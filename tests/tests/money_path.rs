@@ -1332,3 +1332,85 @@ async fn a_query_over_the_complexity_limit_is_refused_before_it_runs() {
         "{r:#}"
     );
 }
+
+#[tokio::test]
+async fn renewing_silver_needs_a_current_qualification_and_without_one_no_charge_is_attempted() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga) = authorized_partner(&sys, "requal").await;
+    const QUALIFY: &str = "mutation($p: ID!) { recordQualification(partnerId: $p, competency: \"SECURITY\", level: SILVER, qualifiedOn: \"2026-10-01\") { level } }";
+    const WITHDRAW: &str = "mutation($p: ID!) { removeQualification(partnerId: $p, competency: \"SECURITY\", level: SILVER) }";
+    sys.gql_ok(Some(&op), QUALIFY, json!({"p": pid})).await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let sub_id = buy(&sys, &ga, "SILVER", &card).await["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = sys.gql(Some(&ga), WITHDRAW, json!({"p": pid})).await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"), "operators only");
+    assert_eq!(
+        sys.gql_ok(Some(&op), WITHDRAW, json!({"p": pid})).await["removeQualification"],
+        true
+    );
+    let r = sys.gql(Some(&op), WITHDRAW, json!({"p": pid})).await;
+    assert_eq!(error_code(&r), Some("NOT_FOUND"));
+
+    // On the AD the charge is not attempted; the admins are told why.
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    let s = eventually(30, "the renewal attempt", || async {
+        let s = subscription(&sys, &ga, &sub_id).await;
+        (s["renewalFailures"] == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(s["status"], "IN_RENEWAL_WINDOW");
+    assert!(
+        s["lastRenewalError"]
+            .as_str()
+            .unwrap()
+            .contains("qualification for SECURITY"),
+        "{s:#}"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        0,
+        "no charge attempted"
+    );
+    sys.wait_idle().await;
+    let mails = mails_with_subject(&sys, "requal@requal-corp.example", "failed");
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].text().contains("qualification for SECURITY"),
+        "{}",
+        mails[0].text()
+    );
+
+    // By hand inside the window: refused with the reason, until the qualification is back.
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::days(2)).await;
+    let q = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion } }",
+            json!({"id": sub_id}),
+        )
+        .await;
+    let renew = json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "requal-1", "paymentMethodId": card,
+                                 "acceptTermsVersion": q["renewalQuote"]["termsVersion"]}});
+    const RENEW: &str = "mutation($input: RenewInput!) { renewSubscription(input: $input) { status subscription { term } } }";
+    let r = sys.gql(Some(&ga), RENEW, renew.clone()).await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"],
+        "QUALIFICATION_REQUIRED"
+    );
+    sys.gql_ok(Some(&op), QUALIFY, json!({"p": pid})).await;
+    let mut again = renew;
+    again["input"]["idempotencyKey"] = json!("requal-2");
+    let r = sys.gql_ok(Some(&ga), RENEW, again).await;
+    assert_eq!(r["renewSubscription"]["status"], "PAID");
+    assert_eq!(r["renewSubscription"]["subscription"]["term"], 2);
+}

@@ -170,6 +170,30 @@ impl BillingMutation {
         .into())
     }
 
+    /// Operators: withdraw a partner's qualification (NOT_FOUND when it has none). Silver and
+    /// Gold packages bound to it keep their term, but cannot renew (by hand or automatically)
+    /// until it is recorded again.
+    async fn remove_qualification(
+        &self,
+        ctx: &Context<'_>,
+        partner_id: ID,
+        competency: String,
+        level: CompetencyLevel,
+    ) -> async_graphql::Result<bool> {
+        let p = principal(ctx)?;
+        let partner_id = parse_id("partnerId", &partner_id)?;
+        let mut c = conn(ctx).await?;
+        Ok(catalog::remove_qualification(
+            &mut c,
+            p,
+            &actor(ctx)?,
+            partner_id,
+            competency.trim(),
+            level,
+        )
+        .await?)
+    }
+
     /// Saves a card: the number goes to the payment gateway and only its token, brand, last
     /// four digits and expiry are kept.
     async fn add_payment_method(

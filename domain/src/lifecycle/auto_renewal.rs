@@ -30,6 +30,25 @@ use crate::subscriptions::store::{anniversary, changed, lock_many};
 /// declined.
 const TRANSIENT_TRIES: i32 = 3;
 
+/// Why an automatic renewal attempt failed: the gateway's answer, or a rule that kept the
+/// charge from being attempted (a competency package without a current qualification).
+struct Failure {
+    code: &'static str,
+    message: String,
+    /// No further attempt (a hard decline): auto-renew goes off.
+    hard: bool,
+}
+
+impl From<GatewayError> for Failure {
+    fn from(e: GatewayError) -> Self {
+        Failure {
+            code: e.code(),
+            message: e.message().to_owned(),
+            hard: matches!(e, GatewayError::HardDeclined(_) | GatewayError::Invalid(_)),
+        }
+    }
+}
+
 /// A due charge whose subscription still renews automatically: its place in the batch, the
 /// action, the subscription and the partner's "now".
 type Live<'a> = (usize, &'a ScheduledAction, &'a Subscription, DateTime<Utc>);
@@ -64,6 +83,8 @@ pub(crate) async fn charge_renewals(
     let cards = cards_of(conn, &live).await?;
     let live_subs: Vec<&Subscription> = live.iter().map(|(_, _, sub, _)| *sub).collect();
     let (partners, offers) = renewal::renewal_inputs_of(conn, &live_subs).await?;
+    let partner_ids: Vec<Uuid> = live_subs.iter().map(|s| s.partner_id).collect();
+    let quals = crate::catalog::qualified_levels(conn, &partner_ids).await?;
     let mut renewals = Vec::with_capacity(live.len());
     for (i, action, sub, now) in live {
         let partner = partners
@@ -73,7 +94,24 @@ pub(crate) async fn charge_renewals(
             .get(&sub.offer_id)
             .ok_or(AppError::NotFound("offer"))?;
         let card = sub.payment_method_id.and_then(|id| cards.get(&id));
-        renewals.push((i, action, automatic(sub, partner, offer, now), card));
+        let blocked = rules::renewal_qualification_blockers(
+            offer.level,
+            &sub.competencies,
+            quals
+                .get(&sub.partner_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        )
+        .into_iter()
+        .next()
+        .map(|r| r.message);
+        renewals.push((
+            i,
+            action,
+            automatic(sub, partner, offer, now),
+            card,
+            blocked,
+        ));
     }
     let paid = charge(conn, svc, &renewals, &mut outcomes).await?;
     let to_book: Vec<(&Renewal, &Charge)> = paid.iter().map(|(_, r, c)| (*r, c)).collect();
@@ -129,12 +167,14 @@ fn automatic<'a>(
     }
 }
 
-/// One renewal of the batch: its place, the action, the attempt and the card (if any).
+/// One renewal of the batch: its place, the action, the attempt, the card (if any) and why it
+/// must not be charged (if so).
 type Attempt<'a> = (
     usize,
     &'a ScheduledAction,
     Renewal<'a>,
     Option<&'a PaymentMethod>,
+    Option<String>,
 );
 
 /// Sends the gateway one batch of charges (renewals with a card); records the outcome of
@@ -147,7 +187,8 @@ async fn charge<'a>(
 ) -> AppResult<Vec<(usize, &'a Renewal<'a>, Charge)>> {
     let requests: Vec<ChargeRequest> = renewals
         .iter()
-        .filter_map(|(_, _, r, card)| {
+        .filter(|(.., blocked)| blocked.is_none())
+        .filter_map(|(_, _, r, card, _)| {
             card.map(|pm| ChargeRequest {
                 idempotency_key: r.request_hash.clone(),
                 token: pm.gateway_token.clone(),
@@ -164,7 +205,17 @@ async fn charge<'a>(
     }
     let mut answers = answers.into_iter();
     let mut paid = Vec::new();
-    for (i, action, renewal, card) in renewals {
+    for (i, action, renewal, card, blocked) in renewals {
+        if let Some(reason) = blocked {
+            // Not attempted: the admins are told why, and the next attempt checks again.
+            let failure = Failure {
+                code: "QUALIFICATION_REQUIRED",
+                message: reason.clone(),
+                hard: false,
+            };
+            outcomes[*i] = Some(renewal_failed(conn, svc, action, renewal, *card, failure).await?);
+            continue;
+        }
         let result = match card {
             None => Err(GatewayError::Declined("no saved card to charge".into())),
             Some(_) => answers.next().unwrap_or_else(|| {
@@ -184,7 +235,7 @@ async fn charge<'a>(
                     error: m,
                 })
             }
-            Err(e) => Some(renewal_failed(conn, svc, action, renewal, *card, e).await?),
+            Err(e) => Some(renewal_failed(conn, svc, action, renewal, *card, e.into()).await?),
         };
     }
     Ok(paid)
@@ -199,13 +250,10 @@ async fn renewal_failed(
     action: &ScheduledAction,
     renewal: &Renewal<'_>,
     card: Option<&PaymentMethod>,
-    error: GatewayError,
+    error: Failure,
 ) -> AppResult<Outcome> {
     let (sub, now) = (renewal.sub, renewal.now);
-    let hard = matches!(
-        error,
-        GatewayError::HardDeclined(_) | GatewayError::Invalid(_)
-    );
+    let hard = error.hard;
     let ad = anniversary(sub)?;
     let attempt: u32 = action.tag.parse().unwrap_or(1);
     let next = if hard {
@@ -217,7 +265,7 @@ async fn renewal_failed(
         .set((
             subscriptions::status.eq(SubscriptionStatus::InRenewalWindow),
             subscriptions::renewal_failures.eq(sub.renewal_failures + 1),
-            subscriptions::last_renewal_error.eq(error.message()),
+            subscriptions::last_renewal_error.eq(&error.message),
             // A hard decline ends automatic renewal: the card must not be charged again.
             subscriptions::auto_renew.eq(!hard),
             subscriptions::updated_at.eq(Utc::now()),
@@ -248,12 +296,12 @@ async fn renewal_failed(
         Some(sub.partner_id),
         "subscription.renewal_failed",
         ("subscription", sub.id.to_string()),
-        json!({"attempt": attempt, "code": error.code(), "next_attempt": next}),
+        json!({"attempt": attempt, "code": error.code, "next_attempt": next}),
     )
     .await?;
     Ok(Outcome::Done(format!(
         "{} (attempt {attempt}); next attempt {}",
-        error.code(),
+        error.code,
         next.map(|t| t.to_rfc3339())
             .unwrap_or_else(|| "none".into())
     )))
@@ -265,7 +313,7 @@ async fn tell_admins(
     svc: &Services,
     renewal: &Renewal<'_>,
     card: Option<&PaymentMethod>,
-    error: &GatewayError,
+    error: &Failure,
     next: Option<DateTime<Utc>>,
 ) -> AppResult<()> {
     let (partner, offer) = (renewal.partner, renewal.offer);
@@ -280,7 +328,7 @@ async fn tell_admins(
         notify::base_context(&svc.config, partner, offer),
         json!({
             "card": card.map(|c| format!("{} ending {}", c.brand, c.last4)).unwrap_or_else(|| "none".into()),
-            "reason": error.message(),
+            "reason": error.message,
             "next_attempt": next.map(|t| t.date_naive().to_string()),
             "window_last_day": last_day.to_string(),
         }),

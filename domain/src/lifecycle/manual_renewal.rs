@@ -80,12 +80,21 @@ pub async fn renew(
                 return Ok(o);
             }
             let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
-            let blockers = rules::renewal_blockers(sub.status, sub.anniversary_at, now);
+            let mut blockers = rules::renewal_blockers(sub.status, sub.anniversary_at, now);
+            let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
+            let quals = crate::catalog::qualified_levels(conn, &[partner_id]).await?;
+            blockers.extend(rules::renewal_qualification_blockers(
+                offer.level,
+                &sub.competencies,
+                quals
+                    .get(&partner_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            ));
             if !blockers.is_empty() {
                 return Err(AppError::NotEligible(blockers));
             }
             let pm = payment_methods::usable(conn, partner_id, pm_id).await?;
-            let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
             if terms != offer.terms_version {
                 return Err(AppError::bad_input(
                     "acceptTermsVersion",

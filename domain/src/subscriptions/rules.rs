@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, Utc};
 
-use crate::enums::{BenefitUse, SubscriptionStatus};
+use crate::enums::{BenefitUse, CompetencyLevel, SubscriptionStatus};
 use crate::error::Reason;
 
 /// Days after the anniversary date on which a failed auto-renewal charge is tried again
@@ -108,6 +108,32 @@ pub fn charge_attempt_due(ad: DateTime<Utc>, attempt: u32) -> Option<DateTime<Ut
             .get(n as usize - 2)
             .map(|d| ad + chrono::Duration::days(*d as i64)),
     }
+}
+
+/// PRODUCT.md 2.5: renewing Silver or Gold needs a current qualification at the package's
+/// level for each competency the package is bound to. `qualified` is what the partner holds
+/// now (competency, level). Empty: nothing stands in the way.
+pub fn renewal_qualification_blockers(
+    level: Option<CompetencyLevel>,
+    bound: &[String],
+    qualified: &[(String, CompetencyLevel)],
+) -> Vec<Reason> {
+    let Some(level) = level else {
+        return vec![];
+    };
+    bound
+        .iter()
+        .filter(|c| !qualified.iter().any(|(q, l)| q == *c && *l == level))
+        .map(|c| {
+            Reason::new(
+                "QUALIFICATION_REQUIRED",
+                format!(
+                    "renewing the {level} package needs a current {level} qualification for {c}; \
+                     it is no longer recorded"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A use of a benefit in words, for reasons and acknowledgements.
@@ -332,6 +358,30 @@ mod tests {
             upgrade_discount_used: false,
             upgraded_at: None,
         }
+    }
+
+    #[test]
+    fn renewing_a_package_needs_each_bound_competency_at_its_level() {
+        use CompetencyLevel::*;
+        let bound = vec!["SECURITY".to_owned(), "DATA_ANALYTICS".to_owned()];
+        let held = |v: &[(&str, CompetencyLevel)]| {
+            v.iter()
+                .map(|(c, l)| (c.to_string(), *l))
+                .collect::<Vec<_>>()
+        };
+        let all = held(&[("SECURITY", Silver), ("DATA_ANALYTICS", Silver)]);
+        assert!(renewal_qualification_blockers(Some(Silver), &bound, &all).is_empty());
+        // Gold in one competency does not stand in for Silver in it.
+        let r = renewal_qualification_blockers(
+            Some(Silver),
+            &bound,
+            &held(&[("SECURITY", Silver), ("DATA_ANALYTICS", Gold)]),
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].code, "QUALIFICATION_REQUIRED");
+        assert!(r[0].message.contains("DATA_ANALYTICS"), "{r:?}");
+        // The Action Pack has no level: nothing to check.
+        assert!(renewal_qualification_blockers(None, &[], &[]).is_empty());
     }
 
     #[test]
