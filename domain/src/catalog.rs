@@ -82,6 +82,9 @@ pub async fn qualified_levels(
     mut conn: &PgConn,
     partner_ids: &[Uuid],
 ) -> AppResult<std::collections::HashMap<Uuid, Vec<(String, CompetencyLevel)>>> {
+    if partner_ids.is_empty() {
+        return Ok(Default::default());
+    }
     let rows: Vec<(Uuid, String, CompetencyLevel)> = qualifications::table
         .filter(qualifications::partner_id.eq_any(partner_ids))
         .select((

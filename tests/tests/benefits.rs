@@ -18,27 +18,6 @@ const ENV: &[(&str, &str)] = &[
     ("GTM_ACTIVATION_DELAY_SECS", "7200"),
 ];
 
-const BENEFITS: &str = r#"query($c: BenefitCategory) {
-  benefits(category: $c, first: 50) { edges { node {
-    id code product category quantity used remaining status offerId expiresAt
-    activation { state expectedCompletionAt failureReason }
-    accessId contractId key { revealed }
-    assignments { userId email reassignableFrom }
-    azureCredit { balance { amountMinor } monthsGranted }
-  } } }
-}"#;
-
-async fn benefit(sys: &TestSystem, token: &str, code: &str) -> Value {
-    let d = sys.gql_ok(Some(token), BENEFITS, json!({})).await;
-    d["benefits"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"].clone())
-        .find(|b| b["code"] == code)
-        .unwrap_or_else(|| panic!("no benefit {code} in {d:#}"))
-}
-
 /// An authorized partner that bought an Action Pack: (partner id, GA token, subscription).
 async fn action_pack_partner(sys: &TestSystem, tag: &str) -> (String, String, Value) {
     let (pid, ga) = authorized_partner(sys, tag).await;

@@ -349,3 +349,25 @@ pub async fn queue_noop_jobs(sys: &TestSystem, partner_id: &str, kind: &str, que
     ))
     .await;
 }
+
+pub const BENEFITS: &str = r#"query($c: BenefitCategory) {
+  benefits(category: $c, first: 50) { edges { node {
+    id code product category quantity used remaining status offerId expiresAt
+    activation { state expectedCompletionAt failureReason }
+    accessId contractId key { revealed }
+    assignments { userId email reassignableFrom }
+    azureCredit { balance { amountMinor } monthsGranted }
+  } } }
+}"#;
+
+/// The partner's benefit with this code (fails the test when there is none).
+pub async fn benefit(sys: &TestSystem, token: &str, code: &str) -> Value {
+    let d = sys.gql_ok(Some(token), BENEFITS, json!({})).await;
+    d["benefits"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"].clone())
+        .find(|b| b["code"] == code)
+        .unwrap_or_else(|| panic!("no benefit {code} in {d:#}"))
+}

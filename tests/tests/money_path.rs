@@ -381,19 +381,6 @@ async fn a_refund_failing_transiently_retries_with_backoff_then_fails_and_is_dea
     );
 }
 
-const BENEFIT_IDS: &str = "{ benefits(first: 50) { edges { node { id code activation { state } assignments { userId } } } } }";
-
-async fn benefit_of(sys: &TestSystem, token: &str, code: &str) -> Value {
-    let d = sys.gql_ok(Some(token), BENEFIT_IDS, json!({})).await;
-    d["benefits"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"].clone())
-        .find(|b| b["code"] == code)
-        .unwrap_or_else(|| panic!("no benefit {code} in {d:#}"))
-}
-
 const ELIGIBILITY: &str =
     "query($id: ID!) { refundEligibility(subscriptionId: $id) { eligible reasons { code message } } }";
 
@@ -435,7 +422,7 @@ async fn every_benefit_use_needs_the_refund_acknowledgement_and_ends_eligibility
             )
             .await;
         }
-        let b = benefit_of(&sys, &ga, code).await;
+        let b = benefit(&sys, &ga, code).await;
         let vars = |ack: bool| json!({"b": b["id"], "u": user, "a": ack});
         let without = doc
             .replace(", $a: Boolean", "")
@@ -451,7 +438,7 @@ async fn every_benefit_use_needs_the_refund_acknowledgement_and_ends_eligibility
                 "{tag}: {r:#}"
             );
         }
-        let after = benefit_of(&sys, &ga, code).await;
+        let after = benefit(&sys, &ga, code).await;
         assert_eq!(after["activation"], b["activation"], "{tag}: not activated");
         assert_eq!(
             after["assignments"], b["assignments"],
@@ -595,7 +582,7 @@ async fn removing_a_user_releases_their_seat_azure_assignment_and_marketing_cont
     }
     let leaver = users[0].clone();
     const ASSIGN_VS: &str = "mutation($b: ID!, $u: ID!) { assignVisualStudioSubscription(benefitId: $b, userId: $u, acknowledgeRefundLoss: true) { used } }";
-    let vs = benefit_of(&sys, &ga, "VS_PROFESSIONAL").await["id"].clone();
+    let vs = benefit(&sys, &ga, "VS_PROFESSIONAL").await["id"].clone();
     for u in &users[..3] {
         sys.gql_ok(Some(&ga), ASSIGN_VS, json!({"b": vs, "u": u}))
             .await;
@@ -607,7 +594,7 @@ async fn removing_a_user_releases_their_seat_azure_assignment_and_marketing_cont
         r["errors"][0]["extensions"]["reasons"][0]["code"], "NO_SEATS_LEFT",
         "{r:#}"
     );
-    let az = benefit_of(&sys, &ga, "AZURE_MONTHLY_CREDIT").await["id"].clone();
+    let az = benefit(&sys, &ga, "AZURE_MONTHLY_CREDIT").await["id"].clone();
     sys.gql_ok(
         Some(&ga),
         "mutation($b: ID!, $u: ID!) { assignAzureUser(benefitId: $b, userId: $u, acknowledgeRefundLoss: true) { id } }",
@@ -640,12 +627,12 @@ async fn removing_a_user_releases_their_seat_azure_assignment_and_marketing_cont
             .map(|a| a["userId"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    let seats = holders(benefit_of(&sys, &ga, "VS_PROFESSIONAL").await);
+    let seats = holders(benefit(&sys, &ga, "VS_PROFESSIONAL").await);
     assert!(
         !seats.contains(&leaver) && seats.contains(&users[3]),
         "{seats:?}"
     );
-    assert!(holders(benefit_of(&sys, &ga, "AZURE_MONTHLY_CREDIT").await).is_empty());
+    assert!(holders(benefit(&sys, &ga, "AZURE_MONTHLY_CREDIT").await).is_empty());
     let m = sys
         .gql_ok(Some(&ga), "{ marketingContact { email } }", json!({}))
         .await;
@@ -1064,7 +1051,7 @@ async fn a_visual_studio_seat_is_reassigned_from_day_90_not_day_89() {
         users.push(u);
     }
     const ASSIGN: &str = "mutation($b: ID!, $u: ID!, $r: ID) { assignVisualStudioSubscription(benefitId: $b, userId: $u, replaceUserId: $r, acknowledgeRefundLoss: true) { assignments { userId assignedAt reassignableFrom } } }";
-    let vs = benefit_of(&sys, &ga, "VS_PROFESSIONAL").await["id"].clone();
+    let vs = benefit(&sys, &ga, "VS_PROFESSIONAL").await["id"].clone();
     let a = sys
         .gql_ok(
             Some(&ga),

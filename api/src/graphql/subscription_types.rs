@@ -122,11 +122,11 @@ impl Subscription {
     /// Set when a cancellation was decided without a refund: the subscription ends on this
     /// date (its AD), with no renewal window.
     async fn ends_at(&self) -> Option<DateTime<Utc>> {
-        if self.0.ends_at_anniversary && self.0.status.in_good_standing() {
-            self.0.anniversary_at
-        } else {
-            None
-        }
+        rules::ends_at(
+            self.0.status,
+            self.0.ends_at_anniversary,
+            self.0.anniversary_at,
+        )
     }
     /// Its invoices, newest first (the purchase and each renewal): download each as a PDF at
     /// `pdfPath`. Global admins, MPN partner admins and operators; others get FORBIDDEN.

@@ -216,6 +216,10 @@ async fn claim(
     .returning(Email::as_returning())
     .get_results(conn)
     .await?;
+    // The usual case, every email claimed, needs no second read.
+    if claimed.len() == ids.len() {
+        return Ok((claimed, vec![]));
+    }
     let mut others: Vec<Uuid> = emails::table
         .filter(emails::id.eq_any(ids))
         .select(emails::id)

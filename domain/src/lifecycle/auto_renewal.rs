@@ -83,7 +83,12 @@ pub(crate) async fn charge_renewals(
     let cards = cards_of(conn, &live).await?;
     let live_subs: Vec<&Subscription> = live.iter().map(|(_, _, sub, _)| *sub).collect();
     let (partners, offers) = renewal::renewal_inputs_of(conn, &live_subs).await?;
-    let partner_ids: Vec<Uuid> = live_subs.iter().map(|s| s.partner_id).collect();
+    // Only competency packages renew on a qualification (none in an Action Pack batch).
+    let partner_ids: Vec<Uuid> = live_subs
+        .iter()
+        .filter(|s| offers.get(&s.offer_id).is_some_and(|o| o.level.is_some()))
+        .map(|s| s.partner_id)
+        .collect();
     let quals = crate::catalog::qualified_levels(conn, &partner_ids).await?;
     let mut renewals = Vec::with_capacity(live.len());
     for (i, action, sub, now) in live {

@@ -82,7 +82,12 @@ pub async fn renew(
             let now = crate::clock::now_for(conn, &svc.config, partner_id).await?;
             let mut blockers = rules::renewal_blockers(sub.status, sub.anniversary_at, now);
             let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
-            let quals = crate::catalog::qualified_levels(conn, &[partner_id]).await?;
+            let packaged: &[uuid::Uuid] = if offer.level.is_some() {
+                &[partner_id]
+            } else {
+                &[]
+            };
+            let quals = crate::catalog::qualified_levels(conn, packaged).await?;
             blockers.extend(rules::renewal_qualification_blockers(
                 offer.level,
                 &sub.competencies,

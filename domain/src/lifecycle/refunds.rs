@@ -222,14 +222,7 @@ pub async fn confirm_refund(
     principal.require(Action::Operate)?;
     let reference = v::text("transferReference", transfer_reference, 200)?;
     conn.transaction::<_, AppError, _>(async |conn| {
-        let refund = refunds::table
-            .find(order_id)
-            .for_update()
-            .select(Refund::as_select())
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or(AppError::NotFound("refund"))?;
+        let refund = lock(conn, order_id).await?;
         let order = crate::billing::orders::lock(conn, order_id).await?;
         if order.gateway_charge_id.is_some() {
             return Err(AppError::not_eligible(

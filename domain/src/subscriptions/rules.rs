@@ -110,6 +110,18 @@ pub fn charge_attempt_due(ad: DateTime<Utc>, attempt: u32) -> Option<DateTime<Ut
     }
 }
 
+/// When a subscription whose cancellation was decided without a refund ends: its AD, while
+/// it is still in good standing; otherwise nothing is set to end it.
+pub fn ends_at(
+    status: SubscriptionStatus,
+    ends_at_anniversary: bool,
+    anniversary: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    (ends_at_anniversary && status.in_good_standing())
+        .then_some(anniversary)
+        .flatten()
+}
+
 /// PRODUCT.md 2.5: renewing Silver or Gold needs a current qualification at the package's
 /// level for each competency the package is bound to. `qualified` is what the partner holds
 /// now (competency, level). Empty: nothing stands in the way.
