@@ -269,4 +269,7 @@ pub enum Outcome {
     /// Failed for good, with its consequences written (for example REFUND_FAILED): the row is
     /// done, and the job goes to the dead set so operators see it.
     GaveUp(String),
+    /// The state changed between asking the gateway and the work's transaction, so the answer
+    /// it needs was not asked for: run it again at once (not counted as an attempt).
+    AskAgain,
 }

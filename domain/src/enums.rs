@@ -136,6 +136,21 @@ text_enum!(
 );
 
 text_enum!(
+    /// Why automatic renewal is off for a subscription (`Subscription.autoRenewOffReason`).
+    AutoRenewOffReason {
+        /// A cancellation was decided without a refund: it ends on its anniversary date.
+        EndsAtAnniversary => "ENDS_AT_ANNIVERSARY",
+        /// Paid by bank transfer: there is no saved card to charge. Renew by hand in the
+        /// renewal window, by card or by bank transfer.
+        NoCard => "NO_CARD",
+        /// The card was refused for good at a renewal attempt; renew by hand.
+        CardRefused => "CARD_REFUSED",
+        /// A user turned it off.
+        TurnedOff => "TURNED_OFF",
+    }
+);
+
+text_enum!(
     /// A refund's own state on its order.
     RefundStatus {
         /// Asked for; the gateway call (card) or the outgoing transfer (bank) is to come.

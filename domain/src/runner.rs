@@ -2,11 +2,19 @@
 //! that owns each kind. The worker's action jobs call [`run`] and [`run_many`]; nothing in
 //! the domain calls up into this module.
 //!
-//! Each action is locked, done and marked DONE (or rescheduled) in one transaction, so a job
-//! that runs twice finds the row DONE and does nothing. Renewal charges due together run as
-//! one batch (`lifecycle::auto_renewal::charge_renewals`: one gateway batch, the paid ones
-//! booked set-based); if the batch's transaction fails, the worker runs its actions one by
-//! one, so a bad row cannot hold the rest back.
+//! Two steps, the way a purchase runs around its charge. First the gateway is asked what the
+//! due actions need from it (renewal charges, refunds, charge look-ups), with no transaction
+//! open and no row locked: each feature's `ask` reads its rows plainly and calls the gateway
+//! with the action's idempotency key. Then each action is locked, done with the gateway's
+//! answer and marked DONE (or rescheduled) in one transaction, so a job that runs twice finds
+//! the row DONE and does nothing, and a slow gateway holds no lock anyone waits on. The
+//! committed PENDING action is the marker: if the process dies after the call, the job runs
+//! again and the same key gets the same answer. If the state changed between the two steps
+//! (the answer needed was not asked for), the action runs again at once.
+//!
+//! Renewal charges due together run as one batch (`lifecycle::auto_renewal`: one gateway
+//! batch, the paid ones booked set-based); if the batch's transaction fails, the worker runs
+//! its actions one by one, so a bad row cannot hold the rest back.
 
 use std::collections::HashMap;
 
@@ -24,6 +32,7 @@ use crate::error::{AppError, AppResult};
 use crate::lifecycle::refunds;
 use crate::lifecycle::renewal::Uninvoiced;
 use crate::lifecycle::{auto_renewal, reminders, renewal, window};
+use crate::providers::payments::Answers;
 use crate::purchases::{bank_transfer, settlement};
 use crate::services::Services;
 
@@ -60,6 +69,7 @@ pub async fn run_many(
     let mut ids = action_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
+    let answers = ask(conn, svc, &ids).await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         let actions = lock(conn, &ids).await?;
         let offsets = offsets(conn, svc, &actions).await?;
@@ -68,7 +78,17 @@ pub async fn run_many(
         let mut renewals = Vec::new();
         let mut outcomes: Vec<(&ScheduledAction, Outcome)> = Vec::with_capacity(actions.len());
         for action in &actions {
-            if action.status != ActionStatus::Pending {
+            // A renewal charge that went through is booked even if its action was cancelled
+            // while the gateway worked (auto-renew turned off, the subscription ended).
+            let charged = action.kind == ActionKind::RenewalCharge
+                && action.status == ActionStatus::Cancelled
+                && matches!(
+                    answers
+                        .charges
+                        .get(&renewal::renewal_charge_key(action.subject_id, action.term)),
+                    Some(Ok(_))
+                );
+            if action.status != ActionStatus::Pending && !charged {
                 results.push((action.id, RunResult::AlreadyFinal));
                 continue;
             }
@@ -80,13 +100,14 @@ pub async fn run_many(
             } else if action.kind == ActionKind::RenewalCharge {
                 renewals.push((action, now));
             } else {
-                outcomes.push((action, handle(conn, svc, action, now).await?));
+                outcomes.push((action, handle(conn, svc, action, now, &answers).await?));
             }
         }
         hand_back(conn, &not_due).await?;
         let mut uninvoiced = Uninvoiced::default();
         if !renewals.is_empty() {
-            let (done, paid) = auto_renewal::charge_renewals(conn, svc, &renewals).await?;
+            let (done, paid) =
+                auto_renewal::charge_renewals(conn, svc, &renewals, &answers).await?;
             outcomes.extend(renewals.iter().map(|(a, _)| *a).zip(done));
             uninvoiced.extend(paid);
         }
@@ -96,6 +117,48 @@ pub async fn run_many(
         Ok(results)
     })
     .await
+}
+
+/// The first step: asks the gateway what the due actions among `ids` need from it, reading
+/// their rows without locks, outside any transaction.
+async fn ask(conn: &mut PgConn, svc: &Services, ids: &[Uuid]) -> AppResult<Answers> {
+    let actions: Vec<ScheduledAction> = scheduled_actions::table
+        .filter(scheduled_actions::id.eq_any(ids))
+        .filter(scheduled_actions::status.eq(ActionStatus::Pending))
+        .filter(scheduled_actions::kind.eq_any([
+            ActionKind::RenewalCharge,
+            ActionKind::Lapse,
+            ActionKind::SettleOrder,
+            ActionKind::Refund,
+        ]))
+        .order(scheduled_actions::id)
+        .select(ScheduledAction::as_select())
+        .load(conn)
+        .await?;
+    let mut answers = Answers::default();
+    if actions.is_empty() {
+        return Ok(answers);
+    }
+    let offsets = offsets(conn, svc, &actions).await?;
+    let mut renewals = Vec::new();
+    for action in &actions {
+        let offset = offsets.get(&action.partner_id).copied().unwrap_or_default();
+        let now = crate::clock::now_at(offset);
+        if action.due_at > now {
+            continue;
+        }
+        match action.kind {
+            ActionKind::RenewalCharge => renewals.push((action, now)),
+            ActionKind::Lapse => window::ask(conn, svc, action, &mut answers).await?,
+            ActionKind::SettleOrder => settlement::ask(conn, svc, action, &mut answers).await?,
+            ActionKind::Refund => refunds::ask(conn, svc, action, &mut answers).await?,
+            _ => {}
+        }
+    }
+    if !renewals.is_empty() {
+        auto_renewal::ask(conn, svc, &renewals, &mut answers).await?;
+    }
+    Ok(answers)
 }
 
 /// The actions, locked in id order (so concurrent batches cannot deadlock on each other).
@@ -155,6 +218,18 @@ async fn record(
                 finished_what.push(what.clone());
                 results.push((action.id, RunResult::GaveUp(what)));
             }
+            Outcome::AskAgain => {
+                diesel::update(scheduled_actions::table.find(action.id))
+                    .set((
+                        scheduled_actions::dispatched_at.eq(None::<DateTime<Utc>>),
+                        scheduled_actions::last_error.eq(
+                            "changed while the gateway was asked; running again with a new answer",
+                        ),
+                    ))
+                    .execute(conn)
+                    .await?;
+                results.push((action.id, RunResult::Rescheduled(action.due_at)));
+            }
             Outcome::Retry { at, error } => {
                 diesel::update(scheduled_actions::table.find(action.id))
                     .set((
@@ -194,6 +269,7 @@ async fn handle(
     svc: &Services,
     action: &ScheduledAction,
     now: DateTime<Utc>,
+    answers: &Answers,
 ) -> AppResult<Outcome> {
     match action.kind {
         ActionKind::RenewalCharge => Err(AppError::Internal(
@@ -201,10 +277,10 @@ async fn handle(
         )),
         ActionKind::Reminder => reminders::send_reminder(conn, svc, action).await,
         ActionKind::EnterRenewalWindow => window::enter_window(conn, action).await,
-        ActionKind::Lapse => window::lapse(conn, svc, action, now).await,
+        ActionKind::Lapse => window::lapse(conn, svc, action, now, answers).await,
         ActionKind::OrderExpiry => bank_transfer::expire(conn, svc, action, now).await,
-        ActionKind::SettleOrder => settlement::settle(conn, svc, action, now).await,
-        ActionKind::Refund => refunds::refund(conn, svc, action, now).await,
+        ActionKind::SettleOrder => settlement::settle(conn, svc, action, now, answers).await,
+        ActionKind::Refund => refunds::refund(conn, svc, action, now, answers).await,
         ActionKind::CompleteActivation => {
             crate::benefits::activation::complete_activation(conn, svc, action, now).await
         }

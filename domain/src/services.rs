@@ -21,10 +21,10 @@ impl Services {
         let gateway: Arc<dyn PaymentGateway> = match config.billing.gateway {
             // The sandbox stands for a remote service: it gets connections of its own, so a
             // job holding a pool connection while it charges can never starve it.
-            GatewayKind::Sandbox => Arc::new(SandboxGateway::new(crate::db::pool(
-                &config.database.url,
-                4,
-            )?)),
+            GatewayKind::Sandbox => Arc::new(SandboxGateway::stalling(
+                crate::db::pool(&config.database.url, 4)?,
+                config.billing.gateway_delay,
+            )),
         };
         let provisioner: Arc<dyn Provisioner> = Arc::new(SimulatedProvisioner {
             fail: config.benefits.provisioning_fails,

@@ -1401,3 +1401,484 @@ async fn renewing_silver_needs_a_current_qualification_and_without_one_no_charge
     assert_eq!(r["renewSubscription"]["status"], "PAID");
     assert_eq!(r["renewSubscription"]["subscription"]["term"], 2);
 }
+
+/// In flight at the sandbox gateway (FAULT_GATEWAY_DELAY_MS journals each stalled call).
+async fn calls_in_flight(sys: &TestSystem, key: &str) -> i64 {
+    count(
+        sys,
+        &format!(
+            "SELECT count(*) AS n FROM sandbox_calls WHERE idempotency_key = '{key}' AND finished_at IS NULL"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_gateway_call_under_a_lock_a_stalled_renewal_charge_keeps_no_one_waiting() {
+    // Every gateway call stalls 5 s. Partner A's renewal charge is under way at the gateway;
+    // meanwhile A's dashboard and A's own change to that subscription answer at once (no lock
+    // held on it), another partner's renewal goes through, and no transaction sits open
+    // waiting for the gateway.
+    let sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("FAULT_GATEWAY_DELAY_MS", "5000"),
+    ])
+    .await
+    .unwrap();
+    let op = operator_token(&sys).await;
+    let (pa, ga, sa, _) = bought(&sys, "stall-a").await;
+    let (pb, gb, sb, _) = bought(&sys, "stall-b").await;
+    // B renews by hand: auto-renew off, then into its window.
+    sys.gql_ok(
+        Some(&gb),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
+        json!({"id": sb}),
+    )
+    .await;
+    let ad_b = parse_time(&sub(&sys, &gb, &sb).await["anniversaryDate"]);
+    advance_to(
+        &sys,
+        &op,
+        &pb,
+        ad_b + chrono::Duration::days(1) + chrono::Duration::hours(1),
+    )
+    .await;
+    eventually(30, "B in its renewal window", || async {
+        (subscription(&sys, &gb, &sb).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
+    })
+    .await;
+    let card_b = add_card(&sys, &gb, SUCCEEDING_CARD).await;
+    let terms = sys
+        .gql_ok(
+            Some(&gb),
+            "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion } }",
+            json!({"id": sb}),
+        )
+        .await["renewalQuote"]["termsVersion"]
+        .clone();
+
+    // A's anniversary: the automatic renewal charge goes to the gateway and stalls there.
+    let ad_a = parse_time(&sub(&sys, &ga, &sa).await["anniversaryDate"]);
+    advance_to(&sys, &op, &pa, ad_a + chrono::Duration::hours(1)).await;
+    let key_a = format!("renewal:{sa}:1");
+    eventually(30, "A's renewal charge at the gateway", || async {
+        (calls_in_flight(&sys, &key_a).await == 1).then_some(())
+    })
+    .await;
+
+    let a_side = async {
+        let dashboard = sys
+            .gql_ok(
+                Some(&ga),
+                "{ subscriptions(first: 20) { edges { node { id status term autoRenew } } } orders { edges { node { status } } } invoices(first: 5) { edges { node { number } } } }",
+                json!({}),
+            )
+            .await;
+        let off = sys
+            .gql_ok(
+                Some(&ga),
+                "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
+                json!({"id": sa}),
+            )
+            .await;
+        let still_charging = calls_in_flight(&sys, &key_a).await;
+        // Two seconds into the call: a transaction left open across it would be idle that long.
+        eventually(10, "A's charge 2 s at the gateway", || async {
+            let n = count(&sys, &format!("SELECT count(*) AS n FROM sandbox_calls WHERE idempotency_key = '{key_a}' AND finished_at IS NULL AND clock_timestamp() - started_at > interval '2 seconds'")).await;
+            (n == 1).then_some(())
+        })
+        .await;
+        let idle_in_tx = count(
+            &sys,
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%' AND clock_timestamp() - state_change > interval '1 second'",
+        )
+        .await;
+        (dashboard, off, still_charging, idle_in_tx)
+    };
+    let renew_b = json!({"input": {"subscriptionId": sb, "idempotencyKey": "stall-renew-b", "paymentMethodId": card_b, "acceptTermsVersion": terms}});
+    let b_side = sys.gql_ok(
+        Some(&gb),
+        "mutation($input: RenewInput!) { renewSubscription(input: $input) { status subscription { term } } }",
+        renew_b,
+    );
+    let ((dashboard, off, still_charging, idle_in_tx), renewed_b) = tokio::join!(a_side, b_side);
+    assert_eq!(
+        dashboard["subscriptions"]["edges"][0]["node"]["term"], 1,
+        "A's dashboard answered during the charge: {dashboard:#}"
+    );
+    assert_eq!(off["turnOffAutoRenew"]["autoRenew"], false);
+    assert_eq!(
+        still_charging, 1,
+        "A's dashboard and its change to the subscription answered while A's charge was still at the gateway"
+    );
+    assert_eq!(
+        idle_in_tx, 0,
+        "no transaction stays open while the gateway works"
+    );
+    assert_eq!(renewed_b["renewSubscription"]["status"], "PAID");
+    assert_eq!(renewed_b["renewSubscription"]["subscription"]["term"], 2);
+    assert_eq!(
+        count(
+            &sys,
+            &format!(
+                "SELECT count(*) AS n FROM sandbox_calls a JOIN sandbox_calls b ON b.idempotency_key = 'renewal:{sb}:1' \
+                 WHERE a.idempotency_key = '{key_a}' AND b.started_at < a.finished_at"
+            ),
+        )
+        .await,
+        1,
+        "B's renewal reached the gateway while A's charge was still there"
+    );
+
+    // A's charge went through before the change arrived: the term is booked once, and
+    // auto-renew stays off for the next term, as A asked.
+    let s = eventually(60, "A's renewal booked", || async {
+        let s = subscription(&sys, &ga, &sa).await;
+        (s["term"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(s["autoRenew"], false, "{s:#}");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE kind = 'RENEWAL' AND status = 'PAID'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'"
+        )
+        .await,
+        2,
+        "each renewal charged once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_renewal_cut_off_after_its_charge_is_settled_from_the_gateway_once() {
+    // The api exits right after the gateway accepted a renewSubscription charge (the order was
+    // reserved, PROCESSING, before the call): the settlement job books the term from the
+    // gateway's records, and the client's retry gets that order.
+    let mut sys = TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("ORDER_SETTLE_AFTER_SECS", "2"),
+        ("REDISPATCH_AFTER_SECS", "2"),
+        ("FAULT_CRASH_AFTER_CHARGE", "renewal"),
+    ])
+    .await
+    .unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga, sub_id, _) = bought(&sys, "crashrenew").await;
+    sys.gql_ok(
+        Some(&ga),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
+        json!({"id": sub_id}),
+    )
+    .await;
+    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
+    advance_to(
+        &sys,
+        &op,
+        &pid,
+        ad + chrono::Duration::days(1) + chrono::Duration::hours(1),
+    )
+    .await;
+    eventually(30, "the renewal window", || async {
+        (subscription(&sys, &ga, &sub_id).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
+    })
+    .await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let terms = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion } }",
+            json!({"id": sub_id}),
+        )
+        .await["renewalQuote"]["termsVersion"]
+        .clone();
+    const RENEW: &str = "mutation($input: RenewInput!) { renewSubscription(input: $input) { id status subscription { term autoRenew } } }";
+    let input = json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "renew-crash", "paymentMethodId": card, "acceptTermsVersion": terms}});
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(&ga)
+        .json(&json!({"query": RENEW, "variables": input}))
+        .send()
+        .await;
+    assert!(resp.is_err(), "the api died mid-request: {resp:?}");
+    let status = sys.api.as_mut().unwrap().wait().await.unwrap();
+    assert_eq!(status.code(), Some(70), "the fault switch fired");
+    let renewal_charges =
+        "SELECT count(*) AS n FROM sandbox_charges WHERE idempotency_key LIKE 'renewal:%'";
+    assert_eq!(count(&sys, renewal_charges).await, 1, "the gateway charged");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE kind = 'RENEWAL' AND status = 'PROCESSING'"
+        )
+        .await,
+        1,
+        "the order was reserved before the charge, and not booked"
+    );
+    assert_eq!(
+        count(
+            &sys,
+            &format!("SELECT count(*) AS n FROM subscriptions WHERE id = '{sub_id}' AND term = 1")
+        )
+        .await,
+        1,
+        "the term was not booked"
+    );
+
+    sys.env.remove("FAULT_CRASH_AFTER_CHARGE");
+    sys.start_api().await.unwrap();
+    let s = eventually(60, "the renewal settled from the gateway", || async {
+        let s = subscription(&sys, &ga, &sub_id).await;
+        (s["term"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(s["autoRenew"], true, "a manual renewal turns auto-renew on");
+    let again = sys.gql_ok(Some(&ga), RENEW, input).await;
+    assert_eq!(again["renewSubscription"]["status"], "PAID", "{again:#}");
+    assert_eq!(again["renewSubscription"]["subscription"]["term"], 2);
+    assert_eq!(count(&sys, renewal_charges).await, 1, "charged once");
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM orders WHERE kind = 'RENEWAL'"
+        )
+        .await,
+        1,
+        "one renewal order"
+    );
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM invoices").await,
+        2,
+        "the purchase's invoice and the renewal's"
+    );
+}
+
+/// Buys an Action Pack by bank transfer and has an operator confirm it: (subscription id,
+/// anniversary date).
+async fn bought_by_transfer(
+    sys: &TestSystem,
+    ga: &str,
+    op: &str,
+    tag: &str,
+) -> (String, chrono::DateTime<chrono::Utc>) {
+    let o = sys
+        .gql_ok(
+            Some(ga),
+            r#"mutation Buy($input: PurchaseInput!) { purchaseOffer(input: $input) { id subscription { id } } }"#,
+            json!({"input": {
+                "offerId": "ACTION_PACK", "idempotencyKey": format!("{tag}-buy"), "acceptTermsVersion": "2021-06",
+                "payment": {"bankTransfer": {"contactName": "Bo Banker", "contactPhone": "+14255550101", "contactEmail": format!("bo@{tag}-corp.example")}}
+            }}),
+        )
+        .await["purchaseOffer"]
+        .clone();
+    sys.gql_ok(
+        Some(op),
+        "mutation($id: ID!) { confirmBankTransfer(orderId: $id, reference: \"IN-1\") { status } }",
+        json!({"id": o["id"]}),
+    )
+    .await;
+    let sub_id = o["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad = parse_time(&sub(sys, ga, &sub_id).await["anniversaryDate"]);
+    (sub_id, ad)
+}
+
+const RENEW_BY_TRANSFER: &str = "mutation($input: RenewInput!) { renewSubscription(input: $input) { id number status paymentKind expiresAt subscription { term status } } }";
+
+fn transfer_renewal(sub_id: &str, key: &str, tag: &str) -> Value {
+    json!({"input": {"subscriptionId": sub_id, "idempotencyKey": key, "acceptTermsVersion": "2021-06",
+        "bankTransfer": {"contactName": "Bo Banker", "contactPhone": "+14255550101", "contactEmail": format!("bo@{tag}-corp.example")}}})
+}
+
+#[tokio::test]
+async fn renewing_by_bank_transfer_waits_for_an_operator_and_unpaid_at_the_windows_end_lapses() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let op = operator_token(&sys).await;
+
+    // Bought by bank transfer: no card, so auto-renew is off and says why; the reminders say
+    // so and how to renew.
+    let (pid, ga) = authorized_partner(&sys, "bankrenew").await;
+    let (sub_id, ad) = bought_by_transfer(&sys, &ga, &op, "bankrenew").await;
+    let s = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { subscription(id: $id) { autoRenew autoRenewOffReason } }",
+            json!({"id": sub_id}),
+        )
+        .await["subscription"]
+        .clone();
+    assert_eq!(s["autoRenew"], false);
+    assert_eq!(s["autoRenewOffReason"], "NO_CARD");
+    advance_to(
+        &sys,
+        &op,
+        &pid,
+        ad - chrono::Duration::days(30) + chrono::Duration::hours(1),
+    )
+    .await;
+    let reminder = eventually(30, "the AD-30 reminder", || async {
+        mails_with_subject(&sys, "bankrenew@bankrenew-corp.example", "anniversary").pop()
+    })
+    .await;
+    let text = reminder.text();
+    assert!(text.contains("no saved card"), "{text}");
+    assert!(
+        text.contains("choose Renew") && text.contains("bank transfer"),
+        "{text}"
+    );
+
+    // In the window: a renewal by bank transfer waits for the funds until the window's last day.
+    advance_to(
+        &sys,
+        &op,
+        &pid,
+        ad + chrono::Duration::days(1) + chrono::Duration::hours(1),
+    )
+    .await;
+    eventually(30, "the renewal window", || async {
+        (subscription(&sys, &ga, &sub_id).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
+    })
+    .await;
+    let r = sys
+        .gql(Some(&ga), RENEW_BY_TRANSFER, json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "no-way", "acceptTermsVersion": "2021-06"}}))
+        .await;
+    assert_eq!(
+        error_code(&r),
+        Some("BAD_USER_INPUT"),
+        "no way to pay: {r:#}"
+    );
+    let o = sys
+        .gql_ok(
+            Some(&ga),
+            RENEW_BY_TRANSFER,
+            transfer_renewal(&sub_id, "bank-renew-1", "bankrenew"),
+        )
+        .await["renewSubscription"]
+        .clone();
+    assert_eq!(o["status"], "PENDING_PAYMENT", "{o:#}");
+    assert_eq!(o["paymentKind"], "BANK_TRANSFER");
+    assert_eq!(
+        o["subscription"]["term"], 1,
+        "not renewed before the funds arrive"
+    );
+    let last_day = (ad.date_naive() + chrono::Days::new(30)).to_string();
+    assert_eq!(
+        parse_time(&o["expiresAt"]).date_naive().to_string(),
+        (ad.date_naive() + chrono::Days::new(31)).to_string()
+    );
+    let instructions = eventually(30, "the transfer instructions", || async {
+        mails_with_subject(&sys, "bo@bankrenew-corp.example", "by bank transfer")
+            .into_iter()
+            .find(|m| m.text().contains(o["number"].as_str().unwrap()))
+    })
+    .await;
+    let text = instructions.text();
+    assert!(text.contains("is renewing"), "{text}");
+    assert!(
+        text.contains(&last_day),
+        "the funds are due by the window's last day: {text}"
+    );
+    // One transfer awaited at a time.
+    let r = sys
+        .gql(
+            Some(&ga),
+            RENEW_BY_TRANSFER,
+            transfer_renewal(&sub_id, "bank-renew-2", "bankrenew"),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("NOT_ELIGIBLE"), "{r:#}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["reasons"][0]["code"],
+        "RENEWAL_AWAITING_TRANSFER"
+    );
+    // The same request again: the same order.
+    let again = sys
+        .gql_ok(
+            Some(&ga),
+            RENEW_BY_TRANSFER,
+            transfer_renewal(&sub_id, "bank-renew-1", "bankrenew"),
+        )
+        .await;
+    assert_eq!(again["renewSubscription"]["id"], o["id"]);
+    // The operator confirms the funds: the term is booked, counted from the old AD.
+    let c = sys
+        .gql_ok(
+            Some(&op),
+            "mutation($id: ID!) { confirmBankTransfer(orderId: $id, reference: \"IN-2\") { status invoice { number } subscription { term status anniversaryDate autoRenew autoRenewOffReason } } }",
+            json!({"id": o["id"]}),
+        )
+        .await["confirmBankTransfer"]
+        .clone();
+    assert_eq!(c["status"], "PAID", "{c:#}");
+    assert!(c["invoice"]["number"].is_string());
+    assert_eq!(c["subscription"]["term"], 2);
+    assert_eq!(c["subscription"]["status"], "ACTIVE");
+    assert_eq!(
+        parse_time(&c["subscription"]["anniversaryDate"]),
+        ad.checked_add_months(chrono::Months::new(12)).unwrap()
+    );
+
+    // Another partner's transfer never arrives: at the window's end the order expires and the
+    // subscription lapses.
+    let (pid2, ga2) = authorized_partner(&sys, "banklapse").await;
+    let (sub2, ad2) = bought_by_transfer(&sys, &ga2, &op, "banklapse").await;
+    advance_to(&sys, &op, &pid2, ad2 + chrono::Duration::days(2)).await;
+    eventually(30, "the renewal window", || async {
+        (subscription(&sys, &ga2, &sub2).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
+    })
+    .await;
+    let o2 = sys
+        .gql_ok(
+            Some(&ga2),
+            RENEW_BY_TRANSFER,
+            transfer_renewal(&sub2, "lapse-1", "banklapse"),
+        )
+        .await["renewSubscription"]
+        .clone();
+    assert_eq!(o2["status"], "PENDING_PAYMENT");
+    advance_to(
+        &sys,
+        &op,
+        &pid2,
+        ad2 + chrono::Duration::days(31) + chrono::Duration::hours(1),
+    )
+    .await;
+    let s2 = eventually(30, "the lapse", || async {
+        let s = subscription(&sys, &ga2, &sub2).await;
+        (s["status"] == "LAPSED").then_some(s)
+    })
+    .await;
+    assert_eq!(s2["term"], 1);
+    let order2 = eventually(30, "the order expired", || async {
+        let o = sys
+            .gql_ok(
+                Some(&ga2),
+                "query($id: ID!) { order(id: $id) { status } }",
+                json!({"id": o2["id"]}),
+            )
+            .await;
+        (o["order"]["status"] == "EXPIRED").then_some(o)
+    })
+    .await;
+    assert_eq!(order2["order"]["status"], "EXPIRED");
+    // Confirming it now is refused: nothing is booked for a lapsed subscription.
+    let late = sys
+        .gql(
+            Some(&op),
+            "mutation($id: ID!) { confirmBankTransfer(orderId: $id, reference: \"LATE\") { status } }",
+            json!({"id": o2["id"]}),
+        )
+        .await;
+    assert_eq!(error_code(&late), Some("NOT_ELIGIBLE"), "{late:#}");
+}

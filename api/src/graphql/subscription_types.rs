@@ -119,6 +119,16 @@ impl Subscription {
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.0.ended_at
     }
+    /// Why automatic renewal is off; null while it is on. `NO_CARD` (bought by bank transfer):
+    /// renew by hand in the renewal window, by card or by bank transfer.
+    async fn auto_renew_off_reason(&self) -> Option<AutoRenewOffReason> {
+        rules::auto_renew_off_reason(
+            self.0.auto_renew,
+            self.0.ends_at_anniversary,
+            self.0.payment_method_id.is_some(),
+            self.0.renewal_failures,
+        )
+    }
     /// Set when a cancellation was decided without a refund: the subscription ends on this
     /// date (its AD), with no renewal window.
     async fn ends_at(&self) -> Option<DateTime<Utc>> {

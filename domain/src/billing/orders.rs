@@ -31,6 +31,37 @@ pub struct BankTransferDetails {
     pub reference: Option<String>,
 }
 
+/// The contact for paying an order by electronic bank transfer (a purchase or a renewal).
+#[derive(Debug, Clone, async_graphql::InputObject)]
+pub struct BankTransferInput {
+    pub contact_name: String,
+    /// E.164, for example +14255550100.
+    pub contact_phone: String,
+    pub contact_email: String,
+}
+
+impl BankTransferInput {
+    /// The contact, checked; `at` is where the input sits (`payment.bankTransfer`), for errors.
+    pub fn details(&self, at: &str) -> AppResult<BankTransferDetails> {
+        Ok(BankTransferDetails {
+            contact_name: crate::validation::text(
+                &format!("{at}.contactName"),
+                &self.contact_name,
+                200,
+            )?,
+            contact_phone: crate::validation::phone_e164(
+                &format!("{at}.contactPhone"),
+                &self.contact_phone,
+            )?,
+            contact_email: crate::validation::email(
+                &format!("{at}.contactEmail"),
+                &self.contact_email,
+            )?,
+            reference: None,
+        })
+    }
+}
+
 impl Order {
     pub fn bank_details(&self) -> Option<BankTransferDetails> {
         self.bank_transfer
@@ -142,6 +173,32 @@ pub(crate) async fn set_failed(conn: &mut PgConn, id: Uuid, e: &GatewayError) ->
         .reuse()
         .get_result(conn)
         .await?)
+}
+
+/// A PROCESSING order whose payment turned out to be another order's (the same charge key
+/// paid and booked the same thing): CANCELLED with the reason, so nothing is booked twice.
+pub(crate) async fn set_superseded(conn: &mut PgConn, id: Uuid, reason: &str) -> AppResult<Order> {
+    Ok(diesel::update(orders::table.find(id))
+        .set((
+            orders::status.eq(OrderStatus::Cancelled),
+            orders::failure_code.eq("ALREADY_RENEWED"),
+            orders::failure_message.eq(reason),
+            orders::updated_at.eq(Utc::now()),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// An order, read without locking it (what to ask the gateway, before a transaction).
+pub(crate) async fn read(conn: &mut PgConn, id: Uuid) -> AppResult<Order> {
+    orders::table
+        .find(id)
+        .select(Order::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("order"))
 }
 
 pub(crate) async fn lock(conn: &mut PgConn, id: Uuid) -> AppResult<Order> {

@@ -137,10 +137,15 @@ pub struct BillingConfig {
     /// RENEWAL_TRANSIENT_RETRY_SECS: after a transient gateway failure, a renewal charge is
     /// tried again this much later (partner time), up to 3 times before it counts as declined
     pub transient_retry: Duration,
-    /// FAULT_CRASH_AFTER_CHARGE = purchase | renewal: the process (api for a purchase, worker
-    /// for a renewal) exits right after the gateway accepted a charge, before booking it. A
-    /// fault switch for the crash tests; refused in production.
+    /// FAULT_CRASH_AFTER_CHARGE = purchase | renewal: the process that charged (the api for a
+    /// purchase or `renewSubscription`, the worker for an automatic renewal) exits right after
+    /// the gateway accepted a charge, before booking it. A fault switch for the crash tests;
+    /// refused in production.
     pub crash_after_charge: Option<CrashPoint>,
+    /// FAULT_GATEWAY_DELAY_MS: the sandbox gateway stalls this long before each call (a slow
+    /// gateway, for the tests that prove nothing waits on it); 0 (the default) in normal use,
+    /// refused in production.
+    pub gateway_delay: Duration,
 }
 
 /// Where [`BillingConfig::crash_after_charge`] makes the process exit.
@@ -343,6 +348,7 @@ impl BillingConfig {
             gateway,
             settle_after: r.secs("ORDER_SETTLE_AFTER_SECS", 120),
             transient_retry: r.secs("RENEWAL_TRANSIENT_RETRY_SECS", 600),
+            gateway_delay: r.millis("FAULT_GATEWAY_DELAY_MS", 0),
             crash_after_charge: match r.opt("FAULT_CRASH_AFTER_CHARGE").as_deref() {
                 None | Some("") => None,
                 Some("purchase") => Some(CrashPoint::Purchase),

@@ -103,6 +103,9 @@ impl Config {
         if self.billing.crash_after_charge.is_some() {
             refused.push("FAULT_CRASH_AFTER_CHARGE is a fault switch for tests".into());
         }
+        if !self.billing.gateway_delay.is_zero() {
+            refused.push("FAULT_GATEWAY_DELAY_MS is a fault switch for tests".into());
+        }
         if self.enrollment.test_clocks {
             refused.push("TEST_CLOCKS_ENABLED must be false in production".into());
         }
@@ -164,6 +167,7 @@ pub const VARIABLES: &[&str] = &[
     "RENEWAL_BATCH",
     "PAYMENT_GATEWAY",
     "FAULT_CRASH_AFTER_CHARGE",
+    "FAULT_GATEWAY_DELAY_MS",
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",
     "KEY_ENCRYPTION_KEY",

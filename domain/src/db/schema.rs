@@ -332,6 +332,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    sandbox_calls (id) {
+        id -> Int8,
+        operation -> Text,
+        idempotency_key -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     sandbox_cards (token) {
         token -> Text,
         brand -> Text,
@@ -530,6 +540,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     product_keys,
     qualifications,
     refunds,
+    sandbox_calls,
     sandbox_cards,
     sandbox_charges,
     sandbox_refunds,

@@ -26,7 +26,7 @@ use crate::enums::*;
 use crate::error::{AppError, AppResult};
 use crate::notify;
 use crate::permissions::{Action, Principal};
-use crate::providers::payments::GatewayError;
+use crate::providers::payments::{Answers, GatewayError};
 use crate::services::Services;
 use crate::validation as v;
 
@@ -103,12 +103,45 @@ async fn lock(conn: &mut PgConn, order_id: Uuid) -> AppResult<Refund> {
         .ok_or(AppError::NotFound("refund"))
 }
 
-/// Job: pays back a cancelled subscription's order.
+/// The gateway key of an order's refund.
+fn refund_key(order_id: Uuid) -> String {
+    format!("refund:{order_id}")
+}
+
+/// First step of the refund job, outside any transaction: a card refund still pending is
+/// asked of the gateway (a repeated key refunds once).
+pub(crate) async fn ask(
+    conn: &mut PgConn,
+    svc: &Services,
+    action: &ScheduledAction,
+    answers: &mut Answers,
+) -> AppResult<()> {
+    let pending: Option<Refund> = refunds::table
+        .find(action.subject_id)
+        .filter(refunds::status.eq(RefundStatus::RefundPending))
+        .select(Refund::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(refund) = pending else {
+        return Ok(());
+    };
+    let order = crate::billing::orders::read(conn, refund.order_id).await?;
+    if let Some(charge) = &order.gateway_charge_id {
+        let key = refund_key(order.id);
+        let answer = svc.gateway.refund(&key, charge, refund.amount_minor).await;
+        answers.refunds.insert(key, answer);
+    }
+    Ok(())
+}
+
+/// Job: pays back a cancelled subscription's order, with the gateway's answer ([`ask`]).
 pub(crate) async fn refund(
     conn: &mut PgConn,
     svc: &Services,
     action: &ScheduledAction,
     now: DateTime<Utc>,
+    answers: &Answers,
 ) -> AppResult<Outcome> {
     let refund = lock(conn, action.subject_id).await?;
     if refund.status != RefundStatus::RefundPending {
@@ -118,19 +151,18 @@ pub(crate) async fn refund(
         )));
     }
     let order = crate::billing::orders::lock(conn, refund.order_id).await?;
-    let Some(charge) = &order.gateway_charge_id else {
+    if order.gateway_charge_id.is_none() {
         return Ok(Outcome::Done(
             "paid by bank transfer: waiting for an operator to record the outgoing transfer".into(),
         ));
+    }
+    let Some(answer) = answers.refunds.get(&refund_key(order.id)) else {
+        return Ok(Outcome::AskAgain);
     };
     let attempts = refund.attempts + 1;
-    let failure = match svc
-        .gateway
-        .refund(&format!("refund:{}", order.id), charge, refund.amount_minor)
-        .await
-    {
+    let failure = match answer {
         Ok(reference) => {
-            settle(conn, svc, &order, &reference, now).await?;
+            settle(conn, svc, &order, reference, now).await?;
             return Ok(Outcome::Done(format!("refunded ({reference})")));
         }
         Err(GatewayError::Transient(m)) if attempts < MAX_ATTEMPTS => {
@@ -143,7 +175,7 @@ pub(crate) async fn refund(
                 .await?;
             return Ok(Outcome::Retry {
                 at: now + retry_after(attempts),
-                error: m,
+                error: m.clone(),
             });
         }
         Err(GatewayError::Transient(m)) => {

@@ -43,6 +43,7 @@ pub(crate) async fn send_reminder(
             "window_last_day": last_day.to_string(),
             "after": action.tag.starts_with("AD+"),
             "kind": action.tag,
+            "no_card": sub.payment_method_id.is_none(),
         }),
     )
     .await?;

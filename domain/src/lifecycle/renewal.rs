@@ -28,23 +28,25 @@ use crate::subscriptions::store::{anniversary, changed_many};
 /// `running`: the due actions the caller is running (they stay PENDING here; it marks them).
 async fn extend_terms(
     conn: &mut PgConn,
-    each: &[(&Subscription, Option<Uuid>)],
+    each: &[(&Subscription, Option<Uuid>, bool)],
     running: &[Uuid],
 ) -> AppResult<Vec<Subscription>> {
     use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    let ids: Vec<Uuid> = each.iter().map(|(sub, _)| sub.id).collect();
+    let ids: Vec<Uuid> = each.iter().map(|(sub, ..)| sub.id).collect();
     crate::due::cancel_pending_of(conn, &ids, None, running).await?;
     let mut ads = Vec::with_capacity(each.len());
     let mut cards = Vec::with_capacity(each.len());
-    for (sub, payment_method_id) in each {
+    let mut autos = Vec::with_capacity(each.len());
+    for (sub, payment_method_id, auto_renew) in each {
         ads.push(rules::next_anniversary(anniversary(sub)?));
         cards.push(payment_method_id.or(sub.payment_method_id));
+        autos.push(*auto_renew);
     }
     let mut updated: Vec<Subscription> = diesel::sql_query(
         "UPDATE subscriptions s SET term = s.term + 1, term_started_at = s.anniversary_at,
-             anniversary_at = v.ad, status = $4, auto_renew = true, payment_method_id = v.pm,
+             anniversary_at = v.ad, status = $4, auto_renew = v.auto, payment_method_id = v.pm,
              renewal_failures = 0, last_renewal_error = NULL, updated_at = $5
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS v(id, ad, pm)
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $6::bool[]) AS v(id, ad, pm, auto)
          WHERE s.id = v.id
          RETURNING s.*",
     )
@@ -53,6 +55,7 @@ async fn extend_terms(
     .bind::<Array<Nullable<SqlUuid>>, _>(&cards)
     .bind::<Text, _>(SubscriptionStatus::Active)
     .bind::<Timestamptz, _>(Utc::now())
+    .bind::<Array<diesel::sql_types::Bool>, _>(&autos)
     .reuse()
     .load(conn)
     .await?;
@@ -62,9 +65,35 @@ async fn extend_terms(
         due.extend(plan::term_due(sub)?);
     }
     crate::due::schedule_many(conn, &due).await?;
+    close_awaited_transfers(conn, &ids).await?;
     crate::benefits::entitlements::renew_many(conn, &updated).await?;
     changed_many(conn, &updated).await?;
     Ok(updated)
+}
+
+/// Renewal orders still waiting for a bank transfer for terms just renewed another way (by
+/// card): CANCELLED, with their expiry. One statement when there are none.
+async fn close_awaited_transfers(conn: &mut PgConn, sub_ids: &[Uuid]) -> AppResult<()> {
+    use crate::db::schema::orders as o;
+    let closed: Vec<Uuid> = diesel::update(
+        o::table
+            .filter(o::subscription_id.eq_any(sub_ids))
+            .filter(o::kind.eq(OrderKind::Renewal))
+            .filter(o::status.eq(OrderStatus::PendingPayment)),
+    )
+    .set((
+        o::status.eq(OrderStatus::Cancelled),
+        o::failure_code.eq("ALREADY_RENEWED"),
+        o::failure_message.eq("the term was renewed by card before the bank transfer arrived"),
+        o::updated_at.eq(Utc::now()),
+    ))
+    .returning(o::id)
+    .get_results(conn)
+    .await?;
+    if !closed.is_empty() {
+        crate::due::cancel_pending_of(conn, &closed, None, &[]).await?;
+    }
+    Ok(())
 }
 
 /// The charge key of a term's renewal: automatic and manual renewals of one term share it,
@@ -84,6 +113,9 @@ pub(crate) struct Renewal<'a> {
     pub(crate) request_hash: String,
     pub(crate) placed_by: String,
     pub(crate) now: DateTime<Utc>,
+    /// Auto-renew for the next term: on after a manual renewal; after an automatic one, as it
+    /// was when booked (turned off while the charge was under way, it stays off).
+    pub(crate) auto_renew_after: bool,
 }
 
 /// What a renewal of `sub` needs, quoted (no discount on renewals).
@@ -208,14 +240,28 @@ pub(crate) async fn book_all(
         .map(|(r, charge)| r.new_order(OrderStatus::Paid, charge.amount_minor, Some(charge)))
         .collect();
     let orders = orders::insert_many(conn, new).await?;
-    let each: Vec<_> = paid
+    let renewals: Vec<&Renewal> = paid.iter().map(|(r, _)| *r).collect();
+    let uninvoiced = extend_paid(conn, actor, &renewals, &orders, running).await?;
+    Ok((orders, uninvoiced))
+}
+
+/// What follows paid renewal orders (already PAID): the next terms, the audit records, and
+/// what [`invoice_renewals`] must still invoice. `orders[i]` pays `renewals[i]`.
+pub(crate) async fn extend_paid(
+    conn: &mut PgConn,
+    actor: &Actor,
+    renewals: &[&Renewal<'_>],
+    orders: &[Order],
+    running: &[Uuid],
+) -> AppResult<Uninvoiced> {
+    let each: Vec<_> = renewals
         .iter()
-        .map(|(r, _)| (r.sub, r.payment_method_id))
+        .map(|r| (r.sub, r.payment_method_id, r.auto_renew_after))
         .collect();
     let extended = extend_terms(conn, &each, running).await?;
-    let mut audit_entries = Vec::with_capacity(paid.len());
+    let mut audit_entries = Vec::with_capacity(renewals.len());
     let mut uninvoiced = Uninvoiced::default();
-    for (((r, _), order), sub) in paid.iter().zip(&orders).zip(&extended) {
+    for ((r, order), sub) in renewals.iter().zip(orders).zip(&extended) {
         audit_entries.push((
             Some(r.sub.partner_id),
             ("subscription", r.sub.id.to_string()),
@@ -230,7 +276,29 @@ pub(crate) async fn book_all(
         });
     }
     audit::record_many(conn, actor, "subscription.renewed", audit_entries).await?;
-    Ok((orders, uninvoiced))
+    Ok(uninvoiced)
+}
+
+/// A renewal charge that went through after its subscription ended (a lapse or a cancellation
+/// decided while the charge was in flight): the money is recorded on a PAID renewal order and
+/// paid back at once (its refund, `REFUND_PENDING`); no term is added.
+pub(crate) async fn refund_stray(
+    conn: &mut PgConn,
+    actor: &Actor,
+    order: &Order,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    super::refunds::request(conn, order, now).await?;
+    audit::record(
+        conn,
+        actor,
+        Some(order.partner_id),
+        "order.renewal_charged_after_end",
+        ("order", order.id.to_string()),
+        json!({"number": order.number, "total_minor": order.total_minor,
+               "subscription": order.subscription_id, "refund": "REFUND_PENDING"}),
+    )
+    .await
 }
 
 /// Paid renewal orders still to invoice (see [`invoice_renewals`]).

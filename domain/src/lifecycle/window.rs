@@ -17,9 +17,10 @@ use crate::email::Template;
 use crate::enums::*;
 use crate::error::AppResult;
 use crate::notify;
+use crate::providers::payments::Answers;
 use crate::services::Services;
 use crate::subscriptions::rules;
-use crate::subscriptions::store::{anniversary, changed, lock};
+use crate::subscriptions::store::{anniversary, changed, lock, read_many};
 
 /// Job: on the AD (auto-renew off), the subscription enters its renewal window.
 pub(crate) async fn enter_window(
@@ -45,14 +46,33 @@ pub(crate) async fn enter_window(
     Ok(Outcome::Done("entered the renewal window".into()))
 }
 
-/// Job: not renewed by AD+30, the subscription lapses and its benefits are revoked. First
-/// asks the gateway whether this term's renewal was paid after all (a crash between charge and
-/// booking): if so, books it instead.
+/// First step of the lapse job, outside any transaction: asks the gateway whether this term's
+/// renewal was paid after all (a crash between charge and booking).
+pub(crate) async fn ask(
+    conn: &mut PgConn,
+    svc: &Services,
+    action: &ScheduledAction,
+    answers: &mut Answers,
+) -> AppResult<()> {
+    let subs = read_many(conn, &[action.subject_id]).await?;
+    if let Some(sub) = subs.get(&action.subject_id) {
+        if sub.term == action.term && sub.status.in_good_standing() {
+            let key = renewal_charge_key(sub.id, sub.term);
+            let answer = svc.gateway.find_charge(&key).await;
+            answers.found.insert(key, answer);
+        }
+    }
+    Ok(())
+}
+
+/// Job: not renewed by AD+30, the subscription lapses and its benefits are revoked, unless
+/// the gateway said ([`ask`]) this term's renewal was paid after all: then it is booked.
 pub(crate) async fn lapse(
     conn: &mut PgConn,
     svc: &Services,
     action: &ScheduledAction,
     now: DateTime<Utc>,
+    answers: &Answers,
 ) -> AppResult<Outcome> {
     let sub = lock(conn, action.subject_id).await?;
     if sub.term != action.term || !sub.status.in_good_standing() {
@@ -61,9 +81,12 @@ pub(crate) async fn lapse(
             sub.status, sub.term
         )));
     }
-    let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
     let key = renewal_charge_key(sub.id, sub.term);
-    match svc.gateway.find_charge(&key).await {
+    let Some(found) = answers.found.get(&key) else {
+        return Ok(Outcome::AskAgain);
+    };
+    let (partner, offer, q) = renewal_inputs(conn, &sub).await?;
+    match found {
         Ok(Some(charge)) => {
             let order = Renewal {
                 sub: &sub,
@@ -75,8 +98,9 @@ pub(crate) async fn lapse(
                 request_hash: key.clone(),
                 placed_by: "system:reconciliation".into(),
                 now,
+                auto_renew_after: true,
             }
-            .book(conn, svc, &Actor::system("reconciliation"), &charge)
+            .book(conn, svc, &Actor::system("reconciliation"), charge)
             .await?;
             return Ok(Outcome::Done(format!(
                 "renewal found at the gateway; booked order {}",

@@ -17,7 +17,7 @@ use chrono::Datelike;
 use uuid::Uuid;
 
 use crate::db::prelude::*;
-use crate::db::schema::{sandbox_cards, sandbox_charges, sandbox_refunds};
+use crate::db::schema::{sandbox_calls, sandbox_cards, sandbox_charges, sandbox_refunds};
 use crate::db::DbPool;
 use crate::enums::CardBehaviour;
 
@@ -96,6 +96,20 @@ pub struct ChargeRequest {
     pub token: String,
     pub amount_minor: i64,
     pub currency: String,
+}
+
+/// What the gateway answered for due work, asked before the work's transaction opens and
+/// looked up by idempotency key inside it: no gateway call is ever made while a database lock
+/// or transaction is held (`crate::runner`). A key with no answer means the state changed
+/// since the question was asked; the work is tried again.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Charges made (renewal charges).
+    pub charges: HashMap<String, Result<Charge, GatewayError>>,
+    /// Charges looked up (reconciliation of an order, a renewal, a lapse).
+    pub found: HashMap<String, Result<Option<Charge>, GatewayError>>,
+    /// Refunds made: the gateway's refund reference.
+    pub refunds: HashMap<String, Result<String, GatewayError>>,
 }
 
 /// Requests in flight at once in the default [`PaymentGateway::charge_many`].
@@ -181,11 +195,54 @@ pub fn luhn_ok(number: &str) -> bool {
 /// like a remote gateway, what it records survives a rollback of the caller's transaction.
 pub struct SandboxGateway {
     pool: DbPool,
+    /// FAULT_GATEWAY_DELAY_MS: each call stalls this long first, journaled in `sandbox_calls`
+    /// (tests; zero otherwise).
+    delay: std::time::Duration,
 }
 
 impl SandboxGateway {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        Self::stalling(pool, std::time::Duration::ZERO)
+    }
+
+    /// A sandbox whose every call stalls `delay` first (a slow gateway, for the tests that
+    /// prove no lock or transaction is held across a gateway call). Each stalled call is
+    /// journaled in `sandbox_calls` (started, finished) so a test can see it in flight.
+    pub fn stalling(pool: DbPool, delay: std::time::Duration) -> Self {
+        Self { pool, delay }
+    }
+
+    /// Runs `call` after the configured stall, journaled while stalling.
+    async fn stalled<T>(
+        &self,
+        operation: &str,
+        key: &str,
+        call: impl std::future::Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        if self.delay.is_zero() {
+            return call.await;
+        }
+        let id: i64 = {
+            let mut conn = self.conn().await?;
+            diesel::insert_into(sandbox_calls::table)
+                .values((
+                    sandbox_calls::operation.eq(operation),
+                    sandbox_calls::idempotency_key.eq(key),
+                ))
+                .returning(sandbox_calls::id)
+                .get_result(&mut conn)
+                .await
+                .map_err(transient)?
+        };
+        tokio::time::sleep(self.delay).await;
+        let answer = call.await;
+        let mut conn = self.conn().await?;
+        diesel::update(sandbox_calls::table.find(id))
+            .set(sandbox_calls::finished_at.eq(diesel::dsl::now))
+            .execute(&mut conn)
+            .await
+            .map_err(transient)?;
+        answer
     }
 
     async fn conn(
@@ -273,18 +330,44 @@ impl PaymentGateway for SandboxGateway {
     /// one INSERT of the new charges (a concurrent charge with the same key wins the insert and
     /// its charge is read back).
     async fn charge_many(&self, requests: &[ChargeRequest]) -> Vec<Result<Charge, GatewayError>> {
-        match self.try_charge_many(requests).await {
+        let keys: Vec<&str> = requests
+            .iter()
+            .map(|r| r.idempotency_key.as_str())
+            .collect();
+        match self
+            .stalled("charge", &keys.join(","), self.try_charge_many(requests))
+            .await
+        {
             Ok(answers) => answers,
             Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, GatewayError> {
-        let mut conn = self.conn().await?;
-        find(&mut conn, idempotency_key).await
+        self.stalled("find_charge", idempotency_key, async {
+            let mut conn = self.conn().await?;
+            find(&mut conn, idempotency_key).await
+        })
+        .await
     }
 
     async fn refund(
+        &self,
+        idempotency_key: &str,
+        charge_id: &str,
+        amount_minor: i64,
+    ) -> Result<String, GatewayError> {
+        self.stalled(
+            "refund",
+            idempotency_key,
+            self.try_refund(idempotency_key, charge_id, amount_minor),
+        )
+        .await
+    }
+}
+
+impl SandboxGateway {
+    async fn try_refund(
         &self,
         idempotency_key: &str,
         charge_id: &str,

@@ -1,5 +1,6 @@
 //! Bank-transfer orders after they are placed: an operator confirms the funds, the partner
-//! cancels, or the order expires after 30 days unpaid.
+//! cancels, or the order expires unpaid (a purchase after 30 days, a renewal at the end of its
+//! renewal window, when the subscription lapses).
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -17,8 +18,10 @@ use crate::due::{self, Outcome};
 use crate::email::Template;
 use crate::enums::*;
 use crate::error::{AppError, AppResult};
+use crate::lifecycle::manual_renewal::book_answer;
 use crate::notify;
 use crate::permissions::{Action, Principal};
+use crate::providers::payments::Charge;
 use crate::services::Services;
 use crate::validation as v;
 
@@ -51,7 +54,17 @@ pub async fn confirm_bank_transfer(
             .set(orders::bank_transfer.eq(json!(details)))
             .execute(conn)
             .await?;
-        let order = book_payment(conn, svc, &order, "", now).await?;
+        let order = match order.kind {
+            OrderKind::Renewal => {
+                let transfer = Charge {
+                    id: String::new(),
+                    amount_minor: order.total_minor,
+                    currency: order.currency.clone(),
+                };
+                book_answer(conn, svc, actor, order.id, Ok(&transfer), now).await?
+            }
+            OrderKind::Purchase => book_payment(conn, svc, &order, "", now).await?,
+        };
         audit::record(
             conn,
             actor,

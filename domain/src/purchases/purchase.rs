@@ -38,13 +38,7 @@ use crate::permissions::{Action, Principal};
 use crate::services::Services;
 use crate::validation as v;
 
-#[derive(Debug, Clone, async_graphql::InputObject)]
-pub struct BankTransferInput {
-    pub contact_name: String,
-    /// E.164, for example +14255550100.
-    pub contact_phone: String,
-    pub contact_email: String,
-}
+pub use crate::billing::orders::BankTransferInput;
 
 #[derive(Debug, Clone, async_graphql::OneofObject)]
 pub enum PaymentInput {
@@ -263,11 +257,10 @@ fn check(
                 .card
                 .unwrap_or_else(|| Err(AppError::Internal("card not read".into())))?,
         ),
-        PaymentInput::BankTransfer(b) => Payment::BankTransfer(
-            v::text("payment.bankTransfer.contactName", &b.contact_name, 200)?,
-            v::phone_e164("payment.bankTransfer.contactPhone", &b.contact_phone)?,
-            v::email("payment.bankTransfer.contactEmail", &b.contact_email)?,
-        ),
+        PaymentInput::BankTransfer(b) => {
+            let d = b.details("payment.bankTransfer")?;
+            Payment::BankTransfer(d.contact_name, d.contact_phone, d.contact_email)
+        }
     };
     Ok(Checked {
         offer,
@@ -471,6 +464,7 @@ async fn reserve(
                 "order_number": order.number,
                 "total": format_money(order.total_minor, &order.currency),
                 "expires_on": placed.expires.map(|d| d.date_naive().to_string()),
+                "renewal": false,
             }),
         )
         .await?;

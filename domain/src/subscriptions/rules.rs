@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, Utc};
 
-use crate::enums::{BenefitUse, CompetencyLevel, SubscriptionStatus};
+use crate::enums::{AutoRenewOffReason, BenefitUse, CompetencyLevel, SubscriptionStatus};
 use crate::error::Reason;
 
 /// Days after the anniversary date on which a failed auto-renewal charge is tried again
@@ -120,6 +120,28 @@ pub fn ends_at(
     (ends_at_anniversary && status.in_good_standing())
         .then_some(anniversary)
         .flatten()
+}
+
+/// Why automatic renewal is off (None while it is on): a cancellation ending it at the AD,
+/// no saved card (bought by bank transfer), a card refused for good at a renewal attempt, or
+/// a user's choice.
+pub fn auto_renew_off_reason(
+    auto_renew: bool,
+    ends_at_anniversary: bool,
+    has_card: bool,
+    renewal_failures: i32,
+) -> Option<AutoRenewOffReason> {
+    if auto_renew {
+        None
+    } else if ends_at_anniversary {
+        Some(AutoRenewOffReason::EndsAtAnniversary)
+    } else if !has_card {
+        Some(AutoRenewOffReason::NoCard)
+    } else if renewal_failures > 0 {
+        Some(AutoRenewOffReason::CardRefused)
+    } else {
+        Some(AutoRenewOffReason::TurnedOff)
+    }
 }
 
 /// PRODUCT.md 2.5: renewing Silver or Gold needs a current qualification at the package's

@@ -118,3 +118,16 @@ pub(crate) async fn lock_many(
         .await?;
     Ok(rows.into_iter().map(|s| (s.id, s)).collect())
 }
+
+/// Reads subscriptions without locking them (what to ask the gateway, before a transaction).
+pub(crate) async fn read_many(
+    conn: &mut PgConn,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Subscription>> {
+    let rows: Vec<Subscription> = subscriptions::table
+        .filter(subscriptions::id.eq_any(ids))
+        .select(Subscription::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|s| (s.id, s)).collect())
+}
