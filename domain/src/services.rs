@@ -7,6 +7,7 @@ use crate::config::{Config, GatewayKind};
 use crate::db::DbPool;
 use crate::providers::payments::{PaymentGateway, SandboxGateway};
 use crate::providers::provisioning::{Provisioner, SimulatedProvisioner};
+use crate::providers::stripe::StripeGateway;
 
 #[derive(Clone)]
 pub struct Services {
@@ -18,13 +19,14 @@ pub struct Services {
 
 impl Services {
     pub fn new(config: Arc<Config>, pool: DbPool) -> anyhow::Result<Self> {
-        let gateway: Arc<dyn PaymentGateway> = match config.billing.gateway {
+        let gateway: Arc<dyn PaymentGateway> = match &config.billing.gateway {
             // The sandbox stands for a remote service: it gets connections of its own, so a
             // job holding a pool connection while it charges can never starve it.
             GatewayKind::Sandbox => Arc::new(SandboxGateway::stalling(
                 crate::db::pool(&config.database.url, 4)?,
                 config.billing.gateway_delay,
             )),
+            GatewayKind::Stripe(s) => Arc::new(StripeGateway::new(&s.api_base, &s.secret_key)?),
         };
         let provisioner: Arc<dyn Provisioner> = Arc::new(SimulatedProvisioner {
             fail: config.benefits.provisioning_fails,

@@ -181,6 +181,35 @@ ensure_test_tools() {
     || die "redis-server, PostgreSQL server binaries or chromium still missing after installing"
 }
 
+# The Stripe-compatible server the Stripe tests run against: localstripe (a fake but stateful
+# Stripe server, from PyPI) in a virtual environment under .local/localstripe, started once on
+# a free port and kept running like the throwaway Redis. Exports STRIPE_TEST_API_BASE.
+LOCALSTRIPE_VERSION=1.15.10
+ensure_localstripe() {
+  local dir="$LOCAL/localstripe" port
+  if [ -f "$dir/port" ] && tcp_open 127.0.0.1 "$(cat "$dir/port")"; then
+    port=$(cat "$dir/port")
+  else
+    mkdir -p "$dir"
+    if ! "$dir/venv/bin/pip" show localstripe 2>/dev/null | grep -q "^Version: $LOCALSTRIPE_VERSION$"; then
+      command -v python3 >/dev/null || apt_install python3
+      python3 -m venv "$dir/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$dir/venv"; } \
+        || die "could not make a Python virtual environment for localstripe"
+      log "installing localstripe $LOCALSTRIPE_VERSION (PyPI) into .local/localstripe"
+      "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION" \
+        || die "pip install localstripe failed"
+    fi
+    port=$(free_port 58420)
+    nohup "$dir/venv/bin/localstripe" --port "$port" >"$dir/log" 2>&1 &
+    echo $! >"$dir/pid"
+    for _ in $(seq 150); do tcp_open 127.0.0.1 "$port" && break; sleep 0.1; done
+    tcp_open 127.0.0.1 "$port" || die "localstripe did not start (see .local/localstripe/log)"
+    echo "$port" >"$dir/port"
+  fi
+  export STRIPE_TEST_API_BASE="http://127.0.0.1:$port"
+  log "using localstripe at $STRIPE_TEST_API_BASE"
+}
+
 ensure_pg_dump() {
   local found
   found=$(pg_bin pg_dump)

@@ -194,20 +194,29 @@ impl BillingMutation {
         .await?)
     }
 
-    /// Saves a card: the number goes to the payment gateway and only its token, brand, last
-    /// four digits and expiry are kept.
+    /// Saves a card; only its gateway token, brand, last four digits and expiry are kept.
+    /// With the sandbox gateway send `card` (the number goes to the gateway). With Stripe
+    /// (`PAYMENT_GATEWAY=stripe`) the SPA collects the card with Stripe's browser library and
+    /// sends the PaymentMethod id it created (`paymentMethodId`, pm_…); the API never sees a
+    /// card number. The other argument is BAD_USER_INPUT naming the one to send.
     async fn add_payment_method(
         &self,
         ctx: &Context<'_>,
-        card: CardInput,
+        card: Option<CardInput>,
+        payment_method_id: Option<String>,
     ) -> async_graphql::Result<PaymentMethod> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        Ok(
-            payment_methods::add_card(&mut c, services(ctx), p, &actor(ctx)?, card)
-                .await?
-                .into(),
+        Ok(payment_methods::add_card(
+            &mut c,
+            services(ctx),
+            p,
+            &actor(ctx)?,
+            card,
+            payment_method_id,
         )
+        .await?
+        .into())
     }
 
     async fn remove_payment_method(

@@ -31,49 +31,52 @@ impl std::fmt::Debug for CardInput {
     }
 }
 
+/// Saves a card. With a gateway that takes card numbers (the sandbox) `card` is sent to it to
+/// be tokenized; with Stripe the SPA gives the card to Stripe's browser library and sends the
+/// PaymentMethod id it created (`payment_method_id`), which is attached to the partner's
+/// customer there. Either way only the token, brand, last four and expiry are kept.
 pub async fn add_card(
     conn: &mut PgConn,
     svc: &Services,
     principal: &Principal,
     actor: &Actor,
-    input: CardInput,
+    card: Option<CardInput>,
+    payment_method_id: Option<String>,
 ) -> AppResult<PaymentMethod> {
     principal.require(Action::Purchase)?;
     let partner_id = principal.scope(None)?;
     let Principal::User { user_id, .. } = principal else {
         return Err(AppError::Forbidden);
     };
-    let holder_name = v::text("holderName", &input.holder_name, 200)?;
-    if !(1..=12).contains(&input.exp_month) {
-        return Err(AppError::bad_input("expMonth", "the month must be 1 to 12"));
-    }
-    let token = svc
-        .gateway
-        .tokenize(&CardDetails {
-            number: input.number,
-            exp_month: input.exp_month as u32,
-            exp_year: input.exp_year,
-            cvc: input.cvc,
-            holder_name: holder_name.clone(),
-        })
-        .await
-        .map_err(|e| match e {
-            GatewayError::Invalid(m) => AppError::bad_input("card", m),
-            GatewayError::Transient(m) => {
-                AppError::Internal(format!("gateway tokenize failed: {m}"))
-            }
-            other => AppError::bad_input("card", other.message()),
-        })?;
+    let numbers = svc.gateway.takes_card_numbers();
+    let saved = match (card, payment_method_id) {
+        (Some(input), None) if numbers => tokenized(svc, input).await?,
+        (None, Some(pm)) if !numbers => attached(conn, svc, principal, partner_id, &pm).await?,
+        (Some(_), _) | (None, None) if !numbers => {
+            return Err(AppError::bad_input(
+                "paymentMethodId",
+                "this gateway takes cards through its browser library (Stripe.js): send the \
+                 PaymentMethod id it created, never a card number",
+            ))
+        }
+        _ => {
+            return Err(AppError::bad_input(
+                "card",
+                "this gateway takes the card itself: send card (number, expiry, CVC, holder)",
+            ))
+        }
+    };
+    let (token, brand, last4, exp_month, exp_year, holder_name) = saved;
     conn.transaction::<_, AppError, _>(async |conn| {
         let pm: PaymentMethod = diesel::insert_into(payment_methods::table)
             .values(&PaymentMethod {
                 id: Uuid::now_v7(),
                 partner_id,
-                gateway_token: token.token,
-                brand: token.brand,
-                last4: token.last4,
-                exp_month: input.exp_month,
-                exp_year: input.exp_year,
+                gateway_token: token,
+                brand,
+                last4,
+                exp_month,
+                exp_year,
                 holder_name,
                 created_by: *user_id,
                 created_at: Utc::now(),
@@ -94,6 +97,98 @@ pub async fn add_card(
         Ok(pm)
     })
     .await
+}
+
+/// A saved card as kept: token, brand, last four, expiry month and year, holder.
+type Saved = (String, String, String, i32, i32, String);
+
+/// A card typed into the API, tokenized by the gateway (the sandbox).
+async fn tokenized(svc: &Services, input: CardInput) -> AppResult<Saved> {
+    let holder_name = v::text("holderName", &input.holder_name, 200)?;
+    if !(1..=12).contains(&input.exp_month) {
+        return Err(AppError::bad_input("expMonth", "the month must be 1 to 12"));
+    }
+    let token = svc
+        .gateway
+        .tokenize(&CardDetails {
+            number: input.number,
+            exp_month: input.exp_month as u32,
+            exp_year: input.exp_year,
+            cvc: input.cvc,
+            holder_name: holder_name.clone(),
+        })
+        .await
+        .map_err(card_error)?;
+    Ok((
+        token.token,
+        token.brand,
+        token.last4,
+        input.exp_month,
+        input.exp_year,
+        holder_name,
+    ))
+}
+
+/// A card the browser gave the gateway (Stripe): attached to the partner's customer there,
+/// made with the first card and kept in `gateway_customers`.
+async fn attached(
+    conn: &mut PgConn,
+    svc: &Services,
+    principal: &Principal,
+    partner_id: Uuid,
+    payment_method_id: &str,
+) -> AppResult<Saved> {
+    use crate::db::schema::gateway_customers as gc;
+    let customer: Option<String> = gc::table
+        .find(partner_id)
+        .select(gc::customer_id)
+        .first(conn)
+        .await
+        .optional()?;
+    let email = match principal {
+        Principal::User { email, .. } => email.clone(),
+        _ => String::new(),
+    };
+    let card = svc
+        .gateway
+        .attach_payment_method(
+            customer.as_deref(),
+            partner_id,
+            &email,
+            payment_method_id.trim(),
+        )
+        .await
+        .map_err(|e| match e {
+            GatewayError::Invalid(m) => AppError::bad_input("paymentMethodId", m),
+            other => card_error(other),
+        })?;
+    if customer.is_none() {
+        diesel::insert_into(gc::table)
+            .values((
+                gc::partner_id.eq(partner_id),
+                gc::customer_id.eq(&card.customer),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    let holder = format!("{} card", card.brand);
+    Ok((
+        card.token,
+        card.brand,
+        card.last4,
+        card.exp_month,
+        card.exp_year,
+        holder,
+    ))
+}
+
+fn card_error(e: GatewayError) -> AppError {
+    match e {
+        GatewayError::Invalid(m) => AppError::bad_input("card", m),
+        GatewayError::Transient(m) => AppError::Internal(format!("gateway tokenize failed: {m}")),
+        other => AppError::bad_input("card", other.message()),
+    }
 }
 
 pub async fn remove(

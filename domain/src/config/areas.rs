@@ -121,15 +121,43 @@ pub struct JobsConfig {
     pub renewal_batch: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum GatewayKind {
     /// The local sandbox gateway with test cards (domain/src/providers/payments.rs).
     Sandbox,
+    /// Stripe (domain/src/providers/stripe.rs).
+    Stripe(StripeConfig),
+}
+
+/// PAYMENT_GATEWAY=stripe: STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_API_BASE.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StripeConfig {
+    /// STRIPE_API_BASE: Stripe's API address (default https://api.stripe.com; tests point it at
+    /// localstripe).
+    pub api_base: String,
+    /// STRIPE_SECRET_KEY (sk_live_… / sk_test_…; rk_… restricted keys work too).
+    pub secret_key: String,
+    /// STRIPE_WEBHOOK_SECRET (whsec_…): verifies `Stripe-Signature` on webhooks.
+    pub webhook_secret: String,
+}
+
+impl std::fmt::Debug for GatewayKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayKind::Sandbox => f.write_str("Sandbox"),
+            GatewayKind::Stripe(s) => f
+                .debug_struct("Stripe")
+                .field("api_base", &s.api_base)
+                .field("secret_key", &"[redacted]")
+                .field("webhook_secret", &"[redacted]")
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct BillingConfig {
-    /// PAYMENT_GATEWAY = sandbox (the only adapter so far; refused in production)
+    /// PAYMENT_GATEWAY = sandbox (test cards; refused in production) | stripe
     pub gateway: GatewayKind,
     /// ORDER_SETTLE_AFTER_SECS: a card order still PROCESSING this long after it was placed
     /// (its request died mid-way) is settled from the gateway's records by a job
@@ -339,8 +367,18 @@ impl BillingConfig {
     pub(super) fn read(r: &mut Reader) -> Self {
         let gateway = match r.string("PAYMENT_GATEWAY", "sandbox").as_str() {
             "sandbox" => GatewayKind::Sandbox,
+            "stripe" => GatewayKind::Stripe(StripeConfig {
+                api_base: r.string("STRIPE_API_BASE", "https://api.stripe.com"),
+                secret_key: r.required("STRIPE_SECRET_KEY", "Stripe's secret API key, sk_…"),
+                webhook_secret: r.required(
+                    "STRIPE_WEBHOOK_SECRET",
+                    "the signing secret of the webhook endpoint, whsec_…",
+                ),
+            }),
             other => {
-                r.error(format!("PAYMENT_GATEWAY must be sandbox, got `{other}`"));
+                r.error(format!(
+                    "PAYMENT_GATEWAY must be sandbox or stripe, got `{other}`"
+                ));
                 GatewayKind::Sandbox
             }
         };

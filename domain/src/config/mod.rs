@@ -86,9 +86,14 @@ impl Config {
         if self.billing.gateway == GatewayKind::Sandbox {
             refused.push(
                 "PAYMENT_GATEWAY=sandbox accepts test cards only and must not run in \
-                 production; no live gateway adapter exists yet"
+                 production: set PAYMENT_GATEWAY=stripe"
                     .into(),
             );
+        }
+        if let GatewayKind::Stripe(s) = &self.billing.gateway {
+            if !s.api_base.starts_with("https://") {
+                refused.push("STRIPE_API_BASE must be an https:// address in production".into());
+            }
         }
         if self.auth.hs256_secret.is_some() {
             refused.push(
@@ -166,6 +171,9 @@ pub const VARIABLES: &[&str] = &[
     "WORKER_METRICS_BIND",
     "RENEWAL_BATCH",
     "PAYMENT_GATEWAY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
     "FAULT_CRASH_AFTER_CHARGE",
     "FAULT_GATEWAY_DELAY_MS",
     "ORDER_SETTLE_AFTER_SECS",
@@ -238,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn production_with_safe_settings_is_refused_only_for_the_sandbox_gateway() {
+    fn production_refuses_the_sandbox_gateway_and_starts_with_stripe() {
         let mut vars = map(BASE);
         vars.insert("APP_ENV".into(), "production".into());
         vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
@@ -251,6 +259,23 @@ mod tests {
         let err = Config::from_map(&vars).unwrap_err();
         assert_eq!(err.lines().count(), 2, "{err}");
         assert!(err.contains("PAYMENT_GATEWAY=sandbox"), "{err}");
+        // Stripe without its settings: every missing one is named at once.
+        vars.insert("PAYMENT_GATEWAY".into(), "stripe".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(err.contains("STRIPE_SECRET_KEY is required"), "{err}");
+        assert!(err.contains("STRIPE_WEBHOOK_SECRET is required"), "{err}");
+        // With them, production starts.
+        vars.insert("STRIPE_SECRET_KEY".into(), "sk_live_not_a_real_key".into());
+        vars.insert(
+            "STRIPE_WEBHOOK_SECRET".into(),
+            "whsec_not_a_real_secret".into(),
+        );
+        let config = Config::from_map(&vars).expect("production with Stripe");
+        assert!(format!("{config:?}").contains("[redacted]"));
+        assert!(!format!("{config:?}").contains("sk_live_not_a_real_key"));
+        vars.insert("STRIPE_API_BASE".into(), "http://localhost:8420".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(err.contains("STRIPE_API_BASE must be an https://"), "{err}");
     }
 
     #[test]

@@ -121,6 +121,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    gateway_customers (partner_id) {
+        partner_id -> Uuid,
+        customer_id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     invoice_counters (year) {
         year -> Int4,
         last_number -> Int4,
@@ -487,6 +495,7 @@ diesel::joinable!(emails -> partners (partner_id));
 diesel::joinable!(entitlements -> offers (offer_id));
 diesel::joinable!(entitlements -> partners (partner_id));
 diesel::joinable!(entitlements -> subscriptions (subscription_id));
+diesel::joinable!(gateway_customers -> partners (partner_id));
 diesel::joinable!(invoices -> orders (order_id));
 diesel::joinable!(invoices -> partners (partner_id));
 diesel::joinable!(marketing_contacts -> partners (partner_id));
@@ -527,6 +536,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_verifications,
     emails,
     entitlements,
+    gateway_customers,
     invoice_counters,
     invoices,
     marketing_contacts,

@@ -5,3 +5,4 @@
 
 pub mod payments;
 pub mod provisioning;
+pub mod stripe;

@@ -115,9 +115,40 @@ pub struct Answers {
 /// Requests in flight at once in the default [`PaymentGateway::charge_many`].
 const CONCURRENT_CHARGES: usize = 8;
 
+/// A card the browser gave the gateway, attached to the partner's customer there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedCard {
+    /// What charges use (`{customer}/{payment method}` for Stripe).
+    pub token: String,
+    /// The partner's customer at the gateway (kept for the next card).
+    pub customer: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+}
+
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
+    /// Whether `addPaymentMethod` may send card numbers (`tokenize`); otherwise the browser
+    /// gives the card to the gateway and the API gets its id (`attach_payment_method`).
+    fn takes_card_numbers(&self) -> bool {
+        true
+    }
     async fn tokenize(&self, card: &CardDetails) -> Result<CardToken, GatewayError>;
+    /// Attaches a payment method the browser created at the gateway to the partner's customer
+    /// (made first when `customer` is None); reads back the card's brand, last four and expiry.
+    async fn attach_payment_method(
+        &self,
+        _customer: Option<&str>,
+        _partner_id: Uuid,
+        _email: &str,
+        _payment_method_id: &str,
+    ) -> Result<AttachedCard, GatewayError> {
+        Err(GatewayError::Invalid(
+            "this payment gateway takes the card itself: send card, not paymentMethodId".into(),
+        ))
+    }
     async fn charge(
         &self,
         idempotency_key: &str,
