@@ -30,5 +30,6 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
         metrics: metrics::Metrics::new(),
         documents: Default::default(),
         catalog: Default::default(),
+        services,
     }))
 }

@@ -308,3 +308,133 @@ async fn a_stripe_refund_is_a_stripe_refund_and_a_crash_after_the_charge_settles
     let key = format!("order:{}", settled["id"].as_str().unwrap());
     assert_eq!(intents_with_key(&key).await.len(), 1, "charged once");
 }
+
+/// `Stripe-Signature` for `body` at `t`, computed as Stripe documents it (HMAC-SHA256 with the
+/// endpoint's secret over "t.body").
+fn stripe_signature(body: &str, t: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec_pbg_e2e_secret").unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post_webhook(sys: &TestSystem, body: &str, signature: &str) -> (u16, Value) {
+    let resp = sys
+        .http()
+        .post(format!("{}/webhooks/stripe", sys.api_url))
+        .header("Stripe-Signature", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stripe_webhooks_are_verified_recorded_once_and_settle_a_late_payment_at_once() {
+    // The settlement of an interrupted order is an hour away: only the webhook can make it
+    // happen within the test.
+    let mut sys = stripe_system(&[
+        ("ORDER_SETTLE_AFTER_SECS", "3600"),
+        ("REDISPATCH_AFTER_SECS", "2"),
+    ])
+    .await;
+    let (_, ga) = authorized_partner(&sys, "stripehook").await;
+    let card = add_stripe_card(&sys, &ga, "4242424242424242").await;
+    sys.api.as_mut().unwrap().kill().await.unwrap();
+    sys.env
+        .insert("FAULT_CRASH_AFTER_CHARGE".into(), "purchase".into());
+    sys.start_api().await.unwrap();
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(&ga)
+        .json(&json!({"query": PURCHASE, "variables": purchase_input("ACTION_PACK", "hook-1", &card)}))
+        .send()
+        .await;
+    assert!(resp.is_err(), "the api died mid-request: {resp:?}");
+    assert_eq!(
+        sys.api.as_mut().unwrap().wait().await.unwrap().code(),
+        Some(70)
+    );
+    sys.env.remove("FAULT_CRASH_AFTER_CHARGE");
+    sys.start_api().await.unwrap();
+    let orders = "{ orders { edges { node { id status } } } }";
+    let order =
+        sys.gql_ok(Some(&ga), orders, json!({})).await["orders"]["edges"][0]["node"].clone();
+    assert_eq!(order["status"], "PROCESSING");
+    let intents = intents_with_key(&format!("order:{}", order["id"].as_str().unwrap())).await;
+    assert_eq!(intents.len(), 1);
+    let now = chrono::Utc::now().timestamp();
+    let body = json!({
+        "id": format!("evt_pbg_{}", uuid::Uuid::new_v4().simple()),
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": now,
+        "data": {"object": intents[0]},
+    })
+    .to_string();
+
+    // Refused, with Stripe's own messages, and nothing written.
+    for (signature, message) in [
+        (
+            format!("t={now},v1={}", "0".repeat(64)),
+            "No signatures found matching the expected signature for payload",
+        ),
+        (
+            stripe_signature(&body, now - 600),
+            "Timestamp outside the tolerance zone",
+        ),
+        (
+            String::new(),
+            "Unable to extract timestamp and signatures from header",
+        ),
+        (
+            stripe_signature(&body.replace("succeeded", "canceled"), now),
+            "No signatures found matching the expected signature for payload",
+        ),
+    ] {
+        let (status, resp) = post_webhook(&sys, &body, &signature).await;
+        assert_eq!(status, 400, "{resp:#}");
+        assert_eq!(resp["errors"][0]["extensions"]["code"], "BAD_SIGNATURE");
+        assert_eq!(resp["errors"][0]["message"], message);
+    }
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM gateway_events").await,
+        0
+    );
+
+    // Signed: recorded, and the order settles from Stripe now rather than in an hour.
+    let (status, resp) = post_webhook(&sys, &body, &stripe_signature(&body, now)).await;
+    assert_eq!(status, 200, "{resp:#}");
+    assert_eq!(resp["replay"], false);
+    eventually(30, "the order settled after the webhook", || async {
+        let o = sys.gql_ok(Some(&ga), orders, json!({})).await;
+        (o["orders"]["edges"][0]["node"]["status"] == "PAID").then_some(())
+    })
+    .await;
+    // Replayed: 200, and nothing changes.
+    let (status, resp) = post_webhook(&sys, &body, &stripe_signature(&body, now)).await;
+    assert_eq!(status, 200, "{resp:#}");
+    assert_eq!(resp["replay"], true);
+    sys.wait_idle().await;
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM gateway_events").await,
+        1
+    );
+    assert_eq!(count(&sys, "SELECT count(*) AS n FROM invoices").await, 1);
+    // An event about a charge that is not ours is recorded and ignored.
+    let other = json!({"id": "evt_pbg_other", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_x", "metadata": {}}}}).to_string();
+    let (status, _) = post_webhook(&sys, &other, &stripe_signature(&other, now)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM gateway_events WHERE outcome LIKE 'ignored%'"
+        )
+        .await,
+        1
+    );
+}

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 mod invoices;
 mod metrics;
+mod webhooks;
 mod ws;
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub documents: Arc<crate::graphql::documents::Documents>,
     /// The offer catalog as last read (`graphql::loaders::Catalog`).
     pub catalog: Arc<crate::graphql::loaders::Catalog>,
+    /// What domain operations outside GraphQL need (the webhooks).
+    pub services: gateway_domain::services::Services,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -64,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/invoices/{id}/pdf", get(invoices::pdf))
+        .route("/webhooks/stripe", axum::routing::post(webhooks::stripe))
         .route("/ops", get(|| async { Html(include_str!("../ops.html")) }))
         .layer(cors)
         .with_state(state)

@@ -129,6 +129,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    gateway_events (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        payload -> Jsonb,
+        outcome -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     invoice_counters (year) {
         year -> Int4,
         last_number -> Int4,
@@ -537,6 +548,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     emails,
     entitlements,
     gateway_customers,
+    gateway_events,
     invoice_counters,
     invoices,
     marketing_contacts,

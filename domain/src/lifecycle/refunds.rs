@@ -242,6 +242,36 @@ async fn fail(
     tell_partner(conn, svc, order, &refund).await
 }
 
+/// The gateway reported a refund failed after it had answered it done (`refund.failed`):
+/// the refund is REFUND_FAILED with the bank's reason, the order PAID again (the money did
+/// not go back), and the partner is told. Anything else (another refund id, a refund not done
+/// yet) is left to the refund job. Returns what it did.
+pub(crate) async fn failed_at_gateway(
+    conn: &mut PgConn,
+    svc: &Services,
+    order_id: Uuid,
+    reference: &str,
+    reason: &str,
+) -> AppResult<String> {
+    let refund = lock(conn, order_id).await?;
+    if refund.status != RefundStatus::Refunded || refund.reference.as_deref() != Some(reference) {
+        return Ok(format!("nothing to undo: the refund is {}", refund.status));
+    }
+    let order: Order = diesel::update(orders::table.find(order_id))
+        .set((
+            orders::status.eq(OrderStatus::Paid),
+            orders::refunded_minor.eq(0),
+            orders::refunded_at.eq(None::<DateTime<Utc>>),
+            orders::updated_at.eq(Utc::now()),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?;
+    let failure = format!("the bank could not return the money: {reason}");
+    fail(conn, svc, &order, refund.attempts, &failure).await?;
+    Ok("REFUND_FAILED".into())
+}
+
 /// Operators: the outgoing bank transfer of a bank-transfer order's refund was made.
 pub async fn confirm_refund(
     conn: &mut PgConn,

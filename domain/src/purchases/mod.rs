@@ -8,3 +8,4 @@ pub mod bank_transfer;
 pub mod booking;
 pub mod purchase;
 pub mod settlement;
+pub mod webhooks;
