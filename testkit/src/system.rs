@@ -106,19 +106,39 @@ impl TestSystem {
 
     fn spawn(&self, bin: &str, args: &[&str]) -> anyhow::Result<Child> {
         let show = std::env::var("TEST_SHOW_LOGS").is_ok();
+        let stderr = if show {
+            Stdio::inherit()
+        } else {
+            // Kept for `logs()` (appended across restarts), removed with the system.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path(bin))?
+                .into()
+        };
         Ok(Command::new(bin_path(bin))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&self.env)
             .stdout(Stdio::null())
-            .stderr(if show {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()?)
+    }
+
+    fn log_path(&self, bin: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("pbg-{}-{bin}.log", self.queue_prefix))
+    }
+
+    /// Everything the api and worker processes logged so far (empty with TEST_SHOW_LOGS,
+    /// which sends it to the terminal instead).
+    pub fn logs(&self) -> String {
+        ["gateway-api", "gateway-worker"]
+            .iter()
+            .map(|bin| std::fs::read_to_string(self.log_path(bin)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub async fn start_api(&mut self) -> anyhow::Result<()> {
@@ -269,6 +289,9 @@ impl Drop for TestSystem {
             .flatten()
         {
             let _ = child.start_kill();
+        }
+        for bin in ["gateway-api", "gateway-worker"] {
+            let _ = std::fs::remove_file(self.log_path(bin));
         }
         let name = self.db.name.clone();
         let prefix = self.queue_prefix.clone();

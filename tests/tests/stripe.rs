@@ -26,9 +26,30 @@ async fn stripe_system(extra: &[(&str, &str)]) -> TestSystem {
         ("STRIPE_API_BASE", base.as_str()),
         ("STRIPE_SECRET_KEY", "sk_test_pbg_e2e_secret"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_pbg_e2e_secret"),
+        // Everything logged, at every level, is checked for secrets ([`no_secrets_in_logs`]).
+        ("RUST_LOG", "debug"),
     ];
     env.extend_from_slice(extra);
     TestSystem::start_with(&env).await.unwrap()
+}
+
+/// Neither the secret key, the webhook secret nor a card number appears in anything the api
+/// and worker logged (at debug level), and the logs were captured at all.
+fn no_secrets_in_logs(sys: &TestSystem) {
+    if std::env::var("TEST_SHOW_LOGS").is_ok() {
+        return; // the logs went to the terminal
+    }
+    let logs = sys.logs();
+    assert!(logs.contains("api listening"), "logs were captured");
+    for secret in [
+        "sk_test_pbg_e2e_secret",
+        "whsec_pbg_e2e_secret",
+        "4242424242424242",
+        "4000000000000341",
+        "5555555555554444",
+    ] {
+        assert!(!logs.contains(secret), "`{secret}` appears in the logs");
+    }
 }
 
 /// What Stripe.js does in the browser: the card goes to Stripe, which answers with a
@@ -157,6 +178,7 @@ async fn stripe_cards_come_from_the_browser_purchases_and_renewals_are_payment_i
     let renewal = intents_with_key(&format!("renewal:{sub_id}:1")).await;
     assert_eq!(renewal.len(), 1, "charged once: {renewal:#?}");
     assert_eq!(renewal[0]["status"], "succeeded");
+    no_secrets_in_logs(&sys);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,6 +241,7 @@ async fn a_stripe_decline_puts_the_renewal_in_its_window_and_a_manual_renewal_pa
         .filter(|pi| pi["status"] == "succeeded")
         .collect();
     assert_eq!(paid.len(), 1, "the term was paid once");
+    no_secrets_in_logs(&sys);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -307,6 +330,7 @@ async fn a_stripe_refund_is_a_stripe_refund_and_a_crash_after_the_charge_settles
     assert_eq!(again["purchaseOffer"]["id"], settled["id"]);
     let key = format!("order:{}", settled["id"].as_str().unwrap());
     assert_eq!(intents_with_key(&key).await.len(), 1, "charged once");
+    no_secrets_in_logs(&sys);
 }
 
 /// `Stripe-Signature` for `body` at `t`, computed as Stripe documents it (HMAC-SHA256 with the
@@ -437,4 +461,87 @@ async fn stripe_webhooks_are_verified_recorded_once_and_settle_a_late_payment_at
         .await,
         1
     );
+    no_secrets_in_logs(&sys);
+}
+
+#[tokio::test]
+async fn production_starts_with_stripe_settings_and_refuses_to_start_without_them() {
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let jwks = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../domain/tests/fixtures/test-jwks.json")
+        .display()
+        .to_string();
+    let redis = gateway_testkit::redis_url();
+    let base: Vec<(&str, String)> = vec![
+        ("APP_ENV", "production".into()),
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis),
+        ("API_BIND", format!("127.0.0.1:{port}")),
+        ("PUBLIC_BASE_URL", "https://partners.example".into()),
+        ("JWT_JWKS_FILE", jwks),
+        ("EMAIL_TRANSPORT", "smtp".into()),
+        ("SMTP_URL", "smtp://127.0.0.1:2525".into()),
+        (
+            "KEY_ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        ),
+        ("PAYMENT_GATEWAY", "stripe".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    let api = gateway_testkit::system::bin_path("gateway-api");
+    let command = |extra: &[(&str, &str)]| {
+        let mut c = tokio::process::Command::new(&api);
+        c.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(base.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().copied())
+            .kill_on_drop(true);
+        c
+    };
+    // Without Stripe's settings: refused, every missing one named at once.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), command(&[]).output())
+        .await
+        .expect("the api exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("STRIPE_SECRET_KEY is required"), "{stderr}");
+    assert!(
+        stderr.contains("STRIPE_WEBHOOK_SECRET is required"),
+        "{stderr}"
+    );
+    // With them (and nothing insecure): it starts.
+    let mut child = command(&[
+        ("STRIPE_SECRET_KEY", "sk_live_pbg_not_a_real_key"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_pbg_not_a_real_secret"),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the production api exited: {status}");
+        }
+        let up = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the production api did not answer within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+    db.remove().await.unwrap();
 }
