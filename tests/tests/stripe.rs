@@ -284,6 +284,44 @@ async fn a_stripe_refund_is_a_stripe_refund_and_a_crash_after_the_charge_settles
     assert_eq!(refund["order"]["status"], "REFUNDED");
     let reference = refund["order"]["refund"]["reference"].as_str().unwrap();
     assert!(reference.starts_with("re_"), "a Stripe Refund: {reference}");
+    let mut at_stripe: Value = reqwest::Client::new()
+        .get(format!("{}/v1/refunds/{reference}", stripe_base()))
+        .bearer_auth("sk_test_pbg_e2e_secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        at_stripe["metadata"]["refund_key"],
+        format!("refund:{}", order["id"].as_str().unwrap())
+    );
+    // Days later the bank returns the refund: Stripe sends refund.failed. The refund turns
+    // REFUND_FAILED with the bank's reason and the order is PAID again.
+    at_stripe["status"] = json!("failed");
+    at_stripe["failure_reason"] = json!("expired_or_canceled_card");
+    let event = json!({"id": format!("evt_pbg_{}", uuid::Uuid::new_v4().simple()), "type": "refund.failed", "data": {"object": at_stripe}}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let (status, resp) = post_webhook(&sys, &event, &stripe_signature(&event, now)).await;
+    assert_eq!(status, 200, "{resp:#}");
+    let failed = sys
+        .gql_ok(
+            Some(&ga),
+            "query($id: ID!) { order(id: $id) { status refund { status failureReason } } }",
+            json!({"id": order["id"]}),
+        )
+        .await["order"]
+        .clone();
+    assert_eq!(failed["status"], "PAID", "{failed:#}");
+    assert_eq!(failed["refund"]["status"], "REFUND_FAILED");
+    assert!(
+        failed["refund"]["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("expired_or_canceled_card"),
+        "{failed:#}"
+    );
 
     // The api dies right after Stripe accepted a purchase's charge: the settlement job finds
     // the PaymentIntent at Stripe (not in our tables) and books it; charged once.
