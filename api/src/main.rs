@@ -97,8 +97,11 @@ async fn main() -> anyhow::Result<()> {
             gateway_domain::db::ensure_database(&cfg.database.url).await?;
             gateway_domain::db::migrate(&cfg.database.url).await?;
             let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
-            gateway_domain::seed::run(&mut *pool.get().await?).await?;
-            eprintln!("seeded");
+            if gateway_domain::seed::run(&mut *pool.get().await?, cfg.env).await? {
+                eprintln!("seeded (demo operator `demo-operator`)");
+            } else {
+                eprintln!("seeded (no demo operator outside APP_ENV=development)");
+            }
         }
         Command::Serve { no_migrate } => {
             let cfg = config()?;

@@ -1,4 +1,5 @@
-//! Seed data: the demo operator `scripts/run` prints a token for. Idempotent.
+//! Seed data: the demo operator `scripts/run` prints a token for, in development only.
+//! Idempotent.
 //! (The offer catalog arrives with the offers issue; it is seeded by its migration.)
 
 use crate::db::prelude::*;
@@ -33,12 +34,19 @@ pub async fn ensure_operator(
     Ok(())
 }
 
-pub async fn run(conn: &mut PgConn) -> anyhow::Result<()> {
+/// Seeds what the environment may have: the demo operator only in development (an identity
+/// anyone can mint a dev token for must not exist in production, nor in tests, which make
+/// their own operators). Returns whether it was made.
+pub async fn run(conn: &mut PgConn, env: crate::config::AppEnv) -> anyhow::Result<bool> {
+    if env != crate::config::AppEnv::Development {
+        return Ok(false);
+    }
     ensure_operator(
         conn,
         DEMO_OPERATOR_SUBJECT,
         "operator@partners.example",
         "Demo Operator",
     )
-    .await
+    .await?;
+    Ok(true)
 }

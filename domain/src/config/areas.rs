@@ -271,8 +271,20 @@ impl AuthConfig {
             .opt("JWT_HS256_SECRET")
             .or_else(|| (!prod).then(|| super::DEV_JWT_SECRET.to_owned()));
         let auth = AuthConfig {
-            issuer: r.string("JWT_ISSUER", "pbg-dev"),
-            audience: r.string("JWT_AUDIENCE", "pbg-api"),
+            // Production names its identity provider explicitly; the dev defaults are refused.
+            issuer: if prod {
+                r.required(
+                    "JWT_ISSUER",
+                    "the `iss` your identity provider puts in tokens",
+                )
+            } else {
+                r.string("JWT_ISSUER", "pbg-dev")
+            },
+            audience: if prod {
+                r.required("JWT_AUDIENCE", "the `aud` tokens for this API carry")
+            } else {
+                r.string("JWT_AUDIENCE", "pbg-api")
+            },
             hs256_secret,
             jwks_file: r.opt("JWT_JWKS_FILE"),
             jwks_url: r.opt("JWT_JWKS_URL"),

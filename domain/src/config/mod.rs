@@ -43,7 +43,9 @@ impl Config {
 
     pub fn from_map(vars: &BTreeMap<String, String>) -> Result<Self, String> {
         let mut r = Reader::new(vars);
-        let env = match r.string("APP_ENV", "development").as_str() {
+        // Production unless development or tests are chosen explicitly: a deployment that
+        // forgets the setting must not run on the published dev secrets and test clocks.
+        let env = match r.string("APP_ENV", "production").as_str() {
             "development" | "dev" => AppEnv::Development,
             "test" => AppEnv::Test,
             "production" | "prod" => AppEnv::Production,
@@ -51,7 +53,7 @@ impl Config {
                 r.error(format!(
                     "APP_ENV must be development, test or production, got `{other}`"
                 ));
-                AppEnv::Development
+                AppEnv::Production
             }
         };
         let prod = env == AppEnv::Production;
@@ -104,6 +106,30 @@ impl Config {
         }
         if self.auth.jwks_file.is_none() && self.auth.jwks_url.is_none() {
             refused.push("production needs JWT_JWKS_FILE or JWT_JWKS_URL".into());
+        }
+        if self
+            .auth
+            .jwks_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("https://"))
+        {
+            refused.push("JWT_JWKS_URL must be an https:// address in production".into());
+        }
+        if !self.http.public_base_url.starts_with("https://") {
+            refused.push(
+                "PUBLIC_BASE_URL must be the portal's https:// address in production (links in \
+                 emails carry tokens)"
+                    .into(),
+            );
+        }
+        if let EmailTransportKind::Smtp { url } = &self.email.transport {
+            if !(url.starts_with("smtps://") || url.contains("tls=required")) {
+                refused.push(
+                    "SMTP_URL must use TLS in production: smtps://host:465 or \
+                     smtp://host:587?tls=required"
+                        .into(),
+                );
+            }
         }
         if self.billing.crash_after_charge.is_some() {
             refused.push("FAULT_CRASH_AFTER_CHARGE is a fault switch for tests".into());
@@ -202,11 +228,40 @@ mod tests {
 
     #[test]
     fn development_defaults() {
-        let c = Config::from_map(&map(BASE)).unwrap();
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "development".into());
+        let c = Config::from_map(&vars).unwrap();
         assert_eq!(c.env, AppEnv::Development);
         assert_eq!(c.auth.hs256_secret.as_deref(), Some(DEV_JWT_SECRET));
         assert!(matches!(c.email.transport, EmailTransportKind::File { .. }));
         assert!(c.enrollment.test_clocks);
+    }
+
+    #[test]
+    fn production_is_the_default_and_fails_closed() {
+        // Nothing but the addresses: production, with none of the development conveniences.
+        let err = Config::from_map(&map(BASE)).unwrap_err();
+        for needle in [
+            "JWT_ISSUER is required",
+            "JWT_AUDIENCE is required",
+            "JWT_JWKS_FILE or JWT_JWKS_URL",
+            "SMTP_URL is required",
+            "KEY_ENCRYPTION_KEY is required",
+            "PUBLIC_BASE_URL must be the portal's https:// address",
+            "PAYMENT_GATEWAY=sandbox",
+        ] {
+            assert!(err.contains(needle), "missing `{needle}` in {err}");
+        }
+        let mut vars = map(BASE);
+        vars.insert("JWT_JWKS_URL".into(), "http://login.example/jwks".into());
+        vars.insert("SMTP_URL".into(), "smtp://mail.example:25".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(err.contains("JWT_JWKS_URL must be an https://"), "{err}");
+        assert!(err.contains("SMTP_URL must use TLS"), "{err}");
+        assert!(
+            !err.contains("JWT_HS256_SECRET"),
+            "no dev secret is assumed: {err}"
+        );
     }
 
     #[test]
@@ -250,7 +305,13 @@ mod tests {
         let mut vars = map(BASE);
         vars.insert("APP_ENV".into(), "production".into());
         vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
-        vars.insert("SMTP_URL".into(), "smtp://mail.example:25".into());
+        vars.insert("JWT_ISSUER".into(), "https://login.example/".into());
+        vars.insert("JWT_AUDIENCE".into(), "api://partner-benefits".into());
+        vars.insert("PUBLIC_BASE_URL".into(), "https://partners.example".into());
+        vars.insert(
+            "SMTP_URL".into(),
+            "smtp://mail.example:587?tls=required".into(),
+        );
         // Every other setting is accepted; what is left is the missing live payment gateway.
         vars.insert(
             "KEY_ENCRYPTION_KEY".into(),

@@ -1,0 +1,157 @@
+//! Production posture: production is the default and fails closed (issue 22), and it starts
+//! with a live payment gateway's settings (issue 21).
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn production_is_the_default_fails_closed_and_starts_with_stripe_settings() {
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let jwks = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../domain/tests/fixtures/test-jwks.json")
+        .display()
+        .to_string();
+    let redis = gateway_testkit::redis_url();
+    let base: Vec<(&str, String)> = vec![
+        ("APP_ENV", "production".into()),
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis),
+        ("API_BIND", format!("127.0.0.1:{port}")),
+        ("PUBLIC_BASE_URL", "https://partners.example".into()),
+        ("JWT_JWKS_FILE", jwks),
+        ("EMAIL_TRANSPORT", "smtp".into()),
+        ("SMTP_URL", "smtp://127.0.0.1:2525?tls=required".into()),
+        ("JWT_ISSUER", "https://login.example/".into()),
+        ("JWT_AUDIENCE", "api://partner-benefits".into()),
+        (
+            "KEY_ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        ),
+        ("PAYMENT_GATEWAY", "stripe".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    let api = gateway_testkit::system::bin_path("gateway-api");
+    let run = |command: &str, env: Vec<(&str, String)>| {
+        let mut c = tokio::process::Command::new(&api);
+        c.arg(command)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .kill_on_drop(true);
+        c
+    };
+    let command = |extra: &[(&str, &str)]| {
+        let mut env = base.clone();
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        run("serve", env)
+    };
+    let output = |mut c: tokio::process::Command| async move {
+        tokio::time::timeout(std::time::Duration::from_secs(60), c.output())
+            .await
+            .expect("the api exits")
+            .unwrap()
+    };
+
+    // APP_ENV unset is production: no dev secret, no dev issuer, no sandbox; every missing
+    // setting named at once.
+    let out = output(run(
+        "serve",
+        base.iter()
+            .filter(|(k, _)| ["DATABASE_URL", "REDIS_URL", "API_BIND"].contains(k))
+            .cloned()
+            .collect(),
+    ))
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "JWT_ISSUER is required",
+        "JWT_AUDIENCE is required",
+        "production needs JWT_JWKS_FILE or JWT_JWKS_URL",
+        "SMTP_URL is required",
+        "KEY_ENCRYPTION_KEY is required",
+        "PUBLIC_BASE_URL must be the portal's https:// address",
+        "PAYMENT_GATEWAY=sandbox",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+
+    // `seed` makes the demo operator only in development.
+    let mut prod_seed = base.clone();
+    prod_seed.push(("STRIPE_SECRET_KEY", "sk_live_pbg_not_a_real_key".into()));
+    prod_seed.push((
+        "STRIPE_WEBHOOK_SECRET",
+        "whsec_pbg_not_a_real_secret".into(),
+    ));
+    let out = output(run("seed", prod_seed)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let operators = "SELECT count(*) AS n FROM operators WHERE subject = 'demo-operator'";
+    assert_eq!(
+        count_in(&db, operators).await,
+        0,
+        "no demo operator in production"
+    );
+    let dev_seed = vec![
+        ("APP_ENV", "development".to_owned()),
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", gateway_testkit::redis_url()),
+    ];
+    let out = output(run("seed", dev_seed)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count_in(&db, operators).await,
+        1,
+        "the demo operator in development"
+    );
+    // Without Stripe's settings: refused, every missing one named at once.
+    let out = output(command(&[])).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("STRIPE_SECRET_KEY is required"), "{stderr}");
+    assert!(
+        stderr.contains("STRIPE_WEBHOOK_SECRET is required"),
+        "{stderr}"
+    );
+    // With them (and nothing insecure): it starts.
+    let mut child = command(&[
+        ("STRIPE_SECRET_KEY", "sk_live_pbg_not_a_real_key"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_pbg_not_a_real_secret"),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the production api exited: {status}");
+        }
+        let up = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the production api did not answer within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+    db.remove().await.unwrap();
+}
