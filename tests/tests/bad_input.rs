@@ -213,7 +213,7 @@ async fn the_http_layer_refuses_what_it_must() {
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.json::<serde_json::Value>().await.unwrap(),
-        json!({"postgres": "ok", "redis": "ok"})
+        json!({"postgres": "ok", "redis": "ok", "jwks": "ok"})
     );
     let metrics = http
         .get(format!("{}/metrics", sys.api_url))

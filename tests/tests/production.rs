@@ -155,3 +155,59 @@ async fn production_is_the_default_fails_closed_and_starts_with_stripe_settings(
     child.kill().await.unwrap();
     db.remove().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_starts_while_the_identity_provider_is_down_and_is_ready_once_its_keys_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An identity provider's JWKS endpoint, down at first.
+    let up = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let jwks = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../domain/tests/fixtures/test-jwks.json"),
+    )
+    .unwrap();
+    let serving = up.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = sock.read(&mut buf).await;
+            let resp = if serving.load(Ordering::SeqCst) {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                    jwks.len()
+                )
+            } else {
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    let sys = gateway_testkit::TestSystem::start_with(&[("JWT_JWKS_URL", url.as_str())])
+        .await
+        .expect("the api starts while the identity provider is down");
+    let ready = || async {
+        let r = sys
+            .http()
+            .get(format!("{}/readyz", sys.api_url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["jwks"], "loading");
+    assert_eq!(body["postgres"], "ok");
+    up.store(true, Ordering::SeqCst);
+    eventually(30, "ready once the keys loaded", || async {
+        let (status, body) = ready().await;
+        (status == 200 && body["jwks"] == "ok").then_some(())
+    })
+    .await;
+}

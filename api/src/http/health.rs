@@ -1,5 +1,6 @@
 //! Liveness (`/healthz`, in the router) and readiness (`/readyz`): Postgres and Redis answer
-//! within two seconds.
+//! within two seconds, and the identity provider's keys have loaded (a remote JWKS that was
+//! down when the api started).
 
 use std::time::Duration;
 
@@ -47,14 +48,19 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         Err(_) => "timeout".to_owned(),
     };
     let (pg, rd) = (describe(pg), describe(rd));
-    let status = if pg == "ok" && rd == "ok" {
+    let jwks = if state.verifier.ready().await {
+        "ok"
+    } else {
+        "loading"
+    };
+    let status = if pg == "ok" && rd == "ok" && jwks == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        axum::Json(serde_json::json!({"postgres": pg, "redis": rd})),
+        axum::Json(serde_json::json!({"postgres": pg, "redis": rd, "jwks": jwks})),
     )
         .into_response()
 }

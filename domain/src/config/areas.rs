@@ -54,6 +54,8 @@ pub struct AuthConfig {
     pub jwks_file: Option<String>,
     /// JWT_JWKS_URL
     pub jwks_url: Option<String>,
+    /// JWT_LEEWAY_SECS: clock skew allowed on `exp` and `nbf` (default 5, at most 60)
+    pub leeway_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,7 +290,11 @@ impl AuthConfig {
             hs256_secret,
             jwks_file: r.opt("JWT_JWKS_FILE"),
             jwks_url: r.opt("JWT_JWKS_URL"),
+            leeway_secs: r.parse("JWT_LEEWAY_SECS", 5u64, 0),
         };
+        if auth.leeway_secs > 60 {
+            r.error("JWT_LEEWAY_SECS must be at most 60".into());
+        }
         if auth.hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
             r.error("JWT_HS256_SECRET must be at least 32 characters".into());
         }

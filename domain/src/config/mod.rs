@@ -174,6 +174,7 @@ pub const VARIABLES: &[&str] = &[
     "JWT_HS256_SECRET",
     "JWT_JWKS_FILE",
     "JWT_JWKS_URL",
+    "JWT_LEEWAY_SECS",
     "EMAIL_TRANSPORT",
     "SMTP_URL",
     "EMAIL_FILE_DIR",
