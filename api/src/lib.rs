@@ -18,11 +18,11 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
     let events = events::spawn_listener(config.database.url.clone());
     let services = gateway_domain::services::Services::new(config.clone(), pool.clone())?;
-    let build =
-        |validation| graphql::build(services.clone(), events.clone(), redis.clone(), validation);
+    let build = |flavor| graphql::build(services.clone(), events.clone(), redis.clone(), flavor);
     Ok(http::router(http::AppState {
-        schema: build(async_graphql::ValidationMode::Strict),
-        validated_schema: build(async_graphql::ValidationMode::Fast),
+        schema: build(graphql::Flavor::Strict),
+        validated_schema: build(graphql::Flavor::Validated),
+        introspection_schema: build(graphql::Flavor::Introspection),
         config,
         pool,
         verifier,

@@ -211,3 +211,55 @@ async fn the_api_starts_while_the_identity_provider_is_down_and_is_ready_once_it
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graphql_js_introspection_query_works_in_development_and_is_off_when_disabled() {
+    let query = include_str!("../fixtures/graphql-js-introspection.graphql");
+    let sys = gateway_testkit::TestSystem::start().await.unwrap();
+    let r = sys.gql(None, query, serde_json::json!({})).await;
+    assert!(r["errors"].is_null(), "{:#}", r["errors"]);
+    let types = r["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(
+        types.iter().any(|t| t["name"] == "Subscription"),
+        "the whole schema came back"
+    );
+    // Introspection may nest deeper than other documents, but not without end.
+    let mut deep = String::from("{ __schema { types { name ");
+    for _ in 0..10 {
+        deep.push_str("fields { type { ");
+    }
+    deep.push_str("name ");
+    deep.push_str(&"} } ".repeat(10));
+    deep.push_str("} } }");
+    let r = sys.gql(None, &deep, serde_json::json!({})).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{r:#}"
+    );
+    drop(sys);
+
+    // Switched off (the production default): nothing of the schema is told.
+    let sys = gateway_testkit::TestSystem::start_with(&[("GRAPHQL_INTROSPECTION", "false")])
+        .await
+        .unwrap();
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .json(&serde_json::json!({"query": query}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let r: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{r:#}"
+    );
+    assert!(r["data"].is_null(), "{r:#}");
+    // __typename is not introspection of the schema: still answered.
+    let r = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
+    assert_eq!(r["data"]["__typename"], "Query", "{r:#}");
+}

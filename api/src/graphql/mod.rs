@@ -75,35 +75,66 @@ pub struct RequestCtx {
     pub request_id: String,
 }
 
-/// The schema. `validation`: [`ValidationMode::Strict`] for every document the first time;
-/// [`ValidationMode::Fast`] only for documents known to pass it (`documents::Documents`).
+/// How deep an introspection-only document may nest: graphql-js's own introspection query
+/// (`tests/fixtures/graphql-js-introspection.graphql`) needs 13 levels, more than
+/// GRAPHQL_MAX_DEPTH allows other documents. Still a cap: `fields { type { fields … } } }`
+/// nests without end, each level multiplying the answer.
+pub const INTROSPECTION_MAX_DEPTH: usize = 16;
+
+/// Which schema a request runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// [`ValidationMode::Strict`]: every document the first time.
+    Strict,
+    /// [`ValidationMode::Fast`]: documents known to pass the full validation
+    /// (`documents::Documents`).
+    Validated,
+    /// Introspection-only documents (every root field `__schema`, `__type` or `__typename`),
+    /// with [`INTROSPECTION_MAX_DEPTH`].
+    Introspection,
+}
+
+/// The schema of a [`Flavor`]. Introspection is disabled in all of them unless
+/// GRAPHQL_INTROSPECTION (default: on outside production).
 pub fn build(
     services: Services,
     events: tokio::sync::broadcast::Sender<gateway_domain::events::Event>,
     redis: redis::Client,
-    validation: ValidationMode,
+    flavor: Flavor,
 ) -> GatewaySchema {
     let config = services.config.clone();
     let pool = services.pool.clone();
     let http = &config.http;
-    Schema::build(
+    let (validation, depth) = match flavor {
+        Flavor::Strict => (ValidationMode::Strict, http.max_depth),
+        Flavor::Validated => (ValidationMode::Fast, http.max_depth),
+        Flavor::Introspection => (
+            ValidationMode::Strict,
+            http.max_depth.max(INTROSPECTION_MAX_DEPTH),
+        ),
+    };
+    let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
         live::SubscriptionRoot,
-    )
-    .validation_mode(validation)
-    .limit_depth(http.max_depth)
-    .limit_complexity(http.max_complexity)
-    .limit_recursive_depth(64)
-    .limit_directives(20)
-    .data(Shared {
-        pool,
-        config: config.clone(),
-        services,
-        events,
-        redis,
-    })
-    .finish()
+    );
+    if !http.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder
+        .validation_mode(validation)
+        .limit_depth(depth)
+        .limit_complexity(http.max_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(20)
+        .data(Shared {
+            pool,
+            config: config.clone(),
+            services,
+            events,
+            redis,
+        })
+        .finish()
 }
 
 /// The schema's SDL, as checked in at `schema.graphql`.

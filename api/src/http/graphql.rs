@@ -190,6 +190,31 @@ async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Re
     resp
 }
 
+/// What a single request's document asks of introspection at its root: (every root field is
+/// `__schema`, `__type` or `__typename`, so it may nest deeper than other documents; some root
+/// field is `__schema` or `__type`).
+fn introspection_only(batch: &mut BatchRequest) -> (bool, bool) {
+    use async_graphql::parser::types::Selection;
+    let BatchRequest::Single(request) = batch else {
+        return (false, false);
+    };
+    let Ok(doc) = request.parsed_query() else {
+        return (false, false);
+    };
+    let (mut only, mut schema) = (true, false);
+    for (_, op) in doc.operations.iter() {
+        for item in &op.node.selection_set.node.items {
+            match &item.node {
+                Selection::Field(f) if f.node.name.node.starts_with("__") => {
+                    schema |= f.node.name.node != "__typename";
+                }
+                _ => only = false,
+            }
+        }
+    }
+    (only && schema, schema)
+}
+
 async fn execute_counted(
     state: AppState,
     headers: HeaderMap,
@@ -210,8 +235,19 @@ async fn execute_counted(
             .collect(),
     };
     let validation = state.documents.prepare(&mut batch);
+    let (introspection, asks_schema) = introspection_only(&mut batch);
+    if asks_schema && !state.config.http.introspection {
+        // As Apollo Server answers it: a validation failure, with nothing of the schema told.
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "GRAPHQL_VALIDATION_FAILED",
+            "GraphQL introspection is not allowed here (GRAPHQL_INTROSPECTION is off), but the \
+             query contained __schema or __type",
+        );
+    }
     let batch = with_request_data(&state, batch, caller, &rid, statements);
     let schema = match validation {
+        _ if introspection => &state.introspection_schema,
         Validation::Passed => &state.validated_schema,
         _ => &state.schema,
     };

@@ -34,6 +34,8 @@ pub struct AppState {
     /// The same schema with async-graphql's fast validation, for requests whose document is
     /// known to pass the full validation (`graphql::documents`).
     pub validated_schema: GatewaySchema,
+    /// The schema for introspection-only documents (`graphql::Flavor::Introspection`).
+    pub introspection_schema: GatewaySchema,
     pub config: Arc<Config>,
     pub pool: DbPool,
     pub verifier: Verifier,

@@ -40,6 +40,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// HTTP_REQUEST_TIMEOUT_MS
     pub request_timeout: Duration,
+    /// GRAPHQL_INTROSPECTION: `__schema` / `__type` answered (default: on outside production,
+    /// off in production)
+    pub introspection: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -243,7 +246,7 @@ impl RedisConfig {
 }
 
 impl HttpConfig {
-    pub(super) fn read(r: &mut Reader) -> Self {
+    pub(super) fn read(r: &mut Reader, prod: bool) -> Self {
         let http = HttpConfig {
             bind: r.string("API_BIND", "127.0.0.1:8080"),
             public_base_url: r.string("PUBLIC_BASE_URL", "http://localhost:8080"),
@@ -259,6 +262,7 @@ impl HttpConfig {
             max_batch: r.parse("GRAPHQL_MAX_BATCH", 10usize, 1),
             max_body_bytes: r.parse("HTTP_MAX_BODY_BYTES", 64 * 1024usize, 1024),
             request_timeout: r.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000),
+            introspection: r.flag("GRAPHQL_INTROSPECTION", !prod),
         };
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
             r.error("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());

@@ -61,7 +61,7 @@ impl Config {
             env,
             database: DatabaseConfig::read(&mut r),
             redis: RedisConfig::read(&mut r),
-            http: HttpConfig::read(&mut r),
+            http: HttpConfig::read(&mut r, prod),
             auth: AuthConfig::read(&mut r, prod),
             email: EmailConfig::read(&mut r, prod),
             enrollment: EnrollmentConfig::read(&mut r, prod),
@@ -169,6 +169,7 @@ pub const VARIABLES: &[&str] = &[
     "GRAPHQL_MAX_BATCH",
     "HTTP_MAX_BODY_BYTES",
     "HTTP_REQUEST_TIMEOUT_MS",
+    "GRAPHQL_INTROSPECTION",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_HS256_SECRET",
@@ -263,6 +264,19 @@ mod tests {
             !err.contains("JWT_HS256_SECRET"),
             "no dev secret is assumed: {err}"
         );
+    }
+
+    #[test]
+    fn introspection_is_off_in_production_unless_enabled() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "development".into());
+        assert!(Config::from_map(&vars).unwrap().http.introspection);
+        vars.insert("GRAPHQL_INTROSPECTION".into(), "false".into());
+        assert!(!Config::from_map(&vars).unwrap().http.introspection);
+        vars.insert("APP_ENV".into(), "production".into());
+        vars.remove("GRAPHQL_INTROSPECTION");
+        let mut r = reader::Reader::new(&vars);
+        assert!(!HttpConfig::read(&mut r, true).introspection);
     }
 
     #[test]
