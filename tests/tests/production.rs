@@ -263,3 +263,39 @@ async fn graphql_js_introspection_query_works_in_development_and_is_off_when_dis
     let r = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
     assert_eq!(r["data"]["__typename"], "Query", "{r:#}");
 }
+
+#[tokio::test]
+async fn every_response_carries_security_headers_and_the_ops_page_a_strict_policy() {
+    let sys = gateway_testkit::TestSystem::start().await.unwrap();
+    for path in [
+        "/healthz",
+        "/graphql?query=%7B__typename%7D",
+        "/ops",
+        "/graphql",
+    ] {
+        let r = sys
+            .http()
+            .get(format!("{}{path}", sys.api_url))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "HSTS only in production"
+        );
+        if path == "/ops" {
+            assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+            assert!(csp.contains("style-src 'self' 'sha256-"), "{csp}");
+        }
+        if path == "/healthz" {
+            assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        }
+    }
+}

@@ -105,14 +105,14 @@ pub(super) async fn get(
                 "GraphiQL is disabled in production",
             );
         }
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .title("Partner benefits gateway")
-                .finish(),
-        )
-        .into_response();
+        let page = GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Partner benefits gateway")
+            .finish();
+        // GraphiQL (development only) loads React and GraphiQL from unpkg.
+        let csp = super::security::page_csp(&page, "https://unpkg.com");
+        return ([(header::CONTENT_SECURITY_POLICY, csp)], Html(page)).into_response();
     };
     // Mutations change state: never over GET (CSRF, caches, prefetchers).
     match async_graphql::parser::parse_query(&query) {

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 mod invoices;
 mod metrics;
+mod security;
 mod webhooks;
 mod ws;
 
@@ -49,7 +50,17 @@ pub struct AppState {
     pub services: gateway_domain::services::Services,
 }
 
+/// The operators' page, with a Content-Security-Policy allowing exactly its inline script and
+/// style.
+async fn ops_page() -> Response {
+    const PAGE: &str = include_str!("../ops.html");
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let csp = CSP.get_or_init(|| security::page_csp(PAGE, ""));
+    ([(header::CONTENT_SECURITY_POLICY, csp.clone())], Html(PAGE)).into_response()
+}
+
 pub fn router(state: AppState) -> Router {
+    let hsts = state.config.is_production();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(
             state
@@ -70,7 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/invoices/{id}/pdf", get(invoices::pdf))
         .route("/webhooks/stripe", axum::routing::post(webhooks::stripe))
-        .route("/ops", get(|| async { Html(include_str!("../ops.html")) }))
+        .route("/ops", get(ops_page))
+        .layer(axum::middleware::map_response(move |r| async move {
+            security::add_headers(r, hsts)
+        }))
         .layer(cors)
         .with_state(state)
 }
