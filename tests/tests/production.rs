@@ -299,3 +299,89 @@ async fn every_response_carries_security_headers_and_the_ops_page_a_strict_polic
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_starting_together_migrate_once_and_the_worker_answers_health_checks() {
+    let db = gateway_testkit::TestDb::create().await.unwrap();
+    let fresh = format!(
+        "pbg_migrate_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let (server, _) = db.url.rsplit_once('/').unwrap();
+    let url = format!("{server}/{fresh}");
+    let api = gateway_testkit::system::bin_path("gateway-api");
+    // Four api replicas start at once against a database that does not exist yet.
+    let runs = (0..4).map(|_| {
+        tokio::process::Command::new(&api)
+            .arg("migrate")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_ENV", "development")
+            .env("DATABASE_URL", &url)
+            .env("REDIS_URL", gateway_testkit::redis_url())
+            .output()
+    });
+    for out in futures::future::join_all(runs).await {
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let migrations =
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count() as i64;
+    let applied = {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+            .await
+            .unwrap();
+        let rows: Vec<N> =
+            diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
+                .load(&mut conn)
+                .await
+                .unwrap();
+        rows[0].n
+    };
+    assert_eq!(applied, migrations, "each migration applied once");
+    {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let mut admin = diesel_async::AsyncPgConnection::establish(&db.url)
+            .await
+            .unwrap();
+        diesel::sql_query(format!("DROP DATABASE {fresh} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    // The worker answers /healthz and /readyz beside its metrics.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let sys = gateway_testkit::TestSystem::start_with(&[("WORKER_METRICS_BIND", bind.as_str())])
+        .await
+        .unwrap();
+    eventually(30, "the worker's readiness", || async {
+        let r = reqwest::get(format!("http://{bind}/readyz")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let health = reqwest::get(format!("http://{bind}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    drop(sys);
+    db.remove().await.unwrap();
+}

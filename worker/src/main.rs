@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
     let retention = tokio::spawn(retention::run(config.clone(), redis.clone(), pool.clone()));
     if let Some(bind) = config.jobs.metrics_bind.clone() {
-        tokio::spawn(metrics::serve(bind));
+        tokio::spawn(metrics::serve(bind, pool.clone()));
     }
 
     tracing::info!(prefix = %config.redis.queue_prefix, "worker starting");

@@ -1,5 +1,7 @@
 //! The worker's own Prometheus metrics (`WORKER_METRICS_BIND`, off when empty): how long jobs
 //! run and how they end, per queue. Queue depths and backlogs are on the api's `/metrics`.
+//! The same address answers `/healthz` (the process is up) and `/readyz` (Postgres, which
+//! holds all the work, answers within two seconds; 503 otherwise).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -57,8 +59,35 @@ fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-pub async fn serve(bind: String) {
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }));
+/// `/readyz`: Postgres answers within two seconds.
+async fn readyz(pool: gateway_domain::db::DbPool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use diesel_async::RunQueryDsl;
+    let check = async {
+        let mut c = pool.get().await.map_err(|e| e.to_string())?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut c)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let ok = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), check).await,
+        Ok(Ok(_))
+    );
+    let status = if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"postgres": if ok { "ok" } else { "unreachable" }});
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn serve(bind: String, pool: gateway_domain::db::DbPool) {
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(|| async { render() }))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(move || readyz(pool.clone())));
     match tokio::net::TcpListener::bind(&bind).await {
         Ok(listener) => {
             tracing::info!(%bind, "worker metrics listening");

@@ -1,6 +1,8 @@
-//! Liveness (`/healthz`, in the router) and readiness (`/readyz`): Postgres and Redis answer
-//! within two seconds, and the identity provider's keys have loaded (a remote JWKS that was
-//! down when the api started).
+//! Liveness (`/healthz`, in the router) and readiness (`/readyz`): "send me traffic". Ready
+//! when Postgres answers within two seconds and the identity provider's keys have loaded (a
+//! remote JWKS that was down when the api started). Redis is reported but does not decide:
+//! the api keeps working through a Redis outage (jobs wait in the outbox), so taking every
+//! replica out of rotation then would be wrong.
 
 use std::time::Duration;
 
@@ -53,7 +55,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         "loading"
     };
-    let status = if pg == "ok" && rd == "ok" && jwks == "ok" {
+    let status = if pg == "ok" && jwks == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -128,25 +128,48 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres{query}"))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Postgres at DATABASE_URL: {e}"))?;
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
+    match diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
-        .await?;
-    tracing::info!(database = name, "created database");
+        .await
+    {
+        Ok(_) => tracing::info!(database = name, "created database"),
+        // Another replica starting at the same moment made it first.
+        Err(e) if AsyncPgConnection::establish(url).await.is_ok() => {
+            tracing::info!(database = name, error = %e, "database made meanwhile by another process");
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
-/// Runs pending migrations. Diesel's harness is synchronous: run it on a blocking thread.
+/// The advisory lock `migrate` holds: replicas starting together migrate one at a time (the
+/// others then find nothing pending).
+const MIGRATION_LOCK: i64 = 0x7062_675f_6d69_6772; // "pbg_migr"
+
+/// Runs pending migrations, under [`MIGRATION_LOCK`]. Diesel's harness is synchronous: it runs
+/// on a blocking thread.
 pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
-    use diesel_async::AsyncConnection;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let mut lock = AsyncPgConnection::establish(url).await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await?;
     let conn = AsyncPgConnection::establish(url).await?;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+    let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let mut harness = AsyncMigrationHarness::new(conn);
         let applied = harness
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied.iter().map(|v| v.to_string()).collect())
     })
-    .await?
+    .await?;
+    // Released with the session as well; explicit so the next replica goes on at once.
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await?;
+    applied
 }
 
 /// What query code imports: diesel's query-building traits and diesel-async's `RunQueryDsl`
