@@ -385,3 +385,60 @@ async fn replicas_starting_together_migrate_once_and_the_worker_answers_health_c
     drop(sys);
     db.remove().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_operation_with_too_many_root_fields_or_aliases_is_refused_before_it_runs() {
+    let sys = gateway_testkit::TestSystem::start().await.unwrap();
+    let fields = |n: usize, field: &str| {
+        (0..n)
+            .map(|i| format!("a{i}: {field}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let post = |query: String| {
+        let sys = &sys;
+        async move {
+            let r = sys
+                .http()
+                .post(format!("{}/graphql", sys.api_url))
+                .json(&serde_json::json!({"query": query}))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, r) = post(format!("{{ {} }}", fields(20, "__typename"))).await;
+    assert_eq!(status, 200, "twenty root fields run: {r:#}");
+    assert_eq!(r["data"]["a19"], "Query");
+    let (status, r) = post(format!("{{ {} }}", fields(21, "__typename"))).await;
+    assert_eq!(status, 400, "{r:#}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 20 root fields; this one selects 21"),
+        "{r:#}"
+    );
+    // Aliases deeper down, and through a fragment spread twice, count too.
+    let query = format!(
+        "{{ offers {{ ...F }} again: offers {{ ...F }} }} fragment F on OfferListing {{ {} }}",
+        fields(25, "purchasable")
+    );
+    let (status, r) = post(query).await;
+    assert_eq!(status, 400, "{r:#}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 50 aliased fields; this one holds 51"),
+        "{r:#}"
+    );
+}

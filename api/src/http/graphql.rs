@@ -215,6 +215,82 @@ fn introspection_only(batch: &mut BatchRequest) -> (bool, bool) {
     (only && schema, schema)
 }
 
+/// Why a document is too wide to run: more root fields in one operation than
+/// GRAPHQL_MAX_ROOT_FIELDS, or more aliased fields than GRAPHQL_MAX_ALIASES (about a thousand
+/// aliases of one cheap field fit under the complexity limit, each resolved on its own).
+fn too_wide(batch: &mut BatchRequest, max_root: usize, max_aliases: usize) -> Option<String> {
+    use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+    fn walk(
+        doc: &ExecutableDocument,
+        set: &SelectionSet,
+        root: bool,
+        seen: &mut Vec<String>,
+        counts: &mut (usize, usize),
+    ) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    if root {
+                        counts.0 += 1;
+                    }
+                    if f.node.alias.is_some() {
+                        counts.1 += 1;
+                    }
+                    walk(doc, &f.node.selection_set.node, false, seen, counts);
+                }
+                Selection::InlineFragment(i) => {
+                    walk(doc, &i.node.selection_set.node, root, seen, counts)
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.to_string();
+                    // Each fragment counted once per place it is spread, but never recursively.
+                    if seen.contains(&name) {
+                        continue;
+                    }
+                    if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
+                        seen.push(name);
+                        walk(doc, &f.node.selection_set.node, root, seen, counts);
+                        seen.pop();
+                    }
+                }
+            }
+        }
+    }
+    let requests: Vec<&mut async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(list) => list.iter_mut().collect(),
+    };
+    for request in requests {
+        let Ok(doc) = request.parsed_query() else {
+            continue; // reported by the execution as a parse error
+        };
+        let mut aliases = 0;
+        for (_, op) in doc.operations.iter() {
+            let mut counts = (0, 0);
+            walk(
+                doc,
+                &op.node.selection_set.node,
+                true,
+                &mut vec![],
+                &mut counts,
+            );
+            if counts.0 > max_root {
+                return Some(format!(
+                    "an operation may select at most {max_root} root fields; this one selects {}",
+                    counts.0
+                ));
+            }
+            aliases += counts.1;
+        }
+        if aliases > max_aliases {
+            return Some(format!(
+                "a document may hold at most {max_aliases} aliased fields; this one holds {aliases}"
+            ));
+        }
+    }
+    None
+}
+
 async fn execute_counted(
     state: AppState,
     headers: HeaderMap,
@@ -235,6 +311,10 @@ async fn execute_counted(
             .collect(),
     };
     let validation = state.documents.prepare(&mut batch);
+    let http = &state.config.http;
+    if let Some(why) = too_wide(&mut batch, http.max_root_fields, http.max_aliases) {
+        return error_response(StatusCode::BAD_REQUEST, "GRAPHQL_VALIDATION_FAILED", &why);
+    }
     let (introspection, asks_schema) = introspection_only(&mut batch);
     if asks_schema && !state.config.http.introspection {
         // As Apollo Server answers it: a validation failure, with nothing of the schema told.

@@ -43,6 +43,11 @@ pub struct HttpConfig {
     /// GRAPHQL_INTROSPECTION: `__schema` / `__type` answered (default: on outside production,
     /// off in production)
     pub introspection: bool,
+    /// GRAPHQL_MAX_ROOT_FIELDS: root fields one operation may select (each may take a pool
+    /// connection; default 20)
+    pub max_root_fields: usize,
+    /// GRAPHQL_MAX_ALIASES: aliased fields one document may hold (default 50)
+    pub max_aliases: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +268,8 @@ impl HttpConfig {
             max_body_bytes: r.parse("HTTP_MAX_BODY_BYTES", 64 * 1024usize, 1024),
             request_timeout: r.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000),
             introspection: r.flag("GRAPHQL_INTROSPECTION", !prod),
+            max_root_fields: r.parse("GRAPHQL_MAX_ROOT_FIELDS", 20usize, 1),
+            max_aliases: r.parse("GRAPHQL_MAX_ALIASES", 50usize, 0),
         };
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
             r.error("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
