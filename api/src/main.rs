@@ -55,13 +55,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,gateway=debug".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    gateway_domain::logs::init("info,gateway=debug");
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
         Command::PrintSchema => print!("{}", gateway_api::graphql::sdl()),

@@ -37,6 +37,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "notify",
             "services",
             "providers",
+            "logs",
         ],
     ),
     // Due work as rows (scheduling, cancelling, dispatching) and the partner's clock.

@@ -19,6 +19,7 @@ pub mod events;
 pub mod jobs;
 pub mod layers;
 pub mod lifecycle;
+pub mod logs;
 pub mod notify;
 pub mod outbox;
 pub mod partners;

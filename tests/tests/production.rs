@@ -442,3 +442,59 @@ async fn an_operation_with_too_many_root_fields_or_aliases_is_refused_before_it_
         "{r:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_request_and_job_context_and_no_secret_of_a_whole_run() {
+    let sys = gateway_testkit::TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+    ])
+    .await
+    .unwrap();
+    if std::env::var("TEST_SHOW_LOGS").is_ok() {
+        return; // the logs went to the terminal
+    }
+    // A whole journey: enroll, verify by the emailed link, save a card, buy.
+    let email = "logs@logs-corp.example";
+    let (_, token) = enroll(&sys, "logs", email, "Logs Corp").await;
+    let verification = verification_token(&sys, email, 1).await;
+    sys.gql_ok(
+        Some(&token),
+        VERIFY,
+        serde_json::json!({"token": verification}),
+    )
+    .await;
+    let card = add_card(&sys, &token, SUCCEEDING_CARD).await;
+    buy(&sys, &token, "ACTION_PACK", &card).await;
+    sys.wait_idle().await;
+
+    let logs = sys.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 10, "{} lines", lines.len());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["name"] == "request" && l["span"]["request_id"].is_string()),
+        "request lines carry their request id"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["name"] == "job" && l["span"]["queue"] == "email"),
+        "job lines carry their queue"
+    );
+    for secret in [
+        token.as_str(),
+        verification.as_str(),
+        "4242424242424242",
+        "4242 4242 4242 4242",
+        gateway_domain::config::DEV_JWT_SECRET,
+    ] {
+        assert!(!logs.contains(secret), "a secret is in the logs: {secret}");
+    }
+}

@@ -118,13 +118,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,gateway=debug,apalis=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    gateway_domain::logs::init("info,gateway=debug,apalis=warn");
     let config = Arc::new(Config::from_env().map_err(|e| anyhow::anyhow!(e))?);
     let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
     let mailer = Mailer::from_config(&config.email)?;

@@ -15,6 +15,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use gateway_domain::permissions::Principal;
 use gateway_domain::users::Caller;
 use gateway_domain::AppError;
 
@@ -325,6 +326,28 @@ async fn execute_counted(
              query contained __schema or __type",
         );
     }
+    // Every log line of this request carries who and what (never the token).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %rid,
+        operation = %operations.join(","),
+        partner_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    );
+    match caller.as_ref().map(|c| &c.principal) {
+        Some(Principal::User {
+            user_id,
+            partner_id,
+            ..
+        }) => {
+            span.record("partner_id", tracing::field::display(partner_id));
+            span.record("user_id", tracing::field::display(user_id));
+        }
+        Some(Principal::Operator { operator_id, .. }) => {
+            span.record("user_id", tracing::field::display(operator_id));
+        }
+        _ => {}
+    }
     let batch = with_request_data(&state, batch, caller, &rid, statements);
     let schema = match validation {
         _ if introspection => &state.introspection_schema,
@@ -332,7 +355,11 @@ async fn execute_counted(
         _ => &state.schema,
     };
     let timeout = state.config.http.request_timeout;
-    let result = tokio::time::timeout(timeout, schema.execute_batch(batch)).await;
+    let result = tokio::time::timeout(
+        timeout,
+        tracing::Instrument::instrument(schema.execute_batch(batch), span),
+    )
+    .await;
     let elapsed = started.elapsed().as_secs_f64();
     let Ok(mut response) = result else {
         for op in &operations {

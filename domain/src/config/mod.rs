@@ -157,6 +157,8 @@ impl Config {
 /// Every variable `Config::from_map` reads, for the `.env.example` check.
 pub const VARIABLES: &[&str] = &[
     "APP_ENV",
+    // Read by `logs::init` before the configuration.
+    "LOG_FORMAT",
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "REDIS_URL",

@@ -19,7 +19,10 @@ pub async fn run(
     queue: &'static str,
 ) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
-    let result = handle(job, ctx).await;
+    // Every log line of this job carries its queue and action ids.
+    let span =
+        tracing::info_span!("job", queue, action_id = %job.action_id, batch = job.more.len() + 1);
+    let result = tracing::Instrument::instrument(handle(job, ctx), span).await;
     crate::metrics::observe(queue, outcome(&result), started);
     result
 }

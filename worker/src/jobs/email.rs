@@ -15,7 +15,8 @@ use crate::WorkerCtx;
 
 pub async fn run(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
-    let result = handle(job, ctx).await;
+    let span = tracing::info_span!("job", queue = "email", email_id = %job.email_id, batch = job.ids().len());
+    let result = tracing::Instrument::instrument(handle(job, ctx), span).await;
     crate::metrics::observe("email", super::actions::outcome(&result), started);
     result
 }
