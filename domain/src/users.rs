@@ -214,7 +214,8 @@ pub async fn add_user(
 ) -> AppResult<User> {
     principal.require(Action::ManageUsers)?;
     let partner_id = principal.scope(None)?;
-    let email = v::email("email", email_raw)?;
+    // An invitee is a person at the partner, checked like the primary contact.
+    let email = v::work_email("email", email_raw)?;
     let display_name = v::optional_text("displayName", display_name.as_deref(), 100)?;
     check_role_change(actor_roles(principal), &[], Some(&roles), usize::MAX)?;
     let inviter = match principal {

@@ -498,3 +498,38 @@ async fn json_logs_carry_request_and_job_context_and_no_secret_of_a_whole_run() 
         assert!(!logs.contains(secret), "a secret is in the logs: {secret}");
     }
 }
+
+#[tokio::test]
+async fn invitees_are_checked_as_work_emails_like_the_primary_contact() {
+    let sys = gateway_testkit::TestSystem::start().await.unwrap();
+    let (_, ga) = enroll(&sys, "invite", "invite@invite-corp.example", "Invite Corp").await;
+    for (email, why) in [
+        ("someone@gmail.com", "personal email provider"),
+        ("admin@invite-corp.example", "role address"),
+    ] {
+        let r = sys
+            .gql(
+                Some(&ga),
+                ADD_USER,
+                serde_json::json!({"email": email, "roles": []}),
+            )
+            .await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{r:#}"
+        );
+        assert_eq!(r["errors"][0]["extensions"]["field"], "email");
+        assert!(
+            r["errors"][0]["message"].as_str().unwrap().contains(why),
+            "{r:#}"
+        );
+    }
+    let ok = sys
+        .gql(
+            Some(&ga),
+            ADD_USER,
+            serde_json::json!({"email": "grace@invite-corp.example", "roles": []}),
+        )
+        .await;
+    assert!(ok["errors"].is_null(), "{ok:#}");
+}
