@@ -4,12 +4,18 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+/// Operation names that may become label values: the first this many that ran without
+/// errors. Any other name is counted as `other`, so no client can add series at will.
+pub const MAX_KNOWN_OPERATIONS: usize = 100;
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub statements: Histogram,
+    /// Operation names seen running without errors ([`MAX_KNOWN_OPERATIONS`] at most).
+    known: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Metrics {
@@ -58,7 +64,23 @@ impl Metrics {
             requests,
             latency,
             statements,
+            known: Default::default(),
         }
+    }
+
+    /// The `operation` label of a request named `name` (as [`Self::operation_label`] made it)
+    /// that ran `ok` (without errors) or not: a name the server knows, one it learns now (it ran
+    /// without errors and there is room), or `other`.
+    pub fn label(&self, name: &str, ok: bool) -> String {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.contains(name) {
+            return name.to_owned();
+        }
+        if ok && name != "invalid" && known.len() < MAX_KNOWN_OPERATIONS {
+            known.insert(name.to_owned());
+            return name.to_owned();
+        }
+        "other".to_owned()
     }
 
     /// Operation names are client-chosen: keep the label set bounded and printable.

@@ -533,3 +533,61 @@ async fn invitees_are_checked_as_work_emails_like_the_primary_contact() {
         .await;
     assert!(ok["errors"].is_null(), "{ok:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_operation_names_add_no_metric_series() {
+    use futures::StreamExt;
+    let sys = gateway_testkit::TestSystem::start().await.unwrap();
+    let series = || async {
+        let text = sys
+            .http()
+            .get(format!("{}/metrics", sys.api_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("graphql_requests_total{"))
+            .map(str::to_owned)
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let post = |name: String, query: &'static str| {
+        let sys = &sys;
+        async move {
+            sys.http()
+                .post(format!("{}/graphql", sys.api_url))
+                .json(&serde_json::json!({"query": query, "operationName": name}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // A named operation that runs is known by its name; a name that fails is `other`.
+    post("Known".into(), "query Known { __typename }").await;
+    post("Unknown1".into(), "{ __typename }").await;
+    let before = series().await;
+    assert!(
+        before.iter().any(|s| s.contains("operation=\"Known\"")),
+        "{before:?}"
+    );
+    assert!(
+        before.iter().any(|s| s.contains("operation=\"other\"")),
+        "{before:?}"
+    );
+    // Ten thousand requests naming random operations the document does not have.
+    futures::stream::iter(0..10_000)
+        .map(|i| {
+            post(
+                format!("Random{i}x{}", uuid::Uuid::new_v4().simple()),
+                "{ __typename }",
+            )
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(series().await, before, "no series were added");
+}

@@ -363,10 +363,11 @@ async fn execute_counted(
     let elapsed = started.elapsed().as_secs_f64();
     let Ok(mut response) = result else {
         for op in &operations {
+            let label = state.metrics.label(op, false);
             state
                 .metrics
                 .requests
-                .with_label_values(&[op.as_str(), "timeout"])
+                .with_label_values(&[label.as_str(), "timeout"])
                 .inc();
         }
         return error_response(
@@ -384,15 +385,16 @@ async fn execute_counted(
     }
     let outcomes = finish(&mut response);
     for (op, ok) in operations.iter().zip(outcomes) {
+        let label = state.metrics.label(op, ok);
         state
             .metrics
             .requests
-            .with_label_values(&[op.as_str(), if ok { "ok" } else { "error" }])
+            .with_label_values(&[label.as_str(), if ok { "ok" } else { "error" }])
             .inc();
         state
             .metrics
             .latency
-            .with_label_values(&[op])
+            .with_label_values(&[label.as_str()])
             .observe(elapsed);
     }
     respond(&headers, &response, &rid)
