@@ -19,7 +19,9 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let events = events::spawn_listener(config.database.url.clone());
     let services = gateway_domain::services::Services::new(config.clone(), pool.clone())?;
     let build = |flavor| graphql::build(services.clone(), events.clone(), redis.clone(), flavor);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.http.max_concurrent));
     Ok(http::router(http::AppState {
+        in_flight,
         schema: build(graphql::Flavor::Strict),
         validated_schema: build(graphql::Flavor::Validated),
         introspection_schema: build(graphql::Flavor::Introspection),

@@ -591,3 +591,72 @@ async fn random_operation_names_add_no_metric_series() {
         .await;
     assert_eq!(series().await, before, "no series were added");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_capacity_the_api_sheds_load_with_503_and_retry_after_and_health_checks_still_answer() {
+    // Room for two GraphQL requests; two purchases hold it while the gateway stalls.
+    let sys = gateway_testkit::TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("HTTP_MAX_CONCURRENT", "2"),
+        ("FAULT_GATEWAY_DELAY_MS", "4000"),
+    ])
+    .await
+    .unwrap();
+    let mut buyers = Vec::new();
+    for tag in ["shed1", "shed2"] {
+        let (_, ga) = authorized_partner(&sys, tag).await;
+        let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+        buyers.push((ga, card));
+    }
+    let purchases = futures::future::join_all(buyers.iter().map(|(ga, card)| {
+        sys.gql_ok(
+            Some(ga),
+            PURCHASE,
+            purchase_input("ACTION_PACK", "shed-1", card),
+        )
+    }));
+    let probe = async {
+        eventually(20, "both purchases at the gateway", || async {
+            let n = count(
+                &sys,
+                "SELECT count(*) AS n FROM sandbox_calls WHERE finished_at IS NULL",
+            )
+            .await;
+            (n == 2).then_some(())
+        })
+        .await;
+        let shed = sys
+            .http()
+            .post(format!("{}/graphql", sys.api_url))
+            .json(&serde_json::json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .unwrap();
+        let status = shed.status().as_u16();
+        let retry = shed
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: serde_json::Value = shed.json().await.unwrap();
+        let health = sys
+            .http()
+            .get(format!("{}/healthz", sys.api_url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        (status, retry, body, health)
+    };
+    let (done, (status, retry, body, health)) = tokio::join!(purchases, probe);
+    assert_eq!(status, 503, "{body:#}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(body["errors"][0]["extensions"]["code"], "OVERLOADED");
+    assert_eq!(health, 200, "health checks are never shed");
+    for d in done {
+        assert_eq!(d["purchaseOffer"]["status"], "PAID");
+    }
+    // With room again, requests run.
+    let r = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
+    assert_eq!(r["data"]["__typename"], "Query");
+}

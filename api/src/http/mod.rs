@@ -48,6 +48,28 @@ pub struct AppState {
     pub catalog: Arc<crate::graphql::loaders::Catalog>,
     /// What domain operations outside GraphQL need (the webhooks).
     pub services: gateway_domain::services::Services,
+    /// Room for GraphQL requests in flight (HTTP_MAX_CONCURRENT); none left: 503.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Sheds load: a GraphQL request that finds no room is answered at once with 503 and
+/// `Retry-After: 1` instead of queueing behind the others until every client times out.
+async fn shed_load(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_room) = state.in_flight.clone().try_acquire_owned() else {
+        let mut resp = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVERLOADED",
+            "the server is at capacity; retry in a moment",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
+    next.run(req).await
 }
 
 /// The operators' page, with a Content-Security-Policy allowing exactly its inline script and
@@ -74,7 +96,12 @@ pub fn router(state: AppState) -> Router {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .max_age(Duration::from_secs(600));
     Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql::get).post(graphql::post).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), shed_load),
+            ),
+        )
         .route("/graphql/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))

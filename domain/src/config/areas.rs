@@ -48,6 +48,9 @@ pub struct HttpConfig {
     pub max_root_fields: usize,
     /// GRAPHQL_MAX_ALIASES: aliased fields one document may hold (default 50)
     pub max_aliases: usize,
+    /// HTTP_MAX_CONCURRENT: GraphQL requests in flight at once; beyond, 503 with Retry-After
+    /// (default 512)
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +273,7 @@ impl HttpConfig {
             introspection: r.flag("GRAPHQL_INTROSPECTION", !prod),
             max_root_fields: r.parse("GRAPHQL_MAX_ROOT_FIELDS", 20usize, 1),
             max_aliases: r.parse("GRAPHQL_MAX_ALIASES", 50usize, 0),
+            max_concurrent: r.parse("HTTP_MAX_CONCURRENT", 512usize, 1),
         };
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
             r.error("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
