@@ -371,3 +371,32 @@ pub async fn benefit(sys: &TestSystem, token: &str, code: &str) -> Value {
         .find(|b| b["code"] == code)
         .unwrap_or_else(|| panic!("no benefit {code} in {d:#}"))
 }
+
+/// Restarts the api with `FAULT_CRASH_AFTER_CHARGE=purchase`, sends a card purchase that
+/// makes it exit right after the gateway's charge (asserting it did, status 70), and starts
+/// it again without the switch: the order is left PROCESSING for settlement.
+pub async fn purchase_cut_off_after_charge(
+    sys: &mut TestSystem,
+    token: &str,
+    key: &str,
+    card: &str,
+) {
+    sys.api.as_mut().unwrap().kill().await.unwrap();
+    sys.env
+        .insert("FAULT_CRASH_AFTER_CHARGE".into(), "purchase".into());
+    sys.start_api().await.unwrap();
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(token)
+        .json(&json!({"query": PURCHASE, "variables": purchase_input("ACTION_PACK", key, card)}))
+        .send()
+        .await;
+    assert!(resp.is_err(), "the api died mid-request: {resp:?}");
+    assert_eq!(
+        sys.api.as_mut().unwrap().wait().await.unwrap().code(),
+        Some(70)
+    );
+    sys.env.remove("FAULT_CRASH_AFTER_CHARGE");
+    sys.start_api().await.unwrap();
+}

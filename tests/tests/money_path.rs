@@ -1402,6 +1402,42 @@ async fn renewing_silver_needs_a_current_qualification_and_without_one_no_charge
     assert_eq!(r["renewSubscription"]["subscription"]["term"], 2);
 }
 
+/// Auto-renew off, then the partner's clock into the renewal window (AD + 1 day + 1 hour),
+/// waiting for the window; returns the terms version a renewal must accept.
+async fn into_renewal_window(
+    sys: &TestSystem,
+    op: &str,
+    pid: &str,
+    token: &str,
+    sub_id: &str,
+) -> Value {
+    sys.gql_ok(
+        Some(token),
+        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
+        json!({"id": sub_id}),
+    )
+    .await;
+    let ad = parse_time(&sub(sys, token, sub_id).await["anniversaryDate"]);
+    advance_to(
+        sys,
+        op,
+        pid,
+        ad + chrono::Duration::days(1) + chrono::Duration::hours(1),
+    )
+    .await;
+    eventually(30, "the renewal window", || async {
+        (subscription(sys, token, sub_id).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
+    })
+    .await;
+    sys.gql_ok(
+        Some(token),
+        "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion } }",
+        json!({"id": sub_id}),
+    )
+    .await["renewalQuote"]["termsVersion"]
+        .clone()
+}
+
 /// In flight at the sandbox gateway (FAULT_GATEWAY_DELAY_MS journals each stalled call).
 async fn calls_in_flight(sys: &TestSystem, key: &str) -> i64 {
     count(
@@ -1429,33 +1465,8 @@ async fn no_gateway_call_under_a_lock_a_stalled_renewal_charge_keeps_no_one_wait
     let (pa, ga, sa, _) = bought(&sys, "stall-a").await;
     let (pb, gb, sb, _) = bought(&sys, "stall-b").await;
     // B renews by hand: auto-renew off, then into its window.
-    sys.gql_ok(
-        Some(&gb),
-        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
-        json!({"id": sb}),
-    )
-    .await;
-    let ad_b = parse_time(&sub(&sys, &gb, &sb).await["anniversaryDate"]);
-    advance_to(
-        &sys,
-        &op,
-        &pb,
-        ad_b + chrono::Duration::days(1) + chrono::Duration::hours(1),
-    )
-    .await;
-    eventually(30, "B in its renewal window", || async {
-        (subscription(&sys, &gb, &sb).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
-    })
-    .await;
+    let terms = into_renewal_window(&sys, &op, &pb, &gb, &sb).await;
     let card_b = add_card(&sys, &gb, SUCCEEDING_CARD).await;
-    let terms = sys
-        .gql_ok(
-            Some(&gb),
-            "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion } }",
-            json!({"id": sb}),
-        )
-        .await["renewalQuote"]["termsVersion"]
-        .clone();
 
     // A's anniversary: the automatic renewal charge goes to the gateway and stalls there.
     let ad_a = parse_time(&sub(&sys, &ga, &sa).await["anniversaryDate"]);
@@ -1574,33 +1585,8 @@ async fn a_manual_renewal_cut_off_after_its_charge_is_settled_from_the_gateway_o
     .unwrap();
     let op = operator_token(&sys).await;
     let (pid, ga, sub_id, _) = bought(&sys, "crashrenew").await;
-    sys.gql_ok(
-        Some(&ga),
-        "mutation($id: ID!) { turnOffAutoRenew(subscriptionId: $id) { autoRenew } }",
-        json!({"id": sub_id}),
-    )
-    .await;
-    let ad = parse_time(&sub(&sys, &ga, &sub_id).await["anniversaryDate"]);
-    advance_to(
-        &sys,
-        &op,
-        &pid,
-        ad + chrono::Duration::days(1) + chrono::Duration::hours(1),
-    )
-    .await;
-    eventually(30, "the renewal window", || async {
-        (subscription(&sys, &ga, &sub_id).await["status"] == "IN_RENEWAL_WINDOW").then_some(())
-    })
-    .await;
+    let terms = into_renewal_window(&sys, &op, &pid, &ga, &sub_id).await;
     let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
-    let terms = sys
-        .gql_ok(
-            Some(&ga),
-            "query($id: ID!) { renewalQuote(subscriptionId: $id) { termsVersion } }",
-            json!({"id": sub_id}),
-        )
-        .await["renewalQuote"]["termsVersion"]
-        .clone();
     const RENEW: &str = "mutation($input: RenewInput!) { renewSubscription(input: $input) { id status subscription { term autoRenew } } }";
     let input = json!({"input": {"subscriptionId": sub_id, "idempotencyKey": "renew-crash", "paymentMethodId": card, "acceptTermsVersion": terms}});
     let resp = sys
