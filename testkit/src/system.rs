@@ -179,15 +179,13 @@ impl TestSystem {
 
     /// A dev token signed with the secret the test processes use.
     pub fn token(&self, subject: &str, email: Option<&str>) -> String {
+        self.token_for(subject, email, Duration::from_secs(3600))
+    }
+
+    /// Like [`TestSystem::token`], expiring after `ttl`.
+    pub fn token_for(&self, subject: &str, email: Option<&str>, ttl: Duration) -> String {
         let cfg = gateway_domain::config::Config::from_map(&self.env).expect("test config");
-        gateway_domain::auth::mint_dev_token(
-            &cfg.auth,
-            subject,
-            email,
-            None,
-            Duration::from_secs(3600),
-        )
-        .expect("mint")
+        gateway_domain::auth::mint_dev_token(&cfg.auth, subject, email, None, ttl).expect("mint")
     }
 
     /// POSTs a GraphQL operation; returns the whole JSON response (data and errors).

@@ -7,7 +7,7 @@ mod billing;
 mod billing_types;
 mod clock;
 pub mod documents;
-mod live;
+pub(crate) mod live;
 pub mod loaders;
 mod ops;
 mod pagination;
