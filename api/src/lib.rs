@@ -20,8 +20,16 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
     let services = gateway_domain::services::Services::new(config.clone(), pool.clone())?;
     let build = |flavor| graphql::build(services.clone(), events.clone(), redis.clone(), flavor);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.http.max_concurrent));
+    let metrics = metrics::Metrics::new();
+    let limiter = Arc::new(http::rate_limit::Limiter::new(
+        redis.clone(),
+        &config.redis.queue_prefix,
+        &config.http,
+        metrics.registry(),
+    ));
     Ok(http::router(http::AppState {
         in_flight,
+        limiter,
         schema: build(graphql::Flavor::Strict),
         validated_schema: build(graphql::Flavor::Validated),
         introspection_schema: build(graphql::Flavor::Introspection),
@@ -29,7 +37,7 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
         pool,
         verifier,
         redis,
-        metrics: metrics::Metrics::new(),
+        metrics,
         documents: Default::default(),
         catalog: Default::default(),
         services,

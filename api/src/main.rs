@@ -107,9 +107,13 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on API_BIND={}: {e}", cfg.http.bind))?;
             tracing::info!(addr = %listener.local_addr()?, env = ?cfg.env, "api listening");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await?;
+            // Connect info: the client address of the per-address rate limits.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown())
+            .await?;
         }
     }
     Ok(())

@@ -83,6 +83,11 @@ impl Metrics {
         "other".to_owned()
     }
 
+    /// Where other parts of the api register their metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Operation names are client-chosen: keep the label set bounded and printable.
     pub fn operation_label(name: Option<&str>) -> String {
         match name {

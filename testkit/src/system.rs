@@ -105,6 +105,11 @@ impl TestSystem {
     }
 
     fn spawn(&self, bin: &str, args: &[&str]) -> anyhow::Result<Child> {
+        self.spawn_env(bin, args, &[])
+    }
+
+    /// Like `spawn`, with `extra` over the system's environment.
+    fn spawn_env(&self, bin: &str, args: &[&str], extra: &[(&str, &str)]) -> anyhow::Result<Child> {
         let show = std::env::var("TEST_SHOW_LOGS").is_ok();
         let stderr = if show {
             Stdio::inherit()
@@ -121,6 +126,7 @@ impl TestSystem {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&self.env)
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)
@@ -162,6 +168,30 @@ impl TestSystem {
             }
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!("gateway-api did not answer /healthz within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Another api process on the same Postgres, Redis and queue prefix (a second replica),
+    /// answering on its own port; returns it (killed when dropped) and its base URL.
+    pub async fn spawn_api(&self) -> anyhow::Result<(Child, String)> {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let mut child = self.spawn_env("gateway-api", &["serve"], &[("API_BIND", &bind)])?;
+        let url = format!("http://{bind}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{url}/healthz")).send().await {
+                if r.status().is_success() {
+                    return Ok((child, url));
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("the second gateway-api exited early with {status}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the second gateway-api did not answer /healthz within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

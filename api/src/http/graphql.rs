@@ -34,6 +34,7 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 
 pub(super) async fn post(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
+    let peer = peer(req.extensions());
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -82,7 +83,13 @@ pub(super) async fn post(State(state): State<AppState>, req: Request) -> Respons
             );
         }
     }
-    execute(state, headers, batch).await
+    execute(state, headers, peer, batch).await
+}
+
+/// The TCP peer, when the server was started with connect info (`gateway-api serve`).
+fn peer(ext: &axum::http::Extensions) -> Option<std::net::SocketAddr> {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
 }
 
 #[derive(serde::Deserialize)]
@@ -96,6 +103,7 @@ pub(super) struct GetParams {
 pub(super) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     Query(params): Query<GetParams>,
 ) -> Response {
     let Some(query) = params.query else {
@@ -154,7 +162,7 @@ pub(super) async fn get(
             }
         }
     }
-    execute(state, headers, BatchRequest::Single(req)).await
+    execute(state, headers, peer(&ext), BatchRequest::Single(req)).await
 }
 
 /// Errors raised by async-graphql itself (parse, validation, limits) carry no code: they are
@@ -176,12 +184,17 @@ fn ensure_codes(errors: &mut [ServerError]) {
 /// Runs a GraphQL request, counting the SQL statements it sends (authentication and
 /// DataLoader batches included): `graphql_request_sql_statements` and the
 /// `x-sql-statements` response header.
-async fn execute(state: AppState, headers: HeaderMap, batch: BatchRequest) -> Response {
+async fn execute(
+    state: AppState,
+    headers: HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    batch: BatchRequest,
+) -> Response {
     let statements = Arc::new(AtomicU32::new(0));
     let metrics = state.metrics.clone();
     let mut resp = gateway_domain::db::counting_statements(
         statements.clone(),
-        execute_counted(state, headers, batch, statements.clone()),
+        execute_counted(state, headers, peer, batch, statements.clone()),
     )
     .await;
     let n = statements.load(Ordering::Relaxed);
@@ -295,6 +308,7 @@ fn too_wide(batch: &mut BatchRequest, max_root: usize, max_aliases: usize) -> Op
 async fn execute_counted(
     state: AppState,
     headers: HeaderMap,
+    peer: Option<std::net::SocketAddr>,
     mut batch: BatchRequest,
     statements: Arc<AtomicU32>,
 ) -> Response {
@@ -315,6 +329,14 @@ async fn execute_counted(
     let http = &state.config.http;
     if let Some(why) = too_wide(&mut batch, http.max_root_fields, http.max_aliases) {
         return error_response(StatusCode::BAD_REQUEST, "GRAPHQL_VALIDATION_FAILED", &why);
+    }
+    let address = state.limiter.client_address(&headers, peer);
+    if let Err(limited) = state
+        .limiter
+        .check(caller.as_ref().map(|c| &c.principal), &address, &mut batch)
+        .await
+    {
+        return rate_limited(&limited);
     }
     let (introspection, asks_schema) = introspection_only(&mut batch);
     if asks_schema && !state.config.http.introspection {
@@ -398,6 +420,24 @@ async fn execute_counted(
             .observe(elapsed);
     }
     respond(&headers, &response, &rid)
+}
+
+/// 429 with `Retry-After`, and RATE_LIMITED with `retryAfter` (seconds) in the error.
+fn rate_limited(limited: &super::rate_limit::Limited) -> Response {
+    let secs = limited.retry_after;
+    let body = serde_json::json!({"errors": [{
+        "message": format!("too many requests ({} limit); retry in {secs} s", limited.bucket),
+        "extensions": {"code": "RATE_LIMITED", "retryAfter": secs},
+    }]});
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::RETRY_AFTER, secs.to_string()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The caller of the bearer token, if any; a bad token is 401, a failure to check it 503.

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 mod invoices;
 mod metrics;
+pub mod rate_limit;
 mod security;
 mod webhooks;
 mod ws;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub services: gateway_domain::services::Services,
     /// Room for GraphQL requests in flight (HTTP_MAX_CONCURRENT); none left: 503.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Rate limits, counted in Redis (`rate_limit`).
+    pub limiter: Arc<rate_limit::Limiter>,
 }
 
 /// Sheds load: a GraphQL request that finds no room is answered at once with 503 and

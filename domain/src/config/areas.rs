@@ -51,6 +51,21 @@ pub struct HttpConfig {
     /// HTTP_MAX_CONCURRENT: GraphQL requests in flight at once; beyond, 503 with Retry-After
     /// (default 512)
     pub max_concurrent: usize,
+    /// RATE_LIMIT_WINDOW_SECS: the window the rate limits count in (default 60)
+    pub rate_limit_window_secs: u64,
+    /// RATE_LIMIT_CALLER: GraphQL requests per window of one signed-in caller (default 1200;
+    /// 0 = unlimited)
+    pub rate_limit_caller: u64,
+    /// RATE_LIMIT_ADDRESS: GraphQL requests per window without a caller, per client address
+    /// (default 300; 0 = unlimited)
+    pub rate_limit_address: u64,
+    /// RATE_LIMIT_SENSITIVE: enrollPartner, addUser, addPaymentMethod and
+    /// verifyPrimaryContactEmail per window, per caller or (without one) per address
+    /// (default 10; 0 = unlimited)
+    pub rate_limit_sensitive: u64,
+    /// HTTP_TRUST_FORWARDED_FOR: the client address is the last of X-Forwarded-For (set it
+    /// only behind a proxy that appends it; default off: the peer address)
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +289,11 @@ impl HttpConfig {
             max_root_fields: r.parse("GRAPHQL_MAX_ROOT_FIELDS", 20usize, 1),
             max_aliases: r.parse("GRAPHQL_MAX_ALIASES", 50usize, 0),
             max_concurrent: r.parse("HTTP_MAX_CONCURRENT", 512usize, 1),
+            rate_limit_window_secs: r.parse("RATE_LIMIT_WINDOW_SECS", 60u64, 1),
+            rate_limit_caller: r.parse("RATE_LIMIT_CALLER", 1200u64, 0),
+            rate_limit_address: r.parse("RATE_LIMIT_ADDRESS", 300u64, 0),
+            rate_limit_sensitive: r.parse("RATE_LIMIT_SENSITIVE", 10u64, 0),
+            trust_forwarded_for: r.flag("HTTP_TRUST_FORWARDED_FOR", false),
         };
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
             r.error("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
