@@ -40,6 +40,14 @@ enum Command {
     },
     /// Print the GraphQL SDL (what `schema.graphql` holds).
     PrintSchema,
+    /// Re-encrypt every product key under the first key of KEY_ENCRYPTION_KEYS (safe while
+    /// serving; run it after putting a new key first). Fails when a product key is under a key
+    /// the ring does not hold.
+    RotateKeys {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
 }
 
 fn config() -> anyhow::Result<Arc<Config>> {
@@ -96,6 +104,26 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 eprintln!("seeded (no demo operator outside APP_ENV=development)");
             }
+        }
+        Command::RotateKeys { batch } => {
+            let cfg = config()?;
+            let ring = &cfg.benefits.keyring;
+            let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
+            let done =
+                gateway_domain::benefits::keys::rotate(&mut *pool.get().await?, ring, batch.max(1))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            eprintln!(
+                "re-encrypted {} product key(s) under key `{}`",
+                done.rotated,
+                ring.current().0
+            );
+            anyhow::ensure!(
+                done.unreadable == 0,
+                "{} product key(s) are under a key KEY_ENCRYPTION_KEYS does not hold (it holds {:?}): put that key back",
+                done.unreadable,
+                ring.ids()
+            );
         }
         Command::Serve { no_migrate } => {
             let cfg = config()?;

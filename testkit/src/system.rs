@@ -173,6 +173,31 @@ impl TestSystem {
         }
     }
 
+    /// Stops the api process (killed and reaped), e.g. to start it again with other settings.
+    pub async fn stop_api(&mut self) {
+        if let Some(mut api) = self.api.take() {
+            let _ = api.kill().await;
+        }
+    }
+
+    /// Runs `gateway-api <args>` with the system's environment and `extra` over it, to its end;
+    /// returns whether it succeeded and what it wrote to stderr.
+    pub async fn api_command(&self, args: &[&str], extra: &[(&str, &str)]) -> (bool, String) {
+        let out = Command::new(bin_path("gateway-api"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .envs(extra.iter().copied())
+            .output()
+            .await
+            .expect("run gateway-api");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Another api process on the same Postgres, Redis and queue prefix (a second replica),
     /// answering on its own port; returns it (killed when dropped) and its base URL.
     pub async fn spawn_api(&self) -> anyhow::Result<(Child, String)> {

@@ -665,3 +665,106 @@ async fn every_benefit_and_billing_mutation_checks_role_and_partner() {
     let r = sys.gql(Some(&other_ga), "mutation($i: MarketingContactInput!) { setMarketingContact(input: $i) { email } }", json!({"i": {"userId": me, "email": "x@guard-corp.example", "phone": "+14255550100", "language": "en"}})).await;
     assert_eq!(error_code(&r), Some("NOT_FOUND"), "another partner's user");
 }
+
+/// The Windows key of the caller's Action Pack, revealed (refund loss acknowledged).
+async fn reveal_windows_key(sys: &TestSystem, token: &str) -> String {
+    let d = sys
+        .gql_ok(Some(token), BENEFITS, json!({"c": "SOFTWARE"}))
+        .await;
+    let id = d["benefits"]["edges"][0]["node"]["id"].clone();
+    let k = sys
+        .gql_ok(Some(token), REVEAL, json!({"id": id, "ack": true}))
+        .await;
+    k["revealProductKey"]["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn product_key_encryption_rotates_and_old_keys_decrypt_until_rotated_away() {
+    use base64::Engine;
+    let b64 = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let (old, new, stranger) = (b64(1), b64(2), b64(3));
+    let mut env = ENV.to_vec();
+    env.push(("KEY_ENCRYPTION_KEY", old.as_str()));
+    let mut sys = TestSystem::start_with(&env).await.unwrap();
+    let (_, first) = {
+        let (pid, ga, _) = action_pack_partner(&sys, "rotone").await;
+        (pid, ga)
+    };
+    let key = reveal_windows_key(&sys, &first).await;
+    let under = |id: &str| format!("SELECT count(*) AS n FROM product_keys WHERE key_id = '{id}'");
+    let all = count(&sys, "SELECT count(*) AS n FROM product_keys").await;
+    assert!(all > 0);
+    assert_eq!(
+        count(&sys, &under("default")).await,
+        all,
+        "KEY_ENCRYPTION_KEY is `default`"
+    );
+
+    // A new key goes first in the ring; the old one stays to decrypt.
+    sys.stop_api().await;
+    let ring = format!("k2027:{new}");
+    sys.env.insert("KEY_ENCRYPTION_KEYS".into(), ring.clone());
+    sys.start_api().await.unwrap();
+    assert_eq!(
+        reveal_windows_key(&sys, &first).await,
+        key,
+        "the old key still decrypts"
+    );
+    let (_, second, _) = action_pack_partner(&sys, "rottwo").await;
+    assert!(
+        count(&sys, &under("k2027")).await > 0,
+        "new product keys use the first key"
+    );
+    assert_eq!(count(&sys, &under("default")).await, all);
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = sys.db.connect().await.unwrap();
+        diesel::sql_query(
+            "CREATE TABLE before_rotation AS SELECT id, ciphertext FROM product_keys",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    // The command moves every product key to the first key, once.
+    let (ok, out) = sys.api_command(&["rotate-keys", "--batch", "3"], &[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "re-encrypted {all} product key(s) under key `k2027`"
+        )),
+        "{out}"
+    );
+    assert_eq!(count(&sys, &under("default")).await, 0);
+    assert_eq!(
+        count(&sys, "SELECT count(*) AS n FROM product_keys p JOIN before_rotation b USING (id) WHERE b.ciphertext = p.ciphertext AND p.key_id = 'k2027'").await,
+        count(&sys, &under("k2027")).await - all,
+        "the rotated rows were encrypted again; the others left alone"
+    );
+    let (ok, out) = sys.api_command(&["rotate-keys"], &[]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("re-encrypted 0 product key(s)"), "{out}");
+
+    // The old key retired: every key still reveals, the same as before.
+    sys.stop_api().await;
+    sys.env.remove("KEY_ENCRYPTION_KEY");
+    sys.start_api().await.unwrap();
+    assert_eq!(reveal_windows_key(&sys, &first).await, key);
+    assert_eq!(reveal_windows_key(&sys, &second).await.len(), 29);
+
+    // A ring without the key the rows need: the command says so and fails.
+    let stray = format!("other:{stranger}");
+    let (ok, out) = sys
+        .api_command(&["rotate-keys"], &[("KEY_ENCRYPTION_KEYS", stray.as_str())])
+        .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("under a key KEY_ENCRYPTION_KEYS does not hold"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&new) && !out.contains(&stranger),
+        "no key in the output"
+    );
+}

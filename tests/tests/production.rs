@@ -75,7 +75,7 @@ async fn production_is_the_default_fails_closed_and_starts_with_stripe_settings(
         "JWT_AUDIENCE is required",
         "production needs JWT_JWKS_FILE or JWT_JWKS_URL",
         "SMTP_URL is required",
-        "KEY_ENCRYPTION_KEY is required",
+        "KEY_ENCRYPTION_KEYS (or KEY_ENCRYPTION_KEY) is required",
         "PUBLIC_BASE_URL must be the portal's https:// address",
         "PAYMENT_GATEWAY=sandbox",
     ] {

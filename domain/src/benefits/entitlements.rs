@@ -170,11 +170,8 @@ fn entitlement_of(
 
 /// A fresh product key for an entitlement delivered as a key, encrypted at rest.
 fn new_key(svc: &Services, e: &Entitlement) -> AppResult<ProductKey> {
-    let (nonce, ciphertext) = keys::encrypt(
-        &svc.config.benefits.key_encryption_key,
-        e.id,
-        &keys::generate(),
-    )?;
+    let (key_id, nonce, ciphertext) =
+        keys::encrypt(&svc.config.benefits.keyring, e.id, &keys::generate())?;
     Ok(ProductKey {
         id: Uuid::now_v7(),
         entitlement_id: e.id,
@@ -182,6 +179,7 @@ fn new_key(svc: &Services, e: &Entitlement) -> AppResult<ProductKey> {
         ciphertext,
         first_revealed_at: None,
         created_at: Utc::now(),
+        key_id,
     })
 }
 

@@ -57,8 +57,9 @@ pub async fn reveal_key(
         )
         .await?;
         let key = super::keys::decrypt(
-            &svc.config.benefits.key_encryption_key,
+            &svc.config.benefits.keyring,
             e.id,
+            &pk.key_id,
             &pk.nonce,
             &pk.ciphertext,
         )?;

@@ -227,9 +227,10 @@ impl BillingConfig {
 
 #[derive(Debug, Clone)]
 pub struct BenefitsConfig {
-    /// KEY_ENCRYPTION_KEY: base64 of 32 bytes; encrypts product keys at rest (AES-256-GCM).
-    /// Outside production a fixed development key is used when unset; production requires it.
-    pub key_encryption_key: [u8; 32],
+    /// KEY_ENCRYPTION_KEYS (`id:base64,…`, the first encrypts) and KEY_ENCRYPTION_KEY (one
+    /// key, id `default`): the keys that encrypt product keys at rest (AES-256-GCM). Outside
+    /// production a fixed development key is used when neither is set; production requires one.
+    pub keyring: Keyring,
     /// TECHNICAL_ACTIVATION_DELAY_SECS: how long a technical benefit activation takes
     pub technical_activation_delay: Duration,
     /// GTM_ACTIVATION_DELAY_SECS: how long a Go-To-Market offer activation takes
@@ -241,6 +242,120 @@ pub struct BenefitsConfig {
 
 /// The development key for product keys at rest. Production refuses to run without its own.
 pub const DEV_KEY_ENCRYPTION_KEY: [u8; 32] = *b"dev-only-product-key-encryption!";
+
+/// The key id KEY_ENCRYPTION_KEY (and the development key) takes in the ring; product keys
+/// stored before key ids existed carry it.
+pub const DEFAULT_KEY_ID: &str = "default";
+
+/// Key-encryption keys by id: the first encrypts, every one decrypts what it encrypted, until
+/// `gateway-api rotate-keys` has moved every product key to the first. Its `Debug` shows ids
+/// only.
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<(String, [u8; 32])>,
+}
+
+impl Keyring {
+    /// A ring of one key.
+    pub fn single(id: &str, key: [u8; 32]) -> Self {
+        Keyring {
+            keys: vec![(id.to_owned(), key)],
+        }
+    }
+
+    /// The key that encrypts, and its id.
+    pub fn current(&self) -> (&str, &[u8; 32]) {
+        let (id, key) = &self.keys[0];
+        (id, key)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&[u8; 32]> {
+        self.keys.iter().find(|(i, _)| i == id).map(|(_, k)| k)
+    }
+
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|(i, _)| i.as_str()).collect()
+    }
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").field("ids", &self.ids()).finish()
+    }
+}
+
+fn key_bytes(b64: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim().as_bytes())
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+}
+
+impl Keyring {
+    fn read(r: &mut Reader, prod: bool) -> Keyring {
+        let mut keys: Vec<(String, [u8; 32])> = Vec::new();
+        for entry in r
+            .string("KEY_ENCRYPTION_KEYS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let Some((id, b64)) = entry.split_once(':') else {
+                r.error("KEY_ENCRYPTION_KEYS lists `id:base64` entries, comma-separated".into());
+                continue;
+            };
+            let id = id.trim();
+            if id.is_empty()
+                || id.len() > 32
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                r.error(format!(
+                    "KEY_ENCRYPTION_KEYS: key id `{id}` must be 1 to 32 letters, digits, `-` or `_`"
+                ));
+                continue;
+            }
+            let Some(key) = key_bytes(b64) else {
+                r.error(format!(
+                    "KEY_ENCRYPTION_KEYS: key `{id}` must be base64 of exactly 32 bytes"
+                ));
+                continue;
+            };
+            if keys.iter().any(|(i, _)| i == id) {
+                r.error(format!("KEY_ENCRYPTION_KEYS: key id `{id}` appears twice"));
+                continue;
+            }
+            keys.push((id.to_owned(), key));
+        }
+        if let Some(b64) = r.opt("KEY_ENCRYPTION_KEY") {
+            match key_bytes(&b64) {
+                Some(k) if keys.iter().any(|(i, _)| i == DEFAULT_KEY_ID) => {
+                    let _ = k;
+                    r.error(format!(
+                        "KEY_ENCRYPTION_KEY is the key `{DEFAULT_KEY_ID}`, which KEY_ENCRYPTION_KEYS names too"
+                    ));
+                }
+                Some(k) => keys.push((DEFAULT_KEY_ID.to_owned(), k)),
+                None => r.error("KEY_ENCRYPTION_KEY must be base64 of exactly 32 bytes".into()),
+            }
+        }
+        if keys.is_empty() {
+            if prod {
+                r.error(
+                    "KEY_ENCRYPTION_KEYS (or KEY_ENCRYPTION_KEY) is required in production (base64 of 32 random bytes)"
+                        .into(),
+                );
+            }
+            keys.push((DEFAULT_KEY_ID.to_owned(), DEV_KEY_ENCRYPTION_KEY));
+        }
+        if prod && keys.iter().any(|(_, k)| *k == DEV_KEY_ENCRYPTION_KEY) {
+            r.error("the development key-encryption key is public; production refuses it".into());
+        }
+        Keyring { keys }
+    }
+}
 
 impl DatabaseConfig {
     pub(super) fn read(r: &mut Reader) -> Self {
@@ -457,31 +572,7 @@ impl BillingConfig {
 
 impl BenefitsConfig {
     pub(super) fn read(r: &mut Reader, prod: bool) -> Self {
-        let key_encryption_key = match r.opt("KEY_ENCRYPTION_KEY") {
-            None => {
-                if prod {
-                    r.error(
-                        "KEY_ENCRYPTION_KEY is required in production (base64 of 32 random bytes)"
-                            .into(),
-                    );
-                }
-                DEV_KEY_ENCRYPTION_KEY
-            }
-            Some(b64) => {
-                use base64::Engine;
-                match base64::engine::general_purpose::STANDARD
-                    .decode(b64.as_bytes())
-                    .ok()
-                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                {
-                    Some(k) => k,
-                    None => {
-                        r.error("KEY_ENCRYPTION_KEY must be base64 of exactly 32 bytes".into());
-                        DEV_KEY_ENCRYPTION_KEY
-                    }
-                }
-            }
-        };
+        let keyring = Keyring::read(r, prod);
         let provisioning_fails = match r.string("PROVISIONING", "simulated").as_str() {
             "simulated" => false,
             "simulated-failing" => true,
@@ -493,7 +584,7 @@ impl BenefitsConfig {
             }
         };
         BenefitsConfig {
-            key_encryption_key,
+            keyring,
             technical_activation_delay: r.secs("TECHNICAL_ACTIVATION_DELAY_SECS", 2 * 24 * 3600),
             gtm_activation_delay: r.secs("GTM_ACTIVATION_DELAY_SECS", 3 * 24 * 3600),
             provisioning_fails,

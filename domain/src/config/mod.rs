@@ -217,6 +217,7 @@ pub const VARIABLES: &[&str] = &[
     "ORDER_SETTLE_AFTER_SECS",
     "RENEWAL_TRANSIENT_RETRY_SECS",
     "KEY_ENCRYPTION_KEY",
+    "KEY_ENCRYPTION_KEYS",
     "TECHNICAL_ACTIVATION_DELAY_SECS",
     "GTM_ACTIVATION_DELAY_SECS",
     "PROVISIONING",
@@ -258,7 +259,7 @@ mod tests {
             "JWT_AUDIENCE is required",
             "JWT_JWKS_FILE or JWT_JWKS_URL",
             "SMTP_URL is required",
-            "KEY_ENCRYPTION_KEY is required",
+            "KEY_ENCRYPTION_KEYS (or KEY_ENCRYPTION_KEY) is required",
             "PUBLIC_BASE_URL must be the portal's https:// address",
             "PAYMENT_GATEWAY=sandbox",
         ] {
@@ -319,7 +320,7 @@ mod tests {
             "JWT_JWKS_FILE or JWT_JWKS_URL",
             "TEST_CLOCKS_ENABLED",
             "EMAIL_TRANSPORT=smtp",
-            "KEY_ENCRYPTION_KEY is required",
+            "KEY_ENCRYPTION_KEYS (or KEY_ENCRYPTION_KEY) is required",
         ] {
             assert!(err.contains(needle), "missing `{needle}` in {err}");
         }

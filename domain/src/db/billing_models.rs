@@ -300,6 +300,8 @@ pub struct ProductKey {
     pub ciphertext: Vec<u8>,
     pub first_revealed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The id of the key-encryption key in the ring (`config::Keyring`) that encrypted it.
+    pub key_id: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

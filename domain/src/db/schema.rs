@@ -319,6 +319,7 @@ diesel::table! {
         ciphertext -> Bytea,
         first_revealed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        key_id -> Text,
     }
 }
 
