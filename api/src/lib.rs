@@ -10,8 +10,14 @@ use std::sync::Arc;
 use gateway_domain::auth::Verifier;
 use gateway_domain::config::Config;
 
+/// The HTTP application: the public router (API_BIND) and the private one (METRICS_BIND).
+pub struct App {
+    pub router: axum::Router,
+    pub metrics: axum::Router,
+}
+
 /// Builds the whole HTTP application from a configuration.
-pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
+pub async fn app(config: Arc<Config>) -> anyhow::Result<App> {
     let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
     let verifier = Verifier::from_config(&config.auth).await?;
     let redis = redis::Client::open(config.redis.url.as_str())
@@ -27,7 +33,7 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
         &config.http,
         metrics.registry(),
     ));
-    Ok(http::router(http::AppState {
+    let state = http::AppState {
         in_flight,
         limiter,
         schema: build(graphql::Flavor::Strict),
@@ -41,5 +47,10 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<axum::Router> {
         documents: Default::default(),
         catalog: Default::default(),
         services,
-    }))
+        gauges: Default::default(),
+    };
+    Ok(App {
+        router: http::router(state.clone()),
+        metrics: http::metrics_router(state),
+    })
 }

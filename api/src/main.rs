@@ -130,7 +130,26 @@ async fn main() -> anyhow::Result<()> {
             if !no_migrate {
                 gateway_domain::db::migrate(&cfg.database.url).await?;
             }
-            let app = gateway_api::app(cfg.clone()).await?;
+            let gateway_api::App {
+                router: app,
+                metrics,
+            } = gateway_api::app(cfg.clone()).await?;
+            if let Some(bind) = cfg.http.metrics_bind.clone() {
+                // Private: /metrics without a token. A port already taken is logged, not fatal.
+                match tokio::net::TcpListener::bind(&bind).await {
+                    Ok(l) => {
+                        tracing::info!(addr = %bind, "metrics listening");
+                        tokio::spawn(async move {
+                            if let Err(e) = axum::serve(l, metrics).await {
+                                tracing::error!(error = %e, "metrics listener failed");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(%bind, error = %e, "cannot listen on METRICS_BIND; /metrics is not served")
+                    }
+                }
+            }
             let listener = tokio::net::TcpListener::bind(&cfg.http.bind)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on API_BIND={}: {e}", cfg.http.bind))?;

@@ -197,6 +197,7 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     let smtp = SmtpSink::start_counting().await?;
     let port = free_port()?;
     let worker_metrics = free_port()?;
+    let api_metrics = free_port()?;
     let mut env: BTreeMap<String, String> = [
         ("APP_ENV", "development".to_owned()),
         ("DATABASE_URL", db_url.clone()),
@@ -209,6 +210,7 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
         ("TEST_CLOCKS_ENABLED", "true".to_owned()),
         ("SWEEP_INTERVAL_MS", "1000".to_owned()),
         ("WORKER_METRICS_BIND", format!("127.0.0.1:{worker_metrics}")),
+        ("METRICS_BIND", format!("127.0.0.1:{api_metrics}")),
         ("RUST_LOG", "warn".to_owned()),
     ]
     .into_iter()

@@ -47,6 +47,8 @@ pub struct TestSystem {
     pub db: TestDb,
     pub smtp: SmtpSink,
     pub api_url: String,
+    /// The api's `/metrics` on its private listener (METRICS_BIND).
+    pub metrics_url: String,
     pub queue_prefix: String,
     pub env: BTreeMap<String, String>,
     pub api: Option<Child>,
@@ -65,6 +67,7 @@ impl TestSystem {
         let db = TestDb::create().await?;
         let smtp = SmtpSink::start().await?;
         let port = free_port();
+        let metrics_port = free_port();
         let queue_prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut env: BTreeMap<String, String> = [
             ("APP_ENV", "test".to_owned()),
@@ -73,6 +76,7 @@ impl TestSystem {
             ("REDIS_URL", redis_url()),
             ("QUEUE_PREFIX", queue_prefix.clone()),
             ("API_BIND", format!("127.0.0.1:{port}")),
+            ("METRICS_BIND", format!("127.0.0.1:{metrics_port}")),
             ("PUBLIC_BASE_URL", "http://portal.test".to_owned()),
             ("EMAIL_TRANSPORT", "smtp".to_owned()),
             ("SMTP_URL", smtp.url()),
@@ -93,6 +97,7 @@ impl TestSystem {
             db,
             smtp,
             api_url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
             queue_prefix,
             env,
             api: None,
@@ -173,6 +178,18 @@ impl TestSystem {
         }
     }
 
+    /// The api's `/metrics` text (from its private listener, METRICS_BIND).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(&self.metrics_url)
+            .send()
+            .await
+            .expect("GET /metrics on METRICS_BIND")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the api process (killed and reaped), e.g. to start it again with other settings.
     pub async fn stop_api(&mut self) {
         if let Some(mut api) = self.api.take() {
@@ -201,9 +218,20 @@ impl TestSystem {
     /// Another api process on the same Postgres, Redis and queue prefix (a second replica),
     /// answering on its own port; returns it (killed when dropped) and its base URL.
     pub async fn spawn_api(&self) -> anyhow::Result<(Child, String)> {
+        self.spawn_api_with(&[]).await
+    }
+
+    /// Like [`TestSystem::spawn_api`], with `extra` settings for that process.
+    pub async fn spawn_api_with(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Child, String)> {
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
-        let mut child = self.spawn_env("gateway-api", &["serve"], &[("API_BIND", &bind)])?;
+        let metrics_bind = format!("127.0.0.1:{}", free_port());
+        let mut env = vec![
+            ("API_BIND", bind.as_str()),
+            ("METRICS_BIND", metrics_bind.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        let mut child = self.spawn_env("gateway-api", &["serve"], &env)?;
         let url = format!("http://{bind}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {

@@ -24,7 +24,11 @@ async fn count(sys: &TestSystem, table: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn enrollment_refuses_bad_input_and_writes_nothing() {
-    let sys = TestSystem::start().await.unwrap();
+    // One identity sends a score of enrollments here, over the default sensitive rate limit
+    // (10 a minute, tests/tests/rate_limits.rs): this test is about the validation behind it.
+    let sys = TestSystem::start_with(&[("RATE_LIMIT_SENSITIVE", "100")])
+        .await
+        .unwrap();
     let t = sys.token("x-sub", Some("x@contoso.com"));
     let mut cases = Vec::new();
     let mut input = enroll_input("Contoso", "not-an-email");
@@ -216,7 +220,7 @@ async fn the_http_layer_refuses_what_it_must() {
         json!({"postgres": "ok", "redis": "ok", "jwks": "ok"})
     );
     let metrics = http
-        .get(format!("{}/metrics", sys.api_url))
+        .get(&sys.metrics_url)
         .send()
         .await
         .unwrap()

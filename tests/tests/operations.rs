@@ -67,7 +67,7 @@ async fn a_refused_email_ends_dead_visible_to_operators_who_retry_it() {
     // Metrics say the same.
     let m = sys
         .http()
-        .get(format!("{}/metrics", sys.api_url))
+        .get(&sys.metrics_url)
         .send()
         .await
         .unwrap()

@@ -542,7 +542,7 @@ async fn random_operation_names_add_no_metric_series() {
     let series = || async {
         let text = sys
             .http()
-            .get(format!("{}/metrics", sys.api_url))
+            .get(&sys.metrics_url)
             .send()
             .await
             .unwrap()
@@ -660,4 +660,62 @@ async fn at_capacity_the_api_sheds_load_with_503_and_retry_after_and_health_chec
     // With room again, requests run.
     let r = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
     assert_eq!(r["data"]["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn metrics_are_private_and_their_gauges_read_once_per_interval() {
+    let token = "metrics-".repeat(5);
+    let sys = gateway_testkit::TestSystem::start_with(&[("METRICS_TOKEN", token.as_str())])
+        .await
+        .unwrap();
+    let on_api = |bearer: Option<String>| {
+        let mut req = sys.http().get(format!("{}/metrics", sys.api_url));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // On API_BIND, only with the metrics token.
+    for bearer in [None, Some("wrong".to_owned()), Some(token[1..].to_owned())] {
+        let resp = on_api(bearer).await;
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    }
+    let resp = on_api(Some(token.clone())).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("sql_statements_total"));
+    // Without a token configured, API_BIND has no /metrics at all.
+    let (_replica, second) = sys.spawn_api_with(&[("METRICS_TOKEN", "")]).await.unwrap();
+    let resp = sys
+        .http()
+        .get(format!("{second}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // The private listener needs no token. The gauges come from Postgres once per
+    // METRICS_CACHE_MS (5 s by default): the scrapes after the first send no SQL.
+    let statements = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("sql_statements_total "))
+            .unwrap_or_else(|| panic!("no sql_statements_total in {text}"))
+            .parse()
+            .unwrap()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
+    let first = sys.metrics().await;
+    assert!(first.contains("outbox_lag_seconds"), "{first}");
+    assert!(first.contains("emails{status=\"DEAD\"} 0"), "{first}");
+    assert!(!first.contains("emails{status=\"SENT\"}"), "{first}");
+    let a = statements(&first);
+    let b = statements(&sys.metrics().await);
+    let c = statements(&sys.metrics().await);
+    assert!(
+        b > a,
+        "the first scrape read the gauges from Postgres ({a} → {b})"
+    );
+    assert_eq!(c, b, "the next scrapes reused them");
 }

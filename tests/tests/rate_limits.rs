@@ -122,7 +122,7 @@ async fn sensitive_mutations_are_limited_per_caller_across_replicas_and_nothing_
 
     let metrics = sys
         .http()
-        .get(format!("{}/metrics", sys.api_url))
+        .get(&sys.metrics_url)
         .send()
         .await
         .unwrap()
@@ -178,7 +178,7 @@ async fn with_redis_unreachable_requests_pass_and_a_metric_counts_them() {
     }
     let metrics = sys
         .http()
-        .get(format!("{}/metrics", sys.api_url))
+        .get(&sys.metrics_url)
         .send()
         .await
         .unwrap()

@@ -69,7 +69,7 @@ async fn the_dashboard_costs_four_statements_whatever_the_list_sizes() {
 
     let metrics = sys
         .http()
-        .get(format!("{}/metrics", sys.api_url))
+        .get(&sys.metrics_url)
         .send()
         .await
         .unwrap()

@@ -1,17 +1,68 @@
 //! `GET /metrics`: Prometheus text, built with the `prometheus` crate's types. The request
 //! metrics live for the process (`crate::metrics::Metrics`); the gauges derived from Postgres
-//! and Redis are read at each scrape into a registry of their own, so a value that cannot be
-//! read now is left out rather than shown stale.
+//! and Redis are read at most once per METRICS_CACHE_MS for every scraper together
+//! ([`GaugeCache`]); a value that could not be read is left out rather than shown stale.
+//!
+//! `/metrics` is private: served on METRICS_BIND (loopback by default), and on API_BIND only
+//! with `Authorization: Bearer <METRICS_TOKEN>`.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gateway_domain::db::PgConn;
+use gateway_domain::queues::{PgCounts, QueueCounts};
 use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry};
 
-use super::AppState;
+use super::{error_response, AppState};
 
-pub(super) async fn scrape(State(state): State<AppState>) -> Response {
+/// What the gauges show, as last read.
+#[derive(Default)]
+struct Snapshot {
+    lag: Option<f64>,
+    pg: Option<PgCounts>,
+    jobs: Vec<QueueCounts>,
+}
+
+/// The last [`Snapshot`] and when it was read. Scrapes that find it older than
+/// METRICS_CACHE_MS wait for one of them to read it again (the lock is held while reading).
+#[derive(Default)]
+pub struct GaugeCache {
+    last: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
+}
+
+impl GaugeCache {
+    async fn get(&self, state: &AppState) -> Arc<Snapshot> {
+        let mut last = self.last.lock().await;
+        if let Some((at, snap)) = last.as_ref() {
+            if at.elapsed() < state.config.http.metrics_cache {
+                return snap.clone();
+            }
+        }
+        let mut snap = Snapshot::default();
+        if let Ok(mut c) = state.pool.get().await {
+            snap.lag = gateway_domain::outbox::lag_seconds(&mut c).await.ok();
+            snap.pg = gateway_domain::queues::pg_counts(&mut c).await.ok();
+        }
+        if let Ok(mut r) = state.redis.get_multiplexed_async_connection().await {
+            for q in gateway_domain::jobs::QUEUES {
+                if let Ok(n) =
+                    gateway_domain::queues::counts(&mut r, &state.config.redis.queue_prefix, q)
+                        .await
+                {
+                    snap.jobs.push(n);
+                }
+            }
+        }
+        let snap = Arc::new(snap);
+        *last = Some((Instant::now(), snap.clone()));
+        snap
+    }
+}
+
+/// `/metrics` on METRICS_BIND.
+pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     let derived = Registry::new();
     let statements = IntCounter::new(
         "sql_statements_total",
@@ -22,17 +73,44 @@ pub(super) async fn scrape(State(state): State<AppState>) -> Response {
     derived
         .register(Box::new(statements))
         .expect("registered once");
-    if let Ok(mut c) = state.pool.get().await {
-        postgres_gauges(&derived, &mut c).await;
-    }
-    if let Ok(mut r) = state.redis.get_multiplexed_async_connection().await {
-        queue_gauges(&derived, &mut r, &state.config.redis.queue_prefix).await;
-    }
+    let snap = state.gauges.get(&state).await;
+    postgres_gauges(&derived, &snap);
+    queue_gauges(&derived, &snap.jobs);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(&derived),
     )
         .into_response()
+}
+
+/// `/metrics` on API_BIND: only with METRICS_TOKEN as the bearer token.
+pub(super) async fn scrape_public(state: State<AppState>, headers: HeaderMap) -> Response {
+    let Some(expected) = state.config.http.metrics_token.as_deref() else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "metrics are served on METRICS_BIND (or here with METRICS_TOKEN)",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into();
+    if !same {
+        let mut resp = error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "send Authorization: Bearer <METRICS_TOKEN>",
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return resp;
+    }
+    scrape(state).await
 }
 
 /// A gauge family by label, registered in `registry`.
@@ -44,9 +122,9 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
     g
 }
 
-/// The outbox and due-work backlogs and the emails by status, from Postgres.
-async fn postgres_gauges(registry: &Registry, c: &mut PgConn) {
-    if let Ok(lag) = gateway_domain::outbox::lag_seconds(c).await {
+/// The outbox and due-work backlogs and the emails PENDING and DEAD, from Postgres.
+fn postgres_gauges(registry: &Registry, snap: &Snapshot) {
+    if let Some(lag) = snap.lag {
         let g = Gauge::new(
             "outbox_lag_seconds",
             "Age of the oldest due outbox row not yet dispatched to Redis",
@@ -55,7 +133,7 @@ async fn postgres_gauges(registry: &Registry, c: &mut PgConn) {
         g.set(lag);
         registry.register(Box::new(g)).expect("registered once");
     }
-    let Ok(pg) = gateway_domain::queues::pg_counts(c).await else {
+    let Some(pg) = &snap.pg else {
         return;
     };
     let families = [
@@ -73,7 +151,7 @@ async fn postgres_gauges(registry: &Registry, c: &mut PgConn) {
         ),
         (
             "emails",
-            "Emails by delivery status (SENT: delivered, DEAD: gave up)",
+            "Emails waiting to be delivered (PENDING) or given up on (DEAD)",
             "status",
             &pg.emails,
         ),
@@ -87,29 +165,23 @@ async fn postgres_gauges(registry: &Registry, c: &mut PgConn) {
 }
 
 /// The jobs in Redis by queue and state, counted from the queue keys.
-async fn queue_gauges(
-    registry: &Registry,
-    r: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-) {
+fn queue_gauges(registry: &Registry, jobs: &[QueueCounts]) {
     let g = gauge_vec(
         registry,
         "jobs",
         "Jobs in Redis by queue and state (counted from the queue keys)",
         &["queue", "state"],
     );
-    for q in gateway_domain::jobs::QUEUES {
-        if let Ok(n) = gateway_domain::queues::counts(r, prefix, q).await {
-            for (s, v) in [
-                ("pending", n.pending),
-                ("scheduled", n.scheduled),
-                ("running", n.running),
-                ("done", n.done),
-                ("failed", n.failed),
-                ("dead", n.dead),
-            ] {
-                g.with_label_values(&[q, s]).set(v);
-            }
+    for n in jobs {
+        for (s, v) in [
+            ("pending", n.pending),
+            ("scheduled", n.scheduled),
+            ("running", n.running),
+            ("done", n.done),
+            ("failed", n.failed),
+            ("dead", n.dead),
+        ] {
+            g.with_label_values(&[n.queue.as_str(), s]).set(v);
         }
     }
 }

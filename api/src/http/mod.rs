@@ -6,7 +6,7 @@
 mod graphql;
 mod health;
 mod invoices;
-mod metrics;
+pub(crate) mod metrics;
 pub mod rate_limit;
 mod security;
 mod webhooks;
@@ -53,6 +53,8 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Rate limits, counted in Redis (`rate_limit`).
     pub limiter: Arc<rate_limit::Limiter>,
+    /// The gauges `/metrics` reads from Postgres and Redis, shared by every scrape.
+    pub gauges: Arc<metrics::GaugeCache>,
 }
 
 /// Sheds load: a GraphQL request that finds no room is answered at once with 503 and
@@ -108,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::scrape))
+        .route("/metrics", get(metrics::scrape_public))
         .route("/invoices/{id}/pdf", get(invoices::pdf))
         .route("/webhooks/stripe", axum::routing::post(webhooks::stripe))
         .route("/ops", get(ops_page))
@@ -116,6 +118,15 @@ pub fn router(state: AppState) -> Router {
             security::add_headers(r, hsts)
         }))
         .layer(cors)
+        .with_state(state)
+}
+
+/// The private listener's routes (METRICS_BIND): `/metrics` without a token, and the
+/// liveness check.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 

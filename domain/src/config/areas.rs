@@ -63,6 +63,15 @@ pub struct HttpConfig {
     /// verifyPrimaryContactEmail per window, per caller or (without one) per address
     /// (default 10; 0 = unlimited)
     pub rate_limit_sensitive: u64,
+    /// METRICS_BIND: where the api serves `/metrics` on a listener of its own (default
+    /// `127.0.0.1:9464`, loopback; empty: no such listener)
+    pub metrics_bind: Option<String>,
+    /// METRICS_TOKEN: when set, `/metrics` also answers on API_BIND, to
+    /// `Authorization: Bearer <METRICS_TOKEN>` only (at least 32 characters)
+    pub metrics_token: Option<String>,
+    /// METRICS_CACHE_MS: how long the gauges read from Postgres and Redis are reused between
+    /// scrapes (default 5000)
+    pub metrics_cache: Duration,
     /// HTTP_TRUST_FORWARDED_FOR: the client address is the last of X-Forwarded-For (set it
     /// only behind a proxy that appends it; default off: the peer address)
     pub trust_forwarded_for: bool,
@@ -409,7 +418,14 @@ impl HttpConfig {
             rate_limit_address: r.parse("RATE_LIMIT_ADDRESS", 300u64, 0),
             rate_limit_sensitive: r.parse("RATE_LIMIT_SENSITIVE", 10u64, 0),
             trust_forwarded_for: r.flag("HTTP_TRUST_FORWARDED_FOR", false),
+            metrics_bind: Some(r.string("METRICS_BIND", "127.0.0.1:9464"))
+                .filter(|b| !b.trim().is_empty()),
+            metrics_token: r.opt("METRICS_TOKEN").filter(|t| !t.is_empty()),
+            metrics_cache: r.millis("METRICS_CACHE_MS", 5_000),
         };
+        if http.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
+            r.error("METRICS_TOKEN must be at least 32 characters".into());
+        }
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
             r.error("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());
         }
