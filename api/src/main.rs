@@ -154,12 +154,12 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on API_BIND={}: {e}", cfg.http.bind))?;
             tracing::info!(addr = %listener.local_addr()?, env = ?cfg.env, "api listening");
-            // Connect info: the client address of the per-address rate limits.
-            axum::serve(
+            gateway_api::http::server::serve(
                 listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                app,
+                cfg.http.header_read_timeout,
+                shutdown(),
             )
-            .with_graceful_shutdown(shutdown())
             .await?;
         }
     }

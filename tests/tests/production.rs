@@ -719,3 +719,68 @@ async fn metrics_are_private_and_their_gauges_read_once_per_interval() {
     );
     assert_eq!(c, b, "the next scrapes reused them");
 }
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_the_header_read_and_whole_request_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sys = gateway_testkit::TestSystem::start_with(&[
+        ("HTTP_HEADER_READ_TIMEOUT_MS", "1000"),
+        ("HTTP_REQUEST_TIMEOUT_MS", "1500"),
+    ])
+    .await
+    .unwrap();
+    let addr = sys.api_url.trim_start_matches("http://").to_owned();
+    /// Everything the server sends until it closes the connection (at most 10 s).
+    async fn until_closed(s: &mut tokio::net::TcpStream) -> String {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("the server closed the connection within 10 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return String::from_utf8_lossy(&all).into_owned();
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    // Slowloris: a request head that never ends is cut off after the header-read timeout.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(b"POST /graphql HTTP/1.1\r\nHost: api\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut s).await;
+    let took = started.elapsed();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    // A body that never completes: 408 REQUEST_TIMEOUT once the whole request's time is up.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(
+        b"POST /graphql HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"query\": \"{ __typename",
+    )
+    .await
+    .unwrap();
+    let answer = until_closed(&mut s).await;
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"REQUEST_TIMEOUT\""), "{answer}");
+    assert!(
+        took >= std::time::Duration::from_millis(1400) && took < std::time::Duration::from_secs(6),
+        "answered after {took:?}"
+    );
+
+    // A client that sends its request promptly is served as ever.
+    let ok = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
+    assert_eq!(ok["data"]["__typename"], "Query", "{ok}");
+}

@@ -9,6 +9,7 @@ mod invoices;
 pub(crate) mod metrics;
 pub mod rate_limit;
 mod security;
+pub mod server;
 mod webhooks;
 mod ws;
 
@@ -103,16 +104,34 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::get).post(graphql::post).route_layer(
-                axum::middleware::from_fn_with_state(state.clone(), shed_load),
-            ),
+            get(graphql::get)
+                .post(graphql::post)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    server::deadline,
+                ))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    shed_load,
+                )),
         )
         .route("/graphql/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape_public))
-        .route("/invoices/{id}/pdf", get(invoices::pdf))
-        .route("/webhooks/stripe", axum::routing::post(webhooks::stripe))
+        .route(
+            "/invoices/{id}/pdf",
+            get(invoices::pdf).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                server::deadline,
+            )),
+        )
+        .route(
+            "/webhooks/stripe",
+            axum::routing::post(webhooks::stripe).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), server::deadline),
+            ),
+        )
         .route("/ops", get(ops_page))
         .layer(axum::middleware::map_response(move |r| async move {
             security::add_headers(r, hsts)

@@ -38,8 +38,11 @@ pub struct HttpConfig {
     pub max_batch: usize,
     /// HTTP_MAX_BODY_BYTES
     pub max_body_bytes: usize,
-    /// HTTP_REQUEST_TIMEOUT_MS
+    /// HTTP_REQUEST_TIMEOUT_MS: the whole request (body, authentication, execution)
     pub request_timeout: Duration,
+    /// HTTP_HEADER_READ_TIMEOUT_MS: how long a client may take to send a request's head
+    /// (default 10000)
+    pub header_read_timeout: Duration,
     /// GRAPHQL_INTROSPECTION: `__schema` / `__type` answered (default: on outside production,
     /// off in production)
     pub introspection: bool,
@@ -409,6 +412,7 @@ impl HttpConfig {
             max_batch: r.parse("GRAPHQL_MAX_BATCH", 10usize, 1),
             max_body_bytes: r.parse("HTTP_MAX_BODY_BYTES", 64 * 1024usize, 1024),
             request_timeout: r.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000),
+            header_read_timeout: r.millis("HTTP_HEADER_READ_TIMEOUT_MS", 10_000),
             introspection: r.flag("GRAPHQL_INTROSPECTION", !prod),
             max_root_fields: r.parse("GRAPHQL_MAX_ROOT_FIELDS", 20usize, 1),
             max_aliases: r.parse("GRAPHQL_MAX_ALIASES", 50usize, 0),
