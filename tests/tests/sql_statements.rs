@@ -312,3 +312,58 @@ async fn statements_marked_for_reuse_stay_prepared_and_answer_for_their_own_bind
     drop(conn);
     db.remove().await.unwrap();
 }
+
+/// `Order.subscription`, `Subscription.paymentMethod` and `Subscription.refundEligibility`
+/// go through DataLoaders: a page of 100 orders costs a handful of statements, not one or more
+/// per order (500 before).
+#[tokio::test]
+async fn a_hundred_orders_with_their_subscriptions_cost_a_bounded_number_of_statements() {
+    let sys = TestSystem::start_with(BILLING_ENV).await.unwrap();
+    let (pid, token) = authorized_partner(&sys, "hundred").await;
+    let card = add_card(&sys, &token, "4242424242424242").await;
+    buy(&sys, &token, "ACTION_PACK", &card).await;
+    // 99 more lapsed subscriptions of the partner, each with its paid order (copies of the
+    // first, with their own ids).
+    let made = count(
+        &sys,
+        &format!(
+            "WITH g AS (SELECT i, md5('sub' || i)::uuid AS sid FROM generate_series(1, 99) AS i),
+             s AS (
+               INSERT INTO subscriptions
+               SELECT (jsonb_populate_record(s, jsonb_build_object('id', g.sid, 'status', 'LAPSED'))).*
+               FROM subscriptions s, g WHERE s.partner_id = '{pid}' RETURNING 1),
+             o AS (
+               INSERT INTO orders
+               SELECT (jsonb_populate_record(o, jsonb_build_object(
+                 'id', md5('order' || g.i)::uuid, 'subscription_id', g.sid,
+                 'number', o.number || '-' || g.i, 'idempotency_key', o.idempotency_key || '-' || g.i))).*
+               FROM orders o, g WHERE o.partner_id = '{pid}' RETURNING 1)
+             SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM o) AS n"
+        ),
+    )
+    .await;
+    assert_eq!(made, 198);
+    let query = "{ orders(first: 100) { edges { node { number
+        subscription { id status paymentMethod { last4 } refundEligibility { eligible reasons { code } } } } } } }";
+    statements(&sys, &token, query).await;
+    let (n, body) = statements(&sys, &token, query).await;
+    let orders = body["data"]["orders"]["edges"].as_array().unwrap();
+    assert_eq!(orders.len(), 100, "{body}");
+    let eligible = orders
+        .iter()
+        .filter(|o| o["node"]["subscription"]["refundEligibility"]["eligible"] == true)
+        .count();
+    assert_eq!(
+        eligible, 1,
+        "only the live subscription can be refunded: {body}"
+    );
+    assert!(orders
+        .iter()
+        .all(|o| o["node"]["subscription"]["paymentMethod"]["last4"] == "4242"));
+    // Token, orders, their subscriptions, the cards, the latest paid orders, the clock: 6
+    // (a loader's batch may split in two on a busy machine).
+    assert!(
+        n <= 9,
+        "{n} statements for 100 orders with their subscriptions"
+    );
+}

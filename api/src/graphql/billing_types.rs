@@ -8,10 +8,9 @@ use gateway_domain::catalog::{self, OfferSection};
 use gateway_domain::db::models;
 use gateway_domain::enums::*;
 use gateway_domain::error::Reason;
-use gateway_domain::subscriptions::store as subs;
 
 pub use super::subscription_types::{Refund, RefundEligibility, Subscription};
-use super::{conn, loaders, principal};
+use super::{conn, loaders};
 
 #[derive(SimpleObject, Clone)]
 pub struct Money {
@@ -317,10 +316,11 @@ impl Order {
         let Some(id) = self.0.subscription_id else {
             return Ok(None);
         };
-        let mut c = conn(ctx).await?;
-        Ok(Some(Subscription(
-            subs::load_visible(&mut c, principal(ctx)?, id, false).await?,
-        )))
+        // Batched: a list of orders reads their subscriptions in one statement.
+        match loaders(ctx).subscriptions.load_one(id).await? {
+            Some(s) => Ok(Some(Subscription(s))),
+            None => Err(gateway_domain::AppError::NotFound("subscription").into()),
+        }
     }
     /// The invoice of a paid order (Global admins, MPN partner admins, operators).
     async fn invoice(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Invoice>> {

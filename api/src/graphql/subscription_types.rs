@@ -12,7 +12,7 @@ use gateway_domain::subscriptions::{eligibility, rules};
 use super::billing_types::{
     money, offer, reasons, IneligibilityReason, Invoice, Money, Offer, PaymentMethod,
 };
-use super::{conn, now_for, principal, services};
+use super::{conn, loaders, now_for, principal};
 #[derive(SimpleObject)]
 pub struct RenewalWindow {
     /// First day "Renew" is available (AD+1).
@@ -102,12 +102,11 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<RefundEligibility> {
-        let mut c = conn(ctx).await?;
-        Ok(
-            eligibility::refund_eligibility(&mut c, services(ctx), principal(ctx)?, self.0.id)
-                .await?
-                .into(),
-        )
+        // Batched: the latest paid orders of a list of subscriptions in one statement, and
+        // each partner's clock through its loader; this subscription is one the caller sees.
+        let order = loaders(ctx).latest_paid_orders.load_one(self.0.id).await?;
+        let now = now_for(ctx, self.0.partner_id).await?;
+        Ok(eligibility::refund_eligibility_from(&self.0, order, now).into())
     }
     /// Failed automatic renewal attempts in this term.
     async fn renewal_failures(&self) -> i32 {
@@ -173,13 +172,14 @@ impl Subscription {
         let Some(id) = self.0.payment_method_id else {
             return Ok(None);
         };
-        let c = conn(ctx).await?;
-        match billing::payment_methods::usable(&c, self.0.partner_id, id).await {
-            Ok(pm) => Ok(Some(pm.into())),
-            // A removed card: auto-renewal will fail and say so.
-            Err(gateway_domain::AppError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        // Batched; a removed card (or another partner's) reads as none: auto-renewal will
+        // fail and say so.
+        Ok(loaders(ctx)
+            .payment_methods
+            .load_one(id)
+            .await?
+            .filter(|pm| pm.partner_id == self.0.partner_id)
+            .map(Into::into))
     }
 }
 

@@ -240,6 +240,17 @@ pub async fn list(conn: &mut PgConn, principal: &Principal) -> AppResult<Vec<Pay
 }
 
 /// A usable card of this partner, for a purchase or a renewal.
+/// The payment methods of `ids` not removed, in one statement (the batch behind
+/// `Subscription.paymentMethod`; the caller checks each belongs to the partner at hand).
+pub async fn usable_by_ids(mut conn: &PgConn, ids: &[Uuid]) -> AppResult<Vec<PaymentMethod>> {
+    Ok(payment_methods::table
+        .filter(payment_methods::id.eq_any(ids))
+        .filter(payment_methods::removed_at.is_null())
+        .select(PaymentMethod::as_select())
+        .load(&mut conn)
+        .await?)
+}
+
 pub async fn usable(mut conn: &PgConn, partner_id: Uuid, id: Uuid) -> AppResult<PaymentMethod> {
     payment_methods::table
         .filter(payment_methods::id.eq(id))

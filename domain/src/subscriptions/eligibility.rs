@@ -53,6 +53,19 @@ async fn latest_paid_order(conn: &mut PgConn, sub_id: Uuid) -> AppResult<Option<
         .optional()?)
 }
 
+/// The latest paid order of each of `sub_ids` that has one, in one statement (the batch behind
+/// `Subscription.refundEligibility`).
+pub async fn latest_paid_orders(mut conn: &PgConn, sub_ids: &[Uuid]) -> AppResult<Vec<Order>> {
+    Ok(orders_t::table
+        .filter(orders_t::subscription_id.eq_any(sub_ids))
+        .filter(orders_t::status.eq(OrderStatus::Paid))
+        .distinct_on(orders_t::subscription_id)
+        .order((orders_t::subscription_id, orders_t::paid_at.desc()))
+        .select(Order::as_select())
+        .load(&mut conn)
+        .await?)
+}
+
 pub(crate) async fn refund_eligibility_of(
     conn: &mut PgConn,
     svc: &Services,
@@ -60,6 +73,16 @@ pub(crate) async fn refund_eligibility_of(
 ) -> AppResult<RefundEligibility> {
     let now = crate::clock::now_for(conn, &svc.config, sub.partner_id).await?;
     let order = latest_paid_order(conn, sub.id).await?;
+    Ok(refund_eligibility_from(sub, order, now))
+}
+
+/// Refund eligibility from what it depends on: the subscription, its latest paid order and
+/// "now" on the partner's clock.
+pub fn refund_eligibility_from(
+    sub: &Subscription,
+    order: Option<Order>,
+    now: DateTime<Utc>,
+) -> RefundEligibility {
     let facts = rules::RefundFacts {
         status: sub.status,
         paid_at: order.as_ref().and_then(|o| o.paid_at),
@@ -71,7 +94,7 @@ pub(crate) async fn refund_eligibility_of(
         upgraded_at: sub.upgraded_at,
     };
     let (reasons, deadline) = rules::refund_blockers(&facts, now);
-    Ok(RefundEligibility {
+    RefundEligibility {
         eligible: reasons.is_empty(),
         reasons,
         deadline,
@@ -81,7 +104,7 @@ pub(crate) async fn refund_eligibility_of(
             .map(|o| o.currency.clone())
             .unwrap_or_else(|| "USD".into()),
         order_id: order.map(|o| o.id),
-    })
+    }
 }
 
 pub async fn refund_eligibility(

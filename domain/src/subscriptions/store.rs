@@ -54,6 +54,24 @@ pub async fn load_visible(
     }
 }
 
+/// The subscriptions of `ids` the caller may see (its partner's; operators any), in one
+/// statement: the batch behind `Order.subscription`.
+pub async fn visible_by_ids(
+    mut conn: &PgConn,
+    principal: &Principal,
+    ids: &[Uuid],
+) -> AppResult<Vec<Subscription>> {
+    principal.require(Action::ViewPartner)?;
+    let mut q = subscriptions::table
+        .filter(subscriptions::id.eq_any(ids))
+        .select(Subscription::as_select())
+        .into_boxed();
+    if !principal.is_operator() {
+        q = q.filter(subscriptions::partner_id.eq(principal.scope(None)?));
+    }
+    Ok(q.load(&mut conn).await?)
+}
+
 /// Newest first; `statuses` narrows the list.
 pub async fn list(
     mut conn: &PgConn,

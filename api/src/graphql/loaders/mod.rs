@@ -9,8 +9,10 @@ mod benefit_assignments;
 mod invoices;
 mod offer_benefits;
 mod offers;
+mod payment_methods;
 mod product_keys;
 mod service_request_notes;
+mod subscriptions;
 mod test_clocks;
 mod users;
 
@@ -19,8 +21,10 @@ pub use benefit_assignments::CurrentAssignments;
 pub use invoices::InvoiceOfOrder;
 pub use offer_benefits::OfferBenefits;
 pub use offers::{Catalog, Offers, CATALOG_KEPT};
+pub use payment_methods::UsablePaymentMethods;
 pub use product_keys::KeyReveals;
 pub use service_request_notes::Notes;
+pub use subscriptions::{LatestPaidOrders, VisibleSubscriptions};
 pub use test_clocks::ClockOffsets;
 pub use users::PartnerUsers;
 
@@ -46,6 +50,9 @@ pub struct Loaders {
     pub notes: DataLoader<Notes>,
     pub users: DataLoader<PartnerUsers>,
     pub invoice_of_order: DataLoader<InvoiceOfOrder>,
+    pub subscriptions: DataLoader<VisibleSubscriptions>,
+    pub payment_methods: DataLoader<UsablePaymentMethods>,
+    pub latest_paid_orders: DataLoader<LatestPaidOrders>,
     /// One connection shared by the root lists read at the same time.
     pub reader: Reader,
 }
@@ -80,7 +87,13 @@ impl Loaders {
             clock_offsets: DataLoader::new(ClockOffsets(db.clone(), config.clone()), spawner()),
             notes: DataLoader::new(Notes(db.clone()), spawner()),
             users: DataLoader::new(PartnerUsers(db.clone(), principal.clone()), spawner()),
-            invoice_of_order: DataLoader::new(InvoiceOfOrder(db, principal), spawner()),
+            invoice_of_order: DataLoader::new(
+                InvoiceOfOrder(db.clone(), principal.clone()),
+                spawner(),
+            ),
+            subscriptions: DataLoader::new(VisibleSubscriptions(db.clone(), principal), spawner()),
+            payment_methods: DataLoader::new(UsablePaymentMethods(db.clone()), spawner()),
+            latest_paid_orders: DataLoader::new(LatestPaidOrders(db), spawner()),
             reader: Reader {
                 pool: pool.clone(),
                 slot: tokio::sync::Mutex::new(Weak::new()),
