@@ -10,8 +10,13 @@ pub const MAX_KNOWN_OPERATIONS: usize = 100;
 
 #[derive(Clone)]
 pub struct Metrics {
+    /// Metrics named `pbg_…` ([`gateway_domain::METRICS_PREFIX`]).
     registry: Registry,
+    /// The standard process metrics (CPU, resident memory, open files), unprefixed.
+    process: Registry,
     pub requests: IntCounterVec,
+    /// HTTP responses of the public listener by status code.
+    pub responses: IntCounterVec,
     pub latency: HistogramVec,
     pub statements: Histogram,
     /// Operation names seen running without errors ([`MAX_KNOWN_OPERATIONS`] at most).
@@ -20,7 +25,25 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let registry = Registry::new_custom(Some(gateway_domain::METRICS_PREFIX.into()), None)
+            .expect("metrics prefix");
+        let process = Registry::new();
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("register");
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "http_responses_total",
+                "HTTP responses of the api's public listener, by status code",
+            ),
+            &["status"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(responses.clone()))
+            .expect("register");
         let requests = IntCounterVec::new(
             Opts::new(
                 "graphql_requests_total",
@@ -61,7 +84,9 @@ impl Metrics {
             .expect("register");
         Self {
             registry,
+            process,
             requests,
+            responses,
             latency,
             statements,
             known: Default::default(),
@@ -103,10 +128,17 @@ impl Metrics {
         }
     }
 
+    /// A registry for the values read at a scrape, with the same prefix.
+    pub fn scrape_registry() -> Registry {
+        Registry::new_custom(Some(gateway_domain::METRICS_PREFIX.into()), None)
+            .expect("metrics prefix")
+    }
+
     /// The exposition text of these metrics and of `derived` (read for this scrape).
     pub fn render(&self, derived: &Registry) -> String {
         let mut families = self.registry.gather();
         families.extend(derived.gather());
+        families.extend(self.process.gather());
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&families, &mut buf)

@@ -176,10 +176,10 @@ async fn benefit_rows(db: &Client, d: &str) -> anyhow::Result<()> {
          CROSS JOIN LATERAL generate_series(0, LEAST(11,
              floor(extract(epoch FROM now() - s.term_started_at) / 2629800)::int)) m
          WHERE {d} AND e.delivery = 'AZURE_CREDIT' AND e.status = 'ACTIVE';
-         INSERT INTO product_keys (id, entitlement_id, nonce, ciphertext, first_revealed_at)
+         INSERT INTO product_keys (id, entitlement_id, nonce, ciphertext, first_revealed_at, key_id)
          SELECT gen_random_uuid(), e.id, substr(decode(md5(random()::text), 'hex'), 1, 12),
              decode(md5(random()::text) || md5(random()::text), 'hex'),
-             CASE WHEN random() < 0.4 THEN e.created_at + interval '2 days' END
+             CASE WHEN random() < 0.4 THEN e.created_at + interval '2 days' END, 'default'
          FROM entitlements e JOIN partners p ON p.id = e.partner_id
          WHERE {d} AND e.delivery IN ('PRODUCT_KEY', 'LICENSE_KEY') AND e.status = 'ACTIVE';
          INSERT INTO benefit_assignments (id, entitlement_id, user_id, assigned_at, assigned_by)

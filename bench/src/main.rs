@@ -109,9 +109,9 @@ impl Bench {
         .text()
         .await?;
         text.lines()
-            .find_map(|l| l.strip_prefix("sql_statements_total "))
+            .find_map(|l| l.strip_prefix("pbg_sql_statements_total "))
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("worker metrics without sql_statements_total"))
+            .ok_or_else(|| anyhow::anyhow!("worker metrics without pbg_sql_statements_total"))
     }
 
     pub fn pids(&self) -> [u32; 2] {

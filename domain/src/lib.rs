@@ -36,3 +36,7 @@ pub mod users;
 pub mod validation;
 
 pub use error::{AppError, AppResult};
+
+/// The prefix of every metric the api and the worker export (`pbg_…`); the standard process
+/// metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`, …) keep their names.
+pub const METRICS_PREFIX: &str = "pbg";

@@ -227,8 +227,8 @@ async fn the_http_layer_refuses_what_it_must() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("graphql_requests_total"), "{metrics}");
-    assert!(metrics.contains("outbox_lag_seconds"));
+    assert!(metrics.contains("pbg_graphql_requests_total"), "{metrics}");
+    assert!(metrics.contains("pbg_outbox_lag_seconds"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

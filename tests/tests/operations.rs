@@ -74,9 +74,12 @@ async fn a_refused_email_ends_dead_visible_to_operators_who_retry_it() {
         .text()
         .await
         .unwrap();
-    assert!(m.contains("jobs{queue=\"email\",state=\"dead\"} 1"), "{m}");
-    assert!(m.contains("emails{status=\"DEAD\"} 1"), "{m}");
-    assert!(m.contains("outbox_lag_seconds"));
+    assert!(
+        m.contains("pbg_jobs{queue=\"email\",state=\"dead\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("pbg_emails{status=\"DEAD\"} 1"), "{m}");
+    assert!(m.contains("pbg_outbox_lag_seconds"));
 
     // Only operators see or steer queues.
     let r = sys.gql(Some(&ga), QUEUES, json!({})).await;
@@ -300,11 +303,11 @@ async fn the_worker_reports_job_durations_per_queue() {
             .text()
             .await
             .ok()?;
-        t.contains("job_duration_seconds_count{outcome=\"ok\",queue=\"email\"} 1")
+        t.contains("pbg_job_duration_seconds_count{outcome=\"ok\",queue=\"email\"} 1")
             .then_some(t)
     })
     .await;
-    assert!(text.contains("job_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("pbg_job_duration_seconds_bucket"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -550,7 +550,7 @@ async fn random_operation_names_add_no_metric_series() {
             .await
             .unwrap();
         text.lines()
-            .filter(|l| l.starts_with("graphql_requests_total{"))
+            .filter(|l| l.starts_with("pbg_graphql_requests_total{"))
             .map(str::to_owned)
             .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
             .collect::<std::collections::BTreeSet<_>>()
@@ -685,7 +685,11 @@ async fn metrics_are_private_and_their_gauges_read_once_per_interval() {
     }
     let resp = on_api(Some(token.clone())).await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.unwrap().contains("sql_statements_total"));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("pbg_sql_statements_total"));
     // Without a token configured, API_BIND has no /metrics at all.
     let (_replica, second) = sys.spawn_api_with(&[("METRICS_TOKEN", "")]).await.unwrap();
     let resp = sys
@@ -700,16 +704,16 @@ async fn metrics_are_private_and_their_gauges_read_once_per_interval() {
     // METRICS_CACHE_MS (5 s by default): the scrapes after the first send no SQL.
     let statements = |text: &str| -> u64 {
         text.lines()
-            .find_map(|l| l.strip_prefix("sql_statements_total "))
-            .unwrap_or_else(|| panic!("no sql_statements_total in {text}"))
+            .find_map(|l| l.strip_prefix("pbg_sql_statements_total "))
+            .unwrap_or_else(|| panic!("no pbg_sql_statements_total in {text}"))
             .parse()
             .unwrap()
     };
     tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
     let first = sys.metrics().await;
-    assert!(first.contains("outbox_lag_seconds"), "{first}");
-    assert!(first.contains("emails{status=\"DEAD\"} 0"), "{first}");
-    assert!(!first.contains("emails{status=\"SENT\"}"), "{first}");
+    assert!(first.contains("pbg_outbox_lag_seconds"), "{first}");
+    assert!(first.contains("pbg_emails{status=\"DEAD\"} 0"), "{first}");
+    assert!(!first.contains("pbg_emails{status=\"SENT\"}"), "{first}");
     let a = statements(&first);
     let b = statements(&sys.metrics().await);
     let c = statements(&sys.metrics().await);
@@ -783,4 +787,90 @@ async fn slow_clients_are_cut_off_by_the_header_read_and_whole_request_timeouts(
     // A client that sends its request promptly is served as ever.
     let ok = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
     assert_eq!(ok["data"]["__typename"], "Query", "{ok}");
+}
+
+#[tokio::test]
+async fn metric_names_follow_prometheus_conventions() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let worker_bind = format!("127.0.0.1:{port}");
+    let sys = gateway_testkit::TestSystem::start_with(&[
+        ("AUTO_AUTHORIZE", "true"),
+        ("WORKER_METRICS_BIND", worker_bind.as_str()),
+    ])
+    .await
+    .unwrap();
+    // Some traffic: a journey with an email job, and a refused request.
+    authorized_partner(&sys, "names").await;
+    let refused = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 415);
+    let api = sys.metrics().await;
+    let worker = eventually(30, "the worker's job metrics", || async {
+        let t = sys
+            .http()
+            .get(format!("http://{worker_bind}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("pbg_job_duration_seconds_count").then_some(t)
+    })
+    .await;
+    for (process, text) in [("api", &api), ("worker", &worker)] {
+        let types: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split_once(' ').unwrap())
+            .collect();
+        assert!(types.len() > 5, "{process}: {text}");
+        for (name, kind) in &types {
+            assert!(
+                name.starts_with("pbg_") || name.starts_with("process_"),
+                "{process}: `{name}` has neither the pbg_ prefix nor the standard process_ one"
+            );
+            if *kind == "counter" {
+                assert!(
+                    name.ends_with("_total"),
+                    "{process}: counter `{name}` without _total"
+                );
+            }
+            if name.contains("duration") || name.contains("lag") {
+                assert!(
+                    name.ends_with("_seconds"),
+                    "{process}: `{name}` is not in seconds"
+                );
+            }
+        }
+        for (name, kind) in [
+            ("pbg_sql_statements_total", "counter"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+        ] {
+            assert!(
+                types.contains(&(name, kind)),
+                "{process}: no {kind} {name} in {text}"
+            );
+        }
+    }
+    for needle in [
+        "pbg_http_responses_total{status=\"200\"}",
+        "pbg_http_responses_total{status=\"415\"} 1",
+        "pbg_db_pool_connections{state=\"in_use\"}",
+        "pbg_db_pool_connections{state=\"idle\"}",
+        "pbg_db_pool_waiting 0",
+    ] {
+        assert!(api.contains(needle), "no `{needle}` in {api}");
+    }
 }

@@ -130,7 +130,7 @@ async fn sensitive_mutations_are_limited_per_caller_across_replicas_and_nothing_
         .await
         .unwrap();
     assert!(
-        metrics.contains("rate_limited_requests_total{bucket=\"sensitive\"} 2"),
+        metrics.contains("pbg_rate_limited_requests_total{bucket=\"sensitive\"} 2"),
         "{metrics}"
     );
 }
@@ -187,8 +187,8 @@ async fn with_redis_unreachable_requests_pass_and_a_metric_counts_them() {
         .unwrap();
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("rate_limit_store_unavailable_total "))
-        .unwrap_or_else(|| panic!("no rate_limit_store_unavailable_total: {metrics}"));
+        .find(|l| l.starts_with("pbg_rate_limit_store_unavailable_total "))
+        .unwrap_or_else(|| panic!("no pbg_rate_limit_store_unavailable_total: {metrics}"));
     let n: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
     assert_eq!(n, 3, "{line}");
 }

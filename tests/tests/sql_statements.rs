@@ -76,8 +76,8 @@ async fn the_dashboard_costs_four_statements_whatever_the_list_sizes() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("graphql_request_sql_statements_count"));
-    assert!(metrics.contains("sql_statements_total "));
+    assert!(metrics.contains("pbg_graphql_request_sql_statements_count"));
+    assert!(metrics.contains("pbg_sql_statements_total "));
 }
 
 /// The dashboard's root lists (subscriptions, benefits, invoices) start together and share one

@@ -6,18 +6,27 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use prometheus::core::Collector;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, Registry, TextEncoder};
 
 struct WorkerMetrics {
+    /// Metrics named `pbg_…` ([`gateway_domain::METRICS_PREFIX`]).
     registry: Registry,
+    /// The standard process metrics, unprefixed.
+    process: Registry,
     duration: HistogramVec,
 }
 
 fn metrics() -> &'static WorkerMetrics {
     static M: OnceLock<WorkerMetrics> = OnceLock::new();
     M.get_or_init(|| {
-        let registry = Registry::new();
+        let registry = Registry::new_custom(Some(gateway_domain::METRICS_PREFIX.into()), None)
+            .expect("metrics prefix");
+        let process = Registry::new();
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("register");
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "job_duration_seconds",
@@ -32,7 +41,11 @@ fn metrics() -> &'static WorkerMetrics {
         registry
             .register(Box::new(duration.clone()))
             .expect("register");
-        WorkerMetrics { registry, duration }
+        WorkerMetrics {
+            registry,
+            process,
+            duration,
+        }
     })
 }
 
@@ -52,8 +65,12 @@ fn render() -> String {
     )
     .expect("metric");
     statements.inc_by(gateway_domain::db::statements_total());
+    let read = Registry::new_custom(Some(gateway_domain::METRICS_PREFIX.into()), None)
+        .expect("metrics prefix");
+    read.register(Box::new(statements)).expect("register");
     let mut families = metrics().registry.gather();
-    families.extend(statements.collect());
+    families.extend(read.gather());
+    families.extend(metrics().process.gather());
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&families, &mut buf);
     String::from_utf8(buf).unwrap_or_default()

@@ -63,7 +63,7 @@ impl GaugeCache {
 
 /// `/metrics` on METRICS_BIND.
 pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
-    let derived = Registry::new();
+    let derived = crate::metrics::Metrics::scrape_registry();
     let statements = IntCounter::new(
         "sql_statements_total",
         "SQL statements this api process sent to Postgres since it started",
@@ -73,6 +73,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     derived
         .register(Box::new(statements))
         .expect("registered once");
+    pool_gauges(&derived, &state.pool);
     let snap = state.gauges.get(&state).await;
     postgres_gauges(&derived, &snap);
     queue_gauges(&derived, &snap.jobs);
@@ -111,6 +112,31 @@ pub(super) async fn scrape_public(state: State<AppState>, headers: HeaderMap) ->
         return resp;
     }
     scrape(state).await
+}
+
+/// The api's Postgres pool now: connections in use and idle, and checkouts waiting for one.
+fn pool_gauges(registry: &Registry, pool: &gateway_domain::db::DbPool) {
+    let status = pool.status();
+    let conns = gauge_vec(
+        registry,
+        "db_pool_connections",
+        "Connections of the api's Postgres pool, by state (in_use, idle)",
+        &["state"],
+    );
+    let idle = status.available as i64;
+    conns
+        .with_label_values(&["in_use"])
+        .set(status.size as i64 - idle);
+    conns.with_label_values(&["idle"]).set(idle);
+    let waiting = prometheus::IntGauge::new(
+        "db_pool_waiting",
+        "Requests waiting for a connection of the api's Postgres pool",
+    )
+    .expect("valid metric");
+    waiting.set(status.waiting as i64);
+    registry
+        .register(Box::new(waiting))
+        .expect("registered once");
 }
 
 /// A gauge family by label, registered in `registry`.

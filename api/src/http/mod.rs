@@ -136,8 +136,24 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(move |r| async move {
             security::add_headers(r, hsts)
         }))
+        .layer(axum::middleware::map_response_with_state(
+            state.metrics.clone(),
+            count_response,
+        ))
         .layer(cors)
         .with_state(state)
+}
+
+/// Counts every response of the public listener by status (`pbg_http_responses_total`).
+async fn count_response(
+    axum::extract::State(metrics): axum::extract::State<Metrics>,
+    resp: Response,
+) -> Response {
+    metrics
+        .responses
+        .with_label_values(&[resp.status().as_str()])
+        .inc();
+    resp
 }
 
 /// The private listener's routes (METRICS_BIND): `/metrics` without a token, and the
