@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Sourced by scripts/run and scripts/test. Reaches Postgres and Redis, or starts them:
-#   1. DATABASE_URL / REDIS_URL when set and answering;
-#   2. else the standard local ports (127.0.0.1:5432 as user postgres, 127.0.0.1:6379);
-#   3. else throwaway servers under .local/ on free ports, installing the Debian packages
+#   1. DATABASE_URL / REDIS_URL when set and we can log in (a password in the URL, and for
+#      Redis `rediss://` TLS, work; `#insecure` at the end skips certificate checks);
+#   2. else the throwaway servers under .local/, once this checkout has made them (they are
+#      kept and started again);
+#   3. else the standard local ports (127.0.0.1:5432 as user postgres, 127.0.0.1:6379), if we
+#      can log in there (a stock Debian PostgreSQL refuses password-less TCP logins);
+#   4. else new throwaway servers under .local/ on free ports, installing the Debian packages
 #      `postgresql` and `redis-server` with apt-get when their binaries are missing.
 # Exports PG_ADMIN_URL (a URL to the server's `postgres` database) and REDIS_URL.
+# scripts/stop stops the throwaway servers.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL="$ROOT/.local"
@@ -34,6 +39,22 @@ redis_ping() {
   read -r -t 2 reply <&3 || true
   exec 3>&-
   [[ $reply == +PONG* ]]
+}
+
+# redis_url_ok URL: we can log in to the Redis of URL and it answers PING (password, TLS and
+# `#insecure` as the binaries read them).
+redis_url_ok() {
+  local url=$1 args=()
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  [[ $url == rediss://* ]] && args+=(--tls)
+  [[ $url == *"#insecure" ]] && args+=(--insecure)
+  timeout 5 redis-cli "${args[@]}" -u "${url%%#*}" --no-auth-warning ping 2>/dev/null | grep -q PONG
+}
+
+# pg_login_ok URL: we can log in to the PostgreSQL of URL (not only reach its port).
+pg_login_ok() {
+  command -v psql >/dev/null || apt_install postgresql-client
+  PGCONNECT_TIMEOUT=5 psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
 }
 
 apt_install() {
@@ -80,45 +101,68 @@ start_local_postgres() {
 
 ensure_postgres() {
   if [ -n "${DATABASE_URL:-}" ]; then
-    if tcp_open "$(url_host "$DATABASE_URL")" "$(url_port "$DATABASE_URL" 5432)"; then
+    if pg_login_ok "${DATABASE_URL%/*}/postgres"; then
       PG_ADMIN_URL="${DATABASE_URL%/*}/postgres"
       log "using PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432) (DATABASE_URL)"
       return
     fi
-    log "DATABASE_URL does not answer; starting a local PostgreSQL instead"
-  elif tcp_open 127.0.0.1 5432; then
-    PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
-    log "using PostgreSQL at 127.0.0.1:5432"
+    log "cannot log in with DATABASE_URL (down, or refusing us); using a local PostgreSQL instead"
+  fi
+  if [ -f "$LOCAL/pg/data/PG_VERSION" ]; then
+    start_local_postgres
+    log "using this checkout's throwaway PostgreSQL at ${PG_ADMIN_URL#*@}"
     return
+  fi
+  if tcp_open 127.0.0.1 5432; then
+    if pg_login_ok "postgres://postgres@127.0.0.1:5432/postgres"; then
+      PG_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
+      log "using PostgreSQL at 127.0.0.1:5432"
+      return
+    fi
+    log "PostgreSQL at 127.0.0.1:5432 refuses a password-less login as postgres; starting a throwaway one"
   fi
   start_local_postgres
   log "using throwaway PostgreSQL at ${PG_ADMIN_URL#*@}"
 }
 
-ensure_redis() {
-  if [ -n "${REDIS_URL:-}" ] && redis_ping "$(url_host "$REDIS_URL")" "$(url_port "$REDIS_URL" 6379)"; then
-    log "using Redis at $(url_host "$REDIS_URL"):$(url_port "$REDIS_URL" 6379) (REDIS_URL)"
-    return
-  fi
-  if [ -z "${REDIS_URL:-}" ] && redis_ping 127.0.0.1 6379; then
-    REDIS_URL="redis://127.0.0.1:6379"
-    log "using Redis at 127.0.0.1:6379"
-    return
-  fi
+start_local_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p "$LOCAL/redis"
   local port
   if [ -f "$LOCAL/redis/port" ] && redis_ping 127.0.0.1 "$(cat "$LOCAL/redis/port")"; then
     port=$(cat "$LOCAL/redis/port")
   else
-    port=$(free_port 56379)
+    # Same port as before when it is free, so URLs noted down stay valid.
+    port=$(cat "$LOCAL/redis/port" 2>/dev/null || echo 56379)
+    port=$(free_port "$port")
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
       --dir "$LOCAL/redis" --logfile "$LOCAL/redis/log" --pidfile "$LOCAL/redis/pid" >/dev/null || die "redis-server did not start"
     for _ in $(seq 50); do redis_ping 127.0.0.1 "$port" && break; sleep 0.1; done
     echo "$port" > "$LOCAL/redis/port"
   fi
   REDIS_URL="redis://127.0.0.1:$port"
-  log "using throwaway Redis at 127.0.0.1:$port"
+}
+
+ensure_redis() {
+  if [ -n "${REDIS_URL:-}" ]; then
+    if redis_url_ok "$REDIS_URL"; then
+      log "using Redis at $(url_host "$REDIS_URL"):$(url_port "$REDIS_URL" 6379) (REDIS_URL)"
+      return
+    fi
+    log "cannot log in with REDIS_URL (down, or refusing us); using a local Redis instead"
+  fi
+  if [ -f "$LOCAL/redis/port" ]; then
+    start_local_redis
+    log "using this checkout's throwaway Redis at 127.0.0.1:${REDIS_URL##*:}"
+    return
+  fi
+  if redis_ping 127.0.0.1 6379; then
+    REDIS_URL="redis://127.0.0.1:6379"
+    log "using Redis at 127.0.0.1:6379"
+    return
+  fi
+  start_local_redis
+  log "using throwaway Redis at 127.0.0.1:${REDIS_URL##*:}"
 }
 
 # pg_socket_url: PG_ADMIN_URL through the server's Unix socket, when the server is on this
@@ -174,11 +218,13 @@ ensure_diesel_cli() {
 # never skips for want of them.
 ensure_test_tools() {
   command -v redis-server >/dev/null || apt_install redis-server
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  command -v openssl >/dev/null || apt_install openssl
   [ -n "$(pg_bin initdb)" ] && [ -n "$(pg_bin pg_ctl)" ] || apt_install postgresql
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium
-  command -v redis-server >/dev/null && [ -n "$(pg_bin initdb)" ] \
+  command -v redis-server >/dev/null && command -v openssl >/dev/null && [ -n "$(pg_bin initdb)" ] \
     && { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } \
-    || die "redis-server, PostgreSQL server binaries or chromium still missing after installing"
+    || die "redis-server, openssl, PostgreSQL server binaries or chromium still missing after installing"
 }
 
 # The Stripe-compatible server the Stripe tests run against: localstripe (a fake but stateful

@@ -874,3 +874,95 @@ async fn metric_names_follow_prometheus_conventions() {
         assert!(api.contains(needle), "no `{needle}` in {api}");
     }
 }
+
+/// `scripts/run` runs the api and the worker; stopping it (TERM, as a terminal's Ctrl-C or a
+/// supervisor does) stops both, leaving no worker behind.
+#[tokio::test]
+async fn scripts_run_serves_and_stopping_it_stops_the_worker_too() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics) = (free(), free());
+    let database = format!(
+        "pbg_run_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let api = gateway_testkit::system::bin_path("gateway-api");
+    let target = api.parent().unwrap().parent().unwrap().to_owned();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mail = std::env::temp_dir().join(&database);
+    let mut run = tokio::process::Command::new("bash")
+        .arg(root.join("scripts/run"))
+        .env("PBG_NO_BUILD", "1")
+        .env("CARGO_TARGET_DIR", &target)
+        .env("DATABASE_URL", gateway_testkit::admin_database_url())
+        .env("REDIS_URL", gateway_testkit::redis_url())
+        .env("PBG_DATABASE", &database)
+        .env("QUEUE_PREFIX", &database)
+        .env("API_BIND", format!("127.0.0.1:{port}"))
+        .env("METRICS_BIND", format!("127.0.0.1:{metrics}"))
+        .env("EMAIL_FILE_DIR", &mail)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let script = run.id().unwrap();
+    let http = reqwest::Client::new();
+    eventually(120, "scripts/run answering /readyz", || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let children = |name: &'static str| {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &script.to_string(), "-x", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().parse::<i32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let worker = children("gateway-worker");
+    assert_eq!(worker.len(), 1, "one worker under scripts/run");
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+
+    // TERM the script: both processes end with it.
+    std::process::Command::new("kill")
+        .args(["-TERM", &script.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), run.wait())
+        .await
+        .expect("scripts/run ended within 30 s of TERM")
+        .unwrap();
+    assert!(!status.success(), "stopped by a signal: {status}");
+    eventually(10, "the worker gone", || async {
+        (!alive(worker[0])).then_some(())
+    })
+    .await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the api still listens"
+    );
+
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let mut admin =
+        diesel_async::AsyncPgConnection::establish(&gateway_testkit::admin_database_url())
+            .await
+            .unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&mail);
+}

@@ -586,3 +586,95 @@ async fn after_a_postgres_restart_the_api_and_worker_recover_without_a_restart()
         .unwrap();
     drop(sys);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_behind_tls_and_a_password_carries_the_jobs() {
+    // A Redis of this test's own: TLS only (a self-signed certificate), with a password.
+    let dir = std::env::temp_dir().join(format!("pbg-redis-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("openssl is not installed ({e}): run scripts/test, which installs it")
+        });
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let password = format!("pw{}", uuid::Uuid::new_v4().simple());
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert)
+        .args(["--tls-auth-clients", "no", "--requirepass", &password])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is not installed: run scripts/test, which installs it");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // `#insecure`: the certificate is self-signed.
+    let url = format!("rediss://default:{password}@127.0.0.1:{port}/#insecure");
+    let sys = TestSystem::start_with(&[("REDIS_URL", url.as_str())])
+        .await
+        .unwrap();
+    // The enrollment's verification email travels outbox → Redis (TLS) → worker → SMTP.
+    enroll(&sys, "tls", "tls@tls-corp.example", "TLS Corp").await;
+    sys.smtp
+        .wait_for("tls@tls-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("no email through the TLS Redis: {e}\n{}", sys.logs()));
+    let ready: serde_json::Value = sys
+        .http()
+        .get(format!("{}/readyz", sys.api_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["redis"], "ok", "{ready}");
+    assert!(
+        !sys.logs().contains(&password),
+        "the Redis password is in the logs"
+    );
+    drop(sys);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
