@@ -63,7 +63,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    gateway_domain::logs::init("info,gateway=debug");
+    // Kept to the end of main: dropping it flushes the last spans (trace export).
+    let _telemetry = gateway_domain::logs::init("info,gateway=debug", "gateway-api");
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
         Command::PrintSchema => print!("{}", gateway_api::graphql::sdl()),

@@ -33,6 +33,10 @@ pub struct SendEmail {
     /// The rest of a batch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<Uuid>,
+    /// The W3C trace context of the request that enqueued it, when traces are exported
+    /// (`crate::telemetry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl SendEmail {
@@ -45,6 +49,7 @@ impl SendEmail {
             v: PAYLOAD_VERSION,
             email_id,
             more,
+            traceparent: None,
         }
     }
 
@@ -58,30 +63,39 @@ impl SendEmail {
     /// Groups single-email payloads (as the outbox holds them) into batches of up to `size`,
     /// in the given order. A payload this version cannot read travels alone, unchanged, so the
     /// worker dead-letters it as before.
+    /// A batch keeps the trace context of its first email.
     pub fn merge(payloads: Vec<serde_json::Value>, size: usize) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         let mut batch: Vec<Uuid> = Vec::new();
-        let flush = |batch: &mut Vec<Uuid>, out: &mut Vec<serde_json::Value>| {
+        let mut trace: Option<String> = None;
+        let flush = |batch: &mut Vec<Uuid>,
+                     trace: &mut Option<String>,
+                     out: &mut Vec<serde_json::Value>| {
             if let Some((first, rest)) = batch.split_first() {
-                let job = SendEmail::batch(*first, rest.to_vec());
+                let mut job = SendEmail::batch(*first, rest.to_vec());
+                job.traceparent = trace.take();
                 out.push(serde_json::to_value(job).expect("a SendEmail serializes"));
             }
             batch.clear();
+            *trace = None;
         };
         for p in payloads {
             match serde_json::from_value::<SendEmail>(p.clone()) {
                 Ok(job) if job.v == PAYLOAD_VERSION => {
                     for id in job.ids() {
+                        if batch.is_empty() {
+                            trace = job.traceparent.clone();
+                        }
                         batch.push(id);
                         if batch.len() >= size.max(1) {
-                            flush(&mut batch, &mut out);
+                            flush(&mut batch, &mut trace, &mut out);
                         }
                     }
                 }
                 _ => out.push(p),
             }
         }
-        flush(&mut batch, &mut out);
+        flush(&mut batch, &mut trace, &mut out);
         out
     }
 }
@@ -101,6 +115,10 @@ pub struct DueAction {
     /// The rest of a batch, done in the same transaction as `action_id`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<Uuid>,
+    /// The W3C trace context of the request that enqueued it, when traces are exported
+    /// (`crate::telemetry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl DueAction {
@@ -113,6 +131,7 @@ impl DueAction {
             v: PAYLOAD_VERSION,
             action_id,
             more,
+            traceparent: None,
         }
     }
 

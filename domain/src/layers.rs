@@ -38,6 +38,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "services",
             "providers",
             "logs",
+            "telemetry",
         ],
     ),
     // Due work as rows (scheduling, cancelling, dispatching) and the partner's clock.

@@ -32,6 +32,7 @@ pub mod seed;
 pub mod service_requests;
 pub mod services;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod users;
 pub mod validation;
 

@@ -36,12 +36,20 @@ pub async fn enqueue_many(
     if jobs.is_empty() {
         return Ok(());
     }
+    // Enqueued inside a request (or a job): the job's span continues its trace.
+    let traceparent = crate::telemetry::current_traceparent();
     let rows: Vec<NewOutboxRow> = jobs
         .iter()
-        .map(|(queue, payload)| NewOutboxRow {
-            queue: (*queue).to_owned(),
-            payload: payload.clone(),
-            run_at,
+        .map(|(queue, payload)| {
+            let mut payload = payload.clone();
+            if let (Some(tp), Some(obj)) = (&traceparent, payload.as_object_mut()) {
+                obj.insert("traceparent".into(), serde_json::Value::from(tp.as_str()));
+            }
+            NewOutboxRow {
+                queue: (*queue).to_owned(),
+                payload,
+                run_at,
+            }
         })
         .collect();
     diesel::insert_into(outbox::table)

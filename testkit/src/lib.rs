@@ -2,10 +2,12 @@
 //! Redis queue names, a real SMTP server in-process, and the real api and worker binaries.
 
 pub mod db;
+pub mod otlp;
 pub mod smtp;
 pub mod system;
 
 pub use db::TestDb;
+pub use otlp::OtlpSink;
 pub use smtp::{ReceivedEmail, SmtpSink};
 pub use system::TestSystem;
 

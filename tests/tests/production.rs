@@ -966,3 +966,79 @@ async fn scripts_run_serves_and_stopping_it_stops_the_worker_too() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&mail);
 }
+
+#[tokio::test]
+async fn traces_follow_a_request_through_the_outbox_into_its_job() {
+    use gateway_testkit::otlp::attribute;
+    let otlp = gateway_testkit::OtlpSink::start().await.unwrap();
+    let sys = gateway_testkit::TestSystem::start_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("RUST_LOG", "info"),
+    ])
+    .await
+    .unwrap();
+    // A client's own trace: the request joins it.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = sys
+        .http()
+        .post(format!("{}/graphql", sys.api_url))
+        .bearer_auth(sys.token("traced", Some("traced@traced-corp.example")))
+        .header(
+            "traceparent",
+            format!("00-{client_trace}-00f067aa0ba902b7-01"),
+        )
+        .json(&serde_json::json!({
+            "query": ENROLL,
+            "operationName": "Enroll",
+            "variables": enroll_input("Traced Corp", "traced@traced-corp.example"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sys.smtp
+        .wait_for(
+            "traced@traced-corp.example",
+            1,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    // The api's request span, and the worker's email job span as its child, in one trace.
+    let (request, job) = eventually(30, "the request and job spans exported", || async {
+        let spans = otlp.spans();
+        let request = spans
+            .iter()
+            .find(|s| s["service"] == "gateway-api" && s["name"] == "request")?
+            .clone();
+        let job = spans
+            .iter()
+            .find(|s| {
+                s["service"] == "gateway-worker"
+                    && s["name"] == "job"
+                    && attribute(s, "queue") == Some("email")
+            })?
+            .clone();
+        Some((request, job))
+    })
+    .await;
+    assert_eq!(
+        attribute(&request, "operation"),
+        Some("Enroll"),
+        "{request}"
+    );
+    assert_eq!(
+        request["traceId"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some(client_trace),
+        "{request}"
+    );
+    assert_eq!(
+        job["traceId"], request["traceId"],
+        "the job continues the request's trace: {job}"
+    );
+    assert_eq!(job["parentSpanId"], request["spanId"], "{job}");
+}

@@ -118,7 +118,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    gateway_domain::logs::init("info,gateway=debug,apalis=warn");
+    // Kept to the end of main: dropping it flushes the last spans (trace export).
+    let _telemetry = gateway_domain::logs::init("info,gateway=debug,apalis=warn", "gateway-worker");
     let config = Arc::new(Config::from_env().map_err(|e| anyhow::anyhow!(e))?);
     let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
     let mailer = Mailer::from_config(&config.email)?;

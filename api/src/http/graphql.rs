@@ -356,6 +356,11 @@ async fn execute_counted(
         partner_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
+    // A client that sends W3C `traceparent` gets the request in its own trace.
+    gateway_domain::telemetry::continue_trace(
+        &span,
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    );
     match caller.as_ref().map(|c| &c.principal) {
         Some(Principal::User {
             user_id,

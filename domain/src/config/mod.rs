@@ -159,6 +159,9 @@ pub const VARIABLES: &[&str] = &[
     "APP_ENV",
     // Read by `logs::init` before the configuration.
     "LOG_FORMAT",
+    // Read by `telemetry` (trace export), with the standard OTEL_BSP_* and OTEL_EXPORTER_OTLP_*.
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "REDIS_URL",

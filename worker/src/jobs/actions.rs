@@ -22,6 +22,8 @@ pub async fn run(
     // Every log line of this job carries its queue and action ids.
     let span =
         tracing::info_span!("job", queue, action_id = %job.action_id, batch = job.more.len() + 1);
+    // Part of the trace of the request that enqueued it, if any.
+    gateway_domain::telemetry::continue_trace(&span, job.traceparent.as_deref());
     let result = tracing::Instrument::instrument(handle(job, ctx), span).await;
     crate::metrics::observe(queue, outcome(&result), started);
     result

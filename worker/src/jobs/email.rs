@@ -16,6 +16,8 @@ use crate::WorkerCtx;
 pub async fn run(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
     let span = tracing::info_span!("job", queue = "email", email_id = %job.email_id, batch = job.ids().len());
+    // Part of the trace of the request that enqueued it, if any.
+    gateway_domain::telemetry::continue_trace(&span, job.traceparent.as_deref());
     let result = tracing::Instrument::instrument(handle(job, ctx), span).await;
     crate::metrics::observe("email", super::actions::outcome(&result), started);
     result
