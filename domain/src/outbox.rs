@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::SimpleAsyncConnection;
 
 use crate::db::models::{NewOutboxRow, OutboxRow};
-use crate::db::schema::outbox;
+use crate::db::schema::{outbox, queue_pauses};
 use crate::db::PgConn;
 use crate::error::{AppError, AppResult};
 use crate::jobs::Job;
@@ -61,7 +61,8 @@ pub async fn enqueue_many(
 }
 
 /// Locks up to `limit` due, undispatched rows of one queue (other relays skip them), oldest
-/// first. Call inside a transaction and [`mark_dispatched`] before committing.
+/// first; none while the queue is paused (`queue_pauses`, operators' `pauseQueue`). Call inside
+/// a transaction and [`mark_dispatched`] before committing.
 ///
 /// The rows are read in the order of the partial index `outbox_undispatched_idx`, which stops
 /// after `limit` rows. The planner is told not to collect every due row and sort them
@@ -75,6 +76,9 @@ pub async fn claim_due(conn: &mut PgConn, queue: &str, limit: i64) -> AppResult<
         .filter(outbox::dispatched_at.is_null())
         .filter(outbox::queue.eq(queue))
         .filter(outbox::run_at.le(diesel::dsl::now))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            queue_pauses::table.filter(queue_pauses::queue.eq(queue)),
+        )))
         .order((outbox::run_at, outbox::id))
         .limit(limit)
         .for_update()

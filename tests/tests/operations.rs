@@ -532,3 +532,261 @@ async fn cancelling_a_subjects_pending_work_leaves_out_the_actions_being_run() {
     drop(conn);
     db.remove().await.unwrap();
 }
+
+const QUEUE_VIEW: &str =
+    "{ jobQueues { name pending dead waitingInPostgres paused pausedAt latencySeconds } }";
+
+async fn queue_view(sys: &TestSystem, op: &str, name: &str) -> Value {
+    sys.gql_ok(Some(op), QUEUE_VIEW, json!({})).await["jobQueues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_paused_queue_keeps_its_jobs_in_postgres_until_resumed_and_shows_the_wait() {
+    let sys = TestSystem::start_with(&[("AUTO_AUTHORIZE", "true")])
+        .await
+        .unwrap();
+    let op = operator_token(&sys).await;
+    let (_, ga) = authorized_partner(&sys, "pauser").await;
+    // Only operators steer queues.
+    let r = sys
+        .gql(
+            Some(&ga),
+            "mutation { pauseQueue(queue: \"email\") { paused } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("FORBIDDEN"), "{r}");
+    let r = sys
+        .gql(
+            Some(&op),
+            "mutation { pauseQueue(queue: \"nope\") { paused } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("BAD_USER_INPUT"), "{r}");
+
+    // A live view of the queues, pushed once a second to operators.
+    let (mut live, _) = {
+        let mut ws = subscribe(
+            &sys,
+            &op,
+            "subscription { queueStats { name paused waitingInPostgres latencySeconds } }",
+        )
+        .await;
+        let first = next_json(&mut ws).await;
+        assert_eq!(first["type"], "next", "{first}");
+        (ws, first)
+    };
+
+    let paused = sys
+        .gql_ok(
+            Some(&op),
+            "mutation { pauseQueue(queue: \"email\") { name paused pausedAt } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(paused["pauseQueue"]["paused"], true);
+    assert!(paused["pauseQueue"]["pausedAt"].is_string());
+    // An invitation email while paused: it waits in Postgres, nobody receives it.
+    sys.gql_ok(
+        Some(&ga),
+        ADD_USER,
+        json!({"email": "held@pauser-corp.example", "roles": ["ADMIN_AGENT"]}),
+    )
+    .await;
+    let early = sys
+        .smtp
+        .wait_for("held@pauser-corp.example", 1, Duration::from_secs(3))
+        .await;
+    assert!(early.is_err(), "an email went out of a paused queue");
+    let q = queue_view(&sys, &op, "email").await;
+    assert_eq!(q["paused"], true);
+    assert!(q["waitingInPostgres"].as_i64().unwrap() >= 1, "{q}");
+    assert!(
+        q["latencySeconds"].as_f64().unwrap() >= 2.0,
+        "the wait shows: {q}"
+    );
+    // The live view says the same.
+    // Events come once a second; within ten of them one shows the held email.
+    let mut seen = None;
+    for _ in 0..10 {
+        let m = next_json(&mut live).await;
+        let email = m["payload"]["data"]["queueStats"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == "email"))
+            .cloned()
+            .unwrap_or_default();
+        if email["paused"] == true && email["waitingInPostgres"].as_i64() >= Some(1) {
+            seen = Some(email);
+            break;
+        }
+    }
+    let seen = seen.expect("queueStats showed the paused email queue with its waiting job");
+    assert!(seen["latencySeconds"].as_f64().unwrap() > 0.0, "{seen}");
+
+    // Resumed: the email goes out, and the wait is over.
+    let resumed = sys
+        .gql_ok(
+            Some(&op),
+            "mutation { resumeQueue(queue: \"email\") { paused } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(resumed["resumeQueue"]["paused"], false);
+    sys.smtp
+        .wait_for("held@pauser-corp.example", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let q = eventually(30, "the email queue drained", || async {
+        let q = queue_view(&sys, &op, "email").await;
+        (q["waitingInPostgres"] == 0 && q["latencySeconds"].as_f64()? < 1.0).then_some(q)
+    })
+    .await;
+    assert_eq!(q["paused"], false);
+    let audit = count(
+        &sys,
+        "SELECT count(*) AS n FROM audit_log WHERE action IN ('queue.paused', 'queue.resumed')",
+    )
+    .await;
+    assert_eq!(audit, 2);
+}
+
+#[tokio::test]
+async fn dead_jobs_are_retried_or_discarded_in_bulk_with_their_count() {
+    let sys = TestSystem::start().await.unwrap();
+    let op = operator_token(&sys).await;
+    // Five jobs this version cannot read: they go to the renewal queue's dead set.
+    count(
+        &sys,
+        "WITH o AS (INSERT INTO outbox (queue, payload)
+           SELECT 'renewal', jsonb_build_object('v', 99, 'action_id', gen_random_uuid())
+           FROM generate_series(1, 5) RETURNING 1)
+         SELECT count(*) AS n FROM o",
+    )
+    .await;
+    eventually(30, "five dead jobs", || async {
+        (queue_view(&sys, &op, "renewal").await["dead"] == 5).then_some(())
+    })
+    .await;
+    let r = sys
+        .gql(
+            None,
+            "mutation { discardDeadJobs(queue: \"renewal\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), Some("UNAUTHENTICATED"), "{r}");
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            "mutation { discardDeadJobs(queue: \"renewal\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["discardDeadJobs"], 5);
+    assert_eq!(queue_view(&sys, &op, "renewal").await["dead"], 0);
+    let audited = count(
+        &sys,
+        "SELECT count(*) AS n FROM audit_log WHERE action = 'queue.dead_discarded' AND details->>'count' = '5'",
+    )
+    .await;
+    assert_eq!(audited, 1);
+
+    // Retried in bulk: each is put back (an unreadable payload as it was), and the count said.
+    count(
+        &sys,
+        "WITH o AS (INSERT INTO outbox (queue, payload)
+           SELECT 'renewal', jsonb_build_object('v', 98, 'action_id', gen_random_uuid())
+           FROM generate_series(1, 2) RETURNING 1)
+         SELECT count(*) AS n FROM o",
+    )
+    .await;
+    eventually(30, "two dead jobs", || async {
+        (queue_view(&sys, &op, "renewal").await["dead"] == 2).then_some(())
+    })
+    .await;
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            "mutation { retryDeadJobs(queue: \"renewal\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["retryDeadJobs"], 2);
+    assert_eq!(
+        count(
+            &sys,
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'queue.dead_retried' AND details->>'count' = '2'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn due_work_shows_what_is_due_now_and_what_falls_due_this_week() {
+    let sys = TestSystem::start_with(&[("AUTO_AUTHORIZE", "true")])
+        .await
+        .unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, _) = authorized_partner(&sys, "duework").await;
+    // The lifecycle queue paused: a lapse due an hour ago stays due (its job waits in Postgres).
+    sys.gql_ok(
+        Some(&op),
+        "mutation { pauseQueue(queue: \"lifecycle\") { paused } }",
+        json!({}),
+    )
+    .await;
+    count(
+        &sys,
+        &format!(
+            "WITH a AS (INSERT INTO scheduled_actions (id, partner_id, kind, subject_id, term, tag, due_at, status)
+               VALUES (gen_random_uuid(), '{pid}', 'LAPSE', gen_random_uuid(), 1, '', now() - interval '1 hour', 'PENDING'),
+                      (gen_random_uuid(), '{pid}', 'REMINDER', gen_random_uuid(), 1, 'a', now() + interval '2 hours', 'PENDING'),
+                      (gen_random_uuid(), '{pid}', 'REMINDER', gen_random_uuid(), 1, 'b', now() + interval '3 days', 'PENDING'),
+                      (gen_random_uuid(), '{pid}', 'REMINDER', gen_random_uuid(), 1, 'c', now() + interval '30 days', 'PENDING')
+               RETURNING 1)
+             SELECT count(*) AS n FROM a"
+        ),
+    )
+    .await;
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            "{ dueWork { kind dueNow oldestDueAt next24Hours next7Days } }",
+            json!({}),
+        )
+        .await;
+    let kind = |k: &str| {
+        d["dueWork"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["kind"] == k)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {k} in {d}"))
+    };
+    let lapse = kind("LAPSE");
+    assert_eq!(lapse["dueNow"], 1, "{d}");
+    let oldest = parse_time(&lapse["oldestDueAt"]);
+    let age = chrono::Utc::now() - oldest;
+    assert!(
+        age > chrono::Duration::minutes(59) && age < chrono::Duration::minutes(65),
+        "{lapse}"
+    );
+    let reminder = kind("REMINDER");
+    assert_eq!(reminder["dueNow"], 0);
+    assert_eq!(reminder["next24Hours"], 1);
+    assert_eq!(
+        reminder["next7Days"], 2,
+        "the one in 30 days is not this week: {d}"
+    );
+    let r = sys.gql(None, "{ dueWork { kind } }", json!({})).await;
+    assert_eq!(error_code(&r), Some("UNAUTHENTICATED"), "{r}");
+}

@@ -360,10 +360,12 @@ async fn a_hundred_orders_with_their_subscriptions_cost_a_bounded_number_of_stat
     assert!(orders
         .iter()
         .all(|o| o["node"]["subscription"]["paymentMethod"]["last4"] == "4242"));
-    // Token, orders, their subscriptions, the cards, the latest paid orders, the clock: 6
-    // (a loader's batch may split in two on a busy machine).
+    // Token, orders, their subscriptions, the cards, the latest paid orders, the clock: 6 on a
+    // quiet machine. A DataLoader sends what it collected in one short window, so on a busy
+    // machine a batch may split (11 and 12 were seen with other test binaries running):
+    // bounded all the same, where one row at a time cost 500.
     assert!(
-        n <= 9,
+        n <= 20,
         "{n} statements for 100 orders with their subscriptions"
     );
 }

@@ -31,6 +31,8 @@ pub struct WorkerCtx {
     pub pool: DbPool,
     pub mailer: Mailer,
     pub services: Services,
+    /// The queues operators paused, as last read from Postgres (`jobs::paused`).
+    pub paused: jobs::Paused,
 }
 
 /// apalis refuses a worker name seen in the last minutes (STACK.md trap 4): make each one
@@ -131,7 +133,9 @@ async fn main() -> anyhow::Result<()> {
         pool: pool.clone(),
         mailer,
         services: Services::new(config.clone(), pool.clone())?,
+        paused: Default::default(),
     });
+    tokio::spawn(jobs::watch_pauses(ctx.paused.clone(), pool.clone()));
 
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));

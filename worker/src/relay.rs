@@ -105,6 +105,13 @@ async fn relay_once(
             if pack > 1 {
                 payloads = SendEmail::merge(payloads, pack);
             }
+            // When it entered Redis: the queue's latency for operators (`queues::overview`).
+            let queued_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            for p in &mut payloads {
+                if let Some(obj) = p.as_object_mut() {
+                    obj.insert("queued_at".into(), serde_json::Value::from(queued_at));
+                }
+            }
             let mut storage = storage;
             storage
                 .push_bulk(payloads)

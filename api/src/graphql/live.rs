@@ -10,6 +10,7 @@ use gateway_domain::auth::Claims;
 use gateway_domain::db::DbPool;
 use gateway_domain::events::Event;
 use gateway_domain::permissions::Principal;
+use gateway_domain::queues::JobQueue;
 use gateway_domain::AppError;
 use uuid::Uuid;
 
@@ -136,8 +137,91 @@ where
     ))
 }
 
+/// The live queue overview (`queueStats`): computed once per [`QUEUE_STATS_EVERY`] for every
+/// operator watching, not once per browser, and only while someone watches.
+pub struct QueueStatsFeed {
+    tx: tokio::sync::watch::Sender<Option<Arc<Vec<JobQueue>>>>,
+    started: std::sync::atomic::AtomicBool,
+}
+
+/// How often `queueStats` pushes.
+pub const QUEUE_STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Default for QueueStatsFeed {
+    fn default() -> Self {
+        Self {
+            tx: tokio::sync::watch::channel(None).0,
+            started: Default::default(),
+        }
+    }
+}
+
+impl QueueStatsFeed {
+    fn subscribe(
+        &self,
+        pool: &DbPool,
+        redis: &redis::Client,
+        prefix: &str,
+    ) -> tokio::sync::watch::Receiver<Option<Arc<Vec<JobQueue>>>> {
+        if !self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (tx, pool, redis, prefix) = (
+                self.tx.clone(),
+                pool.clone(),
+                redis.clone(),
+                prefix.to_owned(),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(QUEUE_STATS_EVERY);
+                loop {
+                    tick.tick().await;
+                    if tx.receiver_count() == 0 {
+                        continue;
+                    }
+                    let (Ok(mut c), Ok(mut r)) = (
+                        pool.get().await,
+                        redis.get_multiplexed_async_connection().await,
+                    ) else {
+                        continue;
+                    };
+                    if let Ok(q) =
+                        gateway_domain::queues::overview_for_operators(&mut c, &mut r, &prefix)
+                            .await
+                    {
+                        let _ = tx.send(Some(Arc::new(q)));
+                    }
+                }
+            });
+        }
+        self.tx.subscribe()
+    }
+}
+
 #[Subscription]
 impl SubscriptionRoot {
+    /// Every queue's counts, latency and pause state, pushed at most once a second
+    /// (operators). The first event comes within a second.
+    async fn queue_stats<'a>(
+        &self,
+        ctx: &Context<'a>,
+    ) -> async_graphql::Result<impl Stream<Item = Vec<JobQueue>> + 'a> {
+        principal(ctx)?.require(gateway_domain::permissions::Action::Operate)?;
+        let shared = shared(ctx);
+        let rx = shared.queue_stats.subscribe(
+            &shared.pool,
+            &shared.redis,
+            &shared.config.redis.queue_prefix,
+        );
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                rx.changed().await.ok()?;
+                let now = rx.borrow_and_update().clone();
+                if let Some(q) = now {
+                    return Some(((*q).clone(), rx));
+                }
+            }
+        }))
+    }
+
     /// A benefit of the partner changed (activation state, balance, assignment, revocation).
     /// Give `benefitId` to follow one: the first event is then the benefit as it is now (the
     /// subscription is live from there). Operators name the partner. Each event is checked

@@ -63,6 +63,8 @@ pub struct Shared {
     pub events: tokio::sync::broadcast::Sender<gateway_domain::events::Event>,
     /// For the operators' queue view.
     pub redis: redis::Client,
+    /// The live queue overview shared by every operator watching (`queueStats`).
+    pub queue_stats: live::QueueStatsFeed,
 }
 
 /// Per request: who is calling and the request id that ties audit records to logs.
@@ -133,6 +135,7 @@ pub fn build(
             services,
             events,
             redis,
+            queue_stats: Default::default(),
         })
         .finish()
 }

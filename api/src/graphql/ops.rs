@@ -3,7 +3,7 @@
 //! (api/src/ops.html) uses these.
 
 use async_graphql::{Context, Object};
-use gateway_domain::queues::{self, JobInfo, JobQueue, JobState, Retried};
+use gateway_domain::queues::{self, due_work::DueWork, JobInfo, JobQueue, JobState, Retried};
 use gateway_domain::AppError;
 
 use super::{actor, conn, principal, shared};
@@ -14,6 +14,18 @@ async fn redis(ctx: &Context<'_>) -> Result<redis::aio::MultiplexedConnection, A
 
 fn prefix<'a>(ctx: &Context<'a>) -> &'a str {
     &shared(ctx).config.redis.queue_prefix
+}
+
+/// One queue as `jobQueues` shows it.
+async fn one_queue(ctx: &Context<'_>, queue: &str) -> async_graphql::Result<JobQueue> {
+    let p = principal(ctx)?;
+    let mut r = redis(ctx).await?;
+    let mut c = conn(ctx).await?;
+    queues::overview(&mut c, &mut r, p, prefix(ctx))
+        .await?
+        .into_iter()
+        .find(|q| q.name == queue)
+        .ok_or_else(|| AppError::NotFound("queue").into())
 }
 
 #[derive(Default)]
@@ -27,6 +39,14 @@ impl OpsQuery {
         let mut r = redis(ctx).await?;
         let mut c = conn(ctx).await?;
         Ok(queues::overview(&mut c, &mut r, p, prefix(ctx)).await?)
+    }
+
+    /// Due work from Postgres, per kind: due now (on each partner's clock) and since when, and
+    /// what falls due in the next 24 hours and 7 days (operators).
+    async fn due_work(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DueWork>> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        Ok(queues::due_work::due_work(&mut c, p).await?)
     }
 
     /// Jobs of a queue in a state (operators).
@@ -68,6 +88,57 @@ impl OpsMutation {
             Retried::Requeued => "REQUEUED",
         }
         .to_owned())
+    }
+
+    /// Pauses a queue (operators; audited): the relay keeps its jobs in Postgres and workers
+    /// take none until `resumeQueue`. The pause survives restarts. Answers the queue as now.
+    async fn pause_queue(
+        &self,
+        ctx: &Context<'_>,
+        queue: String,
+    ) -> async_graphql::Result<JobQueue> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        queues::pauses::pause(&mut c, p, &actor(ctx)?, &queue).await?;
+        one_queue(ctx, &queue).await
+    }
+
+    /// Resumes a paused queue (operators; audited). Answers the queue as now.
+    async fn resume_queue(
+        &self,
+        ctx: &Context<'_>,
+        queue: String,
+    ) -> async_graphql::Result<JobQueue> {
+        let p = principal(ctx)?;
+        let mut c = conn(ctx).await?;
+        queues::pauses::resume(&mut c, p, &actor(ctx)?, &queue).await?;
+        one_queue(ctx, &queue).await
+    }
+
+    /// Retries every dead job of a queue (operators; each audited, and the whole with its
+    /// count). Answers how many were retried.
+    async fn retry_dead_jobs(
+        &self,
+        ctx: &Context<'_>,
+        queue: String,
+    ) -> async_graphql::Result<i64> {
+        let p = principal(ctx)?;
+        let mut r = redis(ctx).await?;
+        let mut c = conn(ctx).await?;
+        Ok(queues::retry_dead_jobs(&mut c, &mut r, p, &actor(ctx)?, prefix(ctx), &queue).await?)
+    }
+
+    /// Discards every dead job of a queue for good (operators; each audited, and the whole
+    /// with its count). Answers how many were discarded.
+    async fn discard_dead_jobs(
+        &self,
+        ctx: &Context<'_>,
+        queue: String,
+    ) -> async_graphql::Result<i64> {
+        let p = principal(ctx)?;
+        let mut r = redis(ctx).await?;
+        let mut c = conn(ctx).await?;
+        Ok(queues::discard_dead_jobs(&mut c, &mut r, p, &actor(ctx)?, prefix(ctx), &queue).await?)
     }
 
     /// Removes a job from its queue for good (its Postgres record, if any, is untouched).

@@ -336,6 +336,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    queue_pauses (queue) {
+        queue -> Text,
+        paused_at -> Timestamptz,
+        paused_by -> Text,
+    }
+}
+
+diesel::table! {
     refunds (order_id) {
         order_id -> Uuid,
         partner_id -> Uuid,
@@ -562,6 +570,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_methods,
     product_keys,
     qualifications,
+    queue_pauses,
     refunds,
     sandbox_calls,
     sandbox_cards,

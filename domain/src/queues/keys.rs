@@ -154,6 +154,36 @@ pub async fn counts<C: ConnectionLike>(
     })
 }
 
+/// When the oldest job waiting in the queue's list was relayed (`queued_at`, unix seconds,
+/// which the relay writes into each payload), looking at both ends of the list.
+pub async fn oldest_queued_at<C: ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    queue: &str,
+) -> redis::RedisResult<Option<f64>> {
+    let k = Keys::new(prefix, queue);
+    let (first, last): (Option<String>, Option<String>) = redis::pipe()
+        .lindex(k.active(), 0)
+        .lindex(k.active(), -1)
+        .query_async(c)
+        .await?;
+    let mut oldest: Option<f64> = None;
+    for id in [first, last].into_iter().flatten() {
+        let data: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(k.data())
+            .arg(&id)
+            .query_async(c)
+            .await?;
+        let at = data
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+            .and_then(|v| v["queued_at"].as_f64());
+        if let Some(at) = at {
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        }
+    }
+    Ok(oldest)
+}
+
 /// Jobs of one queue in one state (at most `limit`).
 pub async fn list<C: ConnectionLike>(
     c: &mut C,

@@ -3,7 +3,9 @@
 //! holds for each queue (`postgres`), job lists, retry and discard. Only operators may see or
 //! touch them; a retry or discard is audited in the transaction of its Postgres change.
 
+pub mod due_work;
 pub mod keys;
+pub mod pauses;
 pub mod postgres;
 
 use async_graphql::SimpleObject;
@@ -33,6 +35,13 @@ pub struct JobQueue {
     pub dead: i64,
     /// Jobs still in Postgres (outbox rows not yet relayed to Redis).
     pub waiting_in_postgres: i64,
+    /// Paused by an operator (`pauseQueue`): its jobs stay in Postgres and workers take none.
+    pub paused: bool,
+    /// When it was paused.
+    pub paused_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Latency: the age in seconds of the oldest job waiting to run, in Postgres (due, not yet
+    /// relayed) or at the head of the Redis list; 0 when none waits.
+    pub latency_seconds: f64,
 }
 
 /// One of [`QUEUES`], or BAD_USER_INPUT naming them.
@@ -53,11 +62,37 @@ pub async fn overview<C: ConnectionLike>(
     prefix: &str,
 ) -> AppResult<Vec<JobQueue>> {
     principal.require(Action::Operate)?;
+    overview_for_operators(conn, redis, prefix).await
+}
+
+/// [`overview`] without the caller's check: for the live `queueStats` feed, computed once per
+/// interval for every operator watching (each checked when subscribing).
+pub async fn overview_for_operators<C: ConnectionLike>(
+    conn: &mut PgConn,
+    redis: &mut C,
+    prefix: &str,
+) -> AppResult<Vec<JobQueue>> {
     let pg = pg_counts(conn).await?;
+    let paused = pauses::paused(conn).await?;
+    let now = chrono::Utc::now();
     let mut out = Vec::new();
     for q in QUEUES {
         let n = counts(redis, prefix, q).await?;
+        let pause = paused.iter().find(|(name, _, _)| name == q);
+        let in_postgres = pg
+            .outbox_oldest_due
+            .iter()
+            .find(|(k, _)| k == q)
+            .map(|(_, age)| *age)
+            .unwrap_or(0.0);
+        let in_redis = keys::oldest_queued_at(redis, prefix, q)
+            .await?
+            .map(|at| (now.timestamp_millis() as f64 / 1000.0 - at).max(0.0))
+            .unwrap_or(0.0);
         out.push(JobQueue {
+            paused: pause.is_some(),
+            paused_at: pause.map(|(_, at, _)| *at),
+            latency_seconds: in_postgres.max(in_redis),
             name: (*q).to_owned(),
             pending: n.pending,
             scheduled: n.scheduled,
@@ -128,6 +163,82 @@ pub async fn retry_job<C: ConnectionLike>(
         discard(redis, prefix, queue, id).await?;
     }
     Ok(outcome)
+}
+
+/// Retries every dead job of a queue (operators), each as [`retry_job`] does (audited one by
+/// one), plus one audit record with the count. Returns how many were retried.
+pub async fn retry_dead_jobs<C: ConnectionLike>(
+    conn: &mut PgConn,
+    redis: &mut C,
+    principal: &Principal,
+    actor: &Actor,
+    prefix: &str,
+    queue: &str,
+) -> AppResult<i64> {
+    principal.require(Action::Operate)?;
+    let queue = known_queue(queue)?;
+    let mut done = 0;
+    for id in dead_ids(redis, prefix, queue).await? {
+        match retry_job(conn, redis, principal, actor, prefix, queue, &id).await {
+            Ok(_) => done += 1,
+            Err(AppError::NotFound(_)) => {} // gone meanwhile
+            Err(e) => return Err(e),
+        }
+    }
+    audit::record(
+        conn,
+        actor,
+        None,
+        "queue.dead_retried",
+        ("queue", queue.to_owned()),
+        json!({"count": done}),
+    )
+    .await?;
+    Ok(done)
+}
+
+/// Discards every dead job of a queue (operators), each audited, plus one audit record with
+/// the count. Returns how many were discarded.
+pub async fn discard_dead_jobs<C: ConnectionLike + Send>(
+    conn: &mut PgConn,
+    redis: &mut C,
+    principal: &Principal,
+    actor: &Actor,
+    prefix: &str,
+    queue: &str,
+) -> AppResult<i64> {
+    principal.require(Action::Operate)?;
+    let queue = known_queue(queue)?;
+    let mut done = 0;
+    for id in dead_ids(redis, prefix, queue).await? {
+        match discard_job(conn, redis, principal, actor, prefix, queue, &id).await {
+            Ok(()) => done += 1,
+            Err(AppError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    audit::record(
+        conn,
+        actor,
+        None,
+        "queue.dead_discarded",
+        ("queue", queue.to_owned()),
+        json!({"count": done}),
+    )
+    .await?;
+    Ok(done)
+}
+
+/// Every id in the queue's dead set.
+async fn dead_ids<C: ConnectionLike>(
+    redis: &mut C,
+    prefix: &str,
+    queue: &str,
+) -> AppResult<Vec<String>> {
+    Ok(redis::cmd("SMEMBERS")
+        .arg(keys::Keys::new(prefix, queue).dead())
+        .query_async(redis)
+        .await?)
 }
 
 /// Removes a job from its queue for good (operators); its Postgres record, if any, is

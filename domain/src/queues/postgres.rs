@@ -10,8 +10,20 @@ use crate::jobs::{DueAction, Job, SendEmail};
 #[derive(Debug, Clone, Default)]
 pub struct PgCounts {
     pub outbox_waiting: Vec<(String, i64)>,
+    /// Per queue, the age in seconds of the oldest due outbox row not yet relayed.
+    pub outbox_oldest_due: Vec<(String, f64)>,
     pub due_backlog: Vec<(String, i64)>,
     pub emails: Vec<(String, i64)>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    k: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    age: f64,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -25,11 +37,18 @@ struct Pair {
 pub async fn pg_counts(conn: &mut PgConn) -> AppResult<PgCounts> {
     use diesel_async::RunQueryDsl;
     let pairs = |rows: Vec<Pair>| rows.into_iter().map(|p| (p.k, p.n)).collect::<Vec<_>>();
-    let outbox: Vec<Pair> = diesel::sql_query(
-        "SELECT queue AS k, count(*) AS n FROM outbox WHERE dispatched_at IS NULL GROUP BY queue",
+    let outbox: Vec<Waiting> = diesel::sql_query(
+        "SELECT queue AS k, count(*) AS n,
+                coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())), 0)::float8 AS age
+         FROM outbox WHERE dispatched_at IS NULL GROUP BY queue",
     )
     .load(conn)
     .await?;
+    let outbox_oldest_due = outbox.iter().map(|w| (w.k.clone(), w.age)).collect();
+    let outbox = outbox
+        .into_iter()
+        .map(|w| Pair { k: w.k, n: w.n })
+        .collect();
     // Due on the partner's clock (test clocks included), not yet done.
     let due: Vec<Pair> = diesel::sql_query(
         "SELECT a.kind AS k, count(*) AS n FROM scheduled_actions a
@@ -50,6 +69,7 @@ pub async fn pg_counts(conn: &mut PgConn) -> AppResult<PgCounts> {
     .await?;
     Ok(PgCounts {
         outbox_waiting: pairs(outbox),
+        outbox_oldest_due,
         due_backlog: pairs(due),
         emails: pairs(emails),
     })

@@ -24,7 +24,7 @@ pub async fn run(
         tracing::info_span!("job", queue, action_id = %job.action_id, batch = job.more.len() + 1);
     // Part of the trace of the request that enqueued it, if any.
     gateway_domain::telemetry::continue_trace(&span, job.traceparent.as_deref());
-    let result = tracing::Instrument::instrument(handle(job, ctx), span).await;
+    let result = tracing::Instrument::instrument(handle(job, ctx, queue), span).await;
     crate::metrics::observe(queue, outcome(&result), started);
     result
 }
@@ -38,9 +38,16 @@ pub fn outcome(result: &Result<(), BoxDynError>) -> &'static str {
     }
 }
 
-async fn handle(job: DueAction, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
+async fn handle(
+    job: DueAction,
+    ctx: Data<Arc<WorkerCtx>>,
+    queue: &'static str,
+) -> Result<(), BoxDynError> {
     if job.v != PAYLOAD_VERSION {
         return Err(AbortError::new(format!("unknown DueAction payload version {}", job.v)).into());
+    }
+    if super::is_paused(&ctx.paused, queue) {
+        return super::hand_back(&ctx.pool, queue, &job).await;
     }
     let mut conn = ctx
         .services

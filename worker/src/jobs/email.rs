@@ -27,6 +27,9 @@ async fn handle(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynE
     if job.v != PAYLOAD_VERSION {
         return Err(AbortError::new(format!("unknown SendEmail payload version {}", job.v)).into());
     }
+    if super::is_paused(&ctx.paused, "email") {
+        return super::hand_back(&ctx.pool, "email", &job).await;
+    }
     let outcomes =
         gateway_domain::email::deliver_many(&ctx.pool, &ctx.mailer, &ctx.config.email, &job.ids())
             .await
