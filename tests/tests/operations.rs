@@ -790,3 +790,94 @@ async fn due_work_shows_what_is_due_now_and_what_falls_due_this_week() {
     let r = sys.gql(None, "{ dueWork { kind } }", json!({})).await;
     assert_eq!(error_code(&r), Some("UNAUTHENTICATED"), "{r}");
 }
+
+#[tokio::test]
+async fn the_console_sees_the_workers_up_and_what_they_processed_per_minute() {
+    let mut sys = TestSystem::start_with(&[("AUTO_AUTHORIZE", "true")])
+        .await
+        .unwrap();
+    let op = operator_token(&sys).await;
+    let pid = sys.worker.as_ref().unwrap().id().unwrap() as i64;
+    const WORKERS: &str = "{ workers { host pid queues concurrency startedAt lastHeartbeat } }";
+    let w = eventually(10, "the worker's heartbeat", || async {
+        let d = sys.gql_ok(Some(&op), WORKERS, json!({})).await;
+        d["workers"]
+            .as_array()?
+            .iter()
+            .find(|w| w["pid"] == pid)
+            .cloned()
+    })
+    .await;
+    assert!(!w["host"].as_str().unwrap().is_empty());
+    assert_eq!(w["concurrency"], 8, "WORKER_CONCURRENCY's default: {w}");
+    assert!(w["queues"].as_array().unwrap().iter().any(|q| q == "email"));
+    let beat = parse_time(&w["lastHeartbeat"]);
+    assert!(
+        chrono::Utc::now() - beat < chrono::Duration::seconds(10),
+        "{w}"
+    );
+
+    // Three verification emails sent, two jobs this version cannot read (failed, dead).
+    for i in 0..3 {
+        authorized_partner(&sys, &format!("minute{i}")).await;
+    }
+    count(
+        &sys,
+        "WITH o AS (INSERT INTO outbox (queue, payload)
+           SELECT 'renewal', jsonb_build_object('v', 97, 'action_id', gen_random_uuid())
+           FROM generate_series(1, 2) RETURNING 1)
+         SELECT count(*) AS n FROM o",
+    )
+    .await;
+    const THROUGHPUT: &str =
+        "{ queueThroughput(minutes: 5) { queue points { minute processed failed } } }";
+    let total = |d: &Value, queue: &str, what: &str| -> i64 {
+        d["queueThroughput"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["queue"] == queue)
+            .unwrap()["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[what].as_i64().unwrap())
+            .sum()
+    };
+    let d = eventually(20, "the processed and failed jobs reported", || async {
+        let d = sys.gql_ok(Some(&op), THROUGHPUT, json!({})).await;
+        (total(&d, "email", "processed") >= 3 && total(&d, "renewal", "failed") >= 2).then_some(d)
+    })
+    .await;
+    let email = d["queueThroughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "email")
+        .unwrap();
+    assert_eq!(
+        email["points"].as_array().unwrap().len(),
+        5,
+        "one point per minute"
+    );
+    assert_eq!(total(&d, "email", "failed"), 0);
+
+    // A clean stop takes the process off the list at once.
+    let worker = sys.worker.as_ref().unwrap().id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &worker.to_string()])
+        .status()
+        .unwrap();
+    sys.worker.as_mut().unwrap().wait().await.unwrap();
+    let d = sys.gql_ok(Some(&op), WORKERS, json!({})).await;
+    assert!(
+        !d["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["pid"] == pid),
+        "{d}"
+    );
+    let r = sys.gql(None, WORKERS, json!({})).await;
+    assert_eq!(error_code(&r), Some("UNAUTHENTICATED"));
+}

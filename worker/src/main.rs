@@ -8,6 +8,7 @@
 //! once, in a tight loop; instead any failure stops the set and a fresh set (new names) starts
 //! two seconds later, until Redis answers again. SIGTERM still ends the process.
 
+mod activity;
 mod jobs;
 mod metrics;
 mod relay;
@@ -137,6 +138,12 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::spawn(jobs::watch_pauses(ctx.paused.clone(), pool.clone()));
 
+    let process = activity::this_process(&config);
+    tokio::spawn(activity::run(
+        config.clone(),
+        redis.clone(),
+        process.clone(),
+    ));
     let relay = tokio::spawn(relay::run(config.clone(), pool.clone(), redis.clone()));
     let sweep = tokio::spawn(sweep::run(config.clone(), pool.clone()));
     let retention = tokio::spawn(retention::run(config.clone(), redis.clone(), pool.clone()));
@@ -179,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
     relay.abort();
     sweep.abort();
     retention.abort();
+    // Off the operators' list of processes at once (a crash drops off after 30 s of silence).
+    let mut leaving = redis.clone();
+    let _ =
+        gateway_domain::queues::activity::leave(&mut leaving, &config.redis.queue_prefix, &process)
+            .await;
     tracing::info!("worker stopped");
     result.map_err(|e| anyhow::anyhow!("worker monitor: {e}"))
 }

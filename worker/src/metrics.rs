@@ -51,6 +51,7 @@ fn metrics() -> &'static WorkerMetrics {
 
 /// Records one job run that started at `started`.
 pub fn observe(queue: &str, outcome: &str, started: Instant) {
+    crate::activity::count(queue, outcome);
     metrics()
         .duration
         .with_label_values(&[queue, outcome])

@@ -49,6 +49,40 @@ impl OpsQuery {
         Ok(queues::due_work::due_work(&mut c, p).await?)
     }
 
+    /// Every queue's processed and failed jobs per minute over the last `minutes` (1 to 120,
+    /// default 60), as the workers report them (operators).
+    async fn queue_throughput(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 60)] minutes: i32,
+    ) -> async_graphql::Result<Vec<queues::activity::QueueThroughput>> {
+        principal(ctx)?.require(gateway_domain::permissions::Action::Operate)?;
+        let mut r = redis(ctx).await?;
+        Ok(queues::activity::throughput(
+            &mut r,
+            prefix(ctx),
+            chrono::Utc::now(),
+            i64::from(minutes),
+        )
+        .await
+        .map_err(AppError::from)?)
+    }
+
+    /// The worker processes that are up: host, pid, queues, concurrency, start and last
+    /// heartbeat (one silent for 30 s is not shown; operators).
+    async fn workers(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<queues::activity::WorkerProcess>> {
+        principal(ctx)?.require(gateway_domain::permissions::Action::Operate)?;
+        let mut r = redis(ctx).await?;
+        Ok(
+            queues::activity::processes(&mut r, prefix(ctx), chrono::Utc::now())
+                .await
+                .map_err(AppError::from)?,
+        )
+    }
+
     /// Jobs of a queue in a state (operators).
     async fn jobs(
         &self,

@@ -3,6 +3,7 @@
 //! holds for each queue (`postgres`), job lists, retry and discard. Only operators may see or
 //! touch them; a retry or discard is audited in the transaction of its Postgres change.
 
+pub mod activity;
 pub mod due_work;
 pub mod keys;
 pub mod pauses;
