@@ -61,6 +61,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         &[
             "enrollment",
             "users",
+            "ops_sessions",
             "service_requests",
             "queues",
             "seed",

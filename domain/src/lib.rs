@@ -21,6 +21,7 @@ pub mod layers;
 pub mod lifecycle;
 pub mod logs;
 pub mod notify;
+pub mod ops_sessions;
 pub mod outbox;
 pub mod partners;
 pub mod permissions;

@@ -143,7 +143,19 @@ async fn a_refused_email_ends_dead_visible_to_operators_who_retry_it() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("jobQueues"));
+    assert!(page.text().await.unwrap().contains("/ops/app.js"));
+    let script = sys
+        .http()
+        .get(format!("{}/ops/app.js", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text().await.unwrap().contains("jobQueues"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -880,4 +892,142 @@ async fn the_console_sees_the_workers_up_and_what_they_processed_per_minute() {
     );
     let r = sys.gql(None, WORKERS, json!({})).await;
     assert_eq!(error_code(&r), Some("UNAUTHENTICATED"));
+}
+
+/// The console's sign-in: an operator token is exchanged once for an HttpOnly, SameSite=Strict
+/// cookie scoped to /ops; the console's GraphQL needs that cookie and the session's CSRF token;
+/// partners and bad tokens get no session; signing out ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_signs_operators_in_with_a_cookie_and_refuses_requests_without_its_csrf_token()
+{
+    let sys = TestSystem::start().await.unwrap();
+    let op = operator_token(&sys).await;
+    let (_, partner) = enroll(&sys, "console", "c@console-corp.example", "Console Corp").await;
+    let url = |p: &str| format!("{}{p}", sys.api_url);
+    let client = reqwest::Client::new();
+    let sign_in = |token: &str| {
+        client
+            .post(url("/ops/session"))
+            .json(&json!({ "token": token }))
+            .send()
+    };
+
+    let r = sign_in("not-a-token").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = sign_in(&partner).await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "a partner's token opens no console session"
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
+        "FORBIDDEN"
+    );
+
+    let r = sign_in(&op).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ops", "Max-Age="] {
+        assert!(set.contains(attr), "{attr} missing from the cookie: {set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "Secure only in production (plain http here)"
+    );
+    let body: Value = r.json().await.unwrap();
+    let csrf = body["csrfToken"].as_str().unwrap().to_owned();
+    assert_eq!(body["operator"], "Olga Operator");
+    assert!(
+        !body.to_string().contains(&op),
+        "the token is not echoed back"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    assert!(!cookie.contains(&op), "the cookie is not the token");
+
+    let graphql = |cookie: Option<&str>, csrf: Option<&str>| {
+        let mut req = client
+            .post(url("/ops/graphql"))
+            .json(&json!({ "query": "{ jobQueues { name } }" }));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(t) = csrf {
+            req = req.header("x-csrf-token", t);
+        }
+        req.send()
+    };
+    let r = graphql(Some(&cookie), Some(&csrf)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let d: Value = r.json().await.unwrap();
+    assert!(d["data"]["jobQueues"].as_array().unwrap().len() >= 3, "{d}");
+
+    // A forged cross-site request carries the cookie but cannot know the CSRF token.
+    let r = graphql(Some(&cookie), None).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = graphql(Some(&cookie), Some("guess")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    // No cookie: no session, whatever the header says.
+    let r = graphql(None, Some(&csrf)).await.unwrap();
+    assert_eq!(r.status(), 401);
+    // The cookie is not a bearer token for the main endpoint.
+    let r = client
+        .post(url("/graphql"))
+        .header("cookie", &cookie)
+        .json(&json!({ "query": "{ jobQueues { name } }" }))
+        .send()
+        .await
+        .unwrap();
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(error_code(&d), Some("UNAUTHENTICATED"), "{d}");
+
+    // A reloaded page reads the CSRF token back from its session.
+    let r = client
+        .get(url("/ops/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["csrfToken"], csrf.as_str());
+
+    // Signing out needs the CSRF token too, clears the cookie and ends the session server-side.
+    let r = client
+        .delete(url("/ops/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .delete(url("/ops/session"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let r = graphql(Some(&cookie), Some(&csrf)).await.unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the old cookie is worthless after signing out"
+    );
+    let mut conn = sys.db.connect().await.unwrap();
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let n: N = diesel::sql_query("SELECT count(*) AS n FROM ops_sessions")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n.n, 0);
 }

@@ -160,9 +160,40 @@ async fn operators_see_a_dead_job_on_the_ops_page_and_retry_it() {
     let mut page = Page { ws, next_id: 0 };
     page.call(
         "Page.navigate",
-        json!({"url": format!("{}/ops#token={op}", sys.api_url)}),
+        json!({"url": format!("{}/ops", sys.api_url)}),
     )
     .await;
+    // Signing in: the token is pasted once, exchanged for an HttpOnly session cookie, and
+    // kept nowhere the page's script can read.
+    page.wait_for(
+        "!!document.querySelector('#sign-in') && !document.querySelector('#sign-in').hidden",
+        "the sign-in form",
+    )
+    .await;
+    page.eval(&format!(
+        "document.getElementById('token').value = '{op}'; \
+         document.getElementById('sign-in').requestSubmit(); true"
+    ))
+    .await;
+    page.wait_for(
+        "!document.getElementById('console').hidden",
+        "the console after signing in",
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.getElementById('token').value").await,
+        ""
+    );
+    assert_eq!(
+        page.eval("document.cookie").await,
+        "",
+        "the session cookie is HttpOnly"
+    );
+    assert_eq!(
+        page.eval("JSON.stringify(sessionStorage) + JSON.stringify(localStorage)")
+            .await,
+        "{}{}"
+    );
 
     let dead = r#"(document.querySelector('#queues tr[data-queue="email"] td[data-state="dead"]') || {}).textContent"#;
     page.wait_for(&format!("{dead} === '1'"), "one dead email job")
@@ -192,6 +223,20 @@ async fn operators_see_a_dead_job_on_the_ops_page_and_retry_it() {
             .await,
         ""
     );
+    // A reload keeps the session (the cookie), and signing out ends it.
+    page.call("Page.reload", json!({})).await;
+    page.wait_for(
+        "!document.getElementById('console').hidden",
+        "the console after a reload",
+    )
+    .await;
+    page.eval("document.getElementById('sign-out').click(); true")
+        .await;
+    page.wait_for(
+        "!document.getElementById('sign-in').hidden && document.getElementById('console').hidden",
+        "the sign-in form after signing out",
+    )
+    .await;
     drop(page);
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&profile);

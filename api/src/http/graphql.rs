@@ -33,6 +33,18 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 }
 
 pub(super) async fn post(State(state): State<AppState>, req: Request) -> Response {
+    match read_request(&state, req).await {
+        Ok((headers, peer, batch)) => execute(state, headers, peer, batch).await,
+        Err(resp) => resp,
+    }
+}
+
+/// A POSTed GraphQL request, checked (content type, size, batch size) and parsed; or the
+/// error response.
+pub(super) async fn read_request(
+    state: &AppState,
+    req: Request,
+) -> Result<(HeaderMap, Option<std::net::SocketAddr>, BatchRequest), Response> {
     let headers = req.headers().clone();
     let peer = peer(req.extensions());
     let content_type = headers
@@ -46,44 +58,44 @@ pub(super) async fn post(State(state): State<AppState>, req: Request) -> Respons
         .trim()
         .to_ascii_lowercase();
     if mime != "application/json" && mime != "application/graphql-response+json" {
-        return error_response(
+        return Err(error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "BAD_USER_INPUT",
             "POST /graphql takes Content-Type: application/json",
-        );
+        ));
     }
     let limit = state.config.http.max_body_bytes;
     let bytes = match to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
         Err(_) => {
-            return error_response(
+            return Err(error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "BAD_USER_INPUT",
                 &format!("request body exceeds {limit} bytes"),
-            )
+            ))
         }
     };
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
         Err(e) => {
-            return error_response(
+            return Err(error_response(
                 StatusCode::BAD_REQUEST,
                 "BAD_USER_INPUT",
                 &format!("malformed GraphQL request: {e}"),
-            )
+            ))
         }
     };
     if let BatchRequest::Batch(list) = &batch {
         let max = state.config.http.max_batch;
         if list.len() > max || list.is_empty() {
-            return error_response(
+            return Err(error_response(
                 StatusCode::BAD_REQUEST,
                 "BAD_USER_INPUT",
                 &format!("a batch holds 1 to {max} operations"),
-            );
+            ));
         }
     }
-    execute(state, headers, peer, batch).await
+    Ok((headers, peer, batch))
 }
 
 /// The TCP peer, when the server was started with connect info (`gateway-api serve`).
@@ -190,11 +202,23 @@ async fn execute(
     peer: Option<std::net::SocketAddr>,
     batch: BatchRequest,
 ) -> Response {
+    execute_for(state, headers, peer, batch, None).await
+}
+
+/// Like `execute`, for a caller known another way (the operators' console session) when
+/// `preset` is given, instead of the bearer token.
+pub(super) async fn execute_for(
+    state: AppState,
+    headers: HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    batch: BatchRequest,
+    preset: Option<Caller>,
+) -> Response {
     let statements = Arc::new(AtomicU32::new(0));
     let metrics = state.metrics.clone();
     let mut resp = gateway_domain::db::counting_statements(
         statements.clone(),
-        execute_counted(state, headers, peer, batch, statements.clone()),
+        execute_counted(state, headers, peer, batch, statements.clone(), preset),
     )
     .await;
     let n = statements.load(Ordering::Relaxed);
@@ -311,12 +335,16 @@ async fn execute_counted(
     peer: Option<std::net::SocketAddr>,
     mut batch: BatchRequest,
     statements: Arc<AtomicU32>,
+    preset: Option<Caller>,
 ) -> Response {
     let started = Instant::now();
     let rid = request_id(&headers);
-    let caller = match caller(&state, &headers, &rid).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
+    let caller = match preset {
+        Some(c) => Some(c),
+        None => match caller(&state, &headers, &rid).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        },
     };
     let operations: Vec<String> = match &batch {
         BatchRequest::Single(r) => vec![Metrics::operation_label(r.operation_name.as_deref())],

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 mod invoices;
 pub(crate) mod metrics;
+mod ops;
 pub mod rate_limit;
 mod security;
 pub mod server;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use gateway_domain::auth::Verifier;
@@ -78,15 +79,6 @@ async fn shed_load(
     next.run(req).await
 }
 
-/// The operators' page, with a Content-Security-Policy allowing exactly its inline script and
-/// style.
-async fn ops_page() -> Response {
-    const PAGE: &str = include_str!("../ops.html");
-    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let csp = CSP.get_or_init(|| security::page_csp(PAGE, ""));
-    ([(header::CONTENT_SECURITY_POLICY, csp.clone())], Html(PAGE)).into_response()
-}
-
 pub fn router(state: AppState) -> Router {
     let hsts = state.config.is_production();
     let cors = CorsLayer::new()
@@ -132,7 +124,25 @@ pub fn router(state: AppState) -> Router {
                 axum::middleware::from_fn_with_state(state.clone(), server::deadline),
             ),
         )
-        .route("/ops", get(ops_page))
+        .route("/ops", get(ops::page))
+        .route("/ops/app.js", get(ops::script))
+        .route("/ops/app.css", get(ops::style))
+        .route(
+            "/ops/session",
+            get(ops::current).post(ops::sign_in).delete(ops::sign_out),
+        )
+        .route(
+            "/ops/graphql",
+            axum::routing::post(ops::graphql)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    server::deadline,
+                ))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    shed_load,
+                )),
+        )
         .layer(axum::middleware::map_response(move |r| async move {
             security::add_headers(r, hsts)
         }))

@@ -75,6 +75,8 @@ pub struct HttpConfig {
     /// METRICS_CACHE_MS: how long the gauges read from Postgres and Redis are reused between
     /// scrapes (default 5000)
     pub metrics_cache: Duration,
+    /// OPS_SESSION_TTL_SECS: how long an operators' console session lasts (default 3600)
+    pub ops_session_ttl_secs: i64,
     /// HTTP_TRUST_FORWARDED_FOR: the client address is the last of X-Forwarded-For (set it
     /// only behind a proxy that appends it; default off: the peer address)
     pub trust_forwarded_for: bool,
@@ -426,6 +428,7 @@ impl HttpConfig {
                 .filter(|b| !b.trim().is_empty()),
             metrics_token: r.opt("METRICS_TOKEN").filter(|t| !t.is_empty()),
             metrics_cache: r.millis("METRICS_CACHE_MS", 5_000),
+            ops_session_ttl_secs: r.parse("OPS_SESSION_TTL_SECS", 3600i64, 60),
         };
         if http.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
             r.error("METRICS_TOKEN must be at least 32 characters".into());

@@ -187,6 +187,7 @@ pub const VARIABLES: &[&str] = &[
     "METRICS_BIND",
     "METRICS_TOKEN",
     "METRICS_CACHE_MS",
+    "OPS_SESSION_TTL_SECS",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_HS256_SECRET",

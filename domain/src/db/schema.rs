@@ -222,6 +222,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    ops_sessions (id_hash) {
+        id_hash -> Bytea,
+        operator_id -> Uuid,
+        csrf_token -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     orders (id) {
         id -> Uuid,
         partner_id -> Uuid,
@@ -522,6 +532,7 @@ diesel::joinable!(marketing_contacts -> partners (partner_id));
 diesel::joinable!(marketing_contacts -> users (user_id));
 diesel::joinable!(offer_benefits -> competencies (requires_competency));
 diesel::joinable!(offer_benefits -> offers (offer_id));
+diesel::joinable!(ops_sessions -> operators (operator_id));
 diesel::joinable!(orders -> offers (offer_id));
 diesel::joinable!(orders -> partners (partner_id));
 diesel::joinable!(orders -> payment_methods (payment_method_id));
@@ -564,6 +575,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     offer_benefits,
     offers,
     operators,
+    ops_sessions,
     orders,
     outbox,
     partners,
