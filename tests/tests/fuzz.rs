@@ -37,7 +37,7 @@ const DOCUMENTS: &[&str] = &[
     "query($c: BenefitCategory, $first: Int) { benefits(category: $c, first: $first) { edges { node { id } } } }",
     "query($id: ID!) { refundEligibility(subscriptionId: $id) { eligible } }",
     "query($id: ID!, $l: String!, $os: OperatingSystem!) { softwareDownloads(benefitId: $id, language: $l, os: $os) { url } }",
-    "query($q: String!, $s: JobState!) { jobs(queue: $q, state: $s) { id } }",
+    "query($q: String!, $s: JobState!) { jobs(queue: $q, state: $s) { totalCount nodes { id } } }",
     "query($p: ID!) { testClock(partnerId: $p) { now } }",
 ];
 

@@ -1197,11 +1197,11 @@ async fn discard_job_removes_a_real_dead_job_and_is_audited() {
         let j = sys
             .gql_ok(
                 Some(&op),
-                "{ jobs(queue: \"email\", state: DEAD) { id } }",
+                "{ jobs(queue: \"email\", state: DEAD) { totalCount nodes { id } } }",
                 json!({}),
             )
             .await;
-        j["jobs"][0]["id"].as_str().map(str::to_owned)
+        j["jobs"]["nodes"][0]["id"].as_str().map(str::to_owned)
     })
     .await;
     assert_eq!(jobs_dead(&sys, &op, "email").await, 1);

@@ -50,11 +50,11 @@ async fn a_refused_email_ends_dead_visible_to_operators_who_retry_it() {
     let jobs = sys
         .gql_ok(
             Some(&op),
-            "{ jobs(queue: \"email\", state: DEAD) { id attempts lastError payload } }",
+            "{ jobs(queue: \"email\", state: DEAD) { totalCount nodes { id attempts lastError payload } } }",
             json!({}),
         )
         .await;
-    let job = jobs["jobs"][0].clone();
+    let job = jobs["jobs"]["nodes"][0].clone();
     assert!(
         job["payload"].as_str().unwrap().contains("email_id"),
         "{job:#}"
@@ -103,7 +103,7 @@ async fn a_refused_email_ends_dead_visible_to_operators_who_retry_it() {
     let r = sys
         .gql(
             Some(&op),
-            "{ jobs(queue: \"nope\", state: DEAD) { id } }",
+            "{ jobs(queue: \"nope\", state: DEAD) { totalCount nodes { id } } }",
             json!({}),
         )
         .await;
@@ -217,11 +217,11 @@ async fn payloads_of_unknown_versions_go_to_the_dead_set_with_a_clear_error() {
             let d = sys
                 .gql_ok(
                     Some(&op),
-                    "query($q: String!) { jobs(queue: $q, state: DEAD) { lastError attempts } }",
+                    "query($q: String!) { jobs(queue: $q, state: DEAD) { totalCount nodes { lastError attempts } } }",
                     json!({"q": queue}),
                 )
                 .await;
-            d["jobs"].as_array().unwrap().first().cloned()
+            d["jobs"]["nodes"].as_array().unwrap().first().cloned()
         })
         .await;
         assert!(
@@ -263,10 +263,10 @@ async fn a_hung_smtp_server_times_out_and_the_email_ends_dead_not_lost() {
     let job = sys
         .gql_ok(
             Some(&op),
-            "{ jobs(queue: \"email\", state: DEAD) { id lastError } }",
+            "{ jobs(queue: \"email\", state: DEAD) { totalCount nodes { id lastError } } }",
             json!({}),
         )
-        .await["jobs"][0]
+        .await["jobs"]["nodes"][0]
         .clone();
     sys.smtp.stall(false);
     let d = sys
@@ -388,11 +388,11 @@ async fn emails_due_together_travel_in_batches_and_each_keeps_its_own_outcome() 
     let jobs = sys
         .gql_ok(
             Some(&op),
-            "{ jobs(queue: \"email\", state: DEAD) { id lastError payload } }",
+            "{ jobs(queue: \"email\", state: DEAD) { totalCount nodes { id lastError payload } } }",
             json!({}),
         )
         .await;
-    let job = jobs["jobs"][0].clone();
+    let job = jobs["jobs"]["nodes"][0].clone();
     let payload: Value = serde_json::from_str(job["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["more"].as_array().map(Vec::len), Some(2), "{job:#}");
     assert!(
@@ -1030,4 +1030,220 @@ async fn the_console_signs_operators_in_with_a_cookie_and_refuses_requests_witho
         .await
         .unwrap();
     assert_eq!(n.n, 0);
+}
+
+const FIND: &str = r#"query($f: JobFilter!) { findJobs(filter: $f) { id queue state } }"#;
+const JOB: &str = r#"query($q: String!, $id: String!) { job(queue: $q, id: $id) {
+  job { id queue state attempts lastError }
+  payload
+  attempts { attempt atMs outcome error durationMs worker }
+  subjects { kind id status attempts lastError recipient partnerId mpnId partnerName subscriptionId apiQuery }
+  retryWould discardWould
+} }"#;
+
+fn queues_of(d: &Value) -> Vec<String> {
+    let mut q: Vec<String> = d["findJobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["queue"].as_str().unwrap().to_owned())
+        .collect();
+    q.sort();
+    q.dedup();
+    q
+}
+
+/// Operators find a partner's jobs across every queue (by name or MPN ID), a subscription's
+/// renewal work, or one job by id; page through a state's jobs; and read one job in full:
+/// payload, failed attempts, the Postgres objects behind it and what a retry or discard would do.
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_find_a_partners_jobs_and_read_one_in_full() {
+    let mut env = BILLING_ENV.to_vec();
+    env.push(("EMAIL_MAX_ATTEMPTS", "1"));
+    let sys = TestSystem::start_with(&env).await.unwrap();
+    let op = operator_token(&sys).await;
+    let (pid, ga) = authorized_partner(&sys, "findme").await;
+    let card = add_card(&sys, &ga, SUCCEEDING_CARD).await;
+    let order = buy(&sys, &ga, "ACTION_PACK", &card).await;
+    let sub_id = order["subscription"]["id"].as_str().unwrap().to_owned();
+    let ad = parse_time(&order["subscription"]["anniversaryDate"]);
+    advance_to(&sys, &op, &pid, ad + chrono::Duration::hours(1)).await;
+    eventually(60, "the renewal", || async {
+        (subscription(&sys, &ga, &sub_id).await["term"] == 2).then_some(())
+    })
+    .await;
+    eventually(30, "the renewal's emails sent", || async {
+        (count(
+            &sys,
+            "SELECT count(*) AS n FROM emails WHERE status <> 'SENT'",
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    // Another partner, whose verification email goes dead.
+    sys.smtp.refuse(true);
+    enroll(&sys, "other", "o@other-corp.example", "Other Corp").await;
+    eventually(30, "the other partner's dead email", || async {
+        (queue(&sys, &op, "email").await["dead"] == 1).then_some(())
+    })
+    .await;
+
+    // By part of the name, case-insensitive: the partner's renewal, reminder and email jobs,
+    // none of the other partner's.
+    let by_name = eventually(30, "the renewal job in Redis", || async {
+        let d = sys
+            .gql_ok(Some(&op), FIND, json!({"f": {"partner": "FINDME"}}))
+            .await;
+        queues_of(&d).contains(&"renewal".to_owned()).then_some(d)
+    })
+    .await;
+    let queues = queues_of(&by_name);
+    assert!(queues.contains(&"email".to_owned()), "{queues:?}");
+    let mpn = sys
+        .gql_ok(Some(&ga), "{ partner { mpnId } }", json!({}))
+        .await["partner"]["mpnId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_mpn = sys
+        .gql_ok(Some(&op), FIND, json!({"f": {"partner": mpn}}))
+        .await;
+    assert_eq!(by_mpn["findJobs"], by_name["findJobs"]);
+    let other = sys
+        .gql_ok(Some(&op), FIND, json!({"f": {"partner": "other corp"}}))
+        .await;
+    let other = other["findJobs"].as_array().unwrap().clone();
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert_eq!(other[0]["state"], "DEAD");
+    assert!(by_name["findJobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["id"] != other[0]["id"]));
+    // By subscription: its renewal work only (emails belong to the partner, not the package).
+    let by_sub = sys
+        .gql_ok(Some(&op), FIND, json!({"f": {"subscriptionId": sub_id}}))
+        .await;
+    let sub_queues = queues_of(&by_sub);
+    assert!(sub_queues.contains(&"renewal".to_owned()), "{sub_queues:?}");
+    assert!(!sub_queues.contains(&"email".to_owned()), "{sub_queues:?}");
+    // By job id, wherever it is; an unknown id finds nothing; no filter is a clear error.
+    let d = sys
+        .gql_ok(Some(&op), FIND, json!({"f": {"jobId": other[0]["id"]}}))
+        .await;
+    assert_eq!(d["findJobs"], json!(other));
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            FIND,
+            json!({"f": {"jobId": "01JZZZZZZZZZZZZZZZZZZZZZZZ"}}),
+        )
+        .await;
+    assert_eq!(d["findJobs"], json!([]));
+    let d = sys.gql(Some(&op), FIND, json!({"f": {}})).await;
+    assert_eq!(error_code(&d), Some("BAD_USER_INPUT"), "{d}");
+    let d = sys
+        .gql(Some(&ga), FIND, json!({"f": {"partner": "findme"}}))
+        .await;
+    assert_eq!(error_code(&d), Some("FORBIDDEN"), "{d}");
+
+    // The dead job in full: its attempt, the email behind it and its partner, and what a retry
+    // or a discard would do.
+    let id = other[0]["id"].as_str().unwrap();
+    let detail = eventually(10, "the failed attempt reported", || async {
+        let d = sys
+            .gql_ok(Some(&op), JOB, json!({"q": "email", "id": id}))
+            .await;
+        (!d["job"]["attempts"].as_array().unwrap().is_empty()).then_some(d)
+    })
+    .await;
+    let j = &detail["job"];
+    assert!(j["payload"].as_str().unwrap().contains("email_id"), "{j:#}");
+    let attempts = j["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{j:#}");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["outcome"], "dead");
+    assert!(!attempts[0]["error"].as_str().unwrap().is_empty());
+    assert!(attempts[0]["worker"].as_str().unwrap().contains(':'));
+    let s = &j["subjects"][0];
+    assert_eq!(s["kind"], "EMAIL");
+    assert_eq!(s["status"], "DEAD");
+    assert_eq!(s["recipient"], "o@other-corp.example");
+    assert_eq!(s["partnerName"], "Other Corp");
+    assert!(s["apiQuery"].as_str().unwrap().starts_with("{ partner(id:"));
+    assert!(
+        j["retryWould"]
+            .as_str()
+            .unwrap()
+            .starts_with("Revives 1 DEAD email"),
+        "{j:#}"
+    );
+    assert!(
+        j["discardWould"].as_str().unwrap().contains("stays DEAD"),
+        "{j:#}"
+    );
+    // The renewal job names its subscription and partner; its apiQuery reads it.
+    let renewal = by_sub["findJobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["queue"] == "renewal")
+        .unwrap();
+    let d = sys
+        .gql_ok(Some(&op), JOB, json!({"q": "renewal", "id": renewal["id"]}))
+        .await;
+    let s = &d["job"]["subjects"][0];
+    assert_eq!(s["kind"], "RENEWAL_CHARGE");
+    assert_eq!(s["status"], "DONE");
+    assert_eq!(s["subscriptionId"], sub_id.as_str());
+    assert_eq!(s["mpnId"], mpn.as_str());
+    let q = sys
+        .gql_ok(Some(&op), s["apiQuery"].as_str().unwrap(), json!({}))
+        .await;
+    assert_eq!(q["subscription"]["id"], sub_id.as_str());
+    assert!(d["job"]["retryWould"]
+        .as_str()
+        .unwrap()
+        .starts_with("Nothing to redo"));
+    let d = sys
+        .gql_ok(
+            Some(&op),
+            JOB,
+            json!({"q": "email", "id": "01JZZZZZZZZZZZZZZZZZZZZZZZ"}),
+        )
+        .await;
+    assert!(d["job"].is_null());
+
+    // Paging a state's jobs: totalCount, one per page, the cursor moving on.
+    const PAGE: &str = r#"query($after: String) { jobs(queue: "email", state: DONE, first: 1, after: $after) {
+      totalCount pageInfo { hasNextPage hasPreviousPage endCursor } nodes { id } } }"#;
+    let first = sys.gql_ok(Some(&op), PAGE, json!({})).await["jobs"].clone();
+    let total = first["totalCount"].as_i64().unwrap();
+    assert!(total >= 2, "{first:#}");
+    assert_eq!(first["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    assert_eq!(first["pageInfo"]["hasPreviousPage"], false);
+    let mut seen = vec![first["nodes"][0]["id"].clone()];
+    let mut after = first["pageInfo"]["endCursor"].clone();
+    loop {
+        let page = sys.gql_ok(Some(&op), PAGE, json!({"after": after})).await["jobs"].clone();
+        assert_eq!(page["pageInfo"]["hasPreviousPage"], true);
+        seen.push(page["nodes"][0]["id"].clone());
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen.len() as i64, total);
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "newest first, each once: {seen:?}"
+    );
+    let d = sys.gql(Some(&op), PAGE, json!({"after": "nope"})).await;
+    assert_eq!(error_code(&d), Some("BAD_USER_INPUT"), "{d}");
 }

@@ -80,9 +80,14 @@ fn build_monitor(
                 .concurrency(concurrency)
                 .catch_panic()
                 .enable_tracing()
-                .build(move |job: DueAction, ctx: Data<Arc<WorkerCtx>>| {
-                    jobs::actions::run(job, ctx, queue)
-                })
+                .build(
+                    move |job: DueAction,
+                          ctx: Data<Arc<WorkerCtx>>,
+                          id: TaskId,
+                          attempt: Attempt| {
+                        jobs::actions::run(job, ctx, queue, id, attempt)
+                    },
+                )
         });
     }
     let email_storage: RedisStorage<SendEmail> =

@@ -1,8 +1,11 @@
 //! Operators' view of the job queues (`gateway_domain::queues`): exact counts per state (from
-//! Redis keys and Postgres), job details, retry and discard. The `/ops` page
-//! (api/src/ops.html) uses these.
+//! Redis keys and Postgres), paged job lists, search and job details, retry and discard. The
+//! `/ops` console (api/src/ops/) uses these.
 
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Object};
+use base64::Engine;
+use gateway_domain::queues::inspect::{self, JobDetail, JobFilter};
 use gateway_domain::queues::{self, due_work::DueWork, JobInfo, JobQueue, JobState, Retried};
 use gateway_domain::AppError;
 
@@ -83,18 +86,101 @@ impl OpsQuery {
         )
     }
 
-    /// Jobs of a queue in a state (operators).
+    /// A page of the jobs of a queue in a state (operators), with `totalCount`. Waiting jobs
+    /// come next-first, scheduled and failed ones by due time, the others newest first; the
+    /// cursor is a position, so a page of a moving list may repeat or skip a job.
     async fn jobs(
         &self,
         ctx: &Context<'_>,
         queue: String,
         state: JobState,
         #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, JobInfo, TotalCount>> {
+        let p = principal(ctx)?;
+        if !(1..=500).contains(&first) {
+            return Err(AppError::bad_input("first", "first must be between 1 and 500").into());
+        }
+        let offset = match after.as_deref() {
+            None => 0,
+            Some(c) => decode_offset(c)? + 1,
+        };
+        let mut r = redis(ctx).await?;
+        let (jobs, total) = inspect::page(
+            &mut r,
+            p,
+            prefix(ctx),
+            &queue,
+            state,
+            offset,
+            first as usize,
+        )
+        .await?;
+        let mut c = Connection::with_additional_fields(
+            offset > 0,
+            offset + jobs.len() < total,
+            TotalCount {
+                total_count: total as i64,
+            },
+        );
+        c.edges.extend(
+            jobs.into_iter()
+                .enumerate()
+                .map(|(i, j)| Edge::new(encode_offset(offset + i), j)),
+        );
+        Ok(c)
+    }
+
+    /// Jobs across every queue (operators) by partner (MPN ID or part of its name),
+    /// subscription or job id, newest first, at most 200. Redis holds the jobs; Postgres
+    /// says which emails and due actions belong to the partner or subscription.
+    async fn find_jobs(
+        &self,
+        ctx: &Context<'_>,
+        filter: JobFilter,
     ) -> async_graphql::Result<Vec<JobInfo>> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
-        Ok(queues::jobs(&mut r, p, prefix(ctx), &queue, state, first).await?)
+        let mut c = conn(ctx).await?;
+        Ok(inspect::search(&mut c, &mut r, p, prefix(ctx), &filter).await?)
     }
+
+    /// One job in full (operators): payload, failed attempts, the emails or due actions it
+    /// works on with their partner and subscription, and what a retry or a discard would do.
+    /// Null when Redis no longer holds it.
+    async fn job(
+        &self,
+        ctx: &Context<'_>,
+        queue: String,
+        id: String,
+    ) -> async_graphql::Result<Option<JobDetail>> {
+        let p = principal(ctx)?;
+        let mut r = redis(ctx).await?;
+        let mut c = conn(ctx).await?;
+        Ok(inspect::detail(&mut c, &mut r, p, prefix(ctx), &queue, &id).await?)
+    }
+}
+
+/// The connection's `totalCount`.
+#[derive(async_graphql::SimpleObject)]
+pub struct TotalCount {
+    /// How many there are in all (not only on this page).
+    total_count: i64,
+}
+
+fn encode_offset(i: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("job:{i}"))
+}
+
+fn decode_offset(cursor: &str) -> Result<usize, AppError> {
+    let bad = || AppError::bad_input("after", "invalid cursor");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    String::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.strip_prefix("job:").and_then(|n| n.parse().ok()))
+        .ok_or_else(bad)
 }
 
 #[derive(Default)]

@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ops", get(ops::page))
         .route("/ops/app.js", get(ops::script))
         .route("/ops/app.css", get(ops::style))
+        .route("/ops/ws", get(ops::ws))
         .route(
             "/ops/session",
             get(ops::current).post(ops::sign_in).delete(ops::sign_out),

@@ -237,3 +237,47 @@ pub(super) async fn graphql(State(state): State<AppState>, req: Request) -> Resp
     };
     super::graphql::execute_for(state, headers, peer, batch, Some(caller)).await
 }
+
+/// `GET /ops/ws`: the console's live updates (GraphQL subscriptions such as `queueStats`) on
+/// its session: the cookie names the operator, the page's own origin only (a cross-site page
+/// cannot open it), and `connection_init` must carry the session's CSRF token. The socket
+/// closes (4401) when the session expires or is signed out.
+pub(super) async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> Response {
+    let s = match session(&state, &headers).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
+    let same_origin = match (origin, host) {
+        (Some(o), Some(h)) => o
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.trim_end_matches('/') == h),
+        _ => false,
+    };
+    if !same_origin {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "the console's socket opens only from the console's own origin",
+        );
+    }
+    let Some(cookie) = cookie(&headers) else {
+        return csrf_refused();
+    };
+    super::ws::upgrade_for(
+        state,
+        headers,
+        upgrade,
+        super::ws::Opener::Console {
+            cookie,
+            principal: s.principal,
+            csrf: s.csrf,
+            expires_at: s.expires_at.timestamp(),
+        },
+    )
+}

@@ -45,10 +45,37 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// How often the server pings.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// Who may open the socket: a bearer token in `connection_init` (`/graphql/ws`), or the
+/// operators' console session of the upgrade request's cookie, with its CSRF token in
+/// `connection_init` (`/ops/ws`).
+#[derive(Clone)]
+pub(super) enum Opener {
+    Token,
+    Console {
+        cookie: String,
+        principal: gateway_domain::permissions::Principal,
+        csrf: String,
+        expires_at: i64,
+    },
+}
+
+/// How often a console socket checks that its session still exists (sign-out elsewhere).
+const SESSION_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 pub(super) async fn upgrade(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     upgrade: axum::extract::WebSocketUpgrade,
+) -> HttpResponse {
+    upgrade_for(state, headers, upgrade, Opener::Token)
+}
+
+/// Upgrades with the given opener (the console's handler has checked its session).
+pub(super) fn upgrade_for(
+    state: AppState,
+    headers: axum::http::HeaderMap,
+    upgrade: axum::extract::WebSocketUpgrade,
+    opener: Opener,
 ) -> HttpResponse {
     // The first subprotocol offered that we speak (as async-graphql-axum's extractor picks it).
     let Some(protocol) = headers
@@ -65,7 +92,7 @@ pub(super) async fn upgrade(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(state, socket, protocol))
+        .on_upgrade(move |socket| serve(state, socket, protocol, opener))
 }
 
 /// What the socket knows of itself, shared by the input filter, the init callback and the loop.
@@ -79,7 +106,7 @@ struct Socket {
     running: HashSet<String>,
 }
 
-async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols) {
+async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols, opener: Opener) {
     let legacy = matches!(protocol, WebSocketProtocols::SubscriptionsTransportWS);
     let (mut sink, stream) = socket.split();
     let shared = Arc::new(Mutex::new(Socket::default()));
@@ -104,13 +131,22 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
     let init_shared = shared.clone();
     let out_shared = shared.clone();
     let init_state = state.clone();
+    let init_opener = opener.clone();
     let ws = async_graphql::http::WebSocket::new(
         SubscriptionsOnly(state.schema.clone()),
         input,
         protocol,
     )
     .on_connection_init(move |payload| async move {
-        let (data, expires_at) = connection_init(&init_state, payload).await?;
+        let (data, expires_at) = match init_opener {
+            Opener::Token => connection_init(&init_state, payload).await?,
+            Opener::Console {
+                principal,
+                csrf,
+                expires_at,
+                ..
+            } => console_init(&init_state, payload, principal, &csrf, expires_at)?,
+        };
         init_shared.lock().expect("socket state").expires_at = Some(expires_at);
         Ok(data)
     })
@@ -125,6 +161,8 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
 
     let opened = tokio::time::Instant::now();
     let mut ping = tokio::time::interval_at(opened + PING_EVERY, PING_EVERY);
+    let mut session_check =
+        tokio::time::interval_at(opened + SESSION_CHECK_EVERY, SESSION_CHECK_EVERY);
     loop {
         let (init, expires_at) = {
             let s = shared.lock().expect("socket state");
@@ -155,6 +193,12 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
             _ = ping.tick() => Message::Ping(Default::default()),
             _ = init_deadline => close(4408, "Connection initialisation timeout"),
             _ = expiry => close(4401, "Unauthorized: the token expired"),
+            _ = session_check.tick() => match &opener {
+                Opener::Console { cookie, .. } if !session_alive(&state, cookie).await => {
+                    close(4401, "Unauthorized: the console session ended")
+                }
+                _ => continue,
+            },
         };
         let closing = matches!(out, Message::Close(_));
         if sink.send(out).await.is_err() || closing {
@@ -221,6 +265,59 @@ fn finished(shared: &Mutex<Socket>, text: &str) {
     }
 }
 
+/// Whether a console session still exists (an unreachable database keeps the socket).
+async fn session_alive(state: &AppState, cookie: &str) -> bool {
+    match state.pool.get().await {
+        Ok(mut c) => !matches!(
+            gateway_domain::ops_sessions::find(&mut c, cookie).await,
+            Ok(None)
+        ),
+        Err(_) => true,
+    }
+}
+
+/// A console socket's `connection_init`: the session's CSRF token (`{"csrfToken": …}`) proves
+/// the page of this origin opened it.
+fn console_init(
+    state: &AppState,
+    payload: Value,
+    principal: gateway_domain::permissions::Principal,
+    csrf: &str,
+    expires_at: i64,
+) -> async_graphql::Result<(Data, i64)> {
+    let given = payload
+        .get("csrfToken")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        csrf.as_bytes(),
+    )) {
+        return Err(async_graphql::Error::new(
+            "FORBIDDEN: send the console session's csrfToken in connection_init",
+        ));
+    }
+    Ok((socket_data(state, principal), expires_at))
+}
+
+fn socket_data(state: &AppState, principal: gateway_domain::permissions::Principal) -> Data {
+    let mut data = Data::default();
+    data.insert(Arc::new(Loaders::new(
+        &state.pool,
+        &state.config,
+        &state.catalog,
+        Arc::new(AtomicU32::new(0)),
+        Some(principal.clone()),
+    )));
+    data.insert(RequestCtx {
+        principal: Some(principal),
+        // A socket lives long: its operations read the partner afresh.
+        own_partner: None,
+        request_id: uuid::Uuid::now_v7().to_string(),
+    });
+    data
+}
+
 /// Verifies the token of `connection_init` and builds the socket's context; also returns when
 /// the token expires.
 async fn connection_init(state: &AppState, payload: Value) -> async_graphql::Result<(Data, i64)> {
@@ -249,20 +346,7 @@ async fn connection_init(state: &AppState, payload: Value) -> async_graphql::Res
         .await
         .map_err(|e| async_graphql::Error::new(format!("{}: {}", e.code(), e.message())))?
         .principal;
-    let mut data = Data::default();
-    data.insert(Arc::new(Loaders::new(
-        &state.pool,
-        &state.config,
-        &state.catalog,
-        Arc::new(AtomicU32::new(0)),
-        Some(principal.clone()),
-    )));
-    data.insert(RequestCtx {
-        principal: Some(principal),
-        // A socket lives long: its operations read the partner afresh.
-        own_partner: None,
-        request_id: uuid::Uuid::now_v7().to_string(),
-    });
+    let mut data = socket_data(state, principal);
     let expires_at = claims.exp;
     data.insert(SocketClaims(Arc::new(claims)));
     Ok((data, expires_at))

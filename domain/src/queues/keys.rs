@@ -92,6 +92,10 @@ impl Keys {
     pub fn signal(&self) -> String {
         format!("{}:signal", self.base)
     }
+    /// The failed attempts of a job (a list of JSON [`Attempt`]s, oldest first).
+    pub fn attempts(&self, id: &str) -> String {
+        format!("{}:attempts:{id}", self.base)
+    }
 }
 
 async fn workers<C: ConnectionLike>(c: &mut C, k: &Keys) -> redis::RedisResult<Vec<String>> {
@@ -131,18 +135,11 @@ pub async fn counts<C: ConnectionLike>(
         .arg(-1)
         .query_async(c)
         .await?;
-    let mut failed = 0;
-    if !scheduled_ids.is_empty() {
-        let mut p = redis::pipe();
-        for id in &scheduled_ids {
-            p.hget(k.meta(id), "status");
-        }
-        let statuses: Vec<Option<String>> = p.query_async(c).await?;
-        failed = statuses
-            .iter()
-            .filter(|s| matches!(s.as_deref(), Some("Failed")))
-            .count() as i64;
-    }
+    let failed = are_failed(c, &k, &scheduled_ids)
+        .await?
+        .into_iter()
+        .filter(|f| *f)
+        .count() as i64;
     Ok(QueueCounts {
         queue: queue.to_owned(),
         pending,
@@ -184,73 +181,242 @@ pub async fn oldest_queued_at<C: ConnectionLike>(
     Ok(oldest)
 }
 
-/// Jobs of one queue in one state (at most `limit`).
+/// A page of the jobs of one queue in one state: `limit` jobs from position `offset`, and how
+/// many there are in all. Waiting jobs come in queue order (next first); scheduled and failed
+/// ones by due time; running, finished and dead ones newest first (job ids are ULIDs, which
+/// sort by creation time).
 pub async fn list<C: ConnectionLike>(
     c: &mut C,
     prefix: &str,
     queue: &str,
     state: JobState,
+    offset: usize,
     limit: usize,
-) -> redis::RedisResult<Vec<JobInfo>> {
+) -> redis::RedisResult<(Vec<JobInfo>, usize)> {
     let k = Keys::new(prefix, queue);
     let limit = limit.clamp(1, 500);
-    let mut out = Vec::new();
-    for id in ids_in(c, &k, state, limit).await? {
-        if let Some(job) = info(c, &k, queue, state, id).await? {
-            out.push(job);
-        }
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-/// The ids of the jobs that may be in `state` (scheduled and failed jobs share a set; the
-/// caller tells them apart by status).
-async fn ids_in<C: ConnectionLike>(
-    c: &mut C,
-    k: &Keys,
-    state: JobState,
-    limit: usize,
-) -> redis::RedisResult<Vec<String>> {
-    Ok(match state {
+    let (ids, total) = match state {
         JobState::Pending => {
-            redis::cmd("LRANGE")
-                .arg(k.active())
-                .arg(0)
-                .arg(limit as i64 - 1)
+            let (ids, total): (Vec<String>, usize) = redis::pipe()
+                .lrange(k.active(), offset as isize, (offset + limit) as isize - 1)
+                .llen(k.active())
                 .query_async(c)
-                .await?
+                .await?;
+            (ids, total)
         }
         JobState::Scheduled | JobState::Failed => {
-            redis::cmd("ZRANGE")
+            let all: Vec<String> = redis::cmd("ZRANGE")
                 .arg(k.scheduled())
                 .arg(0)
                 .arg(-1)
                 .query_async(c)
-                .await?
+                .await?;
+            let failed = are_failed(c, &k, &all).await?;
+            let want_failed = state == JobState::Failed;
+            let ids: Vec<String> = all
+                .into_iter()
+                .zip(failed)
+                .filter(|(_, f)| *f == want_failed)
+                .map(|(id, _)| id)
+                .collect();
+            let total = ids.len();
+            (ids.into_iter().skip(offset).take(limit).collect(), total)
         }
-        JobState::Running => {
-            let mut all = Vec::new();
-            for w in workers(c, k).await? {
-                let ids: Vec<String> = redis::cmd("SMEMBERS")
-                    .arg(k.inflight(&w))
-                    .query_async(c)
-                    .await?;
-                all.extend(ids);
-            }
-            all
+        JobState::Running | JobState::Done | JobState::Dead => {
+            let mut ids = match state {
+                JobState::Running => {
+                    let mut all = Vec::new();
+                    for w in workers(c, &k).await? {
+                        let ids: Vec<String> = redis::cmd("SMEMBERS")
+                            .arg(k.inflight(&w))
+                            .query_async(c)
+                            .await?;
+                        all.extend(ids);
+                    }
+                    all
+                }
+                JobState::Done => redis::cmd("SMEMBERS").arg(k.done()).query_async(c).await?,
+                _ => redis::cmd("SMEMBERS").arg(k.dead()).query_async(c).await?,
+            };
+            ids.sort_unstable_by(|a: &String, b| b.cmp(a));
+            let total = ids.len();
+            (ids.into_iter().skip(offset).take(limit).collect(), total)
         }
-        JobState::Done => {
-            redis::cmd("SRANDMEMBER")
-                .arg(k.done())
-                .arg(limit)
-                .query_async(c)
-                .await?
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(job) = info(c, &k, queue, state, id).await? {
+            out.push(job);
         }
-        JobState::Dead => redis::cmd("SMEMBERS").arg(k.dead()).query_async(c).await?,
-    })
+    }
+    Ok((out, total))
+}
+
+/// Which of these scheduled-set members wait for a retry (status `Failed`).
+async fn are_failed<C: ConnectionLike>(
+    c: &mut C,
+    k: &Keys,
+    ids: &[String],
+) -> redis::RedisResult<Vec<bool>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut p = redis::pipe();
+    for id in ids {
+        p.hget(k.meta(id), "status");
+    }
+    let statuses: Vec<Option<String>> = p.query_async(c).await?;
+    Ok(statuses
+        .iter()
+        .map(|s| s.as_deref() == Some("Failed"))
+        .collect())
+}
+
+/// The job with this id in a queue, in whatever state it is, if Redis has it.
+pub async fn find<C: ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    queue: &str,
+    id: &str,
+) -> redis::RedisResult<Option<JobInfo>> {
+    let k = Keys::new(prefix, queue);
+    let (exists, dead, done, score, status): (bool, bool, bool, Option<f64>, Option<String>) =
+        redis::pipe()
+            .hexists(k.data(), id)
+            .sismember(k.dead(), id)
+            .sismember(k.done(), id)
+            .zscore(k.scheduled(), id)
+            .hget(k.meta(id), "status")
+            .query_async(c)
+            .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let state = if dead {
+        JobState::Dead
+    } else if done {
+        JobState::Done
+    } else if score.is_some() {
+        if status.as_deref() == Some("Failed") {
+            JobState::Failed
+        } else {
+            JobState::Scheduled
+        }
+    } else if status.as_deref() == Some("Running") {
+        JobState::Running
+    } else {
+        JobState::Pending
+    };
+    info(c, &k, queue, state, id.to_owned()).await
+}
+
+/// Every job of a queue whose payload `matches`, newest first, at most `limit`; the data hash
+/// is read in steps (`HSCAN`), so a large queue does not block Redis.
+pub async fn scan_payloads<C: ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    queue: &str,
+    limit: usize,
+    mut matches: impl FnMut(&[u8]) -> bool,
+) -> redis::RedisResult<Vec<String>> {
+    let k = Keys::new(prefix, queue);
+    let mut cursor = "0".to_owned();
+    let mut found = Vec::new();
+    loop {
+        let (next, chunk): (String, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+            .arg(k.data())
+            .arg(&cursor)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(c)
+            .await?;
+        found.extend(
+            chunk
+                .into_iter()
+                .filter(|(_, payload)| matches(payload))
+                .map(|(id, _)| id),
+        );
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found.truncate(limit);
+    Ok(found)
+}
+
+/// A failed run of a job, as the worker recorded it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, async_graphql::SimpleObject,
+)]
+#[graphql(name = "JobAttempt")]
+pub struct Attempt {
+    /// 1 for the first run.
+    pub attempt: i32,
+    /// When the run ended, in Unix milliseconds.
+    pub at_ms: i64,
+    /// `retry` (apalis runs it again) or `dead` (gave up: the dead set).
+    pub outcome: String,
+    pub error: String,
+    pub duration_ms: i64,
+    /// The worker process (`host:pid`).
+    pub worker: String,
+}
+
+/// How long a job's failed attempts are kept at most (retention and discards remove them
+/// with their job before that).
+const ATTEMPTS_KEEP_SECS: i64 = 30 * 24 * 3600;
+
+/// Appends failed attempts, `(queue, job id, attempt)`, in one round trip.
+pub async fn record_attempts<C: ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    attempts: &[(&str, String, Attempt)],
+) -> redis::RedisResult<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut p = redis::pipe();
+    for (queue, id, a) in attempts {
+        let key = Keys::new(prefix, queue).attempts(id);
+        p.rpush(&key, serde_json::to_string(a).unwrap_or_default())
+            .ignore()
+            .expire(&key, ATTEMPTS_KEEP_SECS)
+            .ignore();
+    }
+    p.query_async(c).await
+}
+
+/// The failed attempts of a job, oldest first.
+pub async fn attempts<C: ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    queue: &str,
+    id: &str,
+) -> redis::RedisResult<Vec<Attempt>> {
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(Keys::new(prefix, queue).attempts(id))
+        .arg(0)
+        .arg(-1)
+        .query_async(c)
+        .await?;
+    Ok(raw
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect())
+}
+
+/// The full payload of a job as text (operators' job detail), if Redis still has it.
+pub async fn payload_text<C: ConnectionLike>(
+    c: &mut C,
+    prefix: &str,
+    queue: &str,
+    id: &str,
+) -> redis::RedisResult<Option<String>> {
+    Ok(payload(c, prefix, queue, id)
+        .await?
+        .map(|p| String::from_utf8_lossy(&p).into_owned()))
 }
 
 /// One job as operators see it; None when it is not in `state` after all.
@@ -336,13 +502,18 @@ pub async fn discard<C: ConnectionLike>(
         .hdel(k.data(), id)
         .query_async(c)
         .await?;
-    let _: i64 = redis::cmd("DEL").arg(k.meta(id)).query_async(c).await?;
+    let _: i64 = redis::cmd("DEL")
+        .arg(k.meta(id))
+        .arg(k.attempts(id))
+        .query_async(c)
+        .await?;
     Ok(a + b + d + e > 0)
 }
 
 const TRIM: &str = r#"
 -- KEYS[1] done set, KEYS[2] data hash; ARGV[1] meta key prefix, ARGV[2] cutoff (unix s),
--- ARGV[3] cursor, ARGV[4] batch. Removes finished jobs older than the cutoff.
+-- ARGV[3] cursor, ARGV[4] batch, ARGV[5] attempts key prefix. Removes finished jobs older
+-- than the cutoff, with their meta and failed attempts.
 local scan = redis.call('SSCAN', KEYS[1], ARGV[3], 'COUNT', ARGV[4])
 local removed = 0
 for _, id in ipairs(scan[2]) do
@@ -351,7 +522,7 @@ for _, id in ipairs(scan[2]) do
   if done_at <= tonumber(ARGV[2]) then
     redis.call('SREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
-    redis.call('DEL', meta)
+    redis.call('DEL', meta, ARGV[5] .. id)
     removed = removed + 1
   end
 end
@@ -377,6 +548,7 @@ pub async fn trim_done<C: ConnectionLike>(
         .arg(cutoff)
         .arg(cursor)
         .arg(batch)
+        .arg(format!("{}:attempts:", k.base))
         .invoke_async(c)
         .await
 }

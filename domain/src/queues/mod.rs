@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod due_work;
+pub mod inspect;
 pub mod keys;
 pub mod pauses;
 pub mod postgres;
@@ -13,7 +14,7 @@ use async_graphql::SimpleObject;
 use redis::aio::ConnectionLike;
 use serde_json::json;
 
-pub use keys::{counts, discard, list, payload, trim_done, JobInfo, JobState, QueueCounts};
+pub use keys::{counts, discard, payload, trim_done, JobInfo, JobState, QueueCounts};
 pub use postgres::{pg_counts, PgCounts, Retried};
 
 use crate::audit::{self, Actor};
@@ -110,20 +111,6 @@ pub async fn overview_for_operators<C: ConnectionLike>(
         });
     }
     Ok(out)
-}
-
-/// Jobs of a queue in a state, at most `first` (1 to 500; operators).
-pub async fn jobs<C: ConnectionLike>(
-    redis: &mut C,
-    principal: &Principal,
-    prefix: &str,
-    queue: &str,
-    state: JobState,
-    first: i32,
-) -> AppResult<Vec<JobInfo>> {
-    principal.require(Action::Operate)?;
-    let queue = known_queue(queue)?;
-    Ok(list(redis, prefix, queue, state, first.clamp(1, 500) as usize).await?)
 }
 
 /// Retries a job (operators): Postgres first (an email comes back to life, a due action is

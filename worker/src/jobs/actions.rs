@@ -17,6 +17,8 @@ pub async fn run(
     job: DueAction,
     ctx: Data<Arc<WorkerCtx>>,
     queue: &'static str,
+    id: TaskId,
+    attempt: Attempt,
 ) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
     // Every log line of this job carries its queue and action ids.
@@ -26,7 +28,33 @@ pub async fn run(
     gateway_domain::telemetry::continue_trace(&span, job.traceparent.as_deref());
     let result = tracing::Instrument::instrument(handle(job, ctx, queue), span).await;
     crate::metrics::observe(queue, outcome(&result), started);
+    record_failure(queue, &id, &attempt, &result, started);
     result
+}
+
+/// A failed run goes into the job's attempts (`crate::activity::failed`).
+pub fn record_failure(
+    queue: &'static str,
+    id: &TaskId,
+    attempt: &Attempt,
+    result: &Result<(), BoxDynError>,
+    started: std::time::Instant,
+) {
+    if let Err(e) = result {
+        let outcome = if outcome(result) == "dead" {
+            "dead"
+        } else {
+            "retry"
+        };
+        crate::activity::failed(
+            queue,
+            id,
+            attempt.current(),
+            outcome,
+            &e.to_string(),
+            started,
+        );
+    }
 }
 
 /// `ok`, `dead` (aborted: goes to the dead set) or `error` (apalis retries).
@@ -47,7 +75,9 @@ async fn handle(
         return Err(AbortError::new(format!("unknown DueAction payload version {}", job.v)).into());
     }
     if super::is_paused(&ctx.paused, queue) {
-        return super::hand_back(&ctx.pool, queue, &job).await;
+        if let Some(handed_back) = super::hand_back(&ctx.pool, &ctx.paused, queue, &job).await {
+            return handed_back;
+        }
     }
     let mut conn = ctx
         .services

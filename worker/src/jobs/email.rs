@@ -13,13 +13,19 @@ use gateway_domain::jobs::{SendEmail, PAYLOAD_VERSION};
 
 use crate::WorkerCtx;
 
-pub async fn run(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynError> {
+pub async fn run(
+    job: SendEmail,
+    ctx: Data<Arc<WorkerCtx>>,
+    id: TaskId,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
     let span = tracing::info_span!("job", queue = "email", email_id = %job.email_id, batch = job.ids().len());
     // Part of the trace of the request that enqueued it, if any.
     gateway_domain::telemetry::continue_trace(&span, job.traceparent.as_deref());
     let result = tracing::Instrument::instrument(handle(job, ctx), span).await;
     crate::metrics::observe("email", super::actions::outcome(&result), started);
+    super::actions::record_failure("email", &id, &attempt, &result, started);
     result
 }
 
@@ -28,7 +34,9 @@ async fn handle(job: SendEmail, ctx: Data<Arc<WorkerCtx>>) -> Result<(), BoxDynE
         return Err(AbortError::new(format!("unknown SendEmail payload version {}", job.v)).into());
     }
     if super::is_paused(&ctx.paused, "email") {
-        return super::hand_back(&ctx.pool, "email", &job).await;
+        if let Some(handed_back) = super::hand_back(&ctx.pool, &ctx.paused, "email", &job).await {
+            return handed_back;
+        }
     }
     let outcomes =
         gateway_domain::email::deliver_many(&ctx.pool, &ctx.mailer, &ctx.config.email, &job.ids())

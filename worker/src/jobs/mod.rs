@@ -41,16 +41,35 @@ pub fn is_paused(paused: &Paused, queue: &str) -> bool {
 }
 
 /// A job of a paused queue goes back to the outbox unrun (the relay holds it there until the
-/// queue is resumed); its Redis copy is then done.
+/// queue is resumed); its Redis copy is then done. The pause is read again first: a queue
+/// resumed since the last poll runs its job here and now (None), instead of sending it round
+/// the outbox a second time.
 pub async fn hand_back(
     pool: &DbPool,
+    paused: &Paused,
     queue: &str,
     job: &impl serde::Serialize,
-) -> Result<(), apalis::prelude::BoxDynError> {
-    let mut conn = pool.get().await.map_err(|e| format!("database: {e}"))?;
-    gateway_domain::outbox::enqueue_to(&mut conn, queue, job, chrono::Utc::now())
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+) -> Option<Result<(), apalis::prelude::BoxDynError>> {
+    let mut conn = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => return Some(Err(format!("database: {e}").into())),
+    };
+    match gateway_domain::queues::pauses::paused(&conn).await {
+        Ok(rows) if !rows.iter().any(|(q, _, _)| q == queue) => {
+            paused
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(queue);
+            return None;
+        }
+        Ok(_) => {}
+        Err(e) => return Some(Err(format!("{e:?}").into())),
+    }
+    if let Err(e) =
+        gateway_domain::outbox::enqueue_to(&mut conn, queue, job, chrono::Utc::now()).await
+    {
+        return Some(Err(format!("{e:?}").into()));
+    }
     tracing::info!(queue, "queue paused: job handed back to the outbox");
-    Ok(())
+    Some(Ok(()))
 }
