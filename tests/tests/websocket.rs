@@ -245,3 +245,97 @@ async fn a_removed_user_hears_no_more_events_on_an_open_socket() {
     let done = next_json(&mut bob_ws).await;
     assert_eq!(done, json!({"id": "1", "type": "complete"}));
 }
+
+/// The console's socket (`/ops/ws`) opens only on a console session, from the console's own
+/// origin, with the session's CSRF token in `connection_init`; it pushes `queueStats` and
+/// closes (4401) once the session is signed out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consoles_socket_needs_its_session_origin_and_csrf_token_and_ends_with_the_session() {
+    let sys = TestSystem::start().await.unwrap();
+    let op = operator_token(&sys).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/ops/session", sys.api_url))
+        .json(&json!({"token": op}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = r.json::<Value>().await.unwrap()["csrfToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let host = sys.api_url.trim_start_matches("http://").to_owned();
+    let connect = |cookie: Option<&str>, origin: &str| {
+        let mut req = format!("ws://{host}/ops/ws").into_client_request().unwrap();
+        let h = req.headers_mut();
+        h.insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        h.insert("Origin", origin.parse().unwrap());
+        if let Some(c) = cookie {
+            h.insert("Cookie", c.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let status = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => 101,
+    };
+    let own = format!("http://{host}");
+    assert_eq!(status(connect(None, &own).await), 401, "no session");
+    assert_eq!(
+        status(connect(Some(&cookie), "https://evil.example").await),
+        403,
+        "another site's page"
+    );
+
+    // The session's CSRF token is required in connection_init.
+    let (mut ws, _) = connect(Some(&cookie), &own).await.unwrap();
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"csrfToken": "guess"}}),
+    )
+    .await;
+    let (code, _) = close_code(&mut ws, 10).await;
+    assert_eq!(code, 4403);
+
+    let (mut ws, _) = connect(Some(&cookie), &own).await.unwrap();
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"csrfToken": csrf}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    subscribe_to(&mut ws, "s", "subscription { queueStats { name pending } }").await;
+    let first = next_json(&mut ws).await;
+    assert_eq!(first["type"], "next", "{first}");
+    assert!(
+        first["payload"]["data"]["queueStats"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    );
+
+    // Signing out (elsewhere) ends the socket within the session check's interval.
+    let r = http
+        .delete(format!("{}/ops/session", sys.api_url))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (code, reason) = close_code(&mut ws, 15).await;
+    assert_eq!(code, 4401, "{reason}");
+    assert!(reason.contains("session"), "{reason}");
+}

@@ -155,6 +155,13 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols,
             finished(&out_shared, &text);
             Message::Text(text.into())
         }
+        // A refused connection_init is 4403 Forbidden, as graphql-transport-ws asks (the
+        // library says 1002).
+        async_graphql::http::WsMessage::Close(1002, reason)
+            if reason.starts_with("UNAUTHENTICATED") || reason.starts_with("FORBIDDEN") =>
+        {
+            close(4403, &reason)
+        }
         async_graphql::http::WsMessage::Close(code, reason) => close(code, &reason),
     });
     futures::pin_mut!(ws);
