@@ -2,11 +2,13 @@
 //! Redis queue names, a real SMTP server in-process, and the real api and worker binaries.
 
 pub mod db;
+pub mod oidc;
 pub mod otlp;
 pub mod smtp;
 pub mod system;
 
 pub use db::TestDb;
+pub use oidc::FakeOidc;
 pub use otlp::OtlpSink;
 pub use smtp::{ReceivedEmail, SmtpSink};
 pub use system::TestSystem;

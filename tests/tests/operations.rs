@@ -1247,3 +1247,144 @@ async fn operators_find_a_partners_jobs_and_read_one_in_full() {
     let d = sys.gql(Some(&op), PAGE, json!({"after": "nope"})).await;
     assert_eq!(error_code(&d), Some("BAD_USER_INPUT"), "{d}");
 }
+
+/// Where an OpenID Connect provider is configured, operators sign in to the console through
+/// it: authorization code with PKCE (S256), the state bound to the browser, codes used once,
+/// and the provider's access token opening a session as a pasted token would (operators only).
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_sign_in_to_the_console_through_openid_connect_with_pkce() {
+    let idp = gateway_testkit::FakeOidc::start("pbg-ops").await.unwrap();
+    // The browser reaches the api as console.test (a proxy in front of it).
+    let redirect = "http://console.test/ops/oidc/callback";
+    let sys = TestSystem::start_with(&[
+        ("OPS_OIDC_ISSUER", idp.url.as_str()),
+        ("OPS_OIDC_CLIENT_ID", "pbg-ops"),
+        ("OPS_OIDC_REDIRECT_URL", redirect),
+    ])
+    .await
+    .unwrap();
+    let op = operator_token(&sys).await;
+    let (_, partner) = enroll(&sys, "oidc", "o@oidc-corp.example", "Oidc Corp").await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let config: Value = client
+        .get(format!("{}/ops/config", sys.api_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["oidc"], true);
+
+    let cookies = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    // Start → the provider → back with a code; returns the callback URL (as the api serves
+    // it) and this browser's state cookie.
+    let round_trip = || async {
+        let r = client
+            .get(format!("{}/ops/oidc/start", sys.api_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let set = cookies(&r);
+        let state_cookie = set
+            .iter()
+            .find(|c| c.starts_with("pbg_ops_oidc="))
+            .unwrap()
+            .clone();
+        for attr in ["HttpOnly", "SameSite=Lax", "Path=/ops/oidc"] {
+            assert!(state_cookie.contains(attr), "{state_cookie}");
+        }
+        let to_idp = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            to_idp.starts_with(&format!("{}/authorize?", idp.url)),
+            "{to_idp}"
+        );
+        let r = client.get(&to_idp).send().await.unwrap();
+        assert_eq!(r.status(), 302, "{:?}", r.text().await);
+        let back = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(back.starts_with(redirect), "{back}");
+        (
+            back.replace("http://console.test", &sys.api_url),
+            state_cookie.split(';').next().unwrap().to_owned(),
+        )
+    };
+
+    idp.sign_in_as(&op);
+    let (callback, state_cookie) = round_trip().await;
+    let a = &idp.authorizations()[0];
+    assert_eq!(a["code_challenge_method"], "S256");
+    assert_eq!(a["code_challenge"].len(), 43, "base64url of a SHA-256");
+    assert_eq!(a["redirect_uri"], redirect);
+    assert_eq!(a["scope"], "openid");
+    assert!(!a["nonce"].is_empty());
+    // A callback without this browser's state (a sign-in started elsewhere) is refused.
+    let r = client.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client
+        .get(&callback)
+        .header("cookie", "pbg_ops_oidc=someone-elses")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // This browser's callback: a session, and back to the console.
+    let r = client
+        .get(&callback)
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/ops");
+    let set = cookies(&r);
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("pbg_ops="))
+        .expect("the session cookie");
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+    assert!(
+        set.iter().any(|c| c.starts_with("pbg_ops_oidc=;")),
+        "{set:?}"
+    );
+    let session = session.split(';').next().unwrap().to_owned();
+    let me: Value = client
+        .get(format!("{}/ops/session", sys.api_url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["operator"], "Olga Operator");
+    // The same callback again: the sign-in was used.
+    let r = client
+        .get(&callback)
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A partner's account at the provider opens no console session.
+    idp.sign_in_as(&partner);
+    let (callback, state_cookie) = round_trip().await;
+    let r = client
+        .get(&callback)
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(cookies(&r).iter().all(|c| !c.starts_with("pbg_ops=")));
+}

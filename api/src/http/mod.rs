@@ -8,6 +8,7 @@ mod health;
 mod invoices;
 pub(crate) mod metrics;
 mod ops;
+mod ops_oidc;
 pub mod rate_limit;
 mod security;
 pub mod server;
@@ -128,6 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/app.js", get(ops::script))
         .route("/ops/app.css", get(ops::style))
         .route("/ops/ws", get(ops::ws))
+        .route("/ops/config", get(ops::config))
+        .route("/ops/oidc/start", get(ops_oidc::start))
+        .route("/ops/oidc/callback", get(ops_oidc::callback))
         .route(
             "/ops/session",
             get(ops::current).post(ops::sign_in).delete(ops::sign_out),

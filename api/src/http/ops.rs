@@ -93,21 +93,45 @@ pub(super) async fn sign_in(State(state): State<AppState>, body: axum::body::Byt
             "send {\"token\": \"<operator token>\"}",
         );
     };
+    match open_session(&state, &token).await {
+        Ok((body, cookie)) => {
+            let mut resp = axum::Json(body).into_response();
+            resp.headers_mut().insert(header::SET_COOKIE, cookie);
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// Exchanges an operator's bearer token for a console session: the answer's JSON
+/// (`{csrfToken, operator, expiresAt}`) and its `Set-Cookie`, or the refusal to send (401 for
+/// a bad token, 403 for anyone but an operator). Used by the pasted-token sign-in and the
+/// OpenID Connect callback.
+pub(super) async fn open_session(
+    state: &AppState,
+    token: &str,
+) -> Result<(serde_json::Value, HeaderValue), Response> {
     let mut headers = HeaderMap::new();
     let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else {
-        return error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "invalid token");
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "invalid token",
+        ));
     };
     headers.insert(header::AUTHORIZATION, bearer);
-    let principal = match authenticate_caller(&state, &headers).await {
+    let principal = match authenticate_caller(state, &headers).await {
         Ok(Some(c)) => c.principal,
         Ok(None) | Err(AppError::Unauthenticated) => {
-            return error_response(
+            return Err(error_response(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "invalid or expired token",
-            )
+            ))
         }
-        Err(e) => return error_response(super::status_of(&e), e.code(), &e.message()),
+        Err(e) => return Err(error_response(super::status_of(&e), e.code(), &e.message())),
     };
     let ttl = state.config.http.ops_session_ttl_secs;
     let started = match state.pool.get().await {
@@ -117,29 +141,28 @@ pub(super) async fn sign_in(State(state): State<AppState>, body: axum::body::Byt
     let started = match started {
         Ok(s) => s,
         Err(AppError::Forbidden) => {
-            return error_response(
+            return Err(error_response(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
                 "the console is for operators",
-            )
+            ))
         }
-        Err(e) => return error_response(super::status_of(&e), e.code(), &e.message()),
+        Err(e) => return Err(error_response(super::status_of(&e), e.code(), &e.message())),
     };
     let name = match &principal {
         gateway_domain::permissions::Principal::Operator { name, .. } => name.clone(),
         _ => String::new(),
     };
-    let mut resp = axum::Json(json!({
-        "csrfToken": started.csrf, "operator": name, "expiresAt": started.expires_at,
-    }))
-    .into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
+    Ok((
+        json!({"csrfToken": started.csrf, "operator": name, "expiresAt": started.expires_at}),
         set_cookie(&started.cookie, ttl, state.config.is_production()),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    ))
+}
+
+/// `GET /ops/config`: how the console signs in (`{"oidc": true}`: through the provider, at
+/// `/ops/oidc/start`).
+pub(super) async fn config(State(state): State<AppState>) -> Response {
+    axum::Json(json!({"oidc": state.config.http.ops_oidc.is_some()})).into_response()
 }
 
 /// The live session of the request's cookie, or the 401 to answer.

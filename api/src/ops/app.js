@@ -27,16 +27,19 @@ async function gql(query, variables) {
 function signedIn(s) {
   csrf = s.csrfToken;
   $("who").textContent = "Signed in as " + s.operator;
-  $("sign-in").hidden = true; $("sign-out").hidden = false; $("console").hidden = false;
+  $("sign-in").hidden = true; $("oidc").hidden = true; $("sign-out").hidden = false; $("console").hidden = false;
   connect();
   refresh();
 }
+
+let oidc = false;     // the console signs in through an OpenID Connect provider
 
 function signedOut() {
   csrf = null;
   if (socket) { socket.close(); socket = null; }
   $("who").textContent = ""; $("live").textContent = "";
-  $("sign-in").hidden = false; $("sign-out").hidden = true; $("console").hidden = true;
+  $("sign-in").hidden = oidc; $("oidc").hidden = !oidc;
+  $("sign-out").hidden = true; $("console").hidden = true;
 }
 
 function screen(name) {
@@ -297,6 +300,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("next").addEventListener("click", () => { list.after.push(list.next); showList().catch(showError); });
   $("detail-back").addEventListener("click", () => { detail = null; if (list) showList().catch(showError); else screen("overview"); });
   $("chart-queue").addEventListener("change", () => refresh());
+  try { oidc = (await (await fetch("/ops/config")).json()).oidc === true; } catch (_) { oidc = false; }
   const r = await fetch("/ops/session", {credentials: "same-origin"});
   if (r.ok) signedIn(await r.json()); else signedOut();
   setInterval(refresh, 2000);

@@ -77,6 +77,10 @@ pub struct HttpConfig {
     pub metrics_cache: Duration,
     /// OPS_SESSION_TTL_SECS: how long an operators' console session lasts (default 3600)
     pub ops_session_ttl_secs: i64,
+    /// OPS_OIDC_ISSUER, OPS_OIDC_CLIENT_ID, OPS_OIDC_REDIRECT_URL (+ optional
+    /// OPS_OIDC_CLIENT_SECRET, OPS_OIDC_SCOPES): where set, the console signs operators in
+    /// through this OpenID Connect provider (authorization code + PKCE).
+    pub ops_oidc: Option<OpsOidc>,
     /// HTTP_TRUST_FORWARDED_FOR: the client address is the last of X-Forwarded-For (set it
     /// only behind a proxy that appends it; default off: the peer address)
     pub trust_forwarded_for: bool,
@@ -429,6 +433,7 @@ impl HttpConfig {
             metrics_token: r.opt("METRICS_TOKEN").filter(|t| !t.is_empty()),
             metrics_cache: r.millis("METRICS_CACHE_MS", 5_000),
             ops_session_ttl_secs: r.parse("OPS_SESSION_TTL_SECS", 3600i64, 60),
+            ops_oidc: OpsOidc::read(r, prod),
         };
         if http.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
             r.error("METRICS_TOKEN must be at least 32 characters".into());
@@ -612,5 +617,53 @@ impl BenefitsConfig {
             gtm_activation_delay: r.secs("GTM_ACTIVATION_DELAY_SECS", 3 * 24 * 3600),
             provisioning_fails,
         }
+    }
+}
+
+/// The operators' console's OpenID Connect provider (authorization code flow with PKCE S256).
+/// The provider's access token is a bearer token for this API (the issuer, audience and JWKS
+/// of `JWT_*`); the console exchanges it for a session as it does a pasted token.
+#[derive(Debug, Clone)]
+pub struct OpsOidc {
+    /// OPS_OIDC_ISSUER: the provider; its discovery document is
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// OPS_OIDC_CLIENT_ID
+    pub client_id: String,
+    /// OPS_OIDC_CLIENT_SECRET: for confidential clients (optional; PKCE protects the code).
+    pub client_secret: Option<String>,
+    /// OPS_OIDC_REDIRECT_URL: this api's `/ops/oidc/callback` as the browser reaches it.
+    pub redirect_url: String,
+    /// OPS_OIDC_SCOPES (default `openid`)
+    pub scopes: String,
+}
+
+impl OpsOidc {
+    fn read(r: &mut Reader, prod: bool) -> Option<Self> {
+        let issuer = r.opt("OPS_OIDC_ISSUER").filter(|s| !s.trim().is_empty())?;
+        let oidc = OpsOidc {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            client_id: r.required(
+                "OPS_OIDC_CLIENT_ID",
+                "the console's client id at the provider",
+            ),
+            client_secret: r.opt("OPS_OIDC_CLIENT_SECRET").filter(|s| !s.is_empty()),
+            redirect_url: r.required(
+                "OPS_OIDC_REDIRECT_URL",
+                "https://<api host>/ops/oidc/callback",
+            ),
+            scopes: r.string("OPS_OIDC_SCOPES", "openid"),
+        };
+        if !oidc.redirect_url.ends_with("/ops/oidc/callback") {
+            r.error("OPS_OIDC_REDIRECT_URL must end with /ops/oidc/callback".into());
+        }
+        if prod
+            && !(oidc.issuer.starts_with("https://") && oidc.redirect_url.starts_with("https://"))
+        {
+            r.error(
+                "production requires https for OPS_OIDC_ISSUER and OPS_OIDC_REDIRECT_URL".into(),
+            );
+        }
+        Some(oidc)
     }
 }

@@ -188,6 +188,11 @@ pub const VARIABLES: &[&str] = &[
     "METRICS_TOKEN",
     "METRICS_CACHE_MS",
     "OPS_SESSION_TTL_SECS",
+    "OPS_OIDC_ISSUER",
+    "OPS_OIDC_CLIENT_ID",
+    "OPS_OIDC_CLIENT_SECRET",
+    "OPS_OIDC_REDIRECT_URL",
+    "OPS_OIDC_SCOPES",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_HS256_SECRET",
@@ -282,6 +287,31 @@ mod tests {
         assert!(
             !err.contains("JWT_HS256_SECRET"),
             "no dev secret is assumed: {err}"
+        );
+    }
+
+    #[test]
+    fn the_consoles_openid_provider_is_complete_and_https_in_production() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "development".into());
+        assert!(Config::from_map(&vars).unwrap().http.ops_oidc.is_none());
+        vars.insert("OPS_OIDC_ISSUER".into(), "http://idp.local/".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(err.contains("OPS_OIDC_CLIENT_ID is required"), "{err}");
+        assert!(err.contains("OPS_OIDC_REDIRECT_URL is required"), "{err}");
+        vars.insert("OPS_OIDC_CLIENT_ID".into(), "console".into());
+        vars.insert(
+            "OPS_OIDC_REDIRECT_URL".into(),
+            "http://localhost:8080/ops/oidc/callback".into(),
+        );
+        let oidc = Config::from_map(&vars).unwrap().http.ops_oidc.unwrap();
+        assert_eq!(oidc.issuer, "http://idp.local");
+        assert_eq!(oidc.scopes, "openid");
+        vars.insert("APP_ENV".into(), "production".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(
+            err.contains("production requires https for OPS_OIDC_ISSUER"),
+            "{err}"
         );
     }
 
