@@ -33,6 +33,10 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<App> {
         &config.http,
         metrics.registry(),
     ));
+    let trusted = match &config.http.trusted_documents {
+        Some(path) => Some(Arc::new(http::persisted::load_trusted(path)?)),
+        None => None,
+    };
     let state = http::AppState {
         in_flight,
         limiter,
@@ -48,6 +52,7 @@ pub async fn app(config: Arc<Config>) -> anyhow::Result<App> {
         catalog: Default::default(),
         services,
         gauges: Default::default(),
+        trusted,
     };
     Ok(App {
         router: http::router(state.clone()),

@@ -60,11 +60,16 @@ async fn enrollment_refuses_bad_input_and_writes_nothing() {
         assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{what}: {resp}");
         assert_eq!(resp["errors"][0]["extensions"]["field"], field, "{what}");
     }
-    // A missing required field is a GraphQL validation error, also coded.
+    // A missing required field is a GraphQL validation error (variable coercion), coded as
+    // other servers code it.
     let resp = sys
         .gql(Some(&t), ENROLL, json!({"input": {"legalName": "x"}}))
         .await;
-    assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"));
+    assert_eq!(
+        error_code(&resp),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{resp}"
+    );
     // Without a token.
     let resp = sys
         .gql(None, ENROLL, enroll_input("Contoso", "ada@contoso.com"))
@@ -168,7 +173,11 @@ async fn the_http_layer_refuses_what_it_must() {
         " } }".repeat(8)
     );
     let resp = sys.gql(Some(&sys.token("s", None)), &deep, json!({})).await;
-    assert_eq!(error_code(&resp), Some("BAD_USER_INPUT"), "{resp}");
+    assert_eq!(
+        error_code(&resp),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{resp}"
+    );
 
     // Batches beyond the limit.
     let batch: Vec<_> = (0..11)
@@ -257,4 +266,34 @@ async fn cors_allows_only_listed_origins() {
     );
     let evil = preflight("https://evil.example").await.unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
+    // A client may send its own request id and read the one answered.
+    let r = sys
+        .http()
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://portal.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-request-id")
+        .send()
+        .await
+        .unwrap();
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-request-id"), "{allowed}");
+    let r = sys
+        .http()
+        .post(&url)
+        .header("origin", "https://portal.example")
+        .header("x-request-id", "req-from-the-spa-1")
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-from-the-spa-1");
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
 }

@@ -5,12 +5,13 @@
 //! CORS preflight, which the allowlist decides); "simple" content types are refused with 415,
 //! and mutations over GET with 405.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, ServerError};
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -85,6 +86,23 @@ pub(super) async fn read_request(
             ))
         }
     };
+    let mut batch = batch;
+    let requests: Vec<&mut async_graphql::Request> = match &mut batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(list) => list.iter_mut().collect(),
+    };
+    let mut empty = false;
+    for r in requests {
+        super::persisted::resolve(state, r).await?;
+        empty |= r.query.trim().is_empty();
+    }
+    if empty {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.",
+        ));
+    }
     if let BatchRequest::Batch(list) = &batch {
         let max = state.config.http.max_batch;
         if list.len() > max || list.is_empty() {
@@ -110,6 +128,8 @@ pub(super) struct GetParams {
     #[serde(rename = "operationName")]
     operation_name: Option<String>,
     variables: Option<String>,
+    /// JSON, as Apollo's persisted-query GETs send it: `{"persistedQuery": {…}}`.
+    extensions: Option<String>,
 }
 
 pub(super) async fn get(
@@ -118,6 +138,10 @@ pub(super) async fn get(
     ext: axum::http::Extensions,
     Query(params): Query<GetParams>,
 ) -> Response {
+    if params.query.is_none() && params.extensions.is_some() {
+        // A hash-only GET (automatic persisted queries).
+        return get_persisted(state, headers, ext, params).await;
+    }
     let Some(query) = params.query else {
         if state.config.is_production() {
             return error_response(
@@ -156,7 +180,19 @@ pub(super) async fn get(
                 return resp;
             }
         }
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &e.to_string()),
+        Err(e) => {
+            let why = e.to_string();
+            let why = why
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("= "))
+                .next_back()
+                .unwrap_or("invalid document");
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "GRAPHQL_PARSE_FAILED",
+                &format!("Syntax Error: {why}"),
+            );
+        }
     }
     let mut req = async_graphql::Request::new(query);
     if let Some(name) = params.operation_name {
@@ -174,23 +210,104 @@ pub(super) async fn get(
             }
         }
     }
+    if let Some(extensions) = params.extensions {
+        match serde_json::from_str::<HashMap<String, serde_json::Value>>(&extensions) {
+            Ok(map) => {
+                for (k, v) in map {
+                    if let Ok(v) = async_graphql::Value::from_json(v) {
+                        req.extensions.insert(k, v);
+                    }
+                }
+            }
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_USER_INPUT",
+                    "extensions must be a JSON object",
+                )
+            }
+        }
+    }
+    if let Err(resp) = super::persisted::resolve(&state, &mut req).await {
+        return resp;
+    }
     execute(state, headers, peer(&ext), BatchRequest::Single(req)).await
 }
 
-/// Errors raised by async-graphql itself (parse, validation, limits) carry no code: they are
-/// all the client's doing.
-fn ensure_codes(errors: &mut [ServerError]) {
-    for e in errors {
+/// `GET /graphql?extensions={"persistedQuery":…}` with no query: the document comes from the
+/// persisted ones, then it runs as a GET (queries only).
+async fn get_persisted(
+    state: AppState,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+    mut params: GetParams,
+) -> Response {
+    let mut probe = async_graphql::Request::new("");
+    if let Some(extensions) = &params.extensions {
+        if let Ok(map) = serde_json::from_str::<HashMap<String, serde_json::Value>>(extensions) {
+            for (k, v) in map {
+                if let Ok(v) = async_graphql::Value::from_json(v) {
+                    probe.extensions.insert(k, v);
+                }
+            }
+        }
+    }
+    if let Err(resp) = super::persisted::resolve(&state, &mut probe).await {
+        return resp;
+    }
+    if probe.query.is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.",
+        );
+    }
+    params.query = Some(probe.query);
+    Box::pin(get(State(state), headers, ext, Query(params))).await
+}
+
+/// Errors raised by async-graphql itself carry no code. A request error (no `path`, no data:
+/// the operation never ran) is GRAPHQL_PARSE_FAILED when the document did not parse, else
+/// GRAPHQL_VALIDATION_FAILED (validation and variable coercion), as other servers name them;
+/// an uncoded error raised while running is the client's input (BAD_USER_INPUT).
+fn ensure_codes(response: &mut async_graphql::Response, parse_failed: bool) {
+    let request_error = response.data == async_graphql::Value::Null;
+    for e in &mut response.errors {
         let has_code = e
             .extensions
             .as_ref()
             .is_some_and(|x| x.get("code").is_some());
-        if !has_code {
-            let coded = async_graphql::Error::new(e.message.clone())
-                .extend_with(|_, x| x.set("code", "BAD_USER_INPUT"));
-            e.extensions = coded.extensions;
+        if has_code {
+            continue;
         }
+        let code = match (request_error && e.path.is_empty(), parse_failed) {
+            (true, true) => {
+                // The parser's own text is a dump of the source; keep its last line.
+                let why = e
+                    .message
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("= "))
+                    .next_back()
+                    .unwrap_or("invalid document")
+                    .to_owned();
+                e.message = format!("Syntax Error: {why}");
+                "GRAPHQL_PARSE_FAILED"
+            }
+            (true, false) => "GRAPHQL_VALIDATION_FAILED",
+            (false, _) => "BAD_USER_INPUT",
+        };
+        let coded =
+            async_graphql::Error::new(e.message.clone()).extend_with(|_, x| x.set("code", code));
+        e.extensions = coded.extensions;
     }
+}
+
+/// Whether a response is a request error in the GraphQL-over-HTTP sense: errors only, the
+/// operation never ran (no `data`, no error with a `path`).
+fn is_request_error(r: &async_graphql::Response) -> bool {
+    r.data == async_graphql::Value::Null
+        && !r.errors.is_empty()
+        && r.errors.iter().all(|e| e.path.is_empty())
 }
 
 /// Runs a GraphQL request, counting the SQL statements it sends (authentication and
@@ -354,6 +471,10 @@ async fn execute_counted(
             .collect(),
     };
     let validation = state.documents.prepare(&mut batch);
+    let parse_failed: Vec<bool> = match &mut batch {
+        BatchRequest::Single(r) => vec![r.parsed_query().is_err()],
+        BatchRequest::Batch(list) => list.iter_mut().map(|r| r.parsed_query().is_err()).collect(),
+    };
     let http = &state.config.http;
     if let Some(why) = too_wide(&mut batch, http.max_root_fields, http.max_aliases) {
         return error_response(StatusCode::BAD_REQUEST, "GRAPHQL_VALIDATION_FAILED", &why);
@@ -438,7 +559,7 @@ async fn execute_counted(
             state.documents.passed(&text, operation);
         }
     }
-    let outcomes = finish(&mut response);
+    let outcomes = finish(&mut response, &parse_failed);
     for (op, ok) in operations.iter().zip(outcomes) {
         let label = state.metrics.label(op, ok);
         state
@@ -481,11 +602,18 @@ async fn caller(
 ) -> Result<Option<Caller>, Response> {
     match authenticate_caller(state, headers).await {
         Ok(c) => Ok(c),
-        Err(AppError::Unauthenticated) => Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "invalid or expired bearer token",
-        )),
+        Err(AppError::Unauthenticated) => {
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "invalid or expired bearer token",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            Err(resp)
+        }
         Err(e) => {
             tracing::error!(error = ?e, request_id = %rid, "authentication failed");
             Err(error_response(
@@ -529,33 +657,70 @@ fn with_request_data(
 }
 
 /// Gives every error a code; returns whether each operation ran without errors.
-fn finish(response: &mut BatchResponse) -> Vec<bool> {
+fn finish(response: &mut BatchResponse, parse_failed: &[bool]) -> Vec<bool> {
+    let failed = |i: usize| parse_failed.get(i).copied().unwrap_or(false);
     match response {
         BatchResponse::Single(r) => {
-            ensure_codes(&mut r.errors);
+            ensure_codes(r, failed(0));
             vec![r.errors.is_empty()]
         }
         BatchResponse::Batch(list) => list
             .iter_mut()
-            .map(|r| {
-                ensure_codes(&mut r.errors);
+            .enumerate()
+            .map(|(i, r)| {
+                ensure_codes(r, failed(i));
                 r.errors.is_empty()
             })
             .collect(),
     }
 }
 
-/// The response body, in the content type the client asked for, with the request id.
+/// The response, as GraphQL over HTTP says: in the content type the client asked for; with
+/// `application/graphql-response+json`, a request error (parse, validation, variables) is 400
+/// with no `data` entry; whatever the type, a response whose every error is UNAUTHENTICATED is
+/// 401 with `WWW-Authenticate: Bearer`. Batches and `application/json` answers are otherwise
+/// 200 (the legacy type's rule).
 fn respond(headers: &HeaderMap, response: &BatchResponse, rid: &str) -> Response {
-    let content_type = if wants_graphql_response(headers) {
+    let modern = wants_graphql_response(headers);
+    let content_type = if modern {
         "application/graphql-response+json"
     } else {
         "application/json"
     };
-    let body = serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec());
+    let mut status = StatusCode::OK;
+    let body = match response {
+        BatchResponse::Single(r) => {
+            let unauthenticated = !r.errors.is_empty()
+                && r.errors.iter().all(|e| {
+                    e.extensions
+                        .as_ref()
+                        .and_then(|x| x.get("code"))
+                        .is_some_and(|c| *c == async_graphql::Value::from("UNAUTHENTICATED"))
+                });
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if unauthenticated {
+                status = StatusCode::UNAUTHORIZED;
+            } else if modern && is_request_error(r) {
+                status = StatusCode::BAD_REQUEST;
+            }
+            if modern && is_request_error(r) {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("data");
+                }
+            }
+            serde_json::to_vec(&v)
+        }
+        BatchResponse::Batch(_) => serde_json::to_vec(response),
+    }
+    .unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if let Ok(v) = HeaderValue::from_str(rid) {
         resp.headers_mut().insert("x-request-id", v);
     }

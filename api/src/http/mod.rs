@@ -9,6 +9,7 @@ mod invoices;
 pub(crate) mod metrics;
 mod ops;
 mod ops_oidc;
+pub mod persisted;
 pub mod rate_limit;
 mod security;
 pub mod server;
@@ -18,7 +19,7 @@ mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub limiter: Arc<rate_limit::Limiter>,
     /// The gauges `/metrics` reads from Postgres and Redis, shared by every scrape.
     pub gauges: Arc<metrics::GaugeCache>,
+    /// The trusted documents, when only they may run (GRAPHQL_TRUSTED_DOCUMENTS).
+    pub trusted: Option<Arc<persisted::Trusted>>,
 }
 
 /// Sheds load: a GraphQL request that finds no room is answered at once with 503 and
@@ -92,7 +95,14 @@ pub fn router(state: AppState) -> Router {
                 .filter_map(|o| HeaderValue::from_str(o).ok()),
         ))
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceparent"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600));
     Router::new()
         .route(

@@ -77,6 +77,12 @@ pub struct HttpConfig {
     pub metrics_cache: Duration,
     /// OPS_SESSION_TTL_SECS: how long an operators' console session lasts (default 3600)
     pub ops_session_ttl_secs: i64,
+    /// APQ_TTL_SECS: how long an automatic persisted query is kept in Redis after it was last
+    /// registered (default 86400)
+    pub apq_ttl_secs: u64,
+    /// GRAPHQL_TRUSTED_DOCUMENTS: a JSON manifest `{sha256: document}`; when set, only those
+    /// documents run (by hash or text)
+    pub trusted_documents: Option<String>,
     /// OPS_OIDC_ISSUER, OPS_OIDC_CLIENT_ID, OPS_OIDC_REDIRECT_URL (+ optional
     /// OPS_OIDC_CLIENT_SECRET, OPS_OIDC_SCOPES): where set, the console signs operators in
     /// through this OpenID Connect provider (authorization code + PKCE).
@@ -434,6 +440,10 @@ impl HttpConfig {
             metrics_cache: r.millis("METRICS_CACHE_MS", 5_000),
             ops_session_ttl_secs: r.parse("OPS_SESSION_TTL_SECS", 3600i64, 60),
             ops_oidc: OpsOidc::read(r, prod),
+            apq_ttl_secs: r.parse("APQ_TTL_SECS", 86_400u64, 60),
+            trusted_documents: r
+                .opt("GRAPHQL_TRUSTED_DOCUMENTS")
+                .filter(|p| !p.trim().is_empty()),
         };
         if http.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
             r.error("METRICS_TOKEN must be at least 32 characters".into());
