@@ -369,10 +369,12 @@ async fn a_hundred_orders_with_their_subscriptions_cost_a_bounded_number_of_stat
         .all(|o| o["node"]["subscription"]["paymentMethod"]["last4"] == "4242"));
     // Token, orders, their subscriptions, the cards, the latest paid orders, the clock: 6 on a
     // quiet machine. A DataLoader sends what it collected in one short window, so on a busy
-    // machine a batch may split (11 and 12 were seen with other test binaries running):
-    // bounded all the same, where one row at a time cost 500.
+    // machine a batch may split (11, 12, 21, 23 and 25 were seen with other test binaries
+    // running on 2 CPUs): bounded all the same, an order of magnitude below the 500 that one
+    // row at a time cost. The bound is about that, not about the quiet-machine figure, which
+    // scripts/bench reports.
     assert!(
-        n <= 20,
+        n <= 50,
         "{n} statements for 100 orders with their subscriptions"
     );
 }
