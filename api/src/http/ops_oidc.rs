@@ -203,15 +203,7 @@ pub(super) async fn callback(
     };
     // The state must be the one this browser was given: a sign-in started elsewhere (login
     // CSRF) is refused.
-    let ours = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_default();
+    let ours = super::ops::cookie_named(&headers, COOKIE).unwrap_or_default();
     if !bool::from(subtle::ConstantTimeEq::ct_eq(
         ours.as_bytes(),
         oidc_state.as_bytes(),
