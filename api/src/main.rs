@@ -1,7 +1,6 @@
 //! `gateway-api`: serve the GraphQL api, migrate, seed, mint dev tokens, print the SDL.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gateway_domain::config::Config;
@@ -34,9 +33,20 @@ enum Command {
         email: Option<String>,
         #[arg(long)]
         name: Option<String>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl: u64,
+        /// Lifetime in seconds; negative for a token that has already expired (`--ttl=-60`).
+        #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
+        ttl: i64,
+        /// Make the subject an operator (needs DATABASE_URL; not in production).
+        #[arg(long, conflicts_with_all = ["partner", "roles"])]
+        operator: bool,
+        /// Make the subject an ACTIVE user of this partner with `--roles` (needs DATABASE_URL
+        /// and `--email`; not in production).
+        #[arg(long, requires_all = ["roles", "email"])]
+        partner: Option<String>,
+        /// The user's roles, comma-separated: GLOBAL_ADMIN, USER_ADMIN, ADMIN_AGENT,
+        /// MPN_PARTNER_ADMIN (with `--partner`).
+        #[arg(long, requires = "partner", value_delimiter = ',')]
+        roles: Vec<String>,
     },
     /// Print the GraphQL SDL (what `schema.graphql` holds).
     PrintSchema,
@@ -73,20 +83,65 @@ async fn main() -> anyhow::Result<()> {
             email,
             name,
             ttl,
+            operator,
+            partner,
+            roles,
         } => {
-            // Signing needs only the identity settings: don't insist on connection URLs.
+            // Signing needs only the identity settings: don't insist on connection URLs
+            // unless the identity is to be made an operator or a user.
             let mut vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
             for key in ["DATABASE_URL", "REDIS_URL"] {
                 vars.entry(key.into()).or_insert_with(|| "unused://".into());
             }
             let cfg = Config::from_map(&vars).map_err(|e| anyhow::anyhow!(e))?;
-            let token = gateway_domain::auth::mint_dev_token(
+            let token = gateway_domain::auth::mint_dev_token_expiring(
                 &cfg.auth,
                 &sub,
                 email.as_deref(),
                 name.as_deref(),
-                Duration::from_secs(ttl),
+                ttl,
             )?;
+            if operator || partner.is_some() {
+                anyhow::ensure!(
+                    !cfg.is_production(),
+                    "mint-token makes operators and users only outside production"
+                );
+                anyhow::ensure!(
+                    cfg.database.url != "unused://",
+                    "--operator and --partner need DATABASE_URL"
+                );
+                let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
+                let mut conn = pool.get().await?;
+                if operator {
+                    let email = email
+                        .clone()
+                        .unwrap_or_else(|| format!("{sub}@operators.invalid"));
+                    let name = name.clone().unwrap_or_else(|| sub.clone());
+                    gateway_domain::seed::ensure_operator(&mut conn, &sub, &email, &name).await?;
+                }
+                if let Some(partner) = partner {
+                    let partner = uuid::Uuid::parse_str(partner.trim())
+                        .map_err(|_| anyhow::anyhow!("--partner must be a partner id (a UUID)"))?;
+                    let roles = roles
+                        .iter()
+                        .map(|r| {
+                            r.trim()
+                                .to_ascii_uppercase()
+                                .replace('-', "_")
+                                .parse::<gateway_domain::enums::TenantRole>()
+                                .map_err(|_| {
+                                    anyhow::anyhow!(
+                                    "unknown role `{r}`: GLOBAL_ADMIN, USER_ADMIN, ADMIN_AGENT or \
+                                     MPN_PARTNER_ADMIN"
+                                )
+                                })
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let email = email.as_deref().unwrap_or_default();
+                    gateway_domain::seed::ensure_member(&mut conn, partner, &sub, email, &roles)
+                        .await?;
+                }
+            }
             println!("{token}");
         }
         Command::Migrate => {

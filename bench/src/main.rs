@@ -204,7 +204,7 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
         ("REDIS_URL", redis_url),
         ("QUEUE_PREFIX", prefix.to_owned()),
         ("API_BIND", format!("127.0.0.1:{port}")),
-        ("PUBLIC_BASE_URL", "http://bench.local".to_owned()),
+        ("PORTAL_BASE_URL", "http://bench.local".to_owned()),
         ("EMAIL_TRANSPORT", "smtp".to_owned()),
         ("SMTP_URL", smtp.url()),
         ("TEST_CLOCKS_ENABLED", "true".to_owned()),

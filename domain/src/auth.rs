@@ -292,17 +292,31 @@ pub fn mint_dev_token(
     name: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
+    mint_dev_token_expiring(cfg, subject, email, name, ttl.as_secs() as i64)
+}
+
+/// Like [`mint_dev_token`], expiring `ttl_secs` from now: a negative value makes a token that
+/// has already expired (issued an hour before its expiry), for expired-token tests.
+pub fn mint_dev_token_expiring(
+    cfg: &AuthConfig,
+    subject: &str,
+    email: Option<&str>,
+    name: Option<&str>,
+    ttl_secs: i64,
+) -> anyhow::Result<String> {
     let secret = cfg.hs256_secret.as_deref().ok_or_else(|| {
         anyhow::anyhow!("no HS256 secret configured (production mints no tokens)")
     })?;
     let now = chrono::Utc::now().timestamp();
+    let exp = now + ttl_secs;
+    let issued = if ttl_secs < 0 { exp - 3600 } else { now };
     let claims = Claims {
         sub: subject.to_owned(),
         iss: cfg.issuer.clone(),
         aud: Audience::One(cfg.audience.clone()),
-        exp: now + ttl.as_secs() as i64,
-        nbf: Some(now),
-        iat: Some(now),
+        exp,
+        nbf: Some(issued),
+        iat: Some(issued),
         email: email.map(str::to_owned),
         email_verified: email.map(|_| true),
         name: name.map(str::to_owned),

@@ -47,6 +47,8 @@ pub enum AppError {
     RateLimited {
         retry_after_secs: i64,
     },
+    /// A wait ran out of time (`waitForIdle`); the message says what was still going on.
+    Timeout(String),
     /// The detail is logged, never shown to callers.
     Internal(String),
 }
@@ -59,7 +61,7 @@ impl AppError {
             AppError::Forbidden => "you do not have permission to do this".into(),
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::BadUserInput { message, .. } => message.clone(),
-            AppError::Conflict(m) => m.clone(),
+            AppError::Conflict(m) | AppError::Timeout(m) => m.clone(),
             AppError::NotEligible(reasons) => {
                 format!(
                     "not eligible: {}",
@@ -86,6 +88,7 @@ impl AppError {
             AppError::Conflict(_) => "CONFLICT",
             AppError::NotEligible(_) => "NOT_ELIGIBLE",
             AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Timeout(_) => "TIMEOUT",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -207,6 +210,7 @@ mod tests {
                 },
                 "RATE_LIMITED",
             ),
+            (AppError::Timeout("still busy".into()), "TIMEOUT"),
             (AppError::internal("boom"), "INTERNAL"),
         ];
         for (err, code) in cases {

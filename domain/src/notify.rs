@@ -78,7 +78,7 @@ pub(crate) fn base_context(config: &Config, partner: &Partner, offer: &Offer) ->
         "legal_name": partner.legal_name,
         "mpn_id": partner.mpn_id,
         "offer_name": offer.name,
-        "link": format!("{}/partnership/offers", config.http.public_base_url.trim_end_matches('/')),
+        "link": config.http.portal_link("/partnership/offers"),
     })
 }
 

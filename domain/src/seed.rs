@@ -50,3 +50,91 @@ pub async fn run(conn: &mut PgConn, env: crate::config::AppEnv) -> anyhow::Resul
     .await?;
     Ok(true)
 }
+
+/// Makes `subject` an ACTIVE user of the partner with exactly `roles`, for `mint-token
+/// --partner … --roles …` (development and tests only: the caller refuses production). The
+/// user with that subject is updated (it must belong to this partner); otherwise a user of
+/// the partner with that email (an invitee) is linked to the subject; otherwise one is made.
+/// Returns the user's id.
+pub async fn ensure_member(
+    conn: &mut PgConn,
+    partner_id: Uuid,
+    subject: &str,
+    email: &str,
+    roles: &[crate::enums::TenantRole],
+) -> anyhow::Result<Uuid> {
+    use crate::db::schema::{partners, users};
+    use crate::enums::UserStatus;
+    anyhow::ensure!(!roles.is_empty(), "give at least one role");
+    let roles: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+    conn.transaction::<_, anyhow::Error, _>(async |conn| {
+        partners::table
+            .find(partner_id)
+            .select(partners::id)
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| anyhow::anyhow!("no partner {partner_id}"))?;
+        let by_subject: Option<(Uuid, Uuid)> = users::table
+            .filter(users::subject.eq(subject))
+            .select((users::id, users::partner_id))
+            .first(conn)
+            .await
+            .optional()?;
+        let by_email: Option<(Uuid, Uuid)> = users::table
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = lower(")
+                    .bind::<diesel::sql_types::Text, _>(email)
+                    .sql(")"),
+            )
+            .filter(users::status.ne(UserStatus::Removed))
+            .select((users::id, users::partner_id))
+            .first(conn)
+            .await
+            .optional()?;
+        let existing = match (by_subject, by_email) {
+            (Some((_, p)), _) if p != partner_id => {
+                anyhow::bail!("subject `{subject}` is a user of another partner ({p})")
+            }
+            (Some((id, _)), _) => Some(id),
+            (None, Some((_, p))) if p != partner_id => {
+                anyhow::bail!("{email} is a user of another partner ({p})")
+            }
+            (None, Some((id, _))) => Some(id),
+            (None, None) => None,
+        };
+        let id = match existing {
+            Some(id) => {
+                diesel::update(users::table.find(id))
+                    .set((
+                        users::subject.eq(subject),
+                        users::roles.eq(&roles),
+                        users::status.eq(UserStatus::Active),
+                        users::updated_at.eq(Utc::now()),
+                    ))
+                    .execute(conn)
+                    .await?;
+                id
+            }
+            None => {
+                let id = Uuid::now_v7();
+                diesel::insert_into(users::table)
+                    .values(&crate::db::models::NewUser {
+                        id,
+                        partner_id,
+                        subject: Some(subject.to_owned()),
+                        email: email.to_owned(),
+                        display_name: None,
+                        roles: roles.clone(),
+                        status: UserStatus::Active,
+                        invited_by: None,
+                    })
+                    .execute(conn)
+                    .await?;
+                id
+            }
+        };
+        Ok(id)
+    })
+    .await
+}

@@ -264,7 +264,7 @@ pub async fn add_user(
                 "mpn_id": partner.mpn_id,
                 "roles": roles_text,
                 "email": email,
-                "link": format!("{}/sign-in", cfg.http.public_base_url.trim_end_matches('/')),
+                "link": cfg.http.portal_link("/sign-in"),
             }),
         )
         .await?;
@@ -407,10 +407,7 @@ async fn release_holdings(
         "legal_name": partner.legal_name,
         "mpn_id": partner.mpn_id,
         "contact_email": contact.email,
-        "link": format!(
-            "{}/partnership/benefits",
-            svc.config.http.public_base_url.trim_end_matches('/')
-        ),
+        "link": svc.config.http.portal_link("/partnership/benefits"),
     });
     let queued: Vec<email::Queued<'_, serde_json::Value>> = admins
         .iter()

@@ -77,7 +77,7 @@ impl TestSystem {
             ("QUEUE_PREFIX", queue_prefix.clone()),
             ("API_BIND", format!("127.0.0.1:{port}")),
             ("METRICS_BIND", format!("127.0.0.1:{metrics_port}")),
-            ("PUBLIC_BASE_URL", "http://portal.test".to_owned()),
+            ("PORTAL_BASE_URL", "http://portal.test".to_owned()),
             ("EMAIL_TRANSPORT", "smtp".to_owned()),
             ("SMTP_URL", smtp.url()),
             ("EMAIL_RETRY_BASE_MS", "200".to_owned()),
@@ -213,6 +213,25 @@ impl TestSystem {
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Runs `gateway-api mint-token ARGS` as a user of the binary would (with this system's
+    /// environment) and returns the token it prints, or its error output.
+    pub async fn mint_token(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(bin_path("gateway-api"))
+            .arg("mint-token")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .output()
+            .await
+            .expect("run gateway-api mint-token");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Another api process on the same Postgres, Redis and queue prefix (a second replica),

@@ -23,7 +23,7 @@ async fn production_is_the_default_fails_closed_and_starts_with_stripe_settings(
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", redis),
         ("API_BIND", format!("127.0.0.1:{port}")),
-        ("PUBLIC_BASE_URL", "https://partners.example".into()),
+        ("PORTAL_BASE_URL", "https://partners.example".into()),
         ("JWT_JWKS_FILE", jwks),
         ("EMAIL_TRANSPORT", "smtp".into()),
         ("SMTP_URL", "smtp://127.0.0.1:2525?tls=required".into()),
@@ -76,7 +76,7 @@ async fn production_is_the_default_fails_closed_and_starts_with_stripe_settings(
         "production needs JWT_JWKS_FILE or JWT_JWKS_URL",
         "SMTP_URL is required",
         "KEY_ENCRYPTION_KEYS (or KEY_ENCRYPTION_KEY) is required",
-        "PUBLIC_BASE_URL must be the portal's https:// address",
+        "PORTAL_BASE_URL must be the portal's https:// address",
         "PAYMENT_GATEWAY=sandbox",
     ] {
         assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");

@@ -16,8 +16,28 @@ use super::{actor, conn, parse_id, principal, request, shared};
 #[derive(Default)]
 pub struct PartnerQuery;
 
+/// The partner agreement a new partner accepts when enrolling.
+#[derive(async_graphql::SimpleObject)]
+pub struct PartnerAgreement {
+    /// The agreement's name (`MICROSOFT_PARTNER_AGREEMENT`).
+    pub name: &'static str,
+    /// The current version: `enrollPartner` takes it as `agreementVersion`.
+    pub version: &'static str,
+}
+
 #[Object]
 impl PartnerQuery {
+    /// The partner agreement in force: what the enrollment page shows and `enrollPartner`
+    /// expects as `agreementVersion`. Answers without signing in.
+    ///
+    /// Roles: anyone.
+    async fn partner_agreement(&self) -> PartnerAgreement {
+        PartnerAgreement {
+            name: enroll::PARTNER_AGREEMENT,
+            version: enroll::PARTNER_AGREEMENT_VERSION,
+        }
+    }
+
     /// The caller: partner user, operator, or a signed-in identity that may enroll.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let p = principal(ctx)?;

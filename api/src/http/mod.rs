@@ -3,6 +3,7 @@
 //! readiness) and `metrics` (Prometheus). Here: the shared state, the router, the bearer
 //! token, and the error shape of failures before execution.
 
+mod dev;
 mod graphql;
 mod health;
 mod invoices;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
                 axum::middleware::from_fn_with_state(state.clone(), server::deadline),
             ),
         )
+        .route("/dev/mail", get(dev::mail))
         .route("/ops", get(ops::page))
         .route("/ops/app.js", get(ops::script))
         .route("/ops/app.css", get(ops::style))

@@ -201,19 +201,19 @@ async fn send_instructions(
 ) -> AppResult<()> {
     let partner = crate::partners::load_partner(conn, e.partner_id).await?;
     crate::email::queue(
-            conn,
-            Some(e.partner_id),
-            Template::GtmInstructions,
-            &c.email,
-            &json!({
-                "legal_name": partner.legal_name,
-                "offer_name": e.product,
-                "ready_by": due.date_naive().to_string(),
-                "expires_on": e.expires_at.date_naive().to_string(),
-                "link": format!("{}/benefits/go-to-market", svc.config.http.public_base_url.trim_end_matches('/')),
-            }),
-        )
-        .await?;
+        conn,
+        Some(e.partner_id),
+        Template::GtmInstructions,
+        &c.email,
+        &json!({
+            "legal_name": partner.legal_name,
+            "offer_name": e.product,
+            "ready_by": due.date_naive().to_string(),
+            "expires_on": e.expires_at.date_naive().to_string(),
+            "link": svc.config.http.portal_link("/benefits/go-to-market"),
+        }),
+    )
+    .await?;
     Ok(())
 }
 

@@ -26,8 +26,9 @@ pub struct RedisConfig {
 pub struct HttpConfig {
     /// API_BIND
     pub bind: String,
-    /// PUBLIC_BASE_URL: where the portal lives; links in emails point there.
-    pub public_base_url: String,
+    /// PORTAL_BASE_URL: where the partners' portal (the SPA) lives; every link in an email
+    /// points there (`/verify-email`, `/sign-in`, …), never at this api.
+    pub portal_base_url: String,
     /// CORS_ALLOWED_ORIGINS (comma-separated; empty = no cross-origin access)
     pub cors_allowed_origins: Vec<String>,
     /// GRAPHQL_MAX_DEPTH
@@ -408,10 +409,18 @@ impl RedisConfig {
 }
 
 impl HttpConfig {
+    /// An absolute link to a page of the portal, for emails: `path` starts with `/`.
+    pub fn portal_link(&self, path: &str) -> String {
+        format!("{}{path}", self.portal_base_url)
+    }
+
     pub(super) fn read(r: &mut Reader, prod: bool) -> Self {
         let http = HttpConfig {
             bind: r.string("API_BIND", "127.0.0.1:8080"),
-            public_base_url: r.string("PUBLIC_BASE_URL", "http://localhost:8080"),
+            portal_base_url: r
+                .string("PORTAL_BASE_URL", "http://localhost:3000")
+                .trim_end_matches('/')
+                .to_owned(),
             cors_allowed_origins: r
                 .string("CORS_ALLOWED_ORIGINS", "")
                 .split(',')
@@ -447,6 +456,21 @@ impl HttpConfig {
         };
         if http.metrics_token.as_ref().is_some_and(|t| t.len() < 32) {
             r.error("METRICS_TOKEN must be at least 32 characters".into());
+        }
+        if r.opt("PUBLIC_BASE_URL").is_some() {
+            r.error(
+                "PUBLIC_BASE_URL was renamed PORTAL_BASE_URL: email links point at the portal, \
+                 not at this api; rename the variable"
+                    .into(),
+            );
+        }
+        if !(http.portal_base_url.starts_with("https://")
+            || http.portal_base_url.starts_with("http://"))
+        {
+            r.error(format!(
+                "PORTAL_BASE_URL must be an absolute http(s):// address, got `{}`",
+                http.portal_base_url
+            ));
         }
         if http.cors_allowed_origins.iter().any(|o| o == "*") {
             r.error("CORS_ALLOWED_ORIGINS must list origins; `*` is not allowed".into());

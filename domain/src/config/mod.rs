@@ -115,9 +115,9 @@ impl Config {
         {
             refused.push("JWT_JWKS_URL must be an https:// address in production".into());
         }
-        if !self.http.public_base_url.starts_with("https://") {
+        if !self.http.portal_base_url.starts_with("https://") {
             refused.push(
-                "PUBLIC_BASE_URL must be the portal's https:// address in production (links in \
+                "PORTAL_BASE_URL must be the portal's https:// address in production (links in \
                  emails carry tokens)"
                     .into(),
             );
@@ -167,7 +167,7 @@ pub const VARIABLES: &[&str] = &[
     "REDIS_URL",
     "QUEUE_PREFIX",
     "API_BIND",
-    "PUBLIC_BASE_URL",
+    "PORTAL_BASE_URL",
     "CORS_ALLOWED_ORIGINS",
     "GRAPHQL_MAX_DEPTH",
     "GRAPHQL_MAX_COMPLEXITY",
@@ -275,7 +275,7 @@ mod tests {
             "JWT_JWKS_FILE or JWT_JWKS_URL",
             "SMTP_URL is required",
             "KEY_ENCRYPTION_KEYS (or KEY_ENCRYPTION_KEY) is required",
-            "PUBLIC_BASE_URL must be the portal's https:// address",
+            "PORTAL_BASE_URL must be the portal's https:// address",
             "PAYMENT_GATEWAY=sandbox",
         ] {
             assert!(err.contains(needle), "missing `{needle}` in {err}");
@@ -313,6 +313,33 @@ mod tests {
         let err = Config::from_map(&vars).unwrap_err();
         assert!(
             err.contains("production requires https for OPS_OIDC_ISSUER"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn email_links_point_at_the_portal_and_the_old_variable_is_refused_by_name() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "development".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(
+            config.http.portal_link("/sign-in"),
+            "http://localhost:3000/sign-in"
+        );
+        vars.insert("PORTAL_BASE_URL".into(), "https://portal.example/".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(
+            config.http.portal_link("/verify-email?token=t"),
+            "https://portal.example/verify-email?token=t"
+        );
+        vars.insert("PORTAL_BASE_URL".into(), "portal.example".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(err.contains("PORTAL_BASE_URL must be an absolute"), "{err}");
+        vars.remove("PORTAL_BASE_URL");
+        vars.insert("PUBLIC_BASE_URL".into(), "http://localhost:8080".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(
+            err.contains("PUBLIC_BASE_URL was renamed PORTAL_BASE_URL"),
             "{err}"
         );
     }
@@ -373,7 +400,7 @@ mod tests {
         vars.insert("JWT_JWKS_URL".into(), "https://login.example/jwks".into());
         vars.insert("JWT_ISSUER".into(), "https://login.example/".into());
         vars.insert("JWT_AUDIENCE".into(), "api://partner-benefits".into());
-        vars.insert("PUBLIC_BASE_URL".into(), "https://partners.example".into());
+        vars.insert("PORTAL_BASE_URL".into(), "https://partners.example".into());
         vars.insert(
             "SMTP_URL".into(),
             "smtp://mail.example:587?tls=required".into(),

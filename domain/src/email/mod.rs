@@ -2,7 +2,8 @@
 //! Postgres owns delivery state (attempts, backoff, dead) so a lost Redis loses no email: a
 //! retry is a new outbox row with a later `run_at`, not an apalis retry (apalis' own retries,
 //! a fixed delay and 25 attempts, are a backstop for infrastructure errors only). Rendered
-//! bodies are cleared once delivered.
+//! bodies are cleared once delivered over SMTP; with the capturing transports (`file`, `memory`,
+//! never in production) they are kept, for `GET /dev/mail` ([`captured`]).
 //!
 //! Emails travel in batches: each has its own outbox row; the relay packs the email rows it
 //! claims together into `email` jobs of up to `EMAIL_BATCH` (`SendEmail.more`). One email, one
@@ -15,6 +16,7 @@
 //! (`<email id@sender's domain>`) so a rare repeat is recognisable downstream. A failed email
 //! records its own attempt and retry row. A single email is a batch of one.
 
+pub mod captured;
 pub mod templates;
 pub mod transport;
 
@@ -180,7 +182,7 @@ pub async fn deliver_many(
             let result = mailer.send(&email.id.to_string(), &outgoing(email)).await;
             let mut conn = pool.get().await.map_err(AppError::internal)?;
             let delivery = match result {
-                Ok(()) => mark_sent(&mut conn, email.id).await?,
+                Ok(()) => mark_sent(&mut conn, email.id, keeps_bodies(cfg)).await?,
                 Err(e) => record_failure(&mut conn, cfg, email, format!("{e:#}")).await?,
             };
             Ok::<_, AppError>((email.id, delivery))
@@ -229,24 +231,39 @@ async fn claim(
     Ok((claimed, others))
 }
 
-/// The server accepted the email: SENT, in a statement of its own. Bodies may carry
-/// single-use tokens: they are kept no longer than needed.
-async fn mark_sent(conn: &mut PgConn, id: Uuid) -> AppResult<Delivery> {
-    diesel::update(
-        emails::table
-            .find(id)
-            .filter(emails::status.eq(EmailStatus::Pending)),
+/// Whether sent emails keep their bodies: only with a capturing transport (`file`, `memory`;
+/// refused in production), whose mail `GET /dev/mail` serves.
+fn keeps_bodies(cfg: &EmailConfig) -> bool {
+    !matches!(
+        cfg.transport,
+        crate::config::EmailTransportKind::Smtp { .. }
     )
-    .set((
+}
+
+/// The server accepted the email: SENT, in a statement of its own. Bodies may carry
+/// single-use tokens: they are kept no longer than needed (unless `keep_bodies`).
+async fn mark_sent(conn: &mut PgConn, id: Uuid, keep_bodies: bool) -> AppResult<Delivery> {
+    let target = emails::table
+        .find(id)
+        .filter(emails::status.eq(EmailStatus::Pending));
+    let sent = (
         emails::status.eq(EmailStatus::Sent),
         emails::sent_at.eq(Utc::now()),
         emails::attempts.eq(emails::attempts + 1),
-        emails::body_text.eq(None::<String>),
-        emails::body_html.eq(None::<String>),
         emails::last_error.eq(None::<String>),
-    ))
-    .execute(conn)
-    .await?;
+    );
+    if keep_bodies {
+        diesel::update(target).set(sent).execute(conn).await?;
+    } else {
+        diesel::update(target)
+            .set((
+                sent,
+                emails::body_text.eq(None::<String>),
+                emails::body_html.eq(None::<String>),
+            ))
+            .execute(conn)
+            .await?;
+    }
     Ok(Delivery::Sent)
 }
 

@@ -61,10 +61,9 @@ pub(crate) async fn send_verification(
         })
         .execute(conn)
         .await?;
-    let link = format!(
-        "{}/verify-email?token={token}",
-        cfg.http.public_base_url.trim_end_matches('/')
-    );
+    let link = cfg
+        .http
+        .portal_link(&format!("/verify-email?token={token}"));
     email::queue(
         conn,
         Some(partner.id),

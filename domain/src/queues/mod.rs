@@ -260,3 +260,77 @@ pub async fn discard_job<C: ConnectionLike + Send>(
     })
     .await
 }
+
+/// The most `waitForIdle` waits, whatever it is asked: a minute, and a second less than a
+/// request may take (HTTP_REQUEST_TIMEOUT_MS).
+pub fn max_idle_wait(config: &crate::config::Config) -> std::time::Duration {
+    std::time::Duration::from_secs(60).min(
+        config
+            .http
+            .request_timeout
+            .saturating_sub(std::time::Duration::from_secs(1)),
+    )
+}
+
+/// Waits until the partner (every partner when `None`) is idle, in the sense of
+/// [`postgres::busy`]: nothing queued, running or due. Outside production only, for operators
+/// (end-to-end tests: advance the clock, wait for idle, assert). Polls Postgres every 50 ms, a
+/// fresh pooled connection each time. Returns how long it waited, or TIMEOUT naming what was
+/// still busy.
+pub async fn wait_for_idle(
+    pool: &crate::db::DbPool,
+    config: &crate::config::Config,
+    principal: &Principal,
+    partner_id: Option<uuid::Uuid>,
+    timeout: std::time::Duration,
+) -> AppResult<std::time::Duration> {
+    principal.require(Action::Operate)?;
+    if config.is_production() {
+        return Err(AppError::not_eligible(
+            "NOT_IN_PRODUCTION",
+            "waitForIdle is for tests and is not served in production",
+        ));
+    }
+    let max = max_idle_wait(config);
+    if timeout.is_zero() || timeout > max {
+        return Err(AppError::bad_input(
+            "timeoutSeconds",
+            format!(
+                "wait between 1 and {} seconds (a request may take HTTP_REQUEST_TIMEOUT_MS)",
+                max.as_secs()
+            ),
+        ));
+    }
+    let started = tokio::time::Instant::now();
+    if let Some(partner_id) = partner_id {
+        let mut conn = pool.get().await.map_err(AppError::internal)?;
+        crate::db::schema::partners::table
+            .find(partner_id)
+            .select(crate::db::schema::partners::id)
+            .first::<uuid::Uuid>(&mut conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("partner"))?;
+    }
+    loop {
+        let busy = {
+            let mut conn = pool.get().await.map_err(AppError::internal)?;
+            postgres::busy(&mut conn, partner_id).await?
+        };
+        if busy.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= timeout {
+            let what = busy
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(AppError::Timeout(format!(
+                "still busy after {} s: {what}",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

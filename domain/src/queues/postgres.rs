@@ -75,6 +75,35 @@ pub async fn pg_counts(conn: &mut PgConn) -> AppResult<PgCounts> {
     })
 }
 
+/// The work still to be done for one partner (every partner when `None`), from Postgres alone:
+/// emails PENDING (queued, sending, or waiting for a retry) and due actions PENDING whose time
+/// has come on the partner's clock (queued, running, or not yet dispatched). Every job in
+/// Redis stands for one of these rows (the outbox carries nothing else), and a job's row
+/// changes in the same transaction as the work it leads to, so an empty answer means that
+/// nothing is queued and nothing is due: the partner is idle. Each entry is a kind (`EMAIL`
+/// or the action's kind) and how many.
+pub async fn busy(
+    conn: &mut PgConn,
+    partner_id: Option<uuid::Uuid>,
+) -> AppResult<Vec<(String, i64)>> {
+    use diesel_async::RunQueryDsl;
+    let rows: Vec<Pair> = diesel::sql_query(
+        "SELECT 'EMAIL' AS k, count(*) AS n FROM emails
+         WHERE status = 'PENDING' AND ($1::uuid IS NULL OR partner_id = $1)
+         HAVING count(*) > 0
+         UNION ALL
+         SELECT a.kind AS k, count(*) AS n FROM scheduled_actions a
+         LEFT JOIN test_clocks c ON c.partner_id = a.partner_id
+         WHERE a.status = 'PENDING' AND ($1::uuid IS NULL OR a.partner_id = $1)
+           AND a.due_at <= now() + make_interval(secs => coalesce(c.offset_seconds, 0))
+         GROUP BY a.kind",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(partner_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|p| (p.k, p.n)).collect())
+}
+
 /// What an operator's retry did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retried {
