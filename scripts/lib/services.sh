@@ -227,6 +227,26 @@ ensure_test_tools() {
     || die "redis-server, openssl, PostgreSQL server binaries or chromium still missing after installing"
 }
 
+# ensure_typescript_client: Node.js and npm (Debian's packages when missing), then the typed
+# client's packages (`npm ci`, again whenever package-lock.json changed), a check that the
+# generated code matches schema.graphql and the documents (GraphQL Code Generator's --check:
+# stale output fails the run; `npm run generate` in clients/typescript regenerates it),
+# `tsc --noEmit`, and the build the journey test runs (clients/typescript/dist).
+ensure_typescript_client() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  command -v node >/dev/null && command -v npm >/dev/null || die "node and npm still missing after installing"
+  local dir="$ROOT/clients/typescript"
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "installing the typed client's packages (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in clients/typescript"
+  fi
+  local out
+  out=$(cd "$dir" && npx --no-install graphql-codegen --config codegen.ts --check 2>&1) \
+    || { printf '%s\n' "$out" | grep -v '^\(✔\|❯\)' >&2; die "clients/typescript/src/gql is stale against schema.graphql or the documents: run \`npm run generate\` in clients/typescript and commit the result"; }
+  (cd "$dir" && npx --no-install tsc --noEmit) || die "clients/typescript does not type-check (tsc --noEmit)"
+  (cd "$dir" && rm -rf dist && npx --no-install tsc) || die "clients/typescript does not build"
+}
+
 # The Stripe-compatible server the Stripe tests run against: localstripe (a fake but stateful
 # Stripe server, from PyPI) in a virtual environment under .local/localstripe, started once on
 # a free port and kept running like the throwaway Redis. Exports STRIPE_TEST_API_BASE.

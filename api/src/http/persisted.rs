@@ -6,7 +6,8 @@
 //!   the query's SHA-256 (`provided sha does not match query`, 400) and the pair is kept in
 //!   Redis (`{QUEUE_PREFIX}:apq:{hash}`, APQ_TTL_SECS), so every replica knows it. A Redis outage
 //!   only costs the client its second round.
-//! - **Trusted documents** (GRAPHQL_TRUSTED_DOCUMENTS, a JSON manifest `{sha256: document}`):
+//! - **Trusted documents** (GRAPHQL_TRUSTED_DOCUMENTS, a JSON manifest `{sha256: document}`,
+//!   the hash bare or as `sha256:<hex>`: GraphQL Code Generator's `persisted-documents.json`):
 //!   only those documents run, by hash or by text; anything else is refused
 //!   (`PERSISTED_QUERY_NOT_IN_LIST`: 404 for an unknown hash, 403 for another text).
 
@@ -22,7 +23,8 @@ use super::{error_response, AppState};
 /// The manifest of trusted documents: hash (lower-case hex SHA-256) → document.
 pub type Trusted = HashMap<String, String>;
 
-/// Reads a manifest (`{"<sha256>": "<document>", …}`), checking every hash against its text.
+/// Reads a manifest (`{"<sha256>": "<document>", …}`, each hash bare or prefixed `sha256:` as
+/// GraphQL Code Generator writes them), checking every hash against its text.
 pub fn load_trusted(path: &str) -> anyhow::Result<Trusted> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("GRAPHQL_TRUSTED_DOCUMENTS {path}: {e}"))?;
@@ -31,17 +33,18 @@ pub fn load_trusted(path: &str) -> anyhow::Result<Trusted> {
             "GRAPHQL_TRUSTED_DOCUMENTS {path}: not a JSON object of hash → document: {e}"
         )
     })?;
+    let bare = |h: &str| {
+        let h = h.to_ascii_lowercase();
+        h.strip_prefix("sha256:").map(str::to_owned).unwrap_or(h)
+    };
     for (hash, doc) in &manifest {
-        if sha256_hex(doc) != hash.to_ascii_lowercase() {
+        if sha256_hex(doc) != bare(hash) {
             anyhow::bail!(
                 "GRAPHQL_TRUSTED_DOCUMENTS {path}: {hash} is not the SHA-256 of its document"
             );
         }
     }
-    Ok(manifest
-        .into_iter()
-        .map(|(h, d)| (h.to_ascii_lowercase(), d))
-        .collect())
+    Ok(manifest.into_iter().map(|(h, d)| (bare(&h), d)).collect())
 }
 
 pub fn sha256_hex(text: &str) -> String {
