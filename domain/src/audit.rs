@@ -131,3 +131,17 @@ pub async fn list(
     }
     Ok(q.load(conn).await?)
 }
+
+/// How many entries [`list`] lists over every page (`totalCount`).
+pub async fn count(
+    conn: &mut PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+) -> AppResult<i64> {
+    let partner_id = principal.scope_for(Action::ViewAuditLog, partner_id)?;
+    Ok(audit_log::table
+        .filter(audit_log::partner_id.eq(partner_id))
+        .count()
+        .get_result(conn)
+        .await?)
+}

@@ -48,6 +48,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         "records",
         &[
             "partners",
+            "nodes",
             "catalog",
             "billing",
             "subscriptions",

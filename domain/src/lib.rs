@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod layers;
 pub mod lifecycle;
 pub mod logs;
+pub mod nodes;
 pub mod notify;
 pub mod ops_sessions;
 pub mod outbox;

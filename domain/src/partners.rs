@@ -53,18 +53,37 @@ pub async fn list_partners(
     limit: i64,
 ) -> AppResult<Vec<Partner>> {
     principal.require(Action::Operate)?;
-    let mut q = partners::table
+    let mut q = partners_filtered(vetting_status)
         .order(partners::id.desc())
         .limit(limit)
-        .select(Partner::as_select())
-        .into_boxed();
-    if let Some(s) = vetting_status {
-        q = q.filter(partners::vetting_status.eq(s));
-    }
+        .select(Partner::as_select());
     if let Some(b) = before {
         q = q.filter(partners::id.lt(b));
     }
     Ok(q.load(conn).await?)
+}
+
+/// How many partners [`list_partners`] lists over every page (`totalCount`).
+pub async fn count_partners(
+    conn: &mut PgConn,
+    principal: &Principal,
+    vetting_status: Option<VettingStatus>,
+) -> AppResult<i64> {
+    principal.require(Action::Operate)?;
+    Ok(partners_filtered(vetting_status)
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+fn partners_filtered(
+    vetting_status: Option<VettingStatus>,
+) -> partners::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = partners::table.into_boxed();
+    if let Some(s) = vetting_status {
+        q = q.filter(partners::vetting_status.eq(s));
+    }
+    q
 }
 
 pub(crate) async fn lock_partner(conn: &mut PgConn, id: Uuid) -> AppResult<Partner> {

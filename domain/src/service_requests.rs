@@ -142,12 +142,31 @@ pub async fn list(
     principal: &Principal,
     f: ListFilter,
 ) -> AppResult<Vec<ServiceRequest>> {
-    principal.require(Action::ViewPartner)?;
-    let mut q = service_requests::table
+    let mut q = requests_filtered(principal, &f)?
         .order(service_requests::id.desc())
         .limit(f.limit)
-        .select(ServiceRequest::as_select())
-        .into_boxed();
+        .select(ServiceRequest::as_select());
+    if let Some(b) = f.before {
+        q = q.filter(service_requests::id.lt(b));
+    }
+    Ok(q.load(conn).await?)
+}
+
+/// How many requests [`list`] lists over every page (`totalCount`; `before` and `limit` of
+/// the filter are not used).
+pub async fn count(conn: &mut PgConn, principal: &Principal, f: &ListFilter) -> AppResult<i64> {
+    Ok(requests_filtered(principal, f)?
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+fn requests_filtered(
+    principal: &Principal,
+    f: &ListFilter,
+) -> AppResult<service_requests::BoxedQuery<'static, diesel::pg::Pg>> {
+    principal.require(Action::ViewPartner)?;
+    let mut q = service_requests::table.into_boxed();
     let scope = if principal.is_operator() {
         f.partner_id
     } else {
@@ -159,10 +178,7 @@ pub async fn list(
     if let Some(s) = f.status {
         q = q.filter(service_requests::status.eq(s));
     }
-    if let Some(b) = f.before {
-        q = q.filter(service_requests::id.lt(b));
-    }
-    Ok(q.load(conn).await?)
+    Ok(q)
 }
 
 pub async fn notes(conn: &mut PgConn, request_ids: &[Uuid]) -> AppResult<Vec<ServiceRequestNote>> {

@@ -19,17 +19,21 @@ impl AuditQuery {
         partner_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, AuditEntry>> {
+    ) -> async_graphql::Result<Connection<String, AuditEntry, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let mut c = conn(ctx).await?;
         let rows = gateway_domain::audit::list(&mut c, p, partner_id, before, limit + 1).await?;
+        let total =
+            pagination::total_count(ctx, || gateway_domain::audit::count(&mut c, p, partner_id))
+                .await?;
         Ok(pagination::connection(
             rows.into_iter().map(AuditEntry::from).collect(),
             limit,
             before.is_some(),
+            total,
             |a| a.uuid,
         ))
     }

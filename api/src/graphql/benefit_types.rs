@@ -50,7 +50,7 @@ pub struct Benefit(pub models::Entitlement);
 
 #[Object]
 impl Benefit {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn category(&self) -> BenefitCategory {

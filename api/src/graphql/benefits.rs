@@ -25,7 +25,7 @@ impl BenefitQuery {
         #[graphql(default = false)] include_revoked: bool,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Benefit>> {
+    ) -> async_graphql::Result<Connection<String, Benefit, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
@@ -41,15 +41,24 @@ impl BenefitQuery {
             limit + 1,
         )
         .await?;
+        let total = pagination::total_count(ctx, || {
+            entitlements::count(&c, p, partner_id, category, include_revoked)
+        })
+        .await?;
         Ok(pagination::connection(
             rows.into_iter().map(Benefit).collect(),
             limit,
             before.is_some(),
+            total,
             |b| b.0.id,
         ))
     }
 
-    async fn benefit(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Benefit> {
+    pub(crate) async fn benefit(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;

@@ -66,18 +66,23 @@ impl BillingQuery {
             .collect())
     }
 
-    /// Saved cards (those who may purchase).
+    /// Saved cards (those who may purchase), newest first.
     async fn payment_methods(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<PaymentMethod>> {
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, PaymentMethod, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        Ok(payment_methods::list(&mut c, p)
+        let all = payment_methods::list(&mut c, p)
             .await?
             .into_iter()
             .map(PaymentMethod::from)
-            .collect())
+            .collect();
+        Ok(pagination::from_list(all, first, after.as_deref(), |m| {
+            m.id.parse().unwrap_or_default()
+        })?)
     }
 
     /// Orders, newest first.
@@ -88,22 +93,25 @@ impl BillingQuery {
         status: Option<OrderStatus>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Order>> {
+    ) -> async_graphql::Result<Connection<String, Order, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let c = reader(ctx).await?;
         let rows = orders::list(&c, p, partner_id, status, before, limit + 1).await?;
+        let total =
+            pagination::total_count(ctx, || orders::count(&c, p, partner_id, status)).await?;
         Ok(pagination::connection(
             rows.into_iter().map(Order).collect(),
             limit,
             before.is_some(),
+            total,
             |o| o.0.id,
         ))
     }
 
-    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Order> {
+    pub(crate) async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
@@ -117,22 +125,28 @@ impl BillingQuery {
         partner_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Invoice>> {
+    ) -> async_graphql::Result<Connection<String, Invoice, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let c = reader(ctx).await?;
         let rows = invoices::list(&c, p, partner_id, before, limit + 1).await?;
+        let total = pagination::total_count(ctx, || invoices::count(&c, p, partner_id)).await?;
         Ok(pagination::connection(
             rows.into_iter().map(Invoice).collect(),
             limit,
             before.is_some(),
+            total,
             |i| i.0.id,
         ))
     }
 
-    async fn invoice(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Invoice> {
+    pub(crate) async fn invoice(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Invoice> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;

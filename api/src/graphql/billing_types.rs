@@ -75,7 +75,7 @@ pub struct Offer(pub models::Offer);
 #[Object]
 impl Offer {
     /// `NETWORK`, `ACTION_PACK`, `SILVER`, `GOLD`.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
     async fn name(&self) -> &str {
@@ -186,7 +186,9 @@ pub(super) async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct PaymentMethod {
+    #[graphql(skip)]
     pub id: ID,
     pub brand: String,
     pub last4: String,
@@ -194,6 +196,13 @@ pub struct PaymentMethod {
     pub exp_year: i32,
     pub holder_name: String,
     pub created_at: DateTime<Utc>,
+}
+
+#[async_graphql::ComplexObject]
+impl PaymentMethod {
+    pub(crate) async fn id(&self) -> ID {
+        self.id.clone()
+    }
 }
 
 impl From<models::PaymentMethod> for PaymentMethod {
@@ -226,7 +235,7 @@ pub struct Order(pub models::Order);
 
 #[Object]
 impl Order {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn number(&self) -> &str {
@@ -355,7 +364,7 @@ pub struct Invoice(pub models::Invoice);
 
 #[Object]
 impl Invoice {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// `INV-{year}-{sequence}`, without gaps within a year.

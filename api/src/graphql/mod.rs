@@ -9,6 +9,7 @@ mod clock;
 pub mod documents;
 pub(crate) mod live;
 pub mod loaders;
+mod nodes;
 mod ops;
 mod pagination;
 mod partners;
@@ -38,6 +39,7 @@ pub struct Query(
     clock::ClockQuery,
     benefits::BenefitQuery,
     ops::OpsQuery,
+    nodes::NodeQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -96,7 +96,7 @@ impl OpsQuery {
         state: JobState,
         #[graphql(default = 50)] first: i32,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, JobInfo, TotalCount>> {
+    ) -> async_graphql::Result<Connection<String, JobInfo, super::pagination::TotalCount>> {
         let p = principal(ctx)?;
         if !(1..=500).contains(&first) {
             return Err(AppError::bad_input("first", "first must be between 1 and 500").into());
@@ -119,9 +119,7 @@ impl OpsQuery {
         let mut c = Connection::with_additional_fields(
             offset > 0,
             offset + jobs.len() < total,
-            TotalCount {
-                total_count: total as i64,
-            },
+            super::pagination::TotalCount(Some(total as i64)),
         );
         c.edges.extend(
             jobs.into_iter()
@@ -159,13 +157,6 @@ impl OpsQuery {
         let mut c = conn(ctx).await?;
         Ok(inspect::detail(&mut c, &mut r, p, prefix(ctx), &queue, &id).await?)
     }
-}
-
-/// The connection's `totalCount`.
-#[derive(async_graphql::SimpleObject)]
-pub struct TotalCount {
-    /// How many there are in all (not only on this page).
-    total_count: i64,
 }
 
 fn encode_offset(i: usize) -> String {

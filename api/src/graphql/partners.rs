@@ -88,7 +88,11 @@ impl PartnerQuery {
 
     /// The caller's partner. Operators name one with `id`; a partner user naming another
     /// partner gets NOT_FOUND.
-    async fn partner(&self, ctx: &Context<'_>, id: Option<ID>) -> async_graphql::Result<Partner> {
+    pub(crate) async fn partner(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+    ) -> async_graphql::Result<Partner> {
         let p = principal(ctx)?;
         let requested = id.as_ref().map(|i| parse_id("id", i)).transpose()?;
         let known = request(ctx).own_partner.as_ref();
@@ -104,17 +108,20 @@ impl PartnerQuery {
         vetting_status: Option<VettingStatus>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Partner>> {
+    ) -> async_graphql::Result<Connection<String, Partner, pagination::TotalCount>> {
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
+        let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        let rows =
-            partners::list_partners(&mut c, principal(ctx)?, vetting_status, before, limit + 1)
+        let rows = partners::list_partners(&mut c, p, vetting_status, before, limit + 1).await?;
+        let total =
+            pagination::total_count(ctx, || partners::count_partners(&mut c, p, vetting_status))
                 .await?;
         Ok(pagination::connection(
             rows.into_iter().map(Partner).collect(),
             limit,
             before.is_some(),
+            total,
             |p| p.0.id,
         ))
     }

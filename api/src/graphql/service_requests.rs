@@ -22,7 +22,7 @@ impl ServiceRequestQuery {
         status: Option<ServiceRequestStatus>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, ServiceRequest>> {
+    ) -> async_graphql::Result<Connection<String, ServiceRequest, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
@@ -31,26 +31,24 @@ impl ServiceRequestQuery {
             .map(|i| parse_id("partnerId", i))
             .transpose()?;
         let mut c = conn(ctx).await?;
-        let rows = sr::list(
-            &mut c,
-            p,
-            ListFilter {
-                partner_id,
-                status,
-                before,
-                limit: limit + 1,
-            },
-        )
-        .await?;
+        let filter = ListFilter {
+            partner_id,
+            status,
+            before,
+            limit: limit + 1,
+        };
+        let total = pagination::total_count(ctx, || sr::count(&mut c, p, &filter)).await?;
+        let rows = sr::list(&mut c, p, filter).await?;
         Ok(pagination::connection(
             rows.into_iter().map(ServiceRequest::from).collect(),
             limit,
             before.is_some(),
+            total,
             |s| s.uuid,
         ))
     }
 
-    async fn service_request(
+    pub(crate) async fn service_request(
         &self,
         ctx: &Context<'_>,
         id: ID,

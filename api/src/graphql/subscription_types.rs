@@ -52,7 +52,7 @@ pub struct Subscription(pub models::Subscription);
 
 #[Object]
 impl Subscription {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {

@@ -32,22 +32,28 @@ impl SubscriptionQuery {
         status: Option<Vec<SubscriptionStatus>>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Subscription>> {
+    ) -> async_graphql::Result<Connection<String, Subscription, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
         let c = reader(ctx).await?;
-        let rows = subs::list(&c, p, partner_id, status, before, limit + 1).await?;
+        let rows = subs::list(&c, p, partner_id, status.clone(), before, limit + 1).await?;
+        let total = pagination::total_count(ctx, || subs::count(&c, p, partner_id, status)).await?;
         Ok(pagination::connection(
             rows.into_iter().map(Subscription).collect(),
             limit,
             before.is_some(),
+            total,
             |s| s.0.id,
         ))
     }
 
-    async fn subscription(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Subscription> {
+    pub(crate) async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Subscription> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;

@@ -45,7 +45,7 @@ pub struct Partner(pub models::Partner);
 
 #[Object]
 impl Partner {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// The 7-digit Microsoft Partner Network ID.
@@ -121,7 +121,7 @@ pub struct User(pub models::User);
 
 #[Object]
 impl User {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn email(&self) -> &str {
@@ -186,6 +186,7 @@ pub struct ResendVerificationPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ServiceRequest {
+    #[graphql(skip)]
     pub id: ID,
     pub partner_id: ID,
     pub kind: ServiceRequestKind,
@@ -245,6 +246,10 @@ pub struct ServiceRequestNote {
 
 #[ComplexObject]
 impl ServiceRequest {
+    pub(crate) async fn id(&self) -> ID {
+        self.id.clone()
+    }
+
     /// Notes, oldest first.
     async fn notes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ServiceRequestNote>> {
         Ok(loaders(ctx)

@@ -1,9 +1,11 @@
 //! Users and roles of the caller's partner.
 
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
 use gateway_domain::enums::TenantRole;
 use gateway_domain::users;
 
+use super::pagination;
 use super::types::User;
 use super::{actor, conn, parse_id, principal, services, shared};
 
@@ -12,15 +14,24 @@ pub struct UserQuery;
 
 #[Object]
 impl UserQuery {
-    /// The users of the caller's partner.
-    async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
+    /// The users of the caller's partner (invited and active), newest first.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, User, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
-        Ok(users::list_visible(&mut c, p)
+        let mut all: Vec<User> = users::list_visible(&mut c, p)
             .await?
             .into_iter()
             .map(User)
-            .collect())
+            .collect();
+        all.reverse();
+        Ok(pagination::from_list(all, first, after.as_deref(), |u| {
+            u.0.id
+        })?)
     }
 }
 

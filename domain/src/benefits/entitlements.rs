@@ -373,12 +373,40 @@ pub async fn list(
     limit: i64,
 ) -> AppResult<Vec<Entitlement>> {
     principal.require(Action::ViewPartner)?;
-    let partner_id = principal.scope(partner_id)?;
-    let mut q = entitlements::table
-        .filter(entitlements::partner_id.eq(partner_id))
+    let mut q = entitlements_filtered(principal.scope(partner_id)?, category, include_revoked)
         .order(entitlements::id.desc())
         .limit(limit)
-        .select(Entitlement::as_select())
+        .select(Entitlement::as_select());
+    if let Some(b) = before {
+        q = q.filter(entitlements::id.lt(b));
+    }
+    Ok(q.load(&mut conn).await?)
+}
+
+/// How many benefits [`list`] lists over every page (`totalCount`).
+pub async fn count(
+    mut conn: &PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+    category: Option<BenefitCategory>,
+    include_revoked: bool,
+) -> AppResult<i64> {
+    principal.require(Action::ViewPartner)?;
+    Ok(
+        entitlements_filtered(principal.scope(partner_id)?, category, include_revoked)
+            .count()
+            .get_result(&mut conn)
+            .await?,
+    )
+}
+
+fn entitlements_filtered(
+    partner_id: Uuid,
+    category: Option<BenefitCategory>,
+    include_revoked: bool,
+) -> entitlements::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = entitlements::table
+        .filter(entitlements::partner_id.eq(partner_id))
         .into_boxed();
     if let Some(c) = category {
         q = q.filter(entitlements::category.eq(c));
@@ -386,10 +414,7 @@ pub async fn list(
     if !include_revoked {
         q = q.filter(entitlements::status.eq(EntitlementStatus::Active));
     }
-    if let Some(b) = before {
-        q = q.filter(entitlements::id.lt(b));
-    }
-    Ok(q.load(&mut conn).await?)
+    q
 }
 
 pub(crate) fn require_usable(e: &Entitlement) -> AppResult<()> {

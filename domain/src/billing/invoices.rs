@@ -386,3 +386,18 @@ pub async fn list(
     }
     Ok(q.load(&mut conn).await?)
 }
+
+/// How many invoices [`list`] lists over every page (`totalCount`).
+pub async fn count(
+    mut conn: &PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+) -> AppResult<i64> {
+    principal.require(Action::ViewInvoices)?;
+    let partner_id = principal.scope(partner_id)?;
+    Ok(invoices::table
+        .filter(invoices::partner_id.eq(partner_id))
+        .count()
+        .get_result(&mut conn)
+        .await?)
+}

@@ -238,18 +238,39 @@ pub async fn list(
     limit: i64,
 ) -> AppResult<Vec<Order>> {
     principal.require(Action::ViewPartner)?;
-    let partner_id = principal.scope(partner_id)?;
-    let mut q = orders::table
-        .filter(orders::partner_id.eq(partner_id))
+    let mut q = orders_filtered(principal.scope(partner_id)?, status)
         .order(orders::id.desc())
         .limit(limit)
-        .select(Order::as_select())
-        .into_boxed();
-    if let Some(s) = status {
-        q = q.filter(orders::status.eq(s));
-    }
+        .select(Order::as_select());
     if let Some(b) = before {
         q = q.filter(orders::id.lt(b));
     }
     Ok(q.load(&mut conn).await?)
+}
+
+/// How many orders [`list`] lists over every page (`totalCount`).
+pub async fn count(
+    mut conn: &PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+    status: Option<OrderStatus>,
+) -> AppResult<i64> {
+    principal.require(Action::ViewPartner)?;
+    Ok(orders_filtered(principal.scope(partner_id)?, status)
+        .count()
+        .get_result(&mut conn)
+        .await?)
+}
+
+fn orders_filtered(
+    partner_id: Uuid,
+    status: Option<OrderStatus>,
+) -> orders::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = orders::table
+        .filter(orders::partner_id.eq(partner_id))
+        .into_boxed();
+    if let Some(s) = status {
+        q = q.filter(orders::status.eq(s));
+    }
+    q
 }

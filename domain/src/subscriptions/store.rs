@@ -82,20 +82,43 @@ pub async fn list(
     limit: i64,
 ) -> AppResult<Vec<Subscription>> {
     principal.require(Action::ViewPartner)?;
-    let partner_id = principal.scope(partner_id)?;
-    let mut q = subscriptions::table
-        .filter(subscriptions::partner_id.eq(partner_id))
+    let mut q = subscriptions_filtered(principal.scope(partner_id)?, statuses)
         .order(subscriptions::id.desc())
         .limit(limit)
-        .select(Subscription::as_select())
-        .into_boxed();
-    if let Some(s) = statuses {
-        q = q.filter(subscriptions::status.eq_any(s));
-    }
+        .select(Subscription::as_select());
     if let Some(b) = before {
         q = q.filter(subscriptions::id.lt(b));
     }
     Ok(q.load(&mut conn).await?)
+}
+
+/// How many subscriptions [`list`] lists over every page (`totalCount`).
+pub async fn count(
+    mut conn: &PgConn,
+    principal: &Principal,
+    partner_id: Option<Uuid>,
+    statuses: Option<Vec<SubscriptionStatus>>,
+) -> AppResult<i64> {
+    principal.require(Action::ViewPartner)?;
+    Ok(
+        subscriptions_filtered(principal.scope(partner_id)?, statuses)
+            .count()
+            .get_result(&mut conn)
+            .await?,
+    )
+}
+
+fn subscriptions_filtered(
+    partner_id: Uuid,
+    statuses: Option<Vec<SubscriptionStatus>>,
+) -> subscriptions::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = subscriptions::table
+        .filter(subscriptions::partner_id.eq(partner_id))
+        .into_boxed();
+    if let Some(s) = statuses {
+        q = q.filter(subscriptions::status.eq_any(s));
+    }
+    q
 }
 
 /// The subscription's anniversary date (set once it is active).
