@@ -65,50 +65,81 @@ pub(crate) use text_enum;
 text_enum!(
     /// Roles a partner user can hold (several at once). A user with none is a plain member.
     TenantRole {
+        /// Everything, for the partner (the enrolling user is one).
         GlobalAdmin => "GLOBAL_ADMIN",
+        /// Manages users and their roles.
         UserAdmin => "USER_ADMIN",
+        /// Buys, renews and pays; manages benefits and support.
         AdminAgent => "ADMIN_AGENT",
+        /// Manages the partner's program membership, benefits and invoices.
         MpnPartnerAdmin => "MPN_PARTNER_ADMIN",
     }
 );
 
-text_enum!(VettingStatus {
+text_enum!(
+    /// Where a partner's verification stands.
+    VettingStatus {
+    /// Being verified.
     Pending => "PENDING",
+    /// Verified: the partner may buy.
     Authorized => "AUTHORIZED",
+    /// Not verified.
     Rejected => "REJECTED",
 });
 
-text_enum!(VettingSubStatus {
+text_enum!(
+    /// The step a pending verification is at.
+    VettingSubStatus {
+    /// Waiting for the primary contact to follow the email link.
     EmailOwnership => "EMAIL_OWNERSHIP",
+    /// Checking that the contact works for the company.
     EmploymentVerification => "EMPLOYMENT_VERIFICATION",
+    /// Checking the company's legal name and address.
     BusinessVerification => "BUSINESS_VERIFICATION",
+    /// Waiting for an operator's decision.
     Decision => "DECISION",
 });
 
 text_enum!(
     /// Legal-profile fields whose change re-opens verification.
     VerifiedField {
+        /// The legal name.
         LegalName => "LEGAL_NAME",
+        /// The legal address.
         Address => "ADDRESS",
     }
 );
 
-text_enum!(UserStatus {
+text_enum!(
+    /// Where a user stands.
+    UserStatus {
+    /// Invited; becomes active on first sign-in with the invited email.
     Invited => "INVITED",
+    /// Signed in at least once.
     Active => "ACTIVE",
+    /// Removed: no access.
     Removed => "REMOVED",
 });
 
-text_enum!(VettingDecision {
+text_enum!(
+    /// An operator's vetting decision.
+    VettingDecision {
+    /// The partner is verified: purchases open.
     Authorize => "AUTHORIZE",
+    /// The partner is not verified (with a reason).
     Reject => "REJECT",
 });
 
-text_enum!(ServiceRequestKind {
+text_enum!(
+    /// What kind of help a service request asks for.
+    ServiceRequestKind {
     /// "Help with partner invoice, payment, or reconciliation file" (cancellations, refunds).
     Billing => "BILLING",
+    /// Technical support: uses a support incident (needs the activated support benefit).
     TechnicalSupport => "TECHNICAL_SUPPORT",
+    /// Presales or deployment advice: uses advisory hours.
     PresalesDeployment => "PRESALES_DEPLOYMENT",
+    /// Anything else (cancellations, questions).
     Other => "OTHER",
 });
 
@@ -116,7 +147,9 @@ text_enum!(
     /// What a service request is for. Only a CANCELLATION request (made with
     /// `requestCancellation`) ever cancels a subscription.
     ServiceRequestIntent {
+        /// A request for help.
         General => "GENERAL",
+        /// A request to cancel a subscription (`requestCancellation`).
         Cancellation => "CANCELLATION",
     }
 );
@@ -155,6 +188,7 @@ text_enum!(
     RefundStatus {
         /// Asked for; the gateway call (card) or the outgoing transfer (bank) is to come.
         RefundPending => "REFUND_PENDING",
+        /// The money went back.
         Refunded => "REFUNDED",
         /// The gateway refused it, or kept failing; the reason is on the order.
         RefundFailed => "REFUND_FAILED",
@@ -171,15 +205,25 @@ text_enum!(
     }
 );
 
-text_enum!(Severity {
+text_enum!(
+    /// How urgent a service request is.
+    Severity {
+    /// Business stopped.
     Critical => "CRITICAL",
+    /// Business impaired.
     Moderate => "MODERATE",
+    /// A question or a small problem.
     Minimal => "MINIMAL",
 });
 
-text_enum!(ServiceRequestStatus {
+text_enum!(
+    /// Where a service request stands.
+    ServiceRequestStatus {
+    /// Waiting for an operator.
     Open => "OPEN",
+    /// Waiting for the partner.
     AttentionNeeded => "ATTENTION_NEEDED",
+    /// Resolved.
     Closed => "CLOSED",
 });
 
@@ -189,45 +233,74 @@ text_enum!(EmailStatus {
     Dead => "DEAD",
 });
 
-text_enum!(ActorKind {
+text_enum!(
+    /// Who did something recorded in the audit log.
+    ActorKind {
+    /// A user of the partner.
     User => "USER",
+    /// An operator of the program.
     Operator => "OPERATOR",
     /// A signed-in identity not yet linked to a partner (enrollment).
     Identity => "IDENTITY",
+    /// The system itself (the worker's due work: renewals, lapses, activations).
     System => "SYSTEM",
 });
 
-text_enum!(OfferKind {
+text_enum!(
+    /// The kinds of offer.
+    OfferKind {
     /// Network membership: free, on enrollment, never renews.
     Membership => "MEMBERSHIP",
+    /// The annual Action Pack: no competency needed.
     ActionPack => "ACTION_PACK",
+    /// A Silver or Gold competency package: needs a qualification at its level.
     Competency => "COMPETENCY",
 });
 
-text_enum!(CompetencyLevel {
+text_enum!(
+    /// A competency level (and the package bought for it).
+    CompetencyLevel {
+    /// Silver.
     Silver => "SILVER",
+    /// Gold.
     Gold => "GOLD",
 });
 
-text_enum!(BenefitCategory {
+text_enum!(
+    /// The benefit categories (the tabs of the Benefits page).
+    BenefitCategory {
+    /// On-premises software: product keys and downloads.
     Software => "SOFTWARE",
+    /// Cloud services: Azure credit and users.
     Cloud => "CLOUD",
+    /// Visual Studio subscriptions (seats).
     VisualStudio => "VISUAL_STUDIO",
+    /// Technical support: incidents, Signature Cloud Support, advisory hours.
     Technical => "TECHNICAL",
+    /// Go-To-Market offers.
     GoToMarket => "GO_TO_MARKET",
 });
 
 text_enum!(
     /// How a benefit line is delivered to the partner.
     BenefitDelivery {
+        /// A product key, revealed on demand (`revealProductKey`).
         ProductKey => "PRODUCT_KEY",
+        /// A license key, revealed on demand.
         LicenseKey => "LICENSE_KEY",
+        /// Monthly Azure credit.
         AzureCredit => "AZURE_CREDIT",
+        /// Seats assigned to users (Visual Studio).
         Seat => "SEAT",
+        /// Accounts assigned to users (Azure users).
         Account => "ACCOUNT",
+        /// Support incidents, used by technical service requests.
         SupportIncidents => "SUPPORT_INCIDENTS",
+        /// Signature Cloud Support incidents.
         SignatureSupport => "SIGNATURE_SUPPORT",
+        /// Advisory hours, used by presales and deployment requests.
         AdvisoryHours => "ADVISORY_HOURS",
+        /// A Go-To-Market offer, activated on request.
         GtmOffer => "GTM_OFFER",
     }
 );
@@ -236,11 +309,17 @@ text_enum!(
     /// PRODUCT.md 2.5: PENDING_PAYMENT → ACTIVE → IN_RENEWAL_WINDOW → LAPSED, plus CANCELLED and
     /// ORDER_EXPIRED.
     SubscriptionStatus {
+        /// Bought by bank transfer: waiting for the funds.
         PendingPayment => "PENDING_PAYMENT",
+        /// Active for the current term.
         Active => "ACTIVE",
+        /// Past its anniversary date and not renewed yet: renew by AD+30 or it lapses.
         InRenewalWindow => "IN_RENEWAL_WINDOW",
+        /// Not renewed in time: ended, benefits revoked.
         Lapsed => "LAPSED",
+        /// Cancelled: ended, benefits revoked.
         Cancelled => "CANCELLED",
+        /// Its bank transfer never arrived.
         OrderExpired => "ORDER_EXPIRED",
     }
 );
@@ -262,25 +341,40 @@ impl SubscriptionStatus {
     }
 }
 
-text_enum!(OrderKind {
+text_enum!(
+    /// Why an order was placed.
+    OrderKind {
+    /// A first purchase of a package.
     Purchase => "PURCHASE",
+    /// A renewal of a subscription for another term.
     Renewal => "RENEWAL",
 });
 
-text_enum!(OrderStatus {
+text_enum!(
+    /// Where an order stands.
+    OrderStatus {
     /// A card charge is under way.
     Processing => "PROCESSING",
     /// Waiting for a bank transfer (expires after 30 days).
     PendingPayment => "PENDING_PAYMENT",
+    /// Paid: the subscription is active for the term.
     Paid => "PAID",
+    /// The card was refused; `failureCode` says why.
     PaymentFailed => "PAYMENT_FAILED",
+    /// Cancelled before it was paid.
     Cancelled => "CANCELLED",
+    /// A bank transfer that did not arrive in time.
     Expired => "EXPIRED",
+    /// Paid, then refunded (see `refund`).
     Refunded => "REFUNDED",
 });
 
-text_enum!(PaymentKind {
+text_enum!(
+    /// How an order is paid.
+    PaymentKind {
+    /// By card, charged at once.
     Card => "CARD",
+    /// By bank transfer, confirmed by an operator when the funds arrive.
     BankTransfer => "BANK_TRANSFER",
 });
 
@@ -304,7 +398,10 @@ text_enum!(
     }
 );
 
-text_enum!(EntitlementStatus {
+text_enum!(
+    /// Whether a benefit can still be used.
+    EntitlementStatus {
+    /// Usable.
     Active => "ACTIVE",
     /// The package lapsed or was cancelled.
     Revoked => "REVOKED",
@@ -314,9 +411,13 @@ text_enum!(
     /// Technical benefits and Go-To-Market offers: NOT_ACTIVATED → ACTIVATION_PENDING → ACTIVE,
     /// or FAILED (with a reason; activate again to retry).
     ActivationState {
+        /// Not asked for yet: `activateTechnicalBenefit` or `activateGoToMarketOffer` starts it.
         NotActivated => "NOT_ACTIVATED",
+        /// Asked for; the worker completes it at `expectedCompletionAt`.
         ActivationPending => "ACTIVATION_PENDING",
+        /// Activated: the benefit can be used (technical benefits carry their Access ID and contract ID).
         Active => "ACTIVE",
+        /// The provider refused it; `failureReason` says why. Activate again to retry.
         Failed => "FAILED",
     }
 );

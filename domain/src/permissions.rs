@@ -225,6 +225,44 @@ mod tests {
         }
     }
 
+    /// README's "Roles and permissions" table says what the code does, cell by cell.
+    #[test]
+    fn the_readme_role_table_is_the_matrix() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("## Roles and permissions")
+            .nth(1)
+            .expect("README has a Roles and permissions section");
+        let principals = [
+            user(&[R::GlobalAdmin]),
+            user(&[R::UserAdmin]),
+            user(&[R::AdminAgent]),
+            user(&[R::MpnPartnerAdmin]),
+            user(&[]),
+            Principal::Operator {
+                operator_id: Uuid::nil(),
+                subject: "op".into(),
+                name: "Op".into(),
+            },
+        ];
+        for action in Action::ALL {
+            let name = format!("| `{action:?}` |");
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(&name))
+                .unwrap_or_else(|| panic!("README's role table has no row for {action:?}"));
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 8, "{row}");
+            for (principal, cell) in principals.iter().zip(&cells[2..]) {
+                assert_eq!(
+                    *cell == "✓",
+                    principal.can(*action),
+                    "README says `{cell}` for {action:?} and {principal:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn roles_add_up() {
         let p = user(&[R::UserAdmin, R::MpnPartnerAdmin]);

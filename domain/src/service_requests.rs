@@ -18,11 +18,17 @@ use crate::permissions::{Action, Principal};
 use crate::validation as v;
 
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// A new support or advisory request.
 pub struct CreateServiceRequestInput {
+    /// What kind of help is asked for.
     pub kind: ServiceRequestKind,
+    /// A one-line summary.
     pub title: String,
+    /// What happened and what is needed.
     pub description: String,
+    /// How urgent it is.
     pub severity: Severity,
+    /// The product concerned, if any.
     pub product: Option<String>,
     /// The subscription the request is about. Linking one never cancels it: a cancellation is
     /// asked for with `requestCancellation`.

@@ -39,7 +39,13 @@ async fn request_errors_are_400_without_data_for_graphql_response_json_and_auth_
     let token = sys.token("gqlhttp", Some("g@gqlhttp-corp.example"));
 
     // Validation: an unknown field.
-    let (status, ct, body) = post(&sys, MODERN, Some(&token), json!({"query": "{ nope }"})).await;
+    let (status, ct, body) = post(
+        &sys,
+        MODERN,
+        Some(&token),
+        json!({"query": "{ unheardOfField }"}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(ct.starts_with(MODERN), "{ct}");
     assert!(body.get("data").is_none(), "no data entry: {body}");
@@ -50,7 +56,7 @@ async fn request_errors_are_400_without_data_for_graphql_response_json_and_auth_
     );
     assert_eq!(
         body["errors"][0]["message"],
-        "Unknown field \"nope\" on type \"Query\"."
+        "Unknown field \"unheardOfField\" on type \"Query\"."
     );
     // Parse: the parser's message, not its dump, with the location.
     let (status, _, body) = post(&sys, MODERN, Some(&token), json!({"query": "{ me "})).await;
@@ -82,7 +88,7 @@ async fn request_errors_are_400_without_data_for_graphql_response_json_and_auth_
         &sys,
         "application/json",
         Some(&token),
-        json!({"query": "{ nope }"}),
+        json!({"query": "{ unheardOfField }"}),
     )
     .await;
     assert_eq!(status, 200);

@@ -16,9 +16,9 @@ impl AuditQuery {
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, AuditEntry, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;

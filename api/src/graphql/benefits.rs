@@ -20,11 +20,15 @@ impl BenefitQuery {
     async fn benefits(
         &self,
         ctx: &Context<'_>,
-        category: Option<BenefitCategory>,
-        partner_id: Option<ID>,
-        #[graphql(default = false)] include_revoked: bool,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Only benefits of this category.")] category: Option<BenefitCategory>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
+        #[graphql(
+            default = false,
+            desc = "Also the benefits of lapsed or cancelled packages."
+        )]
+        include_revoked: bool,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Benefit, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
@@ -54,10 +58,11 @@ impl BenefitQuery {
         ))
     }
 
+    /// One benefit of the caller's partner (operators: any).
     pub(crate) async fn benefit(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The benefit.")] id: ID,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
@@ -71,9 +76,9 @@ impl BenefitQuery {
     async fn software_downloads(
         &self,
         ctx: &Context<'_>,
-        benefit_id: ID,
-        language: String,
-        os: OperatingSystem,
+        #[graphql(desc = "The software benefit.")] benefit_id: ID,
+        #[graphql(desc = "The language (BCP 47, for example `de-DE`).")] language: String,
+        #[graphql(desc = "The operating system.")] os: OperatingSystem,
     ) -> async_graphql::Result<Vec<Download>> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
@@ -88,10 +93,11 @@ impl BenefitQuery {
             .collect())
     }
 
+    /// The partner's marketing contact, if set (operators name the partner).
     async fn marketing_contact(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
     ) -> async_graphql::Result<Option<MarketingContact>> {
         let p = principal(ctx)?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
@@ -112,8 +118,12 @@ impl BenefitMutation {
     async fn reveal_product_key(
         &self,
         ctx: &Context<'_>,
-        benefit_id: ID,
-        #[graphql(default = false)] acknowledge_refund_loss: bool,
+        #[graphql(desc = "The key benefit.")] benefit_id: ID,
+        #[graphql(
+            default = false,
+            desc = "Must be true: revealing a key ends the package's refund eligibility."
+        )]
+        acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<RevealedKey> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
@@ -141,8 +151,12 @@ impl BenefitMutation {
     async fn activate_technical_benefit(
         &self,
         ctx: &Context<'_>,
-        benefit_id: ID,
-        #[graphql(default = false)] acknowledge_refund_loss: bool,
+        #[graphql(desc = "The technical benefit.")] benefit_id: ID,
+        #[graphql(
+            default = false,
+            desc = "Must be true: using a benefit ends the package's refund eligibility."
+        )]
+        acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
@@ -166,8 +180,12 @@ impl BenefitMutation {
     async fn activate_go_to_market_offer(
         &self,
         ctx: &Context<'_>,
-        benefit_id: ID,
-        #[graphql(default = false)] acknowledge_refund_loss: bool,
+        #[graphql(desc = "The Go-To-Market benefit.")] benefit_id: ID,
+        #[graphql(
+            default = false,
+            desc = "Must be true: using a benefit ends the package's refund eligibility."
+        )]
+        acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;
@@ -185,10 +203,11 @@ impl BenefitMutation {
         ))
     }
 
+    /// Sets the partner's marketing contact (one of its users).
     async fn set_marketing_contact(
         &self,
         ctx: &Context<'_>,
-        input: MarketingContactInput,
+        #[graphql(desc = "The contact.")] input: MarketingContactInput,
     ) -> async_graphql::Result<MarketingContact> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -206,10 +225,17 @@ impl BenefitMutation {
     async fn assign_visual_studio_subscription(
         &self,
         ctx: &Context<'_>,
-        benefit_id: ID,
-        user_id: ID,
+        #[graphql(desc = "The Visual Studio benefit.")] benefit_id: ID,
+        #[graphql(desc = "The user who gets the seat.")] user_id: ID,
+        #[graphql(
+            desc = "The user whose seat is reassigned (allowed 90 days after it was assigned)."
+        )]
         replace_user_id: Option<ID>,
-        #[graphql(default = false)] acknowledge_refund_loss: bool,
+        #[graphql(
+            default = false,
+            desc = "Must be true: using a benefit ends the package's refund eligibility."
+        )]
+        acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let request = seats::SeatAssignment {
@@ -230,9 +256,13 @@ impl BenefitMutation {
     async fn assign_azure_user(
         &self,
         ctx: &Context<'_>,
-        benefit_id: ID,
-        user_id: ID,
-        #[graphql(default = false)] acknowledge_refund_loss: bool,
+        #[graphql(desc = "The Azure benefit.")] benefit_id: ID,
+        #[graphql(desc = "The user who gets Azure access.")] user_id: ID,
+        #[graphql(
+            default = false,
+            desc = "Must be true: using a benefit ends the package's refund eligibility."
+        )]
+        acknowledge_refund_loss: bool,
     ) -> async_graphql::Result<Benefit> {
         let p = principal(ctx)?;
         let id = parse_id("benefitId", &benefit_id)?;

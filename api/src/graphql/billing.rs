@@ -26,8 +26,12 @@ impl BillingQuery {
     async fn offers(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default_with = "OfferSection::Available")] section: OfferSection,
-        partner_id: Option<ID>,
+        #[graphql(
+            default_with = "OfferSection::Available",
+            desc = "Available, Purchased or Expired."
+        )]
+        section: OfferSection,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
     ) -> async_graphql::Result<Vec<OfferListing>> {
         let p = principal(ctx)?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
@@ -54,7 +58,7 @@ impl BillingQuery {
     async fn qualifications(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
     ) -> async_graphql::Result<Vec<Qualification>> {
         let p = principal(ctx)?;
         let partner_id = opt_id("partnerId", partner_id.as_ref())?;
@@ -70,8 +74,8 @@ impl BillingQuery {
     async fn payment_methods(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, PaymentMethod, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -89,10 +93,10 @@ impl BillingQuery {
     async fn orders(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
-        status: Option<OrderStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
+        #[graphql(desc = "Only orders with this status.")] status: Option<OrderStatus>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Order, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
@@ -111,7 +115,12 @@ impl BillingQuery {
         ))
     }
 
-    pub(crate) async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Order> {
+    /// One order of the caller's partner (operators: any).
+    pub(crate) async fn order(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The order.")] id: ID,
+    ) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let mut c = conn(ctx).await?;
@@ -122,9 +131,9 @@ impl BillingQuery {
     async fn invoices(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Invoice, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
@@ -142,10 +151,11 @@ impl BillingQuery {
         ))
     }
 
+    /// One invoice (Global admins, MPN partner admins, operators).
     pub(crate) async fn invoice(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The invoice.")] id: ID,
     ) -> async_graphql::Result<Invoice> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
@@ -163,10 +173,10 @@ impl BillingMutation {
     async fn record_qualification(
         &self,
         ctx: &Context<'_>,
-        partner_id: ID,
-        competency: String,
-        level: CompetencyLevel,
-        qualified_on: NaiveDate,
+        #[graphql(desc = "The partner that qualified.")] partner_id: ID,
+        #[graphql(desc = "The competency's code, for example `SECURITY`.")] competency: String,
+        #[graphql(desc = "Silver or Gold.")] level: CompetencyLevel,
+        #[graphql(desc = "The day the partner qualified.")] qualified_on: NaiveDate,
     ) -> async_graphql::Result<Qualification> {
         let p = principal(ctx)?;
         let partner_id = parse_id("partnerId", &partner_id)?;
@@ -190,9 +200,9 @@ impl BillingMutation {
     async fn remove_qualification(
         &self,
         ctx: &Context<'_>,
-        partner_id: ID,
-        competency: String,
-        level: CompetencyLevel,
+        #[graphql(desc = "The partner.")] partner_id: ID,
+        #[graphql(desc = "The competency's code.")] competency: String,
+        #[graphql(desc = "Silver or Gold.")] level: CompetencyLevel,
     ) -> async_graphql::Result<bool> {
         let p = principal(ctx)?;
         let partner_id = parse_id("partnerId", &partner_id)?;
@@ -216,7 +226,9 @@ impl BillingMutation {
     async fn add_payment_method(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Sandbox gateway only: the card's details (refused with Stripe).")]
         card: Option<CardInput>,
+        #[graphql(desc = "Stripe: the PaymentMethod id Stripe.js created (`pm_…`).")]
         payment_method_id: Option<String>,
     ) -> async_graphql::Result<PaymentMethod> {
         let p = principal(ctx)?;
@@ -233,10 +245,11 @@ impl BillingMutation {
         .into())
     }
 
+    /// Removes a saved card (not one a subscription renews with).
     async fn remove_payment_method(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The saved card to remove.")] id: ID,
     ) -> async_graphql::Result<PaymentMethod> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
@@ -252,6 +265,7 @@ impl BillingMutation {
     async fn purchase_offer(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The offer, the payment and the terms version accepted.")]
         input: PurchaseInput,
     ) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;
@@ -265,8 +279,8 @@ impl BillingMutation {
     async fn confirm_bank_transfer(
         &self,
         ctx: &Context<'_>,
-        order_id: ID,
-        reference: String,
+        #[graphql(desc = "The order the transfer pays.")] order_id: ID,
+        #[graphql(desc = "The bank's reference of the transfer received.")] reference: String,
     ) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;
         let order_id = parse_id("orderId", &order_id)?;
@@ -291,7 +305,8 @@ impl BillingMutation {
     async fn confirm_refund(
         &self,
         ctx: &Context<'_>,
-        order_id: ID,
+        #[graphql(desc = "The refunded order.")] order_id: ID,
+        #[graphql(desc = "The bank's reference of the outgoing transfer.")]
         transfer_reference: String,
     ) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;
@@ -310,7 +325,11 @@ impl BillingMutation {
     }
 
     /// Cancels a bank-transfer order still waiting for payment.
-    async fn cancel_order(&self, ctx: &Context<'_>, order_id: ID) -> async_graphql::Result<Order> {
+    async fn cancel_order(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The unpaid order to cancel.")] order_id: ID,
+    ) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;
         let order_id = parse_id("orderId", &order_id)?;
         let mut c = conn(ctx).await?;

@@ -13,6 +13,7 @@ pub use super::subscription_types::{Refund, RefundEligibility, Subscription};
 use super::{conn, loaders};
 
 #[derive(SimpleObject, Clone)]
+/// An amount of money in a currency.
 pub struct Money {
     /// In minor units (cents).
     pub amount_minor: i64,
@@ -33,7 +34,9 @@ pub fn money(amount_minor: i64, currency: &str) -> Money {
 /// Why something cannot be done now, machine-readable.
 #[derive(SimpleObject, Clone)]
 pub struct IneligibilityReason {
+    /// A stable code for the reason, for example `NOT_QUALIFIED` or `RENEWAL_NOT_OPEN`.
     pub code: String,
+    /// The reason, for people.
     pub message: String,
     /// When it stops applying (for example the day a renewal window opens), if known.
     pub at: Option<String>,
@@ -54,13 +57,19 @@ pub(super) fn reasons(list: Vec<Reason>) -> Vec<IneligibilityReason> {
 }
 
 #[derive(SimpleObject)]
+/// A benefit an offer grants, and how much of it per term.
 pub struct BenefitAllocation {
+    /// The benefit's stable code.
     pub code: String,
+    /// The benefit's category.
     pub category: BenefitCategory,
+    /// The product's display name.
     pub product: String,
+    /// How the benefit is delivered and used.
     pub delivery: BenefitDelivery,
     /// Null: unlimited.
     pub quantity: Option<i32>,
+    /// What the quantity counts.
     pub unit: String,
     /// Added per bound competency that grants extra Visual Studio seats.
     pub bonus_per_competency: i32,
@@ -70,23 +79,29 @@ pub struct BenefitAllocation {
     pub requires_competency: Option<String>,
 }
 
+/// An offer of the catalog: the annual Action Pack or a Silver or Gold competency package.
 pub struct Offer(pub models::Offer);
 
+/// An offer of the catalog: the annual Action Pack or a Silver or Gold competency package.
 #[Object]
 impl Offer {
     /// `NETWORK`, `ACTION_PACK`, `SILVER`, `GOLD`.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
+    /// Its display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What it is, for people.
     async fn description(&self) -> &str {
         &self.0.description
     }
+    /// Action Pack or competency package.
     async fn kind(&self) -> OfferKind {
         self.0.kind
     }
+    /// Competency packages: Silver or Gold.
     async fn level(&self) -> Option<CompetencyLevel> {
         self.0.level
     }
@@ -94,6 +109,7 @@ impl Offer {
     async fn price(&self) -> Money {
         money(self.0.price_minor, &self.0.currency)
     }
+    /// True: bought for a year and renewed yearly.
     async fn annual(&self) -> bool {
         self.0.annual
     }
@@ -101,6 +117,7 @@ impl Offer {
     async fn terms_version(&self) -> &str {
         &self.0.terms_version
     }
+    /// The benefits it grants each term.
     async fn benefits(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<BenefitAllocation>> {
         Ok(loaders(ctx)
             .offer_benefits
@@ -124,12 +141,17 @@ impl Offer {
 }
 
 #[derive(SimpleObject)]
+/// What buying an offer costs now.
 pub struct Quote {
+    /// The offer's price before discount and tax.
     pub price: Money,
     /// The Silver to Gold upgrade discount (25% of the first Gold term), if it applies.
     pub discount: Money,
+    /// The tax rate in basis points (825 = 8.25 %).
     pub tax_rate_basis_points: i32,
+    /// The tax.
     pub tax: Money,
+    /// What would be charged.
     pub total: Money,
 }
 
@@ -144,8 +166,11 @@ pub fn quote(q: &billing_quote::Quote, currency: &str) -> Quote {
 }
 
 #[derive(SimpleObject)]
+/// An offer as the partner sees it: in which section, and whether it can be bought now.
 pub struct OfferListing {
+    /// The offer.
     pub offer: Offer,
+    /// Available, Purchased or Expired.
     pub section: OfferSection,
     /// Available offers: whether it can be bought right now.
     pub purchasable: bool,
@@ -187,19 +212,27 @@ pub(super) async fn offer(ctx: &Context<'_>, id: &str) -> async_graphql::Result<
 
 #[derive(SimpleObject)]
 #[graphql(complex)]
+/// A saved card: only its brand, last four digits and expiry are kept.
 pub struct PaymentMethod {
     #[graphql(skip)]
     pub id: ID,
+    /// The card's brand, for example `visa`.
     pub brand: String,
+    /// The card number's last four digits.
     pub last4: String,
+    /// Expiry month.
     pub exp_month: i32,
+    /// Expiry year.
     pub exp_year: i32,
+    /// The name on the card.
     pub holder_name: String,
+    /// When it was saved.
     pub created_at: DateTime<Utc>,
 }
 
 #[async_graphql::ComplexObject]
 impl PaymentMethod {
+    /// The card's global id.
     pub(crate) async fn id(&self) -> ID {
         self.id.clone()
     }
@@ -220,9 +253,13 @@ impl From<models::PaymentMethod> for PaymentMethod {
 }
 
 #[derive(SimpleObject)]
+/// How an order paid by bank transfer is settled: the contact who arranges it and the reference to quote.
 pub struct BankTransfer {
+    /// Who arranges the transfer at the partner.
     pub contact_name: String,
+    /// That contact's phone number.
     pub contact_phone: String,
+    /// That contact's email; the transfer instructions are sent there.
     pub contact_email: String,
     /// Quote this with the transfer.
     pub payment_reference: String,
@@ -231,31 +268,42 @@ pub struct BankTransfer {
 }
 
 /// A refund's own state: REFUND_PENDING → REFUNDED | REFUND_FAILED.
+/// An order: a purchase or a renewal of a package, paid by card or by bank transfer.
 pub struct Order(pub models::Order);
 
+/// A refund's own state: REFUND_PENDING → REFUNDED | REFUND_FAILED.
+/// An order: a purchase or a renewal of a package, paid by card or by bank transfer.
 #[Object]
 impl Order {
+    /// The order's global id.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// The order's number, for people (`ORD-…`).
     async fn number(&self) -> &str {
         &self.0.number
     }
+    /// Purchase or renewal.
     async fn kind(&self) -> OrderKind {
         self.0.kind
     }
+    /// Where the order stands.
     async fn status(&self) -> OrderStatus {
         self.0.status
     }
+    /// The offer ordered.
     async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
         offer(ctx, &self.0.offer_id).await
     }
+    /// The term it pays for (1 for a purchase).
     async fn term(&self) -> i32 {
         self.0.term
     }
+    /// Card or bank transfer.
     async fn payment_kind(&self) -> PaymentKind {
         self.0.payment_kind
     }
+    /// Bank transfers: who arranges it and the reference to quote.
     async fn bank_transfer(&self) -> Option<BankTransfer> {
         self.0.bank_details().map(|b| BankTransfer {
             contact_name: b.contact_name,
@@ -265,18 +313,23 @@ impl Order {
             confirmation_reference: b.reference,
         })
     }
+    /// The offer's price before discount and tax.
     async fn price(&self) -> Money {
         money(self.0.price_minor, &self.0.currency)
     }
+    /// The discount applied.
     async fn discount(&self) -> Money {
         money(self.0.discount_minor, &self.0.currency)
     }
+    /// The tax rate in basis points (825 = 8.25 %).
     async fn tax_rate_basis_points(&self) -> i32 {
         self.0.tax_rate_bp
     }
+    /// The tax.
     async fn tax(&self) -> Money {
         money(self.0.tax_minor, &self.0.currency)
     }
+    /// What is charged: price − discount + tax.
     async fn total(&self) -> Money {
         money(self.0.total_minor, &self.0.currency)
     }
@@ -284,9 +337,11 @@ impl Order {
     async fn terms_version(&self) -> Option<&str> {
         self.0.terms_version.as_deref()
     }
+    /// Competency packages: the competencies it binds.
     async fn competencies(&self) -> &[String] {
         &self.0.competencies
     }
+    /// When it was placed.
     async fn placed_at(&self) -> DateTime<Utc> {
         self.0.placed_at
     }
@@ -294,6 +349,7 @@ impl Order {
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
+    /// When it was paid.
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.0.paid_at
     }
@@ -301,9 +357,11 @@ impl Order {
     async fn failure_code(&self) -> Option<&str> {
         self.0.failure_code.as_deref()
     }
+    /// PAYMENT_FAILED: the reason, for people.
     async fn failure_message(&self) -> Option<&str> {
         self.0.failure_message.as_deref()
     }
+    /// How much of it was refunded.
     async fn refunded(&self) -> Money {
         money(self.0.refunded_minor, &self.0.currency)
     }
@@ -318,9 +376,11 @@ impl Order {
                 .map(Refund),
         )
     }
+    /// When the refund completed.
     async fn refunded_at(&self) -> Option<DateTime<Utc>> {
         self.0.refunded_at
     }
+    /// The subscription it bought or renewed.
     async fn subscription(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Subscription>> {
         let Some(id) = self.0.subscription_id else {
             return Ok(None);
@@ -342,28 +402,44 @@ impl Order {
 }
 
 #[derive(SimpleObject)]
+/// Whom an invoice is made out to, as it was when the invoice was issued.
 pub struct BillTo {
+    /// The partner's legal name.
     pub name: String,
+    /// The partner's MPN ID.
     pub mpn_id: String,
+    /// Street lines of the legal address.
     pub address_lines: Vec<String>,
+    /// The city.
     pub city: String,
+    /// The state, province or region.
     pub region: Option<String>,
+    /// The postal code.
     pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code.
     pub country: String,
 }
 
 #[derive(SimpleObject)]
+/// One line of an invoice.
 pub struct InvoiceLine {
+    /// What was bought.
     pub description: String,
+    /// How many.
     pub quantity: i32,
+    /// The price of one.
     pub unit_price: Money,
+    /// quantity × unitPrice.
     pub amount: Money,
 }
 
+/// An invoice: one per paid order (purchase or renewal), numbered without gaps per year.
 pub struct Invoice(pub models::Invoice);
 
+/// An invoice: one per paid order (purchase or renewal), numbered without gaps per year.
 #[Object]
 impl Invoice {
+    /// The invoice's global id.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -371,18 +447,23 @@ impl Invoice {
     async fn number(&self) -> &str {
         &self.0.number
     }
+    /// The paid order it invoices.
     async fn order_id(&self) -> ID {
         ID(self.0.order_id.to_string())
     }
+    /// When it was issued (the order's payment).
     async fn issued_at(&self) -> DateTime<Utc> {
         self.0.issued_at
     }
+    /// The start of the term it covers.
     async fn period_start(&self) -> DateTime<Utc> {
         self.0.period_start
     }
+    /// The end of the term it covers.
     async fn period_end(&self) -> DateTime<Utc> {
         self.0.period_end
     }
+    /// Whom it is made out to.
     async fn bill_to(&self) -> Option<BillTo> {
         inv::bill_to_of(&self.0).map(|b| BillTo {
             name: b.name,
@@ -394,6 +475,7 @@ impl Invoice {
             country: b.country,
         })
     }
+    /// Its lines.
     async fn lines(&self) -> Vec<InvoiceLine> {
         inv::lines_of(&self.0)
             .into_iter()
@@ -405,18 +487,23 @@ impl Invoice {
             })
             .collect()
     }
+    /// The sum of the lines, before discount and tax.
     async fn subtotal(&self) -> Money {
         money(self.0.subtotal_minor, &self.0.currency)
     }
+    /// The discount (an upgrade discount, for example).
     async fn discount(&self) -> Money {
         money(self.0.discount_minor, &self.0.currency)
     }
+    /// The tax rate in basis points (825 = 8.25 %).
     async fn tax_rate_basis_points(&self) -> i32 {
         self.0.tax_rate_bp
     }
+    /// The tax charged.
     async fn tax(&self) -> Money {
         money(self.0.tax_minor, &self.0.currency)
     }
+    /// What was paid.
     async fn total(&self) -> Money {
         money(self.0.total_minor, &self.0.currency)
     }
@@ -427,9 +514,13 @@ impl Invoice {
 }
 
 #[derive(SimpleObject)]
+/// A competency partners qualify for, at Silver or Gold.
 pub struct Competency {
+    /// The competency's stable code, for example `SECURITY`.
     pub code: String,
+    /// Its display name.
     pub name: String,
+    /// The solution area it belongs to.
     pub solution_area: String,
     /// Cloud competencies give unlimited Signature Cloud Support.
     pub cloud: bool,
@@ -447,10 +538,15 @@ impl From<models::Competency> for Competency {
 }
 
 #[derive(SimpleObject)]
+/// A competency the partner qualified for at a level, recorded by an operator.
 pub struct Qualification {
+    /// The qualification's id.
     pub id: ID,
+    /// The competency's code.
     pub competency: String,
+    /// Silver or Gold.
     pub level: CompetencyLevel,
+    /// The day the partner qualified.
     pub qualified_on: NaiveDate,
 }
 
@@ -466,7 +562,9 @@ impl From<models::Qualification> for Qualification {
 }
 
 #[derive(SimpleObject)]
+/// A partner's test clock (outside production): its time runs ahead of real time by an offset.
 pub struct TestClock {
+    /// The partner.
     pub partner_id: ID,
     /// The partner's current time.
     pub now: DateTime<Utc>,

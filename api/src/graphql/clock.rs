@@ -12,10 +12,11 @@ pub struct ClockQuery;
 
 #[Object]
 impl ClockQuery {
+    /// A partner's test clock (operators, outside production).
     async fn test_clock(
         &self,
         ctx: &Context<'_>,
-        partner_id: ID,
+        #[graphql(desc = "The partner.")] partner_id: ID,
     ) -> async_graphql::Result<TestClock> {
         let p = principal(ctx)?;
         let partner_id = parse_id("partnerId", &partner_id)?;
@@ -37,8 +38,9 @@ impl ClockQuery {
     async fn wait_for_idle(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
-        #[graphql(default = 10)] timeout_seconds: i32,
+        #[graphql(desc = "The partner to wait for (omit: every partner).")] partner_id: Option<ID>,
+        #[graphql(default = 10, desc = "How long to wait at most, in seconds.")]
+        timeout_seconds: i32,
     ) -> async_graphql::Result<Idle> {
         let p = principal(ctx)?;
         let partner_id = partner_id
@@ -74,9 +76,10 @@ impl ClockMutation {
     async fn advance_test_clock(
         &self,
         ctx: &Context<'_>,
-        partner_id: ID,
-        #[graphql(default = 0)] days: i32,
-        #[graphql(default = 0)] seconds: i64,
+        #[graphql(desc = "The partner whose clock moves.")] partner_id: ID,
+        #[graphql(default = 0, desc = "Days to move forward.")] days: i32,
+        #[graphql(default = 0, desc = "Seconds to move forward (added to `days`).")] seconds: i64,
+        #[graphql(desc = "The instant to move the clock to (not with `days` or `seconds`).")]
         to: Option<DateTime<Utc>>,
     ) -> async_graphql::Result<TestClock> {
         let p = principal(ctx)?;

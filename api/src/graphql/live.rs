@@ -196,6 +196,8 @@ impl QueueStatsFeed {
     }
 }
 
+/// Live updates over WebSocket (graphql-transport-ws at `/graphql/ws`): following one
+/// object, the first event is its current state.
 #[Subscription]
 impl SubscriptionRoot {
     /// Every queue's counts, latency and pause state, pushed at most once a second
@@ -230,7 +232,10 @@ impl SubscriptionRoot {
     async fn benefit_updated<'a>(
         &self,
         ctx: &Context<'a>,
-        partner_id: Option<ID>,
+        #[graphql(desc = "Operators: the partner (partner users: their own).")] partner_id: Option<
+            ID,
+        >,
+        #[graphql(desc = "Only this benefit (its first event is its current state).")]
         benefit_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Benefit>> + 'a> {
         let (partner, ids) = events(ctx, partner_id.as_ref(), benefit_id.as_ref(), |e| match e {
@@ -261,7 +266,10 @@ impl SubscriptionRoot {
     async fn subscription_updated<'a>(
         &self,
         ctx: &Context<'a>,
-        partner_id: Option<ID>,
+        #[graphql(desc = "Operators: the partner (partner users: their own).")] partner_id: Option<
+            ID,
+        >,
+        #[graphql(desc = "Only this subscription (its first event is its current state).")]
         subscription_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<SubscriptionType>> + 'a>
     {

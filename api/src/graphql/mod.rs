@@ -117,11 +117,11 @@ pub fn build(
             http.max_depth.max(INTROSPECTION_MAX_DEPTH),
         ),
     };
-    let mut builder = Schema::build(
+    let mut builder = described(Schema::build(
         Query::default(),
         Mutation::default(),
         live::SubscriptionRoot,
-    );
+    ));
     if !http.introspection {
         builder = builder.disable_introspection();
     }
@@ -142,13 +142,64 @@ pub fn build(
         .finish()
 }
 
+/// The descriptions of the types async-graphql makes without one: the root types and the
+/// connections.
+fn described(
+    builder: async_graphql::SchemaBuilder<Query, Mutation, live::SubscriptionRoot>,
+) -> async_graphql::SchemaBuilder<Query, Mutation, live::SubscriptionRoot> {
+    use async_graphql::connection::Connection;
+    use pagination::TotalCount;
+    type Page<T> = Connection<String, T, TotalCount>;
+    builder
+        .override_output_type_description::<Query>(
+            "What can be read: the caller, the partner and its users, offers, orders, \
+             invoices, subscriptions, benefits, service requests, the audit log, and the \
+             operators' queues. Each field says who may read it.",
+        )
+        .override_output_type_description::<Mutation>(
+            "What can be done: enrollment, users and roles, purchases and renewals, \
+             benefits, service requests, and the operators' decisions. Each field says who \
+             may do it.",
+        )
+        .override_output_type_description::<Page<types::AuditEntry>>(
+            "A page of audit log entries, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<benefit_types::Benefit>>(
+            "A page of benefits, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<billing_types::Invoice>>(
+            "A page of invoices, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<gateway_domain::queues::JobInfo>>(
+            "A page of a queue's jobs in one state, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<billing_types::Order>>(
+            "A page of orders, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<types::Partner>>(
+            "A page of partners, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<billing_types::PaymentMethod>>(
+            "A page of saved cards, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<types::ServiceRequest>>(
+            "A page of service requests, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<subscription_types::Subscription>>(
+            "A page of subscriptions, newest first, with `totalCount`.",
+        )
+        .override_output_type_description::<Page<types::User>>(
+            "A page of users, newest first, with `totalCount`.",
+        )
+}
+
 /// The schema's SDL, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(
+    described(Schema::build(
         Query::default(),
         Mutation::default(),
         live::SubscriptionRoot,
-    )
+    ))
     .finish()
     .sdl()
 }

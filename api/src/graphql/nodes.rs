@@ -48,7 +48,11 @@ impl NodeQuery {
     /// (another partner's).
     ///
     /// Roles: any signed-in caller; each type's own rule applies.
-    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The object's global id.")] id: ID,
+    ) -> async_graphql::Result<Option<Node>> {
         load(ctx, &id).await.map(Some)
     }
 
@@ -59,7 +63,7 @@ impl NodeQuery {
     async fn nodes(
         &self,
         ctx: &Context<'_>,
-        ids: Vec<ID>,
+        #[graphql(desc = "Global ids, at most 100.")] ids: Vec<ID>,
     ) -> async_graphql::Result<Vec<Option<Node>>> {
         if ids.len() > MAX_NODES {
             return Err(AppError::bad_input("ids", format!("give at most {MAX_NODES} ids")).into());

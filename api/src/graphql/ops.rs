@@ -57,7 +57,7 @@ impl OpsQuery {
     async fn queue_throughput(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 60)] minutes: i32,
+        #[graphql(default = 60, desc = "How many minutes back, 1 to 120.")] minutes: i32,
     ) -> async_graphql::Result<Vec<queues::activity::QueueThroughput>> {
         principal(ctx)?.require(gateway_domain::permissions::Action::Operate)?;
         let mut r = redis(ctx).await?;
@@ -92,10 +92,10 @@ impl OpsQuery {
     async fn jobs(
         &self,
         ctx: &Context<'_>,
-        queue: String,
-        state: JobState,
-        #[graphql(default = 50)] first: i32,
-        after: Option<String>,
+        #[graphql(desc = "The queue.")] queue: String,
+        #[graphql(desc = "The state.")] state: JobState,
+        #[graphql(default = 50, desc = "Page size, 1 to 500.")] first: i32,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, JobInfo, super::pagination::TotalCount>> {
         let p = principal(ctx)?;
         if !(1..=500).contains(&first) {
@@ -135,7 +135,7 @@ impl OpsQuery {
     async fn find_jobs(
         &self,
         ctx: &Context<'_>,
-        filter: JobFilter,
+        #[graphql(desc = "A partner, a subscription or a job id.")] filter: JobFilter,
     ) -> async_graphql::Result<Vec<JobInfo>> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
@@ -149,8 +149,8 @@ impl OpsQuery {
     async fn job(
         &self,
         ctx: &Context<'_>,
-        queue: String,
-        id: String,
+        #[graphql(desc = "The job's queue.")] queue: String,
+        #[graphql(desc = "The job's id.")] id: String,
     ) -> async_graphql::Result<Option<JobDetail>> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
@@ -184,8 +184,8 @@ impl OpsMutation {
     async fn retry_job(
         &self,
         ctx: &Context<'_>,
-        queue: String,
-        id: String,
+        #[graphql(desc = "The job's queue.")] queue: String,
+        #[graphql(desc = "The job's id.")] id: String,
     ) -> async_graphql::Result<String> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
@@ -206,7 +206,7 @@ impl OpsMutation {
     async fn pause_queue(
         &self,
         ctx: &Context<'_>,
-        queue: String,
+        #[graphql(desc = "The queue to pause.")] queue: String,
     ) -> async_graphql::Result<JobQueue> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -218,7 +218,7 @@ impl OpsMutation {
     async fn resume_queue(
         &self,
         ctx: &Context<'_>,
-        queue: String,
+        #[graphql(desc = "The queue to resume.")] queue: String,
     ) -> async_graphql::Result<JobQueue> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -231,7 +231,7 @@ impl OpsMutation {
     async fn retry_dead_jobs(
         &self,
         ctx: &Context<'_>,
-        queue: String,
+        #[graphql(desc = "The queue whose dead jobs run again.")] queue: String,
     ) -> async_graphql::Result<i64> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
@@ -244,7 +244,7 @@ impl OpsMutation {
     async fn discard_dead_jobs(
         &self,
         ctx: &Context<'_>,
-        queue: String,
+        #[graphql(desc = "The queue whose dead jobs are discarded.")] queue: String,
     ) -> async_graphql::Result<i64> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
@@ -256,8 +256,8 @@ impl OpsMutation {
     async fn discard_job(
         &self,
         ctx: &Context<'_>,
-        queue: String,
-        id: String,
+        #[graphql(desc = "The job's queue.")] queue: String,
+        #[graphql(desc = "The job's id.")] id: String,
     ) -> async_graphql::Result<bool> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;

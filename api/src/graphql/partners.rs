@@ -91,7 +91,9 @@ impl PartnerQuery {
     pub(crate) async fn partner(
         &self,
         ctx: &Context<'_>,
-        id: Option<ID>,
+        #[graphql(desc = "Operators: the partner (partner users: omit, or their own).")] id: Option<
+            ID,
+        >,
     ) -> async_graphql::Result<Partner> {
         let p = principal(ctx)?;
         let requested = id.as_ref().map(|i| parse_id("id", i)).transpose()?;
@@ -105,9 +107,11 @@ impl PartnerQuery {
     async fn partners(
         &self,
         ctx: &Context<'_>,
-        vetting_status: Option<VettingStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Only partners with this vetting status.")] vetting_status: Option<
+            VettingStatus,
+        >,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Partner, pagination::TotalCount>> {
         let limit = pagination::page_size(first)?;
         let before = pagination::decode_cursor(after.as_deref())?;
@@ -138,6 +142,7 @@ impl PartnerMutation {
     async fn enroll_partner(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The legal profile, the primary contact and the agreement accepted.")]
         input: EnrollPartnerInput,
     ) -> async_graphql::Result<EnrollPartnerPayload> {
         let p = principal(ctx)?;
@@ -153,6 +158,9 @@ impl PartnerMutation {
     async fn verify_primary_contact_email(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The token from the verification email's link (`/verify-email?token=…`)."
+        )]
         token: String,
     ) -> async_graphql::Result<VerifyEmailPayload> {
         let r = request(ctx);
@@ -188,9 +196,9 @@ impl PartnerMutation {
     async fn decide_vetting(
         &self,
         ctx: &Context<'_>,
-        partner_id: ID,
-        decision: VettingDecision,
-        reason: Option<String>,
+        #[graphql(desc = "The partner to decide on.")] partner_id: ID,
+        #[graphql(desc = "Authorize or reject.")] decision: VettingDecision,
+        #[graphql(desc = "Why (required to reject; shown to the partner).")] reason: Option<String>,
     ) -> async_graphql::Result<Partner> {
         let p = principal(ctx)?;
         let id = parse_id("partnerId", &partner_id)?;
@@ -205,6 +213,7 @@ impl PartnerMutation {
     async fn update_legal_profile(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields to change; omitted fields stay.")]
         input: UpdateLegalProfileInput,
     ) -> async_graphql::Result<Partner> {
         let p = principal(ctx)?;

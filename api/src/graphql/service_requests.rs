@@ -18,10 +18,10 @@ impl ServiceRequestQuery {
     async fn service_requests(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
-        status: Option<ServiceRequestStatus>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Operators: only this partner's.")] partner_id: Option<ID>,
+        #[graphql(desc = "Only requests with this status.")] status: Option<ServiceRequestStatus>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ServiceRequest, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
@@ -48,10 +48,11 @@ impl ServiceRequestQuery {
         ))
     }
 
+    /// One service request, under the same rules as `serviceRequests`.
     pub(crate) async fn service_request(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The request.")] id: ID,
     ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
@@ -65,21 +66,23 @@ pub struct ServiceRequestMutation;
 
 #[Object]
 impl ServiceRequestMutation {
+    /// Opens a service request (a technical one uses a support incident of the activated support benefit; a presales or deployment one uses advisory hours).
     async fn create_service_request(
         &self,
         ctx: &Context<'_>,
-        input: CreateServiceRequestInput,
+        #[graphql(desc = "The request.")] input: CreateServiceRequestInput,
     ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
         Ok(sr::create(&mut c, p, &actor(ctx)?, input).await?.into())
     }
 
+    /// Adds a note to a service request (the partner or an operator).
     async fn add_service_request_note(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        body: String,
+        #[graphql(desc = "The service request.")] id: ID,
+        #[graphql(desc = "The note's text.")] body: String,
     ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
@@ -97,8 +100,9 @@ impl ServiceRequestMutation {
     async fn resolve_service_request(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        resolution: String,
+        #[graphql(desc = "The service request.")] id: ID,
+        #[graphql(desc = "How it was resolved, shown to the partner.")] resolution: String,
+        #[graphql(desc = "Cancellation requests: the decision taken on the cancellation.")]
         decision: Option<CancellationDecision>,
     ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
@@ -124,8 +128,8 @@ impl ServiceRequestMutation {
     async fn request_cancellation(
         &self,
         ctx: &Context<'_>,
-        subscription_id: ID,
-        reason: String,
+        #[graphql(desc = "The subscription to cancel.")] subscription_id: ID,
+        #[graphql(desc = "Why the partner cancels.")] reason: String,
     ) -> async_graphql::Result<ServiceRequest> {
         let p = principal(ctx)?;
         let id = parse_id("subscriptionId", &subscription_id)?;

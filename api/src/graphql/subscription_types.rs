@@ -14,6 +14,7 @@ use super::billing_types::{
 };
 use super::{conn, loaders, now_for, principal};
 #[derive(SimpleObject)]
+/// The calendar days (UTC) on which Renew is available: AD+1 to AD+30.
 pub struct RenewalWindow {
     /// First day "Renew" is available (AD+1).
     pub opens_on: NaiveDate,
@@ -22,14 +23,20 @@ pub struct RenewalWindow {
 }
 
 #[derive(SimpleObject)]
+/// Whether something can be done now, and if not why.
 pub struct Eligibility {
+    /// True when it can be done now.
     pub eligible: bool,
+    /// Why not (empty when eligible).
     pub reasons: Vec<IneligibilityReason>,
 }
 
 #[derive(SimpleObject)]
+/// Whether cancelling now would be refunded, and if not why.
 pub struct RefundEligibility {
+    /// True when a cancellation now would be refunded.
     pub eligible: bool,
+    /// Why not (empty when eligible).
     pub reasons: Vec<IneligibilityReason>,
     /// The last moment a refund can be asked for (30 days after payment).
     pub deadline: Option<DateTime<Utc>>,
@@ -48,19 +55,25 @@ impl From<eligibility::RefundEligibility> for RefundEligibility {
     }
 }
 
+/// A package the partner bought (Action Pack or competency package), renewed yearly on its anniversary date.
 pub struct Subscription(pub models::Subscription);
 
+/// A package the partner bought (Action Pack or competency package), renewed yearly on its anniversary date.
 #[Object]
 impl Subscription {
+    /// The subscription's global id.
     pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// The offer bought.
     async fn offer(&self, ctx: &Context<'_>) -> async_graphql::Result<Offer> {
         offer(ctx, &self.0.offer_id).await
     }
+    /// Where the subscription stands.
     async fn status(&self) -> SubscriptionStatus {
         self.0.status
     }
+    /// True: the saved card is charged on the anniversary date.
     async fn auto_renew(&self) -> bool {
         self.0.auto_renew
     }
@@ -72,9 +85,11 @@ impl Subscription {
     async fn competencies(&self) -> &[String] {
         &self.0.competencies
     }
+    /// When it first became active.
     async fn activated_at(&self) -> Option<DateTime<Utc>> {
         self.0.activated_at
     }
+    /// When the current term started.
     async fn term_started_at(&self) -> Option<DateTime<Utc>> {
         self.0.term_started_at
     }
@@ -82,6 +97,7 @@ impl Subscription {
     async fn anniversary_date(&self) -> Option<DateTime<Utc>> {
         self.0.anniversary_at
     }
+    /// The days on which Renew is available (null until active).
     async fn renewal_window(&self) -> Option<RenewalWindow> {
         self.0.anniversary_at.map(|ad| {
             let (opens_on, last_day) = rules::renewal_window(ad);
@@ -112,9 +128,11 @@ impl Subscription {
     async fn renewal_failures(&self) -> i32 {
         self.0.renewal_failures
     }
+    /// The last automatic renewal's error, if it failed.
     async fn last_renewal_error(&self) -> Option<&str> {
         self.0.last_renewal_error.as_deref()
     }
+    /// When it ended (lapsed or cancelled).
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.0.ended_at
     }
@@ -158,9 +176,11 @@ impl Subscription {
                 .map(Refund),
         )
     }
+    /// When one of its product keys was first revealed (refunds end then).
     async fn key_revealed_at(&self) -> Option<DateTime<Utc>> {
         self.0.key_revealed_at
     }
+    /// True once its upgrade discount was applied to a purchase.
     async fn upgrade_discount_used(&self) -> bool {
         self.0.upgrade_discount_used
     }
@@ -183,13 +203,17 @@ impl Subscription {
     }
 }
 
+/// The refund of an order.
 pub struct Refund(pub models::Refund);
 
+/// The refund of an order.
 #[Object]
 impl Refund {
+    /// Where the refund stands.
     async fn status(&self) -> RefundStatus {
         self.0.status
     }
+    /// How much is refunded.
     async fn amount(&self) -> Money {
         money(self.0.amount_minor, &self.0.currency)
     }
@@ -205,9 +229,11 @@ impl Refund {
     async fn attempts(&self) -> i32 {
         self.0.attempts
     }
+    /// When the refund was decided.
     async fn requested_at(&self) -> DateTime<Utc> {
         self.0.requested_at
     }
+    /// When the money went back.
     async fn settled_at(&self) -> Option<DateTime<Utc>> {
         self.0.settled_at
     }

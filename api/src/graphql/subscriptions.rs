@@ -17,6 +17,7 @@ pub struct SubscriptionQuery;
 /// A renewal's price now and the terms it is accepted under.
 #[derive(async_graphql::SimpleObject)]
 pub struct RenewalQuote {
+    /// Price, tax, discount and total.
     pub quote: Quote,
     /// Pass this as `acceptTermsVersion` to `renewSubscription`.
     pub terms_version: String,
@@ -28,10 +29,12 @@ impl SubscriptionQuery {
     async fn subscriptions(
         &self,
         ctx: &Context<'_>,
-        partner_id: Option<ID>,
-        status: Option<Vec<SubscriptionStatus>>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Operators: the partner.")] partner_id: Option<ID>,
+        #[graphql(desc = "Only subscriptions with one of these statuses.")] status: Option<
+            Vec<SubscriptionStatus>,
+        >,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Subscription, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let limit = pagination::page_size(first)?;
@@ -49,10 +52,11 @@ impl SubscriptionQuery {
         ))
     }
 
+    /// One subscription of the caller's partner (operators: any).
     pub(crate) async fn subscription(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The subscription.")] id: ID,
     ) -> async_graphql::Result<Subscription> {
         let p = principal(ctx)?;
         let id = parse_id("id", &id)?;
@@ -67,7 +71,7 @@ impl SubscriptionQuery {
     async fn renewal_quote(
         &self,
         ctx: &Context<'_>,
-        subscription_id: ID,
+        #[graphql(desc = "The subscription to renew.")] subscription_id: ID,
     ) -> async_graphql::Result<RenewalQuote> {
         let p = principal(ctx)?;
         let id = parse_id("subscriptionId", &subscription_id)?;
@@ -83,7 +87,7 @@ impl SubscriptionQuery {
     async fn refund_eligibility(
         &self,
         ctx: &Context<'_>,
-        subscription_id: ID,
+        #[graphql(desc = "The subscription to cancel.")] subscription_id: ID,
     ) -> async_graphql::Result<RefundEligibility> {
         let p = principal(ctx)?;
         let id = parse_id("subscriptionId", &subscription_id)?;
@@ -105,7 +109,7 @@ impl SubscriptionMutation {
     async fn turn_off_auto_renew(
         &self,
         ctx: &Context<'_>,
-        subscription_id: ID,
+        #[graphql(desc = "The subscription.")] subscription_id: ID,
     ) -> async_graphql::Result<Subscription> {
         let p = principal(ctx)?;
         let id = parse_id("subscriptionId", &subscription_id)?;
@@ -119,7 +123,8 @@ impl SubscriptionMutation {
     async fn set_subscription_payment_method(
         &self,
         ctx: &Context<'_>,
-        subscription_id: ID,
+        #[graphql(desc = "The subscription.")] subscription_id: ID,
+        #[graphql(desc = "The saved card automatic renewals charge from now on.")]
         payment_method_id: ID,
     ) -> async_graphql::Result<Subscription> {
         let p = principal(ctx)?;
@@ -138,6 +143,7 @@ impl SubscriptionMutation {
     async fn renew_subscription(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The subscription, the payment and the terms version accepted.")]
         input: RenewInput,
     ) -> async_graphql::Result<Order> {
         let p = principal(ctx)?;

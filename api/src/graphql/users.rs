@@ -18,8 +18,8 @@ impl UserQuery {
     async fn users(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, User, pagination::TotalCount>> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -44,9 +44,13 @@ impl UserMutation {
     async fn add_user(
         &self,
         ctx: &Context<'_>,
-        email: String,
-        #[graphql(default)] roles: Vec<TenantRole>,
-        display_name: Option<String>,
+        #[graphql(desc = "The new user's work email; the invitation goes there.")] email: String,
+        #[graphql(
+            default,
+            desc = "The user's roles (empty: a member without admin roles)."
+        )]
+        roles: Vec<TenantRole>,
+        #[graphql(desc = "The user's display name.")] display_name: Option<String>,
     ) -> async_graphql::Result<User> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -68,8 +72,10 @@ impl UserMutation {
     async fn update_user_roles(
         &self,
         ctx: &Context<'_>,
-        user_id: ID,
-        roles: Vec<TenantRole>,
+        #[graphql(desc = "The user whose roles change.")] user_id: ID,
+        #[graphql(desc = "The user's roles from now on (replacing the old ones).")] roles: Vec<
+            TenantRole,
+        >,
     ) -> async_graphql::Result<User> {
         let p = principal(ctx)?;
         let id = parse_id("userId", &user_id)?;
@@ -80,7 +86,11 @@ impl UserMutation {
     }
 
     /// Removes a user from the partner (the last Global admin stays).
-    async fn remove_user(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
+    async fn remove_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user to remove.")] user_id: ID,
+    ) -> async_graphql::Result<User> {
         let p = principal(ctx)?;
         let id = parse_id("userId", &user_id)?;
         let mut c = conn(ctx).await?;

@@ -16,6 +16,7 @@ use crate::validation as v;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// The marketing contact to set.
 pub struct MarketingContactInput {
     /// A user of the partner.
     pub user_id: async_graphql::ID,

@@ -117,9 +117,14 @@ pub const DOWNLOAD_LANGUAGES: &[&str] = &[
     "en-US", "de-DE", "fr-FR", "es-ES", "it-IT", "ja-JP", "pt-BR", "zh-CN", "ko-KR", "nl-NL",
 ];
 
-crate::enums::text_enum!(OperatingSystem {
+crate::enums::text_enum!(
+    /// The operating systems software downloads are built for.
+    OperatingSystem {
+    /// Windows on x64.
     WindowsX64 => "WINDOWS_X64",
+    /// Windows on x86 (32-bit).
     WindowsX86 => "WINDOWS_X86",
+    /// Windows on Arm64.
     WindowsArm64 => "WINDOWS_ARM64",
 });
 

@@ -34,9 +34,11 @@ pub struct BankTransferDetails {
 /// The contact for paying an order by electronic bank transfer (a purchase or a renewal).
 #[derive(Debug, Clone, async_graphql::InputObject)]
 pub struct BankTransferInput {
+    /// Who arranges the transfer at the partner.
     pub contact_name: String,
     /// E.164, for example +14255550100.
     pub contact_phone: String,
+    /// That contact's work email; the transfer instructions are sent there.
     pub contact_email: String,
 }
 

@@ -16,12 +16,17 @@ use crate::services::Services;
 use crate::validation as v;
 
 #[derive(Clone, async_graphql::InputObject)]
+/// A card's details, for the sandbox gateway only (with Stripe the card is collected by Stripe Elements and its PaymentMethod id is sent instead).
 pub struct CardInput {
     /// Sent to the gateway to be tokenized; never stored, logged or returned.
     pub number: String,
+    /// Expiry month, 1 to 12.
     pub exp_month: i32,
+    /// Expiry year, four digits.
     pub exp_year: i32,
+    /// The card's security code (never stored).
     pub cvc: String,
+    /// The name on the card.
     pub holder_name: String,
 }
 

@@ -25,8 +25,11 @@ use crate::validation as v;
 pub const PARTNER_AGREEMENT: &str = "MICROSOFT_PARTNER_AGREEMENT";
 pub const PARTNER_AGREEMENT_VERSION: &str = "2021-06";
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// A person to contact at the partner.
 pub struct ContactInput {
+    /// First name.
     pub first_name: String,
+    /// Last name.
     pub last_name: String,
     /// A person's work email: role addresses and free-mail domains are refused.
     pub email: String,
@@ -35,9 +38,13 @@ pub struct ContactInput {
 }
 
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// What enrollment needs: the legal profile, the primary contact and the agreement accepted.
 pub struct EnrollPartnerInput {
+    /// The company's legal name, as registered.
     pub legal_name: String,
+    /// The company's legal address.
     pub address: AddressInput,
+    /// The primary contact (a work email: verified by email).
     pub primary_contact: ContactInput,
     /// An existing Azure AD tenant; omit to have a new one created.
     pub existing_tenant_id: Option<Uuid>,

@@ -16,21 +16,31 @@ use crate::permissions::{Action, Principal};
 use crate::validation as v;
 
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// A postal address.
 pub struct AddressInput {
     /// One to three street lines.
     pub lines: Vec<String>,
+    /// The city.
     pub city: String,
+    /// The state, province or region.
     pub region: Option<String>,
+    /// The postal code.
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, for example `US`.
     pub country: String,
 }
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// Changes to the legal profile (legal name and address are verified again).
 pub struct UpdateLegalProfileInput {
+    /// The new legal name.
     pub legal_name: Option<String>,
+    /// The new legal address.
     pub address: Option<AddressInput>,
+    /// The primary contact's new first name.
     pub contact_first_name: Option<String>,
+    /// The primary contact's new last name.
     pub contact_last_name: Option<String>,
+    /// The primary contact's new phone number.
     pub contact_phone: Option<String>,
 }
 

@@ -28,7 +28,9 @@ use crate::subscriptions::rules;
 use crate::subscriptions::store::{anniversary, load_visible, lock};
 
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// A renewal of a subscription by hand, inside its renewal window.
 pub struct RenewInput {
+    /// The subscription to renew.
     pub subscription_id: async_graphql::ID,
     /// The same key with the same input returns the first result; with other input, CONFLICT.
     pub idempotency_key: String,

@@ -41,6 +41,7 @@ use crate::validation as v;
 pub use crate::billing::orders::BankTransferInput;
 
 #[derive(Debug, Clone, async_graphql::OneofObject)]
+/// How an order is paid: a saved card or a bank transfer (exactly one).
 pub enum PaymentInput {
     /// A saved card (see `addPaymentMethod`), charged at once.
     PaymentMethodId(async_graphql::ID),
@@ -49,6 +50,7 @@ pub enum PaymentInput {
 }
 
 #[derive(Debug, Clone, async_graphql::InputObject)]
+/// A purchase of an offer.
 pub struct PurchaseInput {
     /// `ACTION_PACK`, `SILVER` or `GOLD`.
     pub offer_id: String,
@@ -56,6 +58,7 @@ pub struct PurchaseInput {
     pub idempotency_key: String,
     /// The version of the offer terms the buyer accepted (the offer's `termsVersion`).
     pub accept_terms_version: String,
+    /// How it is paid.
     pub payment: PaymentInput,
     /// Competency packages: the competencies to bind (each qualified at the package's level).
     /// Default: every competency the partner is qualified for at that level.

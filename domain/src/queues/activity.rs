@@ -57,13 +57,16 @@ pub async fn record<C: ConnectionLike>(
 pub struct ThroughputPoint {
     /// The minute's start.
     pub minute: DateTime<Utc>,
+    /// Jobs done in that minute.
     pub processed: i64,
+    /// Runs that failed in that minute.
     pub failed: i64,
 }
 
 /// One queue's last minutes (GraphQL `QueueThroughput`).
 #[derive(Debug, Clone, SimpleObject)]
 pub struct QueueThroughput {
+    /// The queue's name.
     pub queue: String,
     /// Oldest first, one point per minute, the current (partial) minute last.
     pub points: Vec<ThroughputPoint>,
@@ -104,13 +107,17 @@ pub async fn throughput<C: ConnectionLike>(
 /// A worker process as operators see it (GraphQL `WorkerProcess`).
 #[derive(Debug, Clone, SimpleObject, Serialize, Deserialize)]
 pub struct WorkerProcess {
+    /// The host the worker runs on.
     pub host: String,
+    /// The worker's process id.
     pub pid: i32,
     /// The queues it consumes.
     pub queues: Vec<String>,
     /// Jobs it runs at once per queue (WORKER_CONCURRENCY).
     pub concurrency: i32,
+    /// When it started.
     pub started_at: DateTime<Utc>,
+    /// Its last heartbeat (every few seconds).
     pub last_heartbeat: DateTime<Utc>,
 }
 

@@ -205,6 +205,7 @@ pub struct JobSubject {
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
+    /// The last error Postgres recorded for it.
     pub last_error: Option<String>,
     /// When the action is due, or the email's next attempt.
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -216,17 +217,22 @@ pub struct JobSubject {
     #[diesel(sql_type = Nullable<Text>)]
     pub recipient: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
+    /// An email's subject line.
     pub email_subject: Option<String>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
+    /// The partner the work is for.
     pub partner_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]
+    /// That partner's MPN ID.
     pub mpn_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
+    /// That partner's legal name.
     pub partner_name: Option<String>,
     /// The subscription behind the action (itself, or that of its order or benefit).
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub subscription_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
+    /// The order behind the action, if any.
     pub order_id: Option<Uuid>,
     /// The benefit (entitlement) an activation or credit job works on.
     #[diesel(sql_type = Nullable<SqlUuid>)]
@@ -288,6 +294,7 @@ async fn subjects(conn: &mut PgConn, ids: &[Uuid]) -> AppResult<Vec<JobSubject>>
 /// One job in full (GraphQL `JobDetail`).
 #[derive(Debug, Clone, SimpleObject)]
 pub struct JobDetail {
+    /// The job itself.
     pub job: JobInfo,
     /// The whole payload as stored in Redis (ids only: no personal data, no secrets).
     pub payload: String,

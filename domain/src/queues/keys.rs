@@ -14,6 +14,7 @@ use crate::jobs::queue_name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, async_graphql::Enum)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// A job's state in its queue.
 pub enum JobState {
     /// Waiting in Redis for a worker.
     Pending,
@@ -43,13 +44,19 @@ pub struct QueueCounts {
 // A job as operators see it (GraphQL `Job`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
 #[graphql(name = "Job")]
+/// A job in a queue (operators).
 pub struct JobInfo {
+    /// The job's id in its queue.
     pub id: String,
+    /// The queue's name, without the environment prefix.
     pub queue: String,
+    /// Where the job is now.
     pub state: JobState,
     /// The payload (IDs only), shortened.
     pub payload: String,
+    /// Runs so far.
     pub attempts: i64,
+    /// The last run's error, if it failed.
     pub last_error: Option<String>,
     /// Due (scheduled, failed) or finished (done, dead) at, in Unix seconds.
     pub at: Option<i64>,
@@ -358,7 +365,9 @@ pub struct Attempt {
     pub at_ms: i64,
     /// `retry` (apalis runs it again) or `dead` (gave up: the dead set).
     pub outcome: String,
+    /// The error the run ended with.
     pub error: String,
+    /// How long the run took, in milliseconds.
     pub duration_ms: i64,
     /// The worker process (`host:pid`).
     pub worker: String,

@@ -26,14 +26,21 @@ use crate::permissions::{Action, Principal};
 
 // A queue with its exact counts per state (GraphQL `JobQueue`).
 #[derive(Debug, Clone, SimpleObject)]
+/// A queue with its exact counts per state (operators).
 pub struct JobQueue {
     /// The queue's name without the environment prefix.
     pub name: String,
+    /// Jobs waiting to run.
     pub pending: i64,
+    /// Jobs waiting for their time (retries, delays).
     pub scheduled: i64,
+    /// Jobs a worker is running now.
     pub running: i64,
+    /// Finished jobs kept for JOB_RETENTION_SECS.
     pub done: i64,
+    /// Jobs whose last run failed and that will be retried.
     pub failed: i64,
+    /// Jobs that gave up (the dead set): retry or discard them.
     pub dead: i64,
     /// Jobs still in Postgres (outbox rows not yet relayed to Redis).
     pub waiting_in_postgres: i64,

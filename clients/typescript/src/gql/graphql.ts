@@ -9,94 +9,135 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * or FAILED (with a reason; activate again to retry).
  */
 export type ActivationState =
+  /** Asked for; the worker completes it at `expectedCompletionAt`. */
   | 'ACTIVATION_PENDING'
+  /** Activated: the benefit can be used (technical benefits carry their Access ID and contract ID). */
   | 'ACTIVE'
+  /** The provider refused it; `failureReason` says why. Activate again to retry. */
   | 'FAILED'
+  /** Not asked for yet: `activateTechnicalBenefit` or `activateGoToMarketOffer` starts it. */
   | 'NOT_ACTIVATED';
 
+/** A postal address. */
 export type AddressInput = {
+  /** The city. */
   city: string;
   /** ISO 3166-1 alpha-2, for example `US`. */
   country: string;
   /** One to three street lines. */
   lines: Array<string>;
+  /** The postal code. */
   postalCode: string;
+  /** The state, province or region. */
   region?: string | null | undefined;
 };
 
 /** The contact for paying an order by electronic bank transfer (a purchase or a renewal). */
 export type BankTransferInput = {
+  /** That contact's work email; the transfer instructions are sent there. */
   contactEmail: string;
+  /** Who arranges the transfer at the partner. */
   contactName: string;
   /** E.164, for example +14255550100. */
   contactPhone: string;
 };
 
+/** The benefit categories (the tabs of the Benefits page). */
 export type BenefitCategory =
+  /** Cloud services: Azure credit and users. */
   | 'CLOUD'
+  /** Go-To-Market offers. */
   | 'GO_TO_MARKET'
+  /** On-premises software: product keys and downloads. */
   | 'SOFTWARE'
+  /** Technical support: incidents, Signature Cloud Support, advisory hours. */
   | 'TECHNICAL'
+  /** Visual Studio subscriptions (seats). */
   | 'VISUAL_STUDIO';
 
+/** A card's details, for the sandbox gateway only (with Stripe the card is collected by Stripe Elements and its PaymentMethod id is sent instead). */
 export type CardInput = {
+  /** The card's security code (never stored). */
   cvc: string;
+  /** Expiry month, 1 to 12. */
   expMonth: number;
+  /** Expiry year, four digits. */
   expYear: number;
+  /** The name on the card. */
   holderName: string;
   /** Sent to the gateway to be tokenized; never stored, logged or returned. */
   number: string;
 };
 
+/** A person to contact at the partner. */
 export type ContactInput = {
   /** A person's work email: role addresses and free-mail domains are refused. */
   email: string;
+  /** First name. */
   firstName: string;
+  /** Last name. */
   lastName: string;
   /** E.164, for example `+14255550100`. */
   phone: string;
 };
 
+/** What enrollment needs: the legal profile, the primary contact and the agreement accepted. */
 export type EnrollPartnerInput = {
   /** Must be true: the partner agreement is accepted by the enrolling user. */
   acceptPartnerAgreement: boolean;
+  /** The company's legal address. */
   address: AddressInput;
   /** The agreement version the user was shown (must be the current one). */
   agreementVersion: string;
   /** An existing Azure AD tenant; omit to have a new one created. */
   existingTenantId?: unknown;
+  /** The company's legal name, as registered. */
   legalName: string;
+  /** The primary contact (a work email: verified by email). */
   primaryContact: ContactInput;
 };
 
+/** Whether a benefit can still be used. */
 export type EntitlementStatus =
+  /** Usable. */
   | 'ACTIVE'
   /** The package lapsed or was cancelled. */
   | 'REVOKED';
 
+/** The kinds of offer. */
 export type OfferKind =
+  /** The annual Action Pack: no competency needed. */
   | 'ACTION_PACK'
+  /** A Silver or Gold competency package: needs a qualification at its level. */
   | 'COMPETENCY'
   /** Network membership: free, on enrollment, never renews. */
   | 'MEMBERSHIP';
 
+/** Where an order stands. */
 export type OrderStatus =
+  /** Cancelled before it was paid. */
   | 'CANCELLED'
+  /** A bank transfer that did not arrive in time. */
   | 'EXPIRED'
+  /** Paid: the subscription is active for the term. */
   | 'PAID'
+  /** The card was refused; `failureCode` says why. */
   | 'PAYMENT_FAILED'
   /** Waiting for a bank transfer (expires after 30 days). */
   | 'PENDING_PAYMENT'
   /** A card charge is under way. */
   | 'PROCESSING'
+  /** Paid, then refunded (see `refund`). */
   | 'REFUNDED';
 
+/** How an order is paid: a saved card or a bank transfer (exactly one). */
 export type PaymentInput =
   {   /** Electronic bank transfer: the order waits for the funds (30 days at most). */
   bankTransfer: BankTransferInput; paymentMethodId?: never; }
   |  { bankTransfer?: never;   /** A saved card (see `addPaymentMethod`), charged at once. */
   paymentMethodId: string | number; };
 
+/** A purchase of an offer. */
 export type PurchaseInput = {
   /** The version of the offer terms the buyer accepted (the offer's `termsVersion`). */
   acceptTermsVersion: string;
@@ -109,6 +150,7 @@ export type PurchaseInput = {
   idempotencyKey: string;
   /** `ACTION_PACK`, `SILVER` or `GOLD`. */
   offerId: string;
+  /** How it is paid. */
   payment: PaymentInput;
 };
 
@@ -117,38 +159,64 @@ export type PurchaseInput = {
  * ORDER_EXPIRED.
  */
 export type SubscriptionStatus =
+  /** Active for the current term. */
   | 'ACTIVE'
+  /** Cancelled: ended, benefits revoked. */
   | 'CANCELLED'
+  /** Past its anniversary date and not renewed yet: renew by AD+30 or it lapses. */
   | 'IN_RENEWAL_WINDOW'
+  /** Not renewed in time: ended, benefits revoked. */
   | 'LAPSED'
+  /** Its bank transfer never arrived. */
   | 'ORDER_EXPIRED'
+  /** Bought by bank transfer: waiting for the funds. */
   | 'PENDING_PAYMENT';
 
 /** Roles a partner user can hold (several at once). A user with none is a plain member. */
 export type TenantRole =
+  /** Buys, renews and pays; manages benefits and support. */
   | 'ADMIN_AGENT'
+  /** Everything, for the partner (the enrolling user is one). */
   | 'GLOBAL_ADMIN'
+  /** Manages the partner's program membership, benefits and invoices. */
   | 'MPN_PARTNER_ADMIN'
+  /** Manages users and their roles. */
   | 'USER_ADMIN';
 
+/** Where a user stands. */
 export type UserStatus =
+  /** Signed in at least once. */
   | 'ACTIVE'
+  /** Invited; becomes active on first sign-in with the invited email. */
   | 'INVITED'
+  /** Removed: no access. */
   | 'REMOVED';
 
+/** An operator's vetting decision. */
 export type VettingDecision =
+  /** The partner is verified: purchases open. */
   | 'AUTHORIZE'
+  /** The partner is not verified (with a reason). */
   | 'REJECT';
 
+/** Where a partner's verification stands. */
 export type VettingStatus =
+  /** Verified: the partner may buy. */
   | 'AUTHORIZED'
+  /** Being verified. */
   | 'PENDING'
+  /** Not verified. */
   | 'REJECTED';
 
+/** The step a pending verification is at. */
 export type VettingSubStatus =
+  /** Checking the company's legal name and address. */
   | 'BUSINESS_VERIFICATION'
+  /** Waiting for an operator's decision. */
   | 'DECISION'
+  /** Waiting for the primary contact to follow the email link. */
   | 'EMAIL_OWNERSHIP'
+  /** Checking that the contact works for the company. */
   | 'EMPLOYMENT_VERIFICATION';
 
 export type BenefitsQueryVariables = Exact<{
