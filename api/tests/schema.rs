@@ -22,8 +22,8 @@ fn schema_graphql_matches_the_code() {
 #[test]
 fn every_element_of_the_sdl_is_described() {
     use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
-    let doc = async_graphql::parser::parse_schema(gateway_api::graphql::sdl())
-        .expect("the SDL parses");
+    let doc =
+        async_graphql::parser::parse_schema(gateway_api::graphql::sdl()).expect("the SDL parses");
     let described = |d: &Option<async_graphql::Positioned<String>>| {
         d.as_ref().is_some_and(|d| !d.node.trim().is_empty())
     };
@@ -87,4 +87,49 @@ fn every_element_of_the_sdl_is_described() {
         missing.len(),
         missing.join("\n")
     );
+}
+
+/// Every root operation's description ends with who may run it, as the permission matrix says
+/// (`graphql::roles::OPERATIONS`, `permissions::who_may`), and the table lists no operation
+/// the schema lacks.
+#[test]
+fn every_operation_says_who_may_run_it() {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+    use gateway_api::graphql::roles::{roles_line, OPERATIONS};
+    let doc =
+        async_graphql::parser::parse_schema(gateway_api::graphql::sdl()).expect("the SDL parses");
+    let mut seen = Vec::new();
+    let mut wrong = Vec::new();
+    for def in &doc.definitions {
+        let TypeSystemDefinition::Type(t) = def else {
+            continue;
+        };
+        let name = t.node.name.node.as_str();
+        if !matches!(name, "Query" | "Mutation" | "SubscriptionRoot") {
+            continue;
+        }
+        let TypeKind::Object(o) = &t.node.kind else {
+            continue;
+        };
+        for f in &o.fields {
+            let key = format!("{name}.{}", f.node.name.node);
+            let Some((_, who)) = OPERATIONS.iter().find(|(k, _)| *k == key) else {
+                wrong.push(format!("{key}: not in graphql::roles::OPERATIONS"));
+                continue;
+            };
+            let expected = roles_line(*who);
+            let description = f.node.description.as_ref().map(|d| d.node.as_str());
+            let last = description.and_then(|d| d.lines().last()).unwrap_or("");
+            if last.trim() != expected {
+                wrong.push(format!("{key}: ends with `{last}`, not `{expected}`"));
+            }
+            seen.push(key);
+        }
+    }
+    for (key, _) in OPERATIONS {
+        if !seen.iter().any(|s| s == key) {
+            wrong.push(format!("{key}: in OPERATIONS but not in the schema"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -71,6 +71,34 @@ enum TenantRule {
     Roles(&'static [TenantRole]),
 }
 
+/// Who may do an action, for people: "Global admin, MPN partner admin; operators", or "any
+/// partner user; operators" (the roles lines of the SDL's descriptions, README's table).
+pub fn who_may(action: Action) -> String {
+    let mut who = match tenant_rule(action) {
+        TenantRule::AnyMember => vec!["any partner user".to_owned()],
+        TenantRule::Roles(roles) => roles.iter().map(|r| role_name(*r).to_owned()).collect(),
+    };
+    let partner = who.join(", ");
+    who.clear();
+    if !partner.is_empty() {
+        who.push(partner);
+    }
+    if operator_allowed(action) {
+        who.push("operators".into());
+    }
+    who.join("; ")
+}
+
+/// A role's name as Partner Center writes it.
+pub fn role_name(role: TenantRole) -> &'static str {
+    match role {
+        TenantRole::GlobalAdmin => "Global admin",
+        TenantRole::UserAdmin => "User admin",
+        TenantRole::AdminAgent => "Admin agent",
+        TenantRole::MpnPartnerAdmin => "MPN partner admin",
+    }
+}
+
 /// What an operator may do: operate, and read what support staff need to see.
 /// Operators never see secrets (keys, Access/Contract IDs) and never act as a partner.
 fn operator_allowed(action: Action) -> bool {

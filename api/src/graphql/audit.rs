@@ -13,6 +13,8 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// Newest first.
+    ///
+    /// Roles: Global admin; operators.
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

@@ -17,6 +17,8 @@ pub struct BenefitQuery;
 #[Object]
 impl BenefitQuery {
     /// The partner's benefits, by category, with quantities used and left.
+    ///
+    /// Roles: any partner user; operators.
     async fn benefits(
         &self,
         ctx: &Context<'_>,
@@ -59,6 +61,8 @@ impl BenefitQuery {
     }
 
     /// One benefit of the caller's partner (operators: any).
+    ///
+    /// Roles: any partner user; operators.
     pub(crate) async fn benefit(
         &self,
         ctx: &Context<'_>,
@@ -73,6 +77,8 @@ impl BenefitQuery {
     }
 
     /// Download links of a software benefit for a language (BCP 47) and an OS.
+    ///
+    /// Roles: any partner user; operators.
     async fn software_downloads(
         &self,
         ctx: &Context<'_>,
@@ -94,6 +100,8 @@ impl BenefitQuery {
     }
 
     /// The partner's marketing contact, if set (operators name the partner).
+    ///
+    /// Roles: any partner user; operators.
     async fn marketing_contact(
         &self,
         ctx: &Context<'_>,
@@ -115,6 +123,8 @@ pub struct BenefitMutation;
 impl BenefitMutation {
     /// Reveals a software or license-based cloud key (audited). While a refund is still
     /// possible, pass `acknowledgeRefundLoss: true`: revealing ends refund eligibility.
+    ///
+    /// Roles: Global admin, MPN partner admin.
     async fn reveal_product_key(
         &self,
         ctx: &Context<'_>,
@@ -148,6 +158,8 @@ impl BenefitMutation {
     /// Contract ID when the provider is done (or FAILED with a reason: activate again).
     /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
     /// activating ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
+    ///
+    /// Roles: Global admin, MPN partner admin.
     async fn activate_technical_benefit(
         &self,
         ctx: &Context<'_>,
@@ -177,6 +189,8 @@ impl BenefitMutation {
     /// Needs a marketing contact; emails them instructions; ACTIVE after processing.
     /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
     /// activating ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
+    ///
+    /// Roles: Global admin, MPN partner admin.
     async fn activate_go_to_market_offer(
         &self,
         ctx: &Context<'_>,
@@ -204,6 +218,8 @@ impl BenefitMutation {
     }
 
     /// Sets the partner's marketing contact (one of its users).
+    ///
+    /// Roles: Global admin, MPN partner admin.
     async fn set_marketing_contact(
         &self,
         ctx: &Context<'_>,
@@ -222,6 +238,8 @@ impl BenefitMutation {
     /// `replaceUserId` to them (90 days or more after that seat was assigned).
     /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
     /// the first assignment ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
+    ///
+    /// Roles: Global admin.
     async fn assign_visual_studio_subscription(
         &self,
         ctx: &Context<'_>,
@@ -253,6 +271,8 @@ impl BenefitMutation {
     /// Global admins: add a partner user to the usage-based Azure subscription.
     /// While a refund of the package is still possible, pass `acknowledgeRefundLoss: true`:
     /// assigning ends refund eligibility (else NOT_ELIGIBLE with REFUND_ACKNOWLEDGEMENT_REQUIRED).
+    ///
+    /// Roles: Global admin.
     async fn assign_azure_user(
         &self,
         ctx: &Context<'_>,

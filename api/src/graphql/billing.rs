@@ -23,6 +23,8 @@ pub struct BillingQuery;
 impl BillingQuery {
     /// "Partnership > Offers": Available (with the reasons an offer cannot be bought now and
     /// a quote), Purchased, or Expired. Operators name the partner.
+    ///
+    /// Roles: any partner user; operators.
     async fn offers(
         &self,
         ctx: &Context<'_>,
@@ -44,6 +46,8 @@ impl BillingQuery {
     }
 
     /// Every competency, with its solution area.
+    ///
+    /// Roles: any signed-in caller.
     async fn competencies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Competency>> {
         principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -55,6 +59,8 @@ impl BillingQuery {
     }
 
     /// The competencies the partner qualified for (recorded by operators).
+    ///
+    /// Roles: any partner user; operators.
     async fn qualifications(
         &self,
         ctx: &Context<'_>,
@@ -71,6 +77,8 @@ impl BillingQuery {
     }
 
     /// Saved cards (those who may purchase), newest first.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn payment_methods(
         &self,
         ctx: &Context<'_>,
@@ -90,6 +98,8 @@ impl BillingQuery {
     }
 
     /// Orders, newest first.
+    ///
+    /// Roles: any partner user; operators.
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -116,6 +126,8 @@ impl BillingQuery {
     }
 
     /// One order of the caller's partner (operators: any).
+    ///
+    /// Roles: any partner user; operators.
     pub(crate) async fn order(
         &self,
         ctx: &Context<'_>,
@@ -128,6 +140,8 @@ impl BillingQuery {
     }
 
     /// Invoices, newest first (Global admins, MPN partner admins, operators).
+    ///
+    /// Roles: Global admin, MPN partner admin; operators.
     async fn invoices(
         &self,
         ctx: &Context<'_>,
@@ -152,6 +166,8 @@ impl BillingQuery {
     }
 
     /// One invoice (Global admins, MPN partner admins, operators).
+    ///
+    /// Roles: Global admin, MPN partner admin; operators.
     pub(crate) async fn invoice(
         &self,
         ctx: &Context<'_>,
@@ -170,6 +186,8 @@ pub struct BillingMutation;
 #[Object]
 impl BillingMutation {
     /// Operators: record that a partner qualified for a competency at a level.
+    ///
+    /// Roles: operators.
     async fn record_qualification(
         &self,
         ctx: &Context<'_>,
@@ -197,6 +215,8 @@ impl BillingMutation {
     /// Operators: withdraw a partner's qualification (NOT_FOUND when it has none). Silver and
     /// Gold packages bound to it keep their term, but cannot renew (by hand or automatically)
     /// until it is recorded again.
+    ///
+    /// Roles: operators.
     async fn remove_qualification(
         &self,
         ctx: &Context<'_>,
@@ -223,6 +243,8 @@ impl BillingMutation {
     /// (`PAYMENT_GATEWAY=stripe`) the SPA collects the card with Stripe's browser library and
     /// sends the PaymentMethod id it created (`paymentMethodId`, pm_…); the API never sees a
     /// card number. The other argument is BAD_USER_INPUT naming the one to send.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn add_payment_method(
         &self,
         ctx: &Context<'_>,
@@ -246,6 +268,8 @@ impl BillingMutation {
     }
 
     /// Removes a saved card (not one a subscription renews with).
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn remove_payment_method(
         &self,
         ctx: &Context<'_>,
@@ -262,6 +286,8 @@ impl BillingMutation {
     /// Buys an offer. The result is the order: PAID (card charged; the subscription is
     /// active and invoiced), PAYMENT_FAILED (see failureCode), or PENDING_PAYMENT (bank
     /// transfer). The same idempotency key with the same input returns the same order.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn purchase_offer(
         &self,
         ctx: &Context<'_>,
@@ -276,6 +302,8 @@ impl BillingMutation {
     }
 
     /// Operators: the funds of a bank-transfer order arrived.
+    ///
+    /// Roles: operators.
     async fn confirm_bank_transfer(
         &self,
         ctx: &Context<'_>,
@@ -302,6 +330,8 @@ impl BillingMutation {
     /// (`transferReference` identifies it). Until then the refund stays REFUND_PENDING; after,
     /// the refund and the order are REFUNDED and the partner is emailed. A card order's refund
     /// is the gateway's (NOT_ELIGIBLE with CARD_REFUND).
+    ///
+    /// Roles: operators.
     async fn confirm_refund(
         &self,
         ctx: &Context<'_>,
@@ -325,6 +355,8 @@ impl BillingMutation {
     }
 
     /// Cancels a bank-transfer order still waiting for payment.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn cancel_order(
         &self,
         ctx: &Context<'_>,

@@ -13,6 +13,8 @@ pub struct ClockQuery;
 #[Object]
 impl ClockQuery {
     /// A partner's test clock (operators, outside production).
+    ///
+    /// Roles: operators.
     async fn test_clock(
         &self,
         ctx: &Context<'_>,
@@ -73,6 +75,8 @@ impl ClockMutation {
     /// (not with `days` or `seconds`); the due work that falls in between (renewals, reminders,
     /// lapses, expiries, activations) is dispatched at once. Clocks only move forward, at most
     /// five years at a time.
+    ///
+    /// Roles: operators.
     async fn advance_test_clock(
         &self,
         ctx: &Context<'_>,

@@ -202,6 +202,8 @@ impl QueueStatsFeed {
 impl SubscriptionRoot {
     /// Every queue's counts, latency and pause state, pushed at most once a second
     /// (operators). The first event comes within a second.
+    ///
+    /// Roles: operators.
     async fn queue_stats<'a>(
         &self,
         ctx: &Context<'a>,
@@ -229,6 +231,8 @@ impl SubscriptionRoot {
     /// subscription is live from there). Operators name the partner. Each event is checked
     /// against the caller as they are then: a removed user or lost role gets FORBIDDEN and
     /// the subscription ends.
+    ///
+    /// Roles: any partner user; operators.
     async fn benefit_updated<'a>(
         &self,
         ctx: &Context<'a>,
@@ -263,6 +267,8 @@ impl SubscriptionRoot {
     /// (the subscription is live from there). Operators name the partner. Each event is
     /// checked against the caller as they are then: a removed user or lost role gets
     /// FORBIDDEN and the subscription ends.
+    ///
+    /// Roles: any partner user; operators.
     async fn subscription_updated<'a>(
         &self,
         ctx: &Context<'a>,

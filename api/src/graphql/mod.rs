@@ -13,6 +13,7 @@ mod nodes;
 mod ops;
 mod pagination;
 mod partners;
+pub mod roles;
 mod service_requests;
 mod subscription_types;
 mod subscriptions;

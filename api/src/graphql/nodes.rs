@@ -47,7 +47,7 @@ impl NodeQuery {
     /// own root field: null with `NOT_FOUND` when there is none or the caller may not see it
     /// (another partner's).
     ///
-    /// Roles: any signed-in caller; each type's own rule applies.
+    /// Roles: any signed-in caller.
     async fn node(
         &self,
         ctx: &Context<'_>,
@@ -59,7 +59,7 @@ impl NodeQuery {
     /// The objects with these global ids (at most 100), in the same order; each one the
     /// caller may not see is null, with a `NOT_FOUND` error at its index.
     ///
-    /// Roles: any signed-in caller; each type's own rule applies.
+    /// Roles: any signed-in caller.
     async fn nodes(
         &self,
         ctx: &Context<'_>,

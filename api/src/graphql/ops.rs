@@ -37,6 +37,8 @@ pub struct OpsQuery;
 #[Object]
 impl OpsQuery {
     /// Every queue with its exact counts per state (operators).
+    ///
+    /// Roles: operators.
     async fn job_queues(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<JobQueue>> {
         let p = principal(ctx)?;
         let mut r = redis(ctx).await?;
@@ -46,6 +48,8 @@ impl OpsQuery {
 
     /// Due work from Postgres, per kind: due now (on each partner's clock) and since when, and
     /// what falls due in the next 24 hours and 7 days (operators).
+    ///
+    /// Roles: operators.
     async fn due_work(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DueWork>> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -54,6 +58,8 @@ impl OpsQuery {
 
     /// Every queue's processed and failed jobs per minute over the last `minutes` (1 to 120,
     /// default 60), as the workers report them (operators).
+    ///
+    /// Roles: operators.
     async fn queue_throughput(
         &self,
         ctx: &Context<'_>,
@@ -73,6 +79,8 @@ impl OpsQuery {
 
     /// The worker processes that are up: host, pid, queues, concurrency, start and last
     /// heartbeat (one silent for 30 s is not shown; operators).
+    ///
+    /// Roles: operators.
     async fn workers(
         &self,
         ctx: &Context<'_>,
@@ -89,6 +97,8 @@ impl OpsQuery {
     /// A page of the jobs of a queue in a state (operators), with `totalCount`. Waiting jobs
     /// come next-first, scheduled and failed ones by due time, the others newest first; the
     /// cursor is a position, so a page of a moving list may repeat or skip a job.
+    ///
+    /// Roles: operators.
     async fn jobs(
         &self,
         ctx: &Context<'_>,
@@ -132,6 +142,8 @@ impl OpsQuery {
     /// Jobs across every queue (operators) by partner (MPN ID or part of its name),
     /// subscription or job id, newest first, at most 200. Redis holds the jobs; Postgres
     /// says which emails and due actions belong to the partner or subscription.
+    ///
+    /// Roles: operators.
     async fn find_jobs(
         &self,
         ctx: &Context<'_>,
@@ -146,6 +158,8 @@ impl OpsQuery {
     /// One job in full (operators): payload, failed attempts, the emails or due actions it
     /// works on with their partner and subscription, and what a retry or a discard would do.
     /// Null when Redis no longer holds it.
+    ///
+    /// Roles: operators.
     async fn job(
         &self,
         ctx: &Context<'_>,
@@ -181,6 +195,8 @@ pub struct OpsMutation;
 impl OpsMutation {
     /// Retries a job: a dead email is revived in Postgres (fresh attempts), a due action is
     /// queued again; the answer says which.
+    ///
+    /// Roles: operators.
     async fn retry_job(
         &self,
         ctx: &Context<'_>,
@@ -203,6 +219,8 @@ impl OpsMutation {
 
     /// Pauses a queue (operators; audited): the relay keeps its jobs in Postgres and workers
     /// take none until `resumeQueue`. The pause survives restarts. Answers the queue as now.
+    ///
+    /// Roles: operators.
     async fn pause_queue(
         &self,
         ctx: &Context<'_>,
@@ -215,6 +233,8 @@ impl OpsMutation {
     }
 
     /// Resumes a paused queue (operators; audited). Answers the queue as now.
+    ///
+    /// Roles: operators.
     async fn resume_queue(
         &self,
         ctx: &Context<'_>,
@@ -228,6 +248,8 @@ impl OpsMutation {
 
     /// Retries every dead job of a queue (operators; each audited, and the whole with its
     /// count). Answers how many were retried.
+    ///
+    /// Roles: operators.
     async fn retry_dead_jobs(
         &self,
         ctx: &Context<'_>,
@@ -241,6 +263,8 @@ impl OpsMutation {
 
     /// Discards every dead job of a queue for good (operators; each audited, and the whole
     /// with its count). Answers how many were discarded.
+    ///
+    /// Roles: operators.
     async fn discard_dead_jobs(
         &self,
         ctx: &Context<'_>,
@@ -253,6 +277,8 @@ impl OpsMutation {
     }
 
     /// Removes a job from its queue for good (its Postgres record, if any, is untouched).
+    ///
+    /// Roles: operators.
     async fn discard_job(
         &self,
         ctx: &Context<'_>,

@@ -30,7 +30,7 @@ impl PartnerQuery {
     /// The partner agreement in force: what the enrollment page shows and `enrollPartner`
     /// expects as `agreementVersion`. Answers without signing in.
     ///
-    /// Roles: anyone.
+    /// Roles: anyone, without signing in.
     async fn partner_agreement(&self) -> PartnerAgreement {
         PartnerAgreement {
             name: enroll::PARTNER_AGREEMENT,
@@ -39,6 +39,8 @@ impl PartnerQuery {
     }
 
     /// The caller: partner user, operator, or a signed-in identity that may enroll.
+    ///
+    /// Roles: any signed-in caller.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let p = principal(ctx)?;
         let mut c = conn(ctx).await?;
@@ -88,6 +90,8 @@ impl PartnerQuery {
 
     /// The caller's partner. Operators name one with `id`; a partner user naming another
     /// partner gets NOT_FOUND.
+    ///
+    /// Roles: any partner user; operators.
     pub(crate) async fn partner(
         &self,
         ctx: &Context<'_>,
@@ -104,6 +108,8 @@ impl PartnerQuery {
     }
 
     /// Operators: partners, newest first, optionally by vetting status.
+    ///
+    /// Roles: operators.
     async fn partners(
         &self,
         ctx: &Context<'_>,
@@ -139,6 +145,8 @@ impl PartnerMutation {
     /// Enrolls the signed-in identity's organization: legal profile, primary contact, tenant,
     /// agreement acceptance. Grants Network membership; the caller becomes Global admin and
     /// Admin agent; a verification email goes to the primary contact.
+    ///
+    /// Roles: a signed-in identity not yet in a partner.
     async fn enroll_partner(
         &self,
         ctx: &Context<'_>,
@@ -155,6 +163,8 @@ impl PartnerMutation {
     }
 
     /// Follows the verification link. The token is the credential; no sign-in needed.
+    ///
+    /// Roles: anyone holding the emailed token, without signing in.
     async fn verify_primary_contact_email(
         &self,
         ctx: &Context<'_>,
@@ -181,6 +191,8 @@ impl PartnerMutation {
     }
 
     /// Sends a new verification email (earlier links stop working). Rate limited.
+    ///
+    /// Roles: any partner user; operators.
     async fn resend_verification_email(
         &self,
         ctx: &Context<'_>,
@@ -193,6 +205,8 @@ impl PartnerMutation {
     }
 
     /// Operators: authorize or reject a partner (a rejection needs a reason).
+    ///
+    /// Roles: operators.
     async fn decide_vetting(
         &self,
         ctx: &Context<'_>,
@@ -210,6 +224,8 @@ impl PartnerMutation {
 
     /// Global admins: edit the legal profile. Changing the legal name or address re-opens
     /// verification of those fields.
+    ///
+    /// Roles: Global admin.
     async fn update_legal_profile(
         &self,
         ctx: &Context<'_>,

@@ -15,6 +15,8 @@ pub struct ServiceRequestQuery;
 #[Object]
 impl ServiceRequestQuery {
     /// Newest first. Partner users see their partner's; operators all, or one partner's.
+    ///
+    /// Roles: any partner user; operators.
     async fn service_requests(
         &self,
         ctx: &Context<'_>,
@@ -49,6 +51,8 @@ impl ServiceRequestQuery {
     }
 
     /// One service request, under the same rules as `serviceRequests`.
+    ///
+    /// Roles: any partner user; operators.
     pub(crate) async fn service_request(
         &self,
         ctx: &Context<'_>,
@@ -67,6 +71,8 @@ pub struct ServiceRequestMutation;
 #[Object]
 impl ServiceRequestMutation {
     /// Opens a service request (a technical one uses a support incident of the activated support benefit; a presales or deployment one uses advisory hours).
+    ///
+    /// Roles: any partner user.
     async fn create_service_request(
         &self,
         ctx: &Context<'_>,
@@ -78,6 +84,8 @@ impl ServiceRequestMutation {
     }
 
     /// Adds a note to a service request (the partner or an operator).
+    ///
+    /// Roles: any partner user.
     async fn add_service_request_note(
         &self,
         ctx: &Context<'_>,
@@ -97,6 +105,8 @@ impl ServiceRequestMutation {
     /// refund is due, else NOT_ELIGIBLE with REFUND_NOT_DUE and the reasons), END_AT_ANNIVERSARY
     /// or DECLINE; the decision in words is appended to the note. Any other request takes no
     /// decision and changes no subscription.
+    ///
+    /// Roles: operators.
     async fn resolve_service_request(
         &self,
         ctx: &Context<'_>,
@@ -125,6 +135,8 @@ impl ServiceRequestMutation {
     /// BILLING service request whose intent is CANCELLATION and records the refund
     /// eligibility shown now (see `refundEligibility`); an operator decides it. At most one
     /// open cancellation request per subscription (CONFLICT).
+    ///
+    /// Roles: Global admin, MPN partner admin.
     async fn request_cancellation(
         &self,
         ctx: &Context<'_>,

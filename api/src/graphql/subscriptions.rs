@@ -26,6 +26,8 @@ pub struct RenewalQuote {
 #[Object]
 impl SubscriptionQuery {
     /// Newest first; `status` narrows the list.
+    ///
+    /// Roles: any partner user; operators.
     async fn subscriptions(
         &self,
         ctx: &Context<'_>,
@@ -53,6 +55,8 @@ impl SubscriptionQuery {
     }
 
     /// One subscription of the caller's partner (operators: any).
+    ///
+    /// Roles: any partner user; operators.
     pub(crate) async fn subscription(
         &self,
         ctx: &Context<'_>,
@@ -68,6 +72,8 @@ impl SubscriptionQuery {
 
     /// What renewing this subscription costs now (price, tax, discount, total) and the offer
     /// terms version `renewSubscription` must accept.
+    ///
+    /// Roles: any partner user; operators.
     async fn renewal_quote(
         &self,
         ctx: &Context<'_>,
@@ -84,6 +90,8 @@ impl SubscriptionQuery {
     }
 
     /// Would cancelling now be refunded? Shown before a cancellation request is made.
+    ///
+    /// Roles: any partner user; operators.
     async fn refund_eligibility(
         &self,
         ctx: &Context<'_>,
@@ -106,6 +114,8 @@ pub struct SubscriptionMutation;
 #[Object]
 impl SubscriptionMutation {
     /// One-way until the next renewal: reminders follow, and "Renew" opens at AD+1.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn turn_off_auto_renew(
         &self,
         ctx: &Context<'_>,
@@ -120,6 +130,8 @@ impl SubscriptionMutation {
     }
 
     /// Chooses the saved card that automatic renewal charges.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn set_subscription_payment_method(
         &self,
         ctx: &Context<'_>,
@@ -140,6 +152,8 @@ impl SubscriptionMutation {
     /// NOT_ELIGIBLE with the reason and the date the window opens. Records acceptance of the
     /// offer's current terms (`acceptTermsVersion`, from `renewalQuote`). Turns auto-renew on
     /// again.
+    ///
+    /// Roles: Global admin, Admin agent, MPN partner admin.
     async fn renew_subscription(
         &self,
         ctx: &Context<'_>,

@@ -15,6 +15,8 @@ pub struct UserQuery;
 #[Object]
 impl UserQuery {
     /// The users of the caller's partner (invited and active), newest first.
+    ///
+    /// Roles: any partner user; operators.
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -41,6 +43,8 @@ pub struct UserMutation;
 #[Object]
 impl UserMutation {
     /// Invites a user by work email; they are linked on first sign-in.
+    ///
+    /// Roles: Global admin, User admin.
     async fn add_user(
         &self,
         ctx: &Context<'_>,
@@ -69,6 +73,8 @@ impl UserMutation {
     }
 
     /// Replaces a user's roles.
+    ///
+    /// Roles: Global admin, User admin.
     async fn update_user_roles(
         &self,
         ctx: &Context<'_>,
@@ -86,6 +92,8 @@ impl UserMutation {
     }
 
     /// Removes a user from the partner (the last Global admin stays).
+    ///
+    /// Roles: Global admin, User admin.
     async fn remove_user(
         &self,
         ctx: &Context<'_>,
