@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use futures::StreamExt;
 use gateway_domain::events::{self, Event, CHANNEL};
 use tokio::sync::broadcast;
@@ -25,7 +25,7 @@ pub fn spawn_listener(database_url: String) -> broadcast::Sender<Event> {
 }
 
 async fn listen(url: &str, tx: &broadcast::Sender<Event>) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
+    let mut conn = gateway_domain::db::connect(url).await?;
     diesel::sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut conn)
         .await?;

@@ -4,12 +4,14 @@
 pub mod db;
 pub mod oidc;
 pub mod otlp;
+pub mod pg;
 pub mod smtp;
 pub mod system;
 
 pub use db::TestDb;
 pub use oidc::FakeOidc;
 pub use otlp::OtlpSink;
+pub use pg::PrivatePostgres;
 pub use smtp::{ReceivedEmail, SmtpSink};
 pub use system::TestSystem;
 

@@ -13,6 +13,7 @@ pub mod json_text;
 pub mod models;
 pub mod reuse;
 pub mod schema;
+pub mod tls;
 pub mod writes;
 
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -26,6 +27,9 @@ pub type DbPool = Pool<AsyncPgConnection>;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
+/// One connection to `url` (over TLS when its `sslmode` asks; see [`tls`]).
+pub use tls::connect;
+
 /// Builds a pool. Checked-out connections are not pinged (`RecyclingMethod::Fast`): the
 /// default `Verified` sends `SELECT 1` on every checkout, which doubled the statements of a
 /// typical request (docs/BENCHMARKS.md). A connection the server dropped fails its next
@@ -38,6 +42,8 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
     count_statements();
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    // TLS when the URL asks for it (`sslmode`, `sslrootcert`: `tls`).
+    config.custom_setup = Box::new(|url| Box::pin(tls::connect(url)));
     let url = with_application_name(url);
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Ok(Pool::builder(manager)
@@ -111,21 +117,22 @@ fn count_statements() {
 /// Creates the database named in `url` when it does not exist yet (connecting to the server's
 /// `postgres` database to do so), so a fresh server needs no manual step.
 pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    use diesel_async::{AsyncConnection, RunQueryDsl};
-    if AsyncPgConnection::establish(url).await.is_ok() {
+    use diesel_async::RunQueryDsl;
+    if tls::connect(url).await.is_ok() {
         return Ok(());
     }
-    let (base, rest) = url
+    // The query (sslrootcert=/path/…) may hold slashes: split it off first.
+    let (path, query) = url
+        .split_once('?')
+        .map(|(p, q)| (p, format!("?{q}")))
+        .unwrap_or((url, String::new()));
+    let (base, name) = path
         .rsplit_once('/')
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database name"))?;
-    let (name, query) = rest
-        .split_once('?')
-        .map(|(n, q)| (n, format!("?{q}")))
-        .unwrap_or((rest, String::new()));
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         anyhow::bail!("cannot create database `{name}`: use letters, digits and `_`");
     }
-    let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres{query}"))
+    let mut admin = tls::connect(&format!("{base}/postgres{query}"))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Postgres at DATABASE_URL: {e}"))?;
     match diesel::sql_query(format!("CREATE DATABASE {name}"))
@@ -134,7 +141,7 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     {
         Ok(_) => tracing::info!(database = name, "created database"),
         // Another replica starting at the same moment made it first.
-        Err(e) if AsyncPgConnection::establish(url).await.is_ok() => {
+        Err(e) if tls::connect(url).await.is_ok() => {
             tracing::info!(database = name, error = %e, "database made meanwhile by another process");
         }
         Err(e) => return Err(e.into()),
@@ -149,13 +156,13 @@ const MIGRATION_LOCK: i64 = 0x7062_675f_6d69_6772; // "pbg_migr"
 /// Runs pending migrations, under [`MIGRATION_LOCK`]. Diesel's harness is synchronous: it runs
 /// on a blocking thread.
 pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
-    use diesel_async::{AsyncConnection, RunQueryDsl};
-    let mut lock = AsyncPgConnection::establish(url).await?;
+    use diesel_async::RunQueryDsl;
+    let mut lock = tls::connect(url).await?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
         .execute(&mut lock)
         .await?;
-    let conn = AsyncPgConnection::establish(url).await?;
+    let conn = tls::connect(url).await?;
     let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let mut harness = AsyncMigrationHarness::new(conn);
         let applied = harness
