@@ -69,7 +69,13 @@ pub fn target(url: &str) -> Result<Target, String> {
                     kept.push("sslmode=require".to_owned());
                 }
             }
-            "sslrootcert" => root_cert = Some(percent_decode(value)),
+            "sslrootcert" => {
+                root_cert = Some(
+                    percent_encoding::percent_decode_str(value)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                )
+            }
             _ => kept.push(pair.to_owned()),
         }
     }
@@ -83,24 +89,6 @@ pub fn target(url: &str) -> Result<Target, String> {
         mode,
         root_cert,
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let Some(Ok(b)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Opens one connection to `url`, over TLS when the URL asks for it.
