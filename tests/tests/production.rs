@@ -259,6 +259,14 @@ async fn graphql_js_introspection_query_works_in_development_and_is_off_when_dis
         "{r:#}"
     );
     assert!(r["data"].is_null(), "{r:#}");
+    // Nor does a misspelt field get a "Did you mean" hint naming a real one.
+    let r = sys
+        .gql(None, "{ nod(id: 1) { id } }", serde_json::json!({}))
+        .await;
+    assert_eq!(
+        r["errors"][0]["message"], "Unknown field \"nod\" on type \"Query\".",
+        "{r:#}"
+    );
     // __typename is not introspection of the schema: still answered.
     let r = sys.gql(None, "{ __typename }", serde_json::json!({})).await;
     assert_eq!(r["data"]["__typename"], "Query", "{r:#}");

@@ -124,7 +124,8 @@ pub fn build(
         live::SubscriptionRoot,
     ));
     if !http.introspection {
-        builder = builder.disable_introspection();
+        // Nor field names through "Did you mean …?" hints (Apollo Server's production rule).
+        builder = builder.disable_introspection().disable_suggestions();
     }
     builder
         .validation_mode(validation)
