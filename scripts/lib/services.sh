@@ -265,11 +265,27 @@ ensure_localstripe() {
       "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION" \
         || die "pip install localstripe failed"
     fi
-    port=$(free_port 58420)
-    nohup "$dir/venv/bin/localstripe" --port "$port" >"$dir/log" 2>&1 &
-    echo $! >"$dir/pid"
-    for _ in $(seq 150); do tcp_open 127.0.0.1 "$port" && break; sleep 0.1; done
-    tcp_open 127.0.0.1 "$port" || die "localstripe did not start (see .local/localstripe/log)"
+    # Below Linux's ephemeral range (32768–60999): a port there can be held by a client
+    # socket or a TIME_WAIT at the moment localstripe binds it (seen once: "Address already
+    # in use"). And a few tries, each on the next free port, should it happen anyway.
+    port=27420
+    local pid tries=0
+    while :; do
+      port=$(free_port "$port")
+      nohup "$dir/venv/bin/localstripe" --port "$port" >"$dir/log" 2>&1 &
+      pid=$!
+      for _ in $(seq 150); do
+        tcp_open 127.0.0.1 "$port" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      tcp_open 127.0.0.1 "$port" && break
+      kill "$pid" 2>/dev/null || true
+      tries=$((tries + 1))
+      [ "$tries" -lt 5 ] || die "localstripe did not start (see .local/localstripe/log)"
+      port=$((port + 1))
+    done
+    echo "$pid" >"$dir/pid"
     echo "$port" >"$dir/port"
   fi
   export STRIPE_TEST_API_BASE="http://127.0.0.1:$port"
