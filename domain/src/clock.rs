@@ -109,7 +109,8 @@ pub async fn get(
     })
 }
 
-async fn ensure_partner(conn: &mut PgConn, partner_id: Uuid) -> AppResult<()> {
+/// NOT_FOUND unless the partner exists.
+pub(crate) async fn ensure_partner(conn: &mut PgConn, partner_id: Uuid) -> AppResult<()> {
     partners::table
         .find(partner_id)
         .select(partners::id)
@@ -118,6 +119,21 @@ async fn ensure_partner(conn: &mut PgConn, partner_id: Uuid) -> AppResult<()> {
         .optional()?
         .ok_or(AppError::NotFound("partner"))?;
     Ok(())
+}
+
+/// Moves a partner's clock to the instant `to` (whole seconds, rounded up: the clock lands on
+/// `to` or just past it), under the rules of [`advance`].
+pub async fn advance_to(
+    conn: &mut PgConn,
+    config: &Config,
+    principal: &Principal,
+    actor: &Actor,
+    partner_id: Uuid,
+    to: DateTime<Utc>,
+) -> AppResult<TestClock> {
+    let ahead = to - now_for(conn, config, partner_id).await?;
+    let seconds = ahead.num_seconds() + i64::from(ahead.subsec_nanos() > 0);
+    advance(conn, config, principal, actor, partner_id, seconds).await
 }
 
 /// Moves a partner's clock forward by `seconds` (clocks never go back: due work already done

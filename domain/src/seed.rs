@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::db::models::Operator;
 use crate::db::schema::operators;
 use crate::db::PgConn;
+use crate::error::AppError;
 
 pub const DEMO_OPERATOR_SUBJECT: &str = "demo-operator";
 
@@ -63,18 +64,17 @@ pub async fn ensure_member(
     email: &str,
     roles: &[crate::enums::TenantRole],
 ) -> anyhow::Result<Uuid> {
-    use crate::db::schema::{partners, users};
+    use crate::db::schema::users;
     use crate::enums::UserStatus;
     anyhow::ensure!(!roles.is_empty(), "give at least one role");
     let roles: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
     conn.transaction::<_, anyhow::Error, _>(async |conn| {
-        partners::table
-            .find(partner_id)
-            .select(partners::id)
-            .first::<Uuid>(conn)
+        crate::clock::ensure_partner(conn, partner_id)
             .await
-            .optional()?
-            .ok_or_else(|| anyhow::anyhow!("no partner {partner_id}"))?;
+            .map_err(|e| match e {
+                AppError::NotFound(_) => anyhow::anyhow!("no partner {partner_id}"),
+                e => anyhow::anyhow!("{e:?}"),
+            })?;
         let by_subject: Option<(Uuid, Uuid)> = users::table
             .filter(users::subject.eq(subject))
             .select((users::id, users::partner_id))

@@ -20,6 +20,28 @@ async fn graphql(api: &str, token: Option<&str>, query: &str, variables: Value) 
     req.send().await.unwrap().json().await.unwrap()
 }
 
+/// Enrolls a partner as the signed-in identity `token`, with Ada as its primary contact at
+/// `email`, accepting agreement `version`; returns the partner's id.
+async fn enroll(api: &str, token: &str, legal_name: &str, email: &str, version: &str) -> String {
+    let enrolled = graphql(
+        api,
+        Some(token),
+        "mutation Enroll($input: EnrollPartnerInput!) { enrollPartner(input: $input) { partner { id } } }",
+        json!({"input": {
+            "legalName": legal_name,
+            "address": {"lines": ["1 Main St"], "city": "Redmond", "region": "WA", "postalCode": "98052", "country": "US"},
+            "primaryContact": {"firstName": "Ada", "lastName": "Lovelace", "email": email, "phone": "+14255550100"},
+            "acceptPartnerAgreement": true,
+            "agreementVersion": version,
+        }}),
+    )
+    .await;
+    enrolled["data"]["enrollPartner"]["partner"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{enrolled}"))
+        .to_owned()
+}
+
 fn code(resp: &Value) -> Option<&str> {
     resp["errors"][0]["extensions"]["code"].as_str()
 }
@@ -62,23 +84,7 @@ async fn an_end_to_end_test_as_a_user_writes_it() {
         gateway_domain::enrollment::enroll::PARTNER_AGREEMENT_VERSION
     );
 
-    let enrolled = graphql(
-        api,
-        Some(&ada),
-        "mutation Enroll($input: EnrollPartnerInput!) { enrollPartner(input: $input) { partner { id } } }",
-        json!({"input": {
-            "legalName": "Contoso Ltd",
-            "address": {"lines": ["1 Main St"], "city": "Redmond", "region": "WA", "postalCode": "98052", "country": "US"},
-            "primaryContact": {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@contoso.example", "phone": "+14255550100"},
-            "acceptPartnerAgreement": true,
-            "agreementVersion": version,
-        }}),
-    )
-    .await;
-    let partner = enrolled["data"]["enrollPartner"]["partner"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{enrolled}"))
-        .to_owned();
+    let partner = enroll(api, &ada, "Contoso Ltd", "ada@contoso.example", &version).await;
 
     // No sleeping: wait until the partner's work (the verification email) is done.
     let idle = graphql(
@@ -219,23 +225,7 @@ async fn wait_for_idle_waits_for_the_work_and_names_what_is_still_busy() {
         .await
         .unwrap();
     let version = gateway_domain::enrollment::enroll::PARTNER_AGREEMENT_VERSION;
-    let enrolled = graphql(
-        api,
-        Some(&ada),
-        "mutation Enroll($input: EnrollPartnerInput!) { enrollPartner(input: $input) { partner { id } } }",
-        json!({"input": {
-            "legalName": "Fabrikam Inc",
-            "address": {"lines": ["1 Main St"], "city": "Redmond", "region": "WA", "postalCode": "98052", "country": "US"},
-            "primaryContact": {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@fabrikam.example", "phone": "+14255550100"},
-            "acceptPartnerAgreement": true,
-            "agreementVersion": version,
-        }}),
-    )
-    .await;
-    let partner = enrolled["data"]["enrollPartner"]["partner"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{enrolled}"))
-        .to_owned();
+    let partner = enroll(api, &ada, "Fabrikam Inc", "ada@fabrikam.example", version).await;
     let busy = graphql(api, Some(&operator), IDLE, json!({"p": partner, "t": 1})).await;
     assert_eq!(code(&busy), Some("TIMEOUT"), "{busy}");
     assert_eq!(

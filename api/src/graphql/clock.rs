@@ -90,24 +90,22 @@ impl ClockMutation {
         let partner_id = parse_id("partnerId", &partner_id)?;
         let svc = services(ctx);
         let mut c = conn(ctx).await?;
-        let by = match to {
-            Some(_) if days != 0 || seconds != 0 => {
+        if let Some(to) = to {
+            if days != 0 || seconds != 0 {
                 return Err(gateway_domain::AppError::bad_input(
                     "to",
                     "give either `to` or `days`/`seconds`, not both",
                 )
-                .into())
+                .into());
             }
-            // Whole seconds, rounded up: the clock lands on `to` or just past it.
-            Some(to) => {
-                let ahead = to - clock::now_for(&mut c, &svc.config, partner_id).await?;
-                ahead.num_seconds() + i64::from(ahead.subsec_nanos() > 0)
-            }
-            None => (days as i64)
-                .checked_mul(86_400)
-                .and_then(|d| d.checked_add(seconds))
-                .ok_or_else(|| gateway_domain::AppError::bad_input("days", "too large"))?,
-        };
+            let moved =
+                clock::advance_to(&mut c, &svc.config, p, &actor(ctx)?, partner_id, to).await?;
+            return Ok(moved.into());
+        }
+        let by = (days as i64)
+            .checked_mul(86_400)
+            .and_then(|d| d.checked_add(seconds))
+            .ok_or_else(|| gateway_domain::AppError::bad_input("days", "too large"))?;
         let moved = clock::advance(&mut c, &svc.config, p, &actor(ctx)?, partner_id, by).await?;
         Ok(moved.into())
     }

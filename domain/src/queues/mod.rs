@@ -311,13 +311,7 @@ pub async fn wait_for_idle(
     let started = tokio::time::Instant::now();
     if let Some(partner_id) = partner_id {
         let mut conn = pool.get().await.map_err(AppError::internal)?;
-        crate::db::schema::partners::table
-            .find(partner_id)
-            .select(crate::db::schema::partners::id)
-            .first::<uuid::Uuid>(&mut conn)
-            .await
-            .optional()?
-            .ok_or(AppError::NotFound("partner"))?;
+        crate::clock::ensure_partner(&mut conn, partner_id).await?;
     }
     loop {
         let busy = {
