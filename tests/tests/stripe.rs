@@ -279,7 +279,10 @@ async fn a_stripe_refund_is_a_stripe_refund_and_a_crash_after_the_charge_settles
                 json!({"id": order["id"]}),
             )
             .await;
-        (o["order"]["refund"]["status"] == "REFUNDED").then_some(o)
+        // The order and its refund change in one transaction, but this request reads them in
+        // two statements: wait until both reads see it.
+        (o["order"]["refund"]["status"] == "REFUNDED" && o["order"]["status"] == "REFUNDED")
+            .then_some(o)
     })
     .await;
     assert_eq!(refund["order"]["status"], "REFUNDED");
