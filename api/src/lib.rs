@@ -20,7 +20,7 @@ pub struct App {
 pub async fn app(config: Arc<Config>) -> anyhow::Result<App> {
     let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
     let verifier = Verifier::from_config(&config.auth).await?;
-    let redis = redis::Client::open(config.redis.url.as_str())
+    let redis = gateway_domain::redis_conn::RedisClient::open(&config.redis)
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
     let events = events::spawn_listener(config.database.url.clone());
     let services = gateway_domain::services::Services::new(config.clone(), pool.clone())?;

@@ -12,9 +12,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: &'static str;
 }
 
-/// Full Redis queue name: `{QUEUE_PREFIX}.{queue}`.
+/// Full Redis queue name, `{QUEUE_PREFIX.queue}` braces included: a Redis Cluster hash tag,
+/// so every key of one queue (`{pbg.email}:active`, `{pbg.email}:data`, …) falls in one slot,
+/// which apalis-redis' multi-key scripts need.
 pub fn queue_name(prefix: &str, queue: &str) -> String {
-    format!("{prefix}.{queue}")
+    format!("{{{prefix}.{queue}}}")
 }
 
 pub const PAYLOAD_VERSION: u32 = 1;

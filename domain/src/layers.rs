@@ -12,7 +12,15 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     // Types, settings, rows: no behaviour of the product yet.
     (
         "foundation",
-        &["error", "enums", "validation", "config", "db", "layers"],
+        &[
+            "error",
+            "enums",
+            "validation",
+            "config",
+            "db",
+            "redis_conn",
+            "layers",
+        ],
     ),
     // Pure rules and definitions (no I/O).
     (

@@ -29,6 +29,7 @@ pub mod permissions;
 pub mod providers;
 pub mod purchases;
 pub mod queues;
+pub mod redis_conn;
 pub mod runner;
 pub mod seed;
 pub mod service_requests;

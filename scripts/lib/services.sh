@@ -165,6 +165,62 @@ ensure_redis() {
   log "using throwaway Redis at 127.0.0.1:${REDIS_URL##*:}"
 }
 
+# ensure_redis_cluster: a throwaway three-master Redis Cluster under .local/redis-cluster
+# (redis-server --cluster-enabled yes on three free ports, joined by redis-cli --cluster
+# create; kept and started again like the other throwaway servers). Exports
+# REDIS_CLUSTER_URL, one of its nodes; scripts/test runs the job system's end-to-end tests on
+# it a second time. Client ports from 26101 and cluster-bus ports 100 above them: below
+# Linux's ephemeral range, where outgoing connections could hold a port we want.
+redis_cluster_ok() {
+  timeout 5 redis-cli -p "$1" cluster info 2>/dev/null | grep -q 'cluster_state:ok'
+}
+
+# start_cluster_node DIR PORT: one node; restarted with its nodes.conf, it rejoins its cluster.
+start_cluster_node() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/$port"
+  (cd "$dir/$port" && redis-server --daemonize yes --bind 127.0.0.1 --port "$port" \
+    --cluster-enabled yes --cluster-port $((port + 100)) --cluster-config-file nodes.conf \
+    --save "" --appendonly no --dir "$dir/$port" --logfile "$dir/$port/log" \
+    --pidfile "$dir/$port/pid" >/dev/null) || die "redis-server (cluster node, port $port) did not start"
+  for _ in $(seq 50); do redis_ping 127.0.0.1 "$port" && return; sleep 0.1; done
+}
+
+ensure_redis_cluster() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  local dir="$LOCAL/redis-cluster" ports=() p port
+  mkdir -p "$dir"
+  if [ -f "$dir/ports" ]; then
+    read -r -a ports < "$dir/ports"
+    for port in "${ports[@]}"; do
+      redis_ping 127.0.0.1 "$port" || start_cluster_node "$dir" "$port"
+    done
+    for _ in $(seq 100); do redis_cluster_ok "${ports[0]}" && break; sleep 0.1; done
+  fi
+  if [ ${#ports[@]} -ne 3 ] || ! redis_cluster_ok "${ports[0]}"; then
+    [ -f "$dir/ports" ] && log "the throwaway Redis Cluster did not come back; making a new one"
+    for port in "${ports[@]}"; do
+      [ -f "$dir/$port/pid" ] && kill "$(cat "$dir/$port/pid")" 2>/dev/null || true
+    done
+    rm -rf "$dir"; mkdir -p "$dir"
+    ports=(); p=26101
+    for _ in 1 2 3; do
+      while tcp_open 127.0.0.1 "$p" || tcp_open 127.0.0.1 $((p + 100)); do p=$((p + 1)); done
+      start_cluster_node "$dir" "$p"
+      ports+=("$p"); p=$((p + 1))
+    done
+    redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes \
+      > "$dir/create.log" 2>&1 || die "redis-cli --cluster create failed (see $dir/create.log)"
+    for _ in $(seq 100); do redis_cluster_ok "${ports[0]}" && break; sleep 0.1; done
+    redis_cluster_ok "${ports[0]}" || die "the Redis Cluster on ports ${ports[*]} is not ok"
+    echo "${ports[*]}" > "$dir/ports"
+  fi
+  REDIS_CLUSTER_URL="redis://127.0.0.1:${ports[0]}"
+  export REDIS_CLUSTER_URL
+  log "using the throwaway Redis Cluster at 127.0.0.1, ports ${ports[*]}"
+}
+
 # pg_socket_url: PG_ADMIN_URL through the server's Unix socket, when the server is on this
 # machine (127.0.0.1 or localhost) and its socket is found; fails otherwise. The benchmark
 # scripts use it: on one machine a Unix socket spares both ends the loopback TCP path.

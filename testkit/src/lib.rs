@@ -15,6 +15,9 @@ pub use pg::PrivatePostgres;
 pub use smtp::{ReceivedEmail, SmtpSink};
 pub use system::TestSystem;
 
+use gateway_domain::redis_conn::{RedisClient, RedisConn};
+use redis::aio::ConnectionLike;
+
 /// Admin URL of the Postgres server tests create databases on.
 pub fn admin_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -26,21 +29,37 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Whether the tests run against a Redis Cluster (`REDIS_CLUSTER=true`, as the second pass of
+/// scripts/test does); the api and worker the tests start are told the same.
+pub fn redis_cluster() -> bool {
+    std::env::var("REDIS_CLUSTER").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// A connection to the tests' Redis, a single server or a cluster.
+pub async fn redis_conn() -> RedisConn {
+    RedisClient::open_url(&redis_url(), redis_cluster())
+        .expect("REDIS_URL")
+        .connection()
+        .await
+        .expect("Redis")
+}
+
 /// The Redis keys of the queues under `prefix` (`QUEUE_PREFIX`: a test's or a benchmark
-/// run's own).
-pub async fn queue_keys(
-    redis: &mut redis::aio::MultiplexedConnection,
+/// run's own); on a cluster, from every master.
+pub async fn queue_keys<C: ConnectionLike>(
+    redis: &mut C,
     prefix: &str,
 ) -> redis::RedisResult<Vec<String>> {
     redis::cmd("KEYS")
-        .arg(format!("{prefix}.*"))
+        // Queue keys start `{prefix.` (`jobs::queue_name`); `{` is no glob character.
+        .arg(format!("{{{prefix}.*"))
         .query_async(redis)
         .await
 }
 
 /// Deletes the Redis keys of the queues under `prefix`.
-pub async fn clear_queues(
-    redis: &mut redis::aio::MultiplexedConnection,
+pub async fn clear_queues<C: ConnectionLike>(
+    redis: &mut C,
     prefix: &str,
 ) -> redis::RedisResult<()> {
     let keys = queue_keys(redis, prefix).await?;

@@ -64,6 +64,18 @@ impl TestSystem {
 
     /// Like `start`, with extra environment variables for both processes.
     pub async fn start_with(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        if crate::redis_cluster() {
+            // The cluster pass of scripts/test: make sure it really is one.
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut crate::redis_conn().await)
+                .await?;
+            anyhow::ensure!(
+                info.contains("cluster_state:ok"),
+                "REDIS_CLUSTER is set but {} is not a healthy Redis Cluster: {info}",
+                redis_url()
+            );
+        }
         let db = TestDb::create().await?;
         let smtp = SmtpSink::start().await?;
         let port = free_port();
@@ -74,6 +86,7 @@ impl TestSystem {
             ("DATABASE_URL", db.url.clone()),
             ("DATABASE_POOL_SIZE", "5".to_owned()),
             ("REDIS_URL", redis_url()),
+            ("REDIS_CLUSTER", crate::redis_cluster().to_string()),
             ("QUEUE_PREFIX", queue_prefix.clone()),
             ("API_BIND", format!("127.0.0.1:{port}")),
             ("METRICS_BIND", format!("127.0.0.1:{metrics_port}")),
@@ -357,11 +370,7 @@ impl TestSystem {
                 busy.push(format!("{n} emails pending"));
             }
         }
-        let client = redis::Client::open(redis_url()).expect("Redis URL");
-        let mut redis = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("Redis");
+        let mut redis = crate::redis_conn().await;
         for queue in gateway_domain::jobs::QUEUES {
             let c = gateway_domain::queues::keys::counts(&mut redis, &self.queue_prefix, queue)
                 .await
@@ -412,8 +421,12 @@ impl Drop for TestSystem {
                             .execute(&mut admin)
                             .await;
                 }
-                if let Ok(client) = redis::Client::open(crate::redis_url()) {
-                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                let client = gateway_domain::redis_conn::RedisClient::open_url(
+                    &crate::redis_url(),
+                    crate::redis_cluster(),
+                );
+                if let Ok(client) = client {
+                    if let Ok(mut c) = client.connection().await {
                         let _ = crate::clear_queues(&mut c, &prefix).await;
                     }
                 }

@@ -74,11 +74,7 @@ async fn the_benchmark_runs_every_scenario_at_a_small_scale() {
     let svg = std::fs::read_to_string(dir.join("dashboard-latency.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
     // `--drop-database` leaves nothing behind: neither the database nor its queues' keys.
-    let mut redis = redis::Client::open(redis_url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = gateway_testkit::redis_conn().await;
     let keys = gateway_testkit::queue_keys(&mut redis, &database)
         .await
         .unwrap();

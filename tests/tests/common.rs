@@ -328,8 +328,7 @@ pub async fn next_json(
 /// Loses every job this test has in Redis, as a flush would, after marking the outbox rows
 /// relayed (as if the relay had pushed them just before). Only Postgres can bring them back.
 pub async fn flush_queued_jobs(sys: &TestSystem) {
-    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = gateway_testkit::redis_conn().await;
     count(sys, "WITH u AS (UPDATE outbox SET dispatched_at = now() WHERE dispatched_at IS NULL RETURNING 1) SELECT count(*) AS n FROM u").await;
     gateway_testkit::clear_queues(&mut conn, &sys.queue_prefix)
         .await

@@ -168,20 +168,19 @@ async fn retention_trims_finished_jobs_so_redis_and_the_outbox_do_not_grow() {
     .unwrap();
     let (pid, _) = enroll(&sys, "trim", "trim@trim-corp.example", "Trim Corp").await;
     queue_noop_jobs(&sys, &pid, "LAPSE", "lifecycle", 2000).await;
-    let client = redis::Client::open(gateway_testkit::redis_url()).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = gateway_testkit::redis_conn().await;
     let prefix = sys.queue_prefix.clone();
+    let k = gateway_domain::queues::keys::Keys::new(&prefix, "lifecycle");
     eventually(60, "all jobs run and trimmed", || {
         let mut redis = redis.clone();
-        let prefix = prefix.clone();
-        let sys = &sys;
+        let (sys, k) = (&sys, &k);
         async move {
             // Relayed outbox rows go too, once older than the retention.
             let left = count(sys, "SELECT count(*) AS n FROM outbox").await;
             let (done, data, waiting): (i64, i64, i64) = redis::pipe()
-                .scard(format!("{prefix}.lifecycle:done"))
-                .hlen(format!("{prefix}.lifecycle:data"))
-                .llen(format!("{prefix}.lifecycle:active"))
+                .scard(k.done())
+                .hlen(k.data())
+                .llen(k.active())
                 .query_async(&mut redis)
                 .await
                 .unwrap();
@@ -190,7 +189,7 @@ async fn retention_trims_finished_jobs_so_redis_and_the_outbox_do_not_grow() {
     })
     .await;
     let metas: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}.lifecycle:meta:*"))
+        .arg(k.meta("*"))
         .query_async(&mut redis)
         .await
         .unwrap();

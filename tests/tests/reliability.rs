@@ -8,19 +8,16 @@ use std::time::Duration;
 use common::*;
 use gateway_testkit::TestSystem;
 
-async fn redis_conn() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(gateway_testkit::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
+use gateway_domain::queues::keys::Keys;
+use gateway_domain::redis_conn::RedisConn;
+use gateway_testkit::redis_conn;
 
 /// Jobs of `queue` waiting in Redis (active list + scheduled set).
-async fn waiting(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, queue: &str) -> i64 {
+async fn waiting(conn: &mut RedisConn, prefix: &str, queue: &str) -> i64 {
+    let k = Keys::new(prefix, queue);
     let (a, s): (i64, i64) = redis::pipe()
-        .llen(format!("{prefix}.{queue}:active"))
-        .zcard(format!("{prefix}.{queue}:scheduled"))
+        .llen(k.active())
+        .zcard(k.scheduled())
         .query_async(conn)
         .await
         .unwrap();
@@ -55,7 +52,7 @@ async fn a_backlog_far_above_8000_jobs_drains_with_redis_holding_a_bounded_windo
         )
         .await;
         let done: i64 = redis::cmd("SCARD")
-            .arg(format!("{}.reminder:done", sys.queue_prefix))
+            .arg(Keys::new(&sys.queue_prefix, "reminder").done())
             .query_async(&mut redis)
             .await
             .unwrap();
@@ -304,7 +301,7 @@ async fn sigterm_stops_the_worker_cleanly_and_a_new_one_finishes_the_work() {
             )
             .await;
             let done: i64 = redis::cmd("SCARD")
-                .arg(format!("{prefix}.reminder:done"))
+                .arg(Keys::new(&prefix, "reminder").done())
                 .query_async(&mut redis)
                 .await
                 .unwrap();

@@ -110,7 +110,7 @@ pub fn this_process(config: &Config) -> WorkerProcess {
 /// Reports until the process ends; a failed report keeps its counts for the next one.
 pub async fn run(
     config: Arc<Config>,
-    redis: apalis_redis::ConnectionManager,
+    redis: gateway_domain::redis_conn::RedisConn,
     mut process: WorkerProcess,
 ) {
     let prefix = config.redis.queue_prefix.clone();

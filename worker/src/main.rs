@@ -24,6 +24,7 @@ use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
 use gateway_domain::email::Mailer;
 use gateway_domain::jobs::{queue_name, DueAction, Job, SendEmail, ACTION_QUEUES};
+use gateway_domain::redis_conn::{RedisClient, RedisConn};
 use gateway_domain::services::Services;
 
 /// What every job handler gets.
@@ -62,7 +63,7 @@ pub fn queue_config(config: &Config, queue: &str) -> RedisQueueConfig {
 /// Redis is down).
 fn build_monitor(
     config: &Arc<Config>,
-    redis: &apalis_redis::ConnectionManager,
+    redis: &RedisConn,
     ctx: &Arc<WorkerCtx>,
     failed: Arc<tokio::sync::Notify>,
 ) -> Monitor {
@@ -70,7 +71,7 @@ fn build_monitor(
     let concurrency = config.jobs.concurrency;
     let mut monitor = Monitor::new();
     for queue in ACTION_QUEUES {
-        let storage: RedisStorage<DueAction> =
+        let storage: RedisStorage<DueAction, RedisConn> =
             RedisStorage::new(redis.clone()).with_config(queue_config(config, queue));
         let ctx = ctx.clone();
         monitor = monitor.register(move |_| {
@@ -90,7 +91,7 @@ fn build_monitor(
                 )
         });
     }
-    let email_storage: RedisStorage<SendEmail> =
+    let email_storage: RedisStorage<SendEmail, RedisConn> =
         RedisStorage::new(redis.clone()).with_config(queue_config(config, SendEmail::QUEUE));
     let email_ctx = ctx.clone();
     monitor
@@ -131,7 +132,9 @@ async fn main() -> anyhow::Result<()> {
     let config = Arc::new(Config::from_env().map_err(|e| anyhow::anyhow!(e))?);
     let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
     let mailer = Mailer::from_config(&config.email)?;
-    let redis = apalis_redis::connect(config.redis.url.as_str())
+    let redis = RedisClient::open(&config.redis)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?
+        .managed()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
     let ctx = Arc::new(WorkerCtx {

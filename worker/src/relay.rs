@@ -15,19 +15,20 @@
 use std::sync::Arc;
 
 use apalis::prelude::TaskSink;
-use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_redis::RedisStorage;
 use gateway_domain::config::Config;
 use gateway_domain::db::prelude::*;
 use gateway_domain::db::DbPool;
 use gateway_domain::jobs::{Job, SendEmail, QUEUES};
+use gateway_domain::redis_conn::RedisConn;
 use gateway_domain::{outbox, AppError};
 
 const BATCH: i64 = 500;
 /// Email outbox rows claimed per pass (packed into jobs of `EMAIL_BATCH`).
 const EMAIL_ROWS: i64 = 5_000;
 
-pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
-    let mut storages: Vec<(&str, RedisStorage<serde_json::Value>)> = QUEUES
+pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
+    let mut storages: Vec<(&str, RedisStorage<serde_json::Value, RedisConn>)> = QUEUES
         .iter()
         .map(|q| {
             (
@@ -68,11 +69,7 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: ConnectionManager) {
 }
 
 /// How many more jobs the queue's Redis window takes (0 when full).
-async fn room_in_redis(
-    redis: &mut ConnectionManager,
-    config: &Config,
-    queue: &str,
-) -> anyhow::Result<i64> {
+async fn room_in_redis(redis: &mut RedisConn, config: &Config, queue: &str) -> anyhow::Result<i64> {
     let q = crate::queue_config(config, queue);
     let (active, scheduled): (i64, i64) = redis::pipe()
         .llen(q.active_jobs_list())
@@ -85,7 +82,7 @@ async fn room_in_redis(
 async fn relay_once(
     pool: &DbPool,
     queue: &str,
-    storage: &mut RedisStorage<serde_json::Value>,
+    storage: &mut RedisStorage<serde_json::Value, RedisConn>,
     limit: i64,
     pack: usize,
 ) -> anyhow::Result<usize> {

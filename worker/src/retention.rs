@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use apalis_redis::ConnectionManager;
 use gateway_domain::config::Config;
 use gateway_domain::db::DbPool;
 use gateway_domain::jobs::QUEUES;
@@ -19,7 +18,7 @@ const STEPS_PER_TICK: usize = 20;
 /// Outbox rows deleted per statement.
 const OUTBOX_STEP: i64 = 5000;
 
-pub async fn run(config: Arc<Config>, redis: ConnectionManager, pool: DbPool) {
+pub async fn run(config: Arc<Config>, redis: gateway_domain::redis_conn::RedisConn, pool: DbPool) {
     let mut cursors: HashMap<&str, String> = HashMap::new();
     loop {
         tokio::time::sleep(config.jobs.retention_interval).await;

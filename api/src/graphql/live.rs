@@ -160,7 +160,7 @@ impl QueueStatsFeed {
     fn subscribe(
         &self,
         pool: &DbPool,
-        redis: &redis::Client,
+        redis: &gateway_domain::redis_conn::RedisClient,
         prefix: &str,
     ) -> tokio::sync::watch::Receiver<Option<Arc<Vec<JobQueue>>>> {
         if !self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -177,10 +177,8 @@ impl QueueStatsFeed {
                     if tx.receiver_count() == 0 {
                         continue;
                     }
-                    let (Ok(mut c), Ok(mut r)) = (
-                        pool.get().await,
-                        redis.get_multiplexed_async_connection().await,
-                    ) else {
+                    let (Ok(mut c), Ok(mut r)) = (pool.get().await, redis.connection().await)
+                    else {
                         continue;
                     };
                     if let Ok(q) =

@@ -65,7 +65,7 @@ pub struct Shared {
     /// Committed domain events, for GraphQL subscriptions.
     pub events: tokio::sync::broadcast::Sender<gateway_domain::events::Event>,
     /// For the operators' queue view.
-    pub redis: redis::Client,
+    pub redis: gateway_domain::redis_conn::RedisClient,
     /// The live queue overview shared by every operator watching (`queueStats`).
     pub queue_stats: live::QueueStatsFeed,
 }
@@ -104,7 +104,7 @@ pub enum Flavor {
 pub fn build(
     services: Services,
     events: tokio::sync::broadcast::Sender<gateway_domain::events::Event>,
-    redis: redis::Client,
+    redis: gateway_domain::redis_conn::RedisClient,
     flavor: Flavor,
 ) -> GatewaySchema {
     let config = services.config.clone();

@@ -11,8 +11,8 @@ use gateway_domain::AppError;
 
 use super::{actor, conn, principal, shared};
 
-async fn redis(ctx: &Context<'_>) -> Result<redis::aio::MultiplexedConnection, AppError> {
-    Ok(shared(ctx).redis.get_multiplexed_async_connection().await?)
+async fn redis(ctx: &Context<'_>) -> Result<gateway_domain::redis_conn::RedisConn, AppError> {
+    Ok(shared(ctx).redis.connection().await?)
 }
 
 fn prefix<'a>(ctx: &Context<'a>) -> &'a str {

@@ -23,11 +23,8 @@ async fn check_postgres(pool: &DbPool) -> Result<(), String> {
     Ok(())
 }
 
-async fn check_redis(client: &redis::Client) -> Result<(), String> {
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn check_redis(client: &gateway_domain::redis_conn::RedisClient) -> Result<(), String> {
+    let mut c = client.connection().await.map_err(|e| e.to_string())?;
     redis::cmd("PING")
         .query_async::<String>(&mut c)
         .await

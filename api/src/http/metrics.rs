@@ -45,7 +45,7 @@ impl GaugeCache {
             snap.lag = gateway_domain::outbox::lag_seconds(&mut c).await.ok();
             snap.pg = gateway_domain::queues::pg_counts(&mut c).await.ok();
         }
-        if let Ok(mut r) = state.redis.get_multiplexed_async_connection().await {
+        if let Ok(mut r) = state.redis.connection().await {
             for q in gateway_domain::jobs::QUEUES {
                 if let Ok(n) =
                     gateway_domain::queues::counts(&mut r, &state.config.redis.queue_prefix, q)

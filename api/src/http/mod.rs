@@ -46,7 +46,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: DbPool,
     pub verifier: Verifier,
-    pub redis: redis::Client,
+    pub redis: gateway_domain::redis_conn::RedisClient,
     pub metrics: Metrics,
     /// Parsed GraphQL documents by text (`graphql::documents`).
     pub documents: Arc<crate::graphql::documents::Documents>,

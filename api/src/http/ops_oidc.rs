@@ -109,7 +109,7 @@ pub(super) async fn start(State(state): State<AppState>) -> Response {
     let (oidc_state, verifier, nonce) = (random(), random(), random());
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(Sha256::digest(verifier.as_bytes()));
-    let mut redis = match state.redis.get_multiplexed_async_connection().await {
+    let mut redis = match state.redis.connection().await {
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
@@ -214,7 +214,7 @@ pub(super) async fn callback(
             "this sign-in did not start in this browser: start again at /ops",
         );
     }
-    let mut redis = match state.redis.get_multiplexed_async_connection().await {
+    let mut redis = match state.redis.connection().await {
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };

@@ -113,7 +113,7 @@ pub async fn resolve(state: &AppState, req: &mut Request) -> Result<(), Response
             )),
         };
     }
-    let redis = state.redis.get_multiplexed_async_connection().await;
+    let redis = state.redis.connection().await;
     if req.query.is_empty() {
         let found: Option<String> = match redis {
             Ok(mut c) => redis::cmd("GET")

@@ -35,14 +35,14 @@ pub const SENSITIVE: &[&str] = &[
 pub const REDIS_BUDGET: Duration = Duration::from_millis(250);
 
 pub struct Limiter {
-    client: redis::Client,
+    client: gateway_domain::redis_conn::RedisClient,
     prefix: String,
     window: u64,
     caller: u64,
     address: u64,
     sensitive: u64,
     trust_forwarded_for: bool,
-    conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    conn: Mutex<Option<gateway_domain::redis_conn::RedisConn>>,
     /// After a failure, Redis is not tried again before this instant.
     resting_until: Mutex<Option<Instant>>,
     limited: IntCounterVec,
@@ -57,7 +57,7 @@ pub struct Limited {
 
 impl Limiter {
     pub fn new(
-        client: redis::Client,
+        client: gateway_domain::redis_conn::RedisClient,
         prefix: &str,
         http: &HttpConfig,
         registry: &Registry,
@@ -182,7 +182,7 @@ impl Limiter {
             let mut conn = match cached {
                 Some(c) => c,
                 None => {
-                    let c = self.client.get_multiplexed_async_connection().await?;
+                    let c = self.client.connection().await?;
                     *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
                     c
                 }

@@ -15,8 +15,11 @@ pub struct DatabaseConfig {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// REDIS_URL
+    /// REDIS_URL (with REDIS_CLUSTER, one or more of the cluster's nodes, comma-separated)
     pub url: String,
+    /// REDIS_CLUSTER: Redis is a Redis Cluster (the async cluster client; every queue's keys
+    /// share one hash slot).
+    pub cluster: bool,
     /// QUEUE_PREFIX: prepended to every queue name, so environments (and tests) sharing one
     /// Redis never see each other's jobs.
     pub queue_prefix: String,
@@ -395,6 +398,7 @@ impl RedisConfig {
     pub(super) fn read(r: &mut Reader) -> Self {
         let redis = RedisConfig {
             url: r.required("REDIS_URL", "redis://127.0.0.1:6379"),
+            cluster: r.flag("REDIS_CLUSTER", false),
             queue_prefix: r.string("QUEUE_PREFIX", "pbg"),
         };
         if !redis

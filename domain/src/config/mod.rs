@@ -165,6 +165,7 @@ pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "REDIS_URL",
+    "REDIS_CLUSTER",
     "QUEUE_PREFIX",
     "API_BIND",
     "PORTAL_BASE_URL",

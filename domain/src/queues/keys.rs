@@ -2,7 +2,7 @@
 //! broken: STACK.md trap 6), and the retention that trims finished jobs in small steps
 //! (trap 13).
 //!
-//! Keys of queue `q` (`{QUEUE_PREFIX}.{name}`): `q:active` (list, waiting), `q:scheduled`
+//! Keys of queue `q` (`{QUEUE_PREFIX.name}`, braces included: a Redis Cluster hash tag): `q:active` (list, waiting), `q:scheduled`
 //! (sorted set by due time; retries of failed jobs wait here too), `q:inflight:{worker}` (sets,
 //! running), `q:workers` (sorted set of worker names), `q:done` and `q:dead` (sets), `q:data`
 //! (hash id → payload) and `q:meta:{id}` (hash: status, attempts, result, done_at).
@@ -579,4 +579,50 @@ pub async fn requeue_as_is<C: ConnectionLike>(
         .lpush(k.signal(), 1)
         .query_async(c)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+    use crate::jobs::QUEUES;
+    use redis::cluster_routing::Slot;
+
+    #[test]
+    fn every_key_of_a_queue_falls_in_its_queues_cluster_slot() {
+        // apalis-redis' scripts take several of a queue's keys at once (and build meta keys
+        // inside Lua): in a Redis Cluster they must all hash to one slot.
+        let mut slots = std::collections::HashSet::new();
+        for queue in QUEUES {
+            let k = Keys::new("pbg", queue);
+            let keys = [
+                k.active(),
+                k.scheduled(),
+                k.workers(),
+                k.inflight("email@host:1:abcd"),
+                k.done(),
+                k.dead(),
+                k.data(),
+                k.meta("01JABCDEF"),
+                k.signal(),
+                k.attempts("01JABCDEF"),
+            ];
+            assert!(
+                k.base.starts_with('{') && k.base.ends_with('}'),
+                "{}",
+                k.base
+            );
+            let slot = Slot::for_key(&keys[0]);
+            for key in &keys {
+                assert_eq!(
+                    Slot::for_key(key),
+                    slot,
+                    "{key} is not in {}'s slot",
+                    k.base
+                );
+            }
+            slots.insert(format!("{slot:?}"));
+        }
+        // Different queues spread over the cluster rather than all sharing one node.
+        assert!(slots.len() > QUEUES.len() / 2, "{slots:?}");
+    }
 }
