@@ -18,11 +18,11 @@ pub struct App {
 
 /// Builds the whole HTTP application from a configuration.
 pub async fn app(config: Arc<Config>) -> anyhow::Result<App> {
-    let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
+    let pool = gateway_domain::db::pool_for(&config.database, config.database.pool_size)?;
     let verifier = Verifier::from_config(&config.auth).await?;
     let redis = gateway_domain::redis_conn::RedisClient::open(&config.redis)
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-    let events = events::spawn_listener(config.database.url.clone());
+    let events = events::spawn_listener(config.database.direct_url.clone());
     let services = gateway_domain::services::Services::new(config.clone(), pool.clone())?;
     let build = |flavor| graphql::build(services.clone(), events.clone(), redis.clone(), flavor);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.http.max_concurrent));

@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
                     cfg.database.url != "unused://",
                     "--operator and --partner need DATABASE_URL"
                 );
-                let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
+                let pool = gateway_domain::db::pool_for(&cfg.database, 1)?;
                 let mut conn = pool.get().await?;
                 if operator {
                     let email = email
@@ -146,15 +146,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let cfg = config()?;
-            gateway_domain::db::ensure_database(&cfg.database.url).await?;
-            let applied = gateway_domain::db::migrate(&cfg.database.url).await?;
+            gateway_domain::db::ensure_database(&cfg.database.direct_url).await?;
+            let applied = gateway_domain::db::migrate(&cfg.database.direct_url).await?;
             eprintln!("applied {} migration(s)", applied.len());
         }
         Command::Seed => {
             let cfg = config()?;
-            gateway_domain::db::ensure_database(&cfg.database.url).await?;
-            gateway_domain::db::migrate(&cfg.database.url).await?;
-            let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
+            gateway_domain::db::ensure_database(&cfg.database.direct_url).await?;
+            gateway_domain::db::migrate(&cfg.database.direct_url).await?;
+            let pool = gateway_domain::db::pool_for(&cfg.database, 1)?;
             if gateway_domain::seed::run(&mut *pool.get().await?, cfg.env).await? {
                 eprintln!("seeded (demo operator `demo-operator`)");
             } else {
@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
         Command::RotateKeys { batch } => {
             let cfg = config()?;
             let ring = &cfg.benefits.keyring;
-            let pool = gateway_domain::db::pool(&cfg.database.url, 1)?;
+            let pool = gateway_domain::db::pool_for(&cfg.database, 1)?;
             let done =
                 gateway_domain::benefits::keys::rotate(&mut *pool.get().await?, ring, batch.max(1))
                     .await
@@ -184,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { no_migrate } => {
             let cfg = config()?;
             if !no_migrate {
-                gateway_domain::db::migrate(&cfg.database.url).await?;
+                gateway_domain::db::migrate(&cfg.database.direct_url).await?;
             }
             let gateway_api::App {
                 router: app,

@@ -23,7 +23,7 @@ impl Services {
             // The sandbox stands for a remote service: it gets connections of its own, so a
             // job holding a pool connection while it charges can never starve it.
             GatewayKind::Sandbox => Arc::new(SandboxGateway::stalling(
-                crate::db::pool(&config.database.url, 4)?,
+                crate::db::pool_for(&config.database, 4)?,
                 config.billing.gateway_delay,
             )),
             GatewayKind::Stripe(s) => Arc::new(StripeGateway::new(&s.api_base, &s.secret_key)?),

@@ -221,6 +221,61 @@ ensure_redis_cluster() {
   log "using the throwaway Redis Cluster at 127.0.0.1, ports ${ports[*]}"
 }
 
+# ensure_pgbouncer: a throwaway PgBouncer (Debian's package: 1.18, no protocol-level
+# prepared statements) in transaction mode in front of PG_ADMIN_URL's server, under
+# .local/pgbouncer; every database of that server is reachable through it by name. Exports
+# PGBOUNCER_URL (its `postgres` database); scripts/test runs the purchase, renewal and
+# dashboard tests through it a second time. Port from 26432 (below the ephemeral range).
+ensure_pgbouncer() {
+  local bin dir="$LOCAL/pgbouncer" port rest user password host pgport as=()
+  bin=$(command -v pgbouncer 2>/dev/null || ls /usr/sbin/pgbouncer 2>/dev/null || true)
+  if [ -z "$bin" ]; then apt_install pgbouncer; bin=$(command -v pgbouncer || ls /usr/sbin/pgbouncer); fi
+  [ -x "$bin" ] || die "pgbouncer not found after installing"
+  mkdir -p "$dir"
+  if [ -f "$dir/port" ] && [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+  else
+    rest=${PG_ADMIN_URL#*://}; user=${rest%%@*}; password=""
+    [[ $user == *:* ]] && { password=${user#*:}; user=${user%%:*}; }
+    host=$(url_host "$PG_ADMIN_URL"); pgport=$(url_port "$PG_ADMIN_URL" 5432)
+    port=$(free_port "$(cat "$dir/port" 2>/dev/null || echo 26432)")
+    cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$host port=$pgport user=$user${password:+ password=$password}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+max_client_conn = 2000
+default_pool_size = 40
+max_db_connections = 80
+ignore_startup_parameters = extra_float_digits,options
+server_reset_query =
+logfile = $dir/log
+pidfile = $dir/pid
+INI
+    printf '"%s" ""\n' "$user" > "$dir/userlist.txt"
+    # PgBouncer refuses to run as root: as the `postgres` user, like the throwaway PostgreSQL.
+    if [ "$(id -u)" -eq 0 ]; then
+      id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
+      chown -R postgres "$dir"; as=(runuser -u postgres --)
+    fi
+    rm -f "$dir/pid"
+    "${as[@]}" "$bin" -d "$dir/pgbouncer.ini" >/dev/null 2>&1 || die "pgbouncer did not start (see $dir/log)"
+    for _ in $(seq 50); do tcp_open 127.0.0.1 "$port" && break; sleep 0.1; done
+    tcp_open 127.0.0.1 "$port" || die "pgbouncer does not listen on $port (see $dir/log)"
+    echo "$port" > "$dir/port"
+  fi
+  PGBOUNCER_URL="postgres://${PG_ADMIN_URL#*://}"
+  PGBOUNCER_URL="${PGBOUNCER_URL%%@*}@127.0.0.1:$port/postgres"
+  export PGBOUNCER_URL
+  log "using the throwaway PgBouncer (transaction mode) at 127.0.0.1:$port"
+}
+
 # pg_socket_url: PG_ADMIN_URL through the server's Unix socket, when the server is on this
 # machine (127.0.0.1 or localhost) and its socket is found; fails otherwise. The benchmark
 # scripts use it: on one machine a Unix socket spares both ends the loopback TCP path.

@@ -39,7 +39,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn url_for(admin: &str, db: &str) -> String {
+pub(crate) fn url_for(admin: &str, db: &str) -> String {
     let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
     format!("{base}/{db}")
 }

@@ -29,6 +29,16 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The PgBouncer (transaction mode) the tests reach Postgres through, when set
+/// (`TEST_PGBOUNCER_URL`, as the PgBouncer pass of scripts/test sets it): the api and worker a
+/// test starts then run their pools through it (`DATABASE_POOLER=transaction`), and LISTEN
+/// and migrations straight to Postgres (`DATABASE_DIRECT_URL`).
+pub fn pgbouncer_url() -> Option<String> {
+    std::env::var("TEST_PGBOUNCER_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
 /// Whether the tests run against a Redis Cluster (`REDIS_CLUSTER=true`, as the second pass of
 /// scripts/test does); the api and worker the tests start are told the same.
 pub fn redis_cluster() -> bool {

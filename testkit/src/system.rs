@@ -103,6 +103,14 @@ impl TestSystem {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if let Some(bouncer) = crate::pgbouncer_url() {
+            env.insert(
+                "DATABASE_URL".into(),
+                crate::db::url_for(&bouncer, &db.name),
+            );
+            env.insert("DATABASE_DIRECT_URL".into(), db.url.clone());
+            env.insert("DATABASE_POOLER".into(), "transaction".into());
+        }
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }

@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     // Kept to the end of main: dropping it flushes the last spans (trace export).
     let _telemetry = gateway_domain::logs::init("info,gateway=debug,apalis=warn", "gateway-worker");
     let config = Arc::new(Config::from_env().map_err(|e| anyhow::anyhow!(e))?);
-    let pool = gateway_domain::db::pool(&config.database.url, config.database.pool_size)?;
+    let pool = gateway_domain::db::pool_for(&config.database, config.database.pool_size)?;
     let mailer = Mailer::from_config(&config.email)?;
     let redis = RedisClient::open(&config.redis)
         .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?

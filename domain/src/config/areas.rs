@@ -7,10 +7,27 @@ use super::reader::Reader;
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// DATABASE_URL
+    /// DATABASE_URL: what the pools connect to (a pooler such as PgBouncer, or Postgres).
     pub url: String,
     /// DATABASE_POOL_SIZE
     pub pool_size: usize,
+    /// DATABASE_POOLER: `none` (DATABASE_URL is Postgres itself, or a pooler in session mode)
+    /// or `transaction` (a pooler in transaction mode, such as PgBouncer before 1.21: no
+    /// statement kept prepared, no session state).
+    pub pooler: Pooler,
+    /// DATABASE_DIRECT_URL: Postgres itself, for what needs a session of its own: LISTEN (the
+    /// api's live events), migrations and their advisory lock. Defaults to DATABASE_URL;
+    /// required with DATABASE_POOLER=transaction.
+    pub direct_url: String,
+}
+
+/// What stands between the pools and Postgres (DATABASE_POOLER).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// Nothing, or a pooler in session mode: statements stay prepared per connection.
+    None,
+    /// A pooler in transaction mode: each statement goes out unnamed in one message.
+    Transaction,
 }
 
 #[derive(Debug, Clone)]
@@ -387,9 +404,36 @@ impl Keyring {
 
 impl DatabaseConfig {
     pub(super) fn read(r: &mut Reader) -> Self {
+        let url = r.required("DATABASE_URL", "postgres://user@host:5432/db");
+        let pooler = match r.string("DATABASE_POOLER", "none").as_str() {
+            "none" => Pooler::None,
+            "transaction" => Pooler::Transaction,
+            other => {
+                r.error(format!(
+                    "DATABASE_POOLER must be `none` or `transaction`, got `{other}`"
+                ));
+                Pooler::None
+            }
+        };
+        let direct_url = match r.opt("DATABASE_DIRECT_URL") {
+            Some(direct) => direct,
+            None => {
+                if pooler == Pooler::Transaction {
+                    r.error(
+                        "DATABASE_DIRECT_URL is required with DATABASE_POOLER=transaction: \
+                         LISTEN and migrations need a session of their own, which a pooler in \
+                         transaction mode does not keep"
+                            .into(),
+                    );
+                }
+                url.clone()
+            }
+        };
         DatabaseConfig {
-            url: r.required("DATABASE_URL", "postgres://user@host:5432/db"),
+            url,
             pool_size: r.parse("DATABASE_POOL_SIZE", 10usize, 1),
+            pooler,
+            direct_url,
         }
     }
 }

@@ -164,6 +164,8 @@ pub const VARIABLES: &[&str] = &[
     "OTEL_SERVICE_NAME",
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
+    "DATABASE_POOLER",
+    "DATABASE_DIRECT_URL",
     "REDIS_URL",
     "REDIS_CLUSTER",
     "QUEUE_PREFIX",
@@ -341,6 +343,31 @@ mod tests {
         let err = Config::from_map(&vars).unwrap_err();
         assert!(
             err.contains("PUBLIC_BASE_URL was renamed PORTAL_BASE_URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_transaction_mode_pooler_needs_a_direct_url_for_listen_and_migrations() {
+        let mut vars = map(BASE);
+        vars.insert("APP_ENV".into(), "development".into());
+        let c = Config::from_map(&vars).unwrap();
+        assert_eq!(c.database.pooler, Pooler::None);
+        assert_eq!(c.database.direct_url, "postgres://x/y");
+        vars.insert("DATABASE_POOLER".into(), "transaction".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(err.contains("DATABASE_DIRECT_URL is required"), "{err}");
+        vars.insert("DATABASE_DIRECT_URL".into(), "postgres://pg/y".into());
+        let c = Config::from_map(&vars).unwrap();
+        assert_eq!(c.database.pooler, Pooler::Transaction);
+        assert_eq!(
+            (c.database.url.as_str(), c.database.direct_url.as_str()),
+            ("postgres://x/y", "postgres://pg/y")
+        );
+        vars.insert("DATABASE_POOLER".into(), "statement".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(
+            err.contains("DATABASE_POOLER must be `none` or `transaction`"),
             "{err}"
         );
     }

@@ -23,6 +23,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use diesel_async::AsyncPgConnection as PgConn;
 
+use crate::config::{DatabaseConfig, Pooler};
+
 pub type DbPool = Pool<AsyncPgConnection>;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
@@ -38,12 +40,33 @@ pub use tls::connect;
 /// Its connections name the process in `pg_stat_activity.application_name` (`gateway-api`,
 /// `gateway-worker`), unless the URL names one already.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
+    build_pool(url, size, Pooler::None)
+}
+
+/// The pool of DATABASE_URL as configured: through a pooler in transaction mode
+/// (`DATABASE_POOLER=transaction`), its connections keep no statement prepared (diesel's
+/// cache is off, so `reuse` keeps nothing either) and send each statement unnamed, parsed and
+/// run in one message (vendor/diesel-async), which PgBouncer 1.18 keeps on one server.
+pub fn pool_for(config: &DatabaseConfig, size: usize) -> anyhow::Result<DbPool> {
+    build_pool(&config.url, size, config.pooler)
+}
+
+fn build_pool(url: &str, size: usize, pooler: Pooler) -> anyhow::Result<DbPool> {
     use diesel_async::pooled_connection::{ManagerConfig, RecyclingMethod};
     count_statements();
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     // TLS when the URL asks for it (`sslmode`, `sslrootcert`: `tls`).
-    config.custom_setup = Box::new(|url| Box::pin(tls::connect(url)));
+    config.custom_setup = Box::new(move |url| {
+        Box::pin(async move {
+            let mut conn = tls::connect(url).await?;
+            if pooler == Pooler::Transaction {
+                use diesel_async::AsyncConnection;
+                conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+            }
+            Ok(conn)
+        })
+    });
     let url = with_application_name(url);
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Ok(Pool::builder(manager)
