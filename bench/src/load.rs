@@ -26,6 +26,30 @@ pub enum Pace {
     /// behind, a connection still waiting for an answer sends late, and that wait is counted
     /// (no coordinated omission, as in wrk2).
     Rate(f64),
+    /// Like `Rate`, with arrivals a Poisson process of that rate (each connection's gaps drawn
+    /// from an exponential distribution): bursts and lulls as independent clients make them.
+    Poisson(f64),
+}
+
+impl Pace {
+    pub fn is_open(&self) -> bool {
+        !matches!(self, Pace::Closed)
+    }
+}
+
+/// One second of an open-loop run: the requests due in it that succeeded and their latency.
+pub struct Second {
+    pub ok: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Second {
+    fn new() -> Self {
+        Self {
+            ok: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+        }
+    }
 }
 
 pub struct Request {
@@ -53,6 +77,9 @@ pub struct Outcome {
     pub first_error: Option<String>,
     pub elapsed: Duration,
     pub pace: Pace,
+    /// Open loop: each measured second by when its requests were due (a backlog that forms
+    /// and drains shows as rising then falling latency).
+    pub seconds: Vec<Second>,
 }
 
 impl Outcome {
@@ -67,7 +94,7 @@ impl Outcome {
 /// Runs the load. `next` makes each request; `check` says whether a response body is a
 /// success (an error message otherwise). Stops at the deadline or when `next` returns None.
 pub async fn run(
-    url: &str,
+    urls: &[String],
     pace: Pace,
     connections: usize,
     warmup: Duration,
@@ -84,7 +111,8 @@ pub async fn run(
             .pool_max_idle_per_host(1)
             .timeout(Duration::from_secs(30))
             .build()?;
-        let url = reqwest::Url::parse(url)?;
+        // Connections take turns over the apis.
+        let url = reqwest::Url::parse(&urls[connection % urls.len()])?;
         let (next, check) = (next.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome {
@@ -95,8 +123,11 @@ pub async fn run(
                 first_error: None,
                 elapsed: Duration::ZERO,
                 pace,
+                seconds: Vec::new(),
             };
             let mut last = measure_from;
+            // Poisson: this connection's own arrivals at rate / connections.
+            let mut arrival = start;
             for k in 0u64.. {
                 let due = match pace {
                     Pace::Closed => Instant::now(),
@@ -104,11 +135,16 @@ pub async fn run(
                         let slot = k * connections as u64 + connection as u64;
                         start + Duration::from_secs_f64(slot as f64 / rate)
                     }
+                    Pace::Poisson(rate) => {
+                        let u: f64 = rand::Rng::random_range(&mut rand::rng(), f64::EPSILON..1.0);
+                        arrival += Duration::from_secs_f64(-u.ln() * connections as f64 / rate);
+                        arrival
+                    }
                 };
                 if due >= deadline {
                     break;
                 }
-                if matches!(pace, Pace::Rate(_)) {
+                if pace.is_open() {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let Some(req) = next() else { break };
@@ -143,6 +179,16 @@ pub async fn run(
                     Ok(()) => {
                         out.ok += 1;
                         let _ = out.latency.record(took.as_micros().max(1) as u64);
+                        if pace.is_open() {
+                            let i = due.duration_since(measure_from).as_secs() as usize;
+                            while out.seconds.len() <= i {
+                                out.seconds.push(Second::new());
+                            }
+                            out.seconds[i].ok += 1;
+                            let _ = out.seconds[i]
+                                .latency
+                                .record(took.as_micros().max(1) as u64);
+                        }
                         if let Some(n) = statements {
                             let _ = out.statements.record(n.max(1));
                         }
@@ -165,9 +211,17 @@ pub async fn run(
         first_error: None,
         elapsed: Duration::ZERO,
         pace,
+        seconds: Vec::new(),
     };
     for t in tasks {
         let o = t.await?;
+        for (i, s) in o.seconds.iter().enumerate() {
+            while total.seconds.len() <= i {
+                total.seconds.push(Second::new());
+            }
+            total.seconds[i].ok += s.ok;
+            total.seconds[i].latency.add(&s.latency)?;
+        }
         total.latency.add(&o.latency)?;
         total.statements.add(&o.statements)?;
         total.ok += o.ok;

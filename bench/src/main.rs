@@ -3,6 +3,7 @@
 //! prints a table and writes it to docs/BENCHMARKS.md with a latency plot.
 
 mod dataset;
+mod jwks;
 mod load;
 mod report;
 mod scenarios;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use gateway_domain::redis_conn::{RedisClient, RedisConn};
 use gateway_testkit::SmtpSink;
 
 #[derive(Parser, Debug, Clone)]
@@ -22,7 +24,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "dashboard,purchase,emails,renewals"
+        default_value = "dashboard,purchase,emails,renewals,jobs"
     )]
     pub scenarios: Vec<String>,
     /// Dashboard: concurrent connections and measured seconds (after a warm-up).
@@ -37,6 +39,9 @@ pub struct Args {
     /// 0: closed loop only.
     #[arg(long, default_value_t = 2000.0)]
     pub dashboard_rate: f64,
+    /// Open loops: arrivals as a Poisson process of the rate instead of evenly spaced.
+    #[arg(long)]
+    pub poisson: bool,
     /// Purchases: concurrent connections and measured seconds.
     #[arg(long, default_value_t = 32)]
     pub purchase_connections: usize,
@@ -49,6 +54,9 @@ pub struct Args {
     /// Email jobs sent through outbox → Redis → worker → SMTP.
     #[arg(long, default_value_t = 100_000)]
     pub emails: u32,
+    /// Jobs scenario: due actions, one job each, through outbox → Redis → worker.
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: u32,
     /// Subscriptions renewing at the same instant.
     #[arg(long, default_value_t = 100_000)]
     pub renewals: u32,
@@ -72,6 +80,11 @@ pub struct Args {
     /// Drop the database and its queues' Redis keys at the end (the smoke test does).
     #[arg(long)]
     pub drop_database: bool,
+    /// Two api and two worker processes instead of one of each, through a Redis Cluster
+    /// (`REDIS_CLUSTER_URL`) and PgBouncer in transaction mode (`PGBOUNCER_URL`), which
+    /// scripts/bench starts; the load is spread over both apis.
+    #[arg(long)]
+    pub pair: bool,
 }
 
 /// Settings passed on to the api and worker when set here (to try other values).
@@ -91,31 +104,58 @@ pub struct Bench {
     pub args: Args,
     pub db: tokio_postgres::Client,
     pub env: BTreeMap<String, String>,
-    pub api_url: String,
+    /// The apis' base URLs (two with `--pair`); load connections take turns.
+    pub api_urls: Vec<String>,
     pub api: system::Process,
     pub worker: system::Process,
+    /// `--pair`: the second api and worker.
+    pub api2: Option<system::Process>,
+    pub worker2: Option<system::Process>,
+    /// The workers' metrics addresses.
+    pub worker_metrics: Vec<String>,
     pub smtp: SmtpSink,
     pub config: gateway_domain::config::Config,
 }
 
 impl Bench {
-    /// SQL statements the worker process has sent so far (its metrics endpoint).
+    /// SQL statements the worker processes have sent so far (their metrics endpoints).
     pub async fn worker_statements(&self) -> anyhow::Result<u64> {
-        let text = reqwest::get(format!(
-            "http://{}/metrics",
-            self.env["WORKER_METRICS_BIND"]
-        ))
-        .await?
-        .text()
-        .await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("pbg_sql_statements_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("worker metrics without pbg_sql_statements_total"))
+        let mut total = 0;
+        for bind in &self.worker_metrics {
+            let text = reqwest::get(format!("http://{bind}/metrics"))
+                .await?
+                .text()
+                .await?;
+            total += text
+                .lines()
+                .find_map(|l| l.strip_prefix("pbg_sql_statements_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("worker metrics without pbg_sql_statements_total")
+                })?;
+        }
+        Ok(total)
     }
 
-    pub fn pids(&self) -> [u32; 2] {
-        [self.api.pid, self.worker.pid]
+    /// api, worker, then (`--pair`) the second api and worker.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.api.pid, self.worker.pid];
+        pids.extend(self.api2.as_ref().map(|p| p.pid));
+        pids.extend(self.worker2.as_ref().map(|p| p.pid));
+        pids
+    }
+
+    /// The processes by name, for the memory report.
+    pub fn processes(&self) -> Vec<(&'static str, u32)> {
+        let mut all = vec![("api", self.api.pid), ("worker", self.worker.pid)];
+        all.extend(self.api2.as_ref().map(|p| ("api 2", p.pid)));
+        all.extend(self.worker2.as_ref().map(|p| ("worker 2", p.pid)));
+        all
+    }
+
+    /// A connection to the Redis (or Redis Cluster) the processes use.
+    pub async fn redis(&self) -> anyhow::Result<RedisConn> {
+        Ok(RedisClient::open(&self.config.redis)?.connection().await?)
     }
 
     /// Waits until the worker has nothing left to do: outbox relayed, emails final, no
@@ -160,7 +200,12 @@ fn free_port() -> anyhow::Result<u16> {
 
 async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     let admin_url = env_or("PG_ADMIN_URL")?;
-    let redis_url = env_or("REDIS_URL")?;
+    // `--pair`: the cluster and the pooler (scripts/bench starts both).
+    let (redis_url, cluster) = if args.pair {
+        (env_or("REDIS_CLUSTER_URL")?, true)
+    } else {
+        (env_or("REDIS_URL")?, false)
+    };
     anyhow::ensure!(
         args.database
             .chars()
@@ -189,8 +234,8 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     // The queue prefix follows the database, so two runs on different databases stay apart.
     let prefix = args.database.as_str();
     // Jobs of an earlier run must not leak into this one.
-    let mut redis = redis::Client::open(redis_url.as_str())?
-        .get_multiplexed_async_connection()
+    let mut redis = RedisClient::open_url(&redis_url, cluster)?
+        .connection()
         .await?;
     gateway_testkit::clear_queues(&mut redis, prefix).await?;
 
@@ -202,13 +247,18 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
         ("APP_ENV", "development".to_owned()),
         ("DATABASE_URL", db_url.clone()),
         ("REDIS_URL", redis_url),
+        ("REDIS_CLUSTER", cluster.to_string()),
         ("QUEUE_PREFIX", prefix.to_owned()),
         ("API_BIND", format!("127.0.0.1:{port}")),
         ("PORTAL_BASE_URL", "http://bench.local".to_owned()),
         ("EMAIL_TRANSPORT", "smtp".to_owned()),
         ("SMTP_URL", smtp.url()),
         ("TEST_CLOCKS_ENABLED", "true".to_owned()),
-        ("SWEEP_INTERVAL_MS", "1000".to_owned()),
+        // Partner tokens are RS256, checked against this JWKS, as in production.
+        (
+            "JWT_JWKS_FILE",
+            jwks::write_jwks_file(&std::env::temp_dir())?,
+        ),
         ("WORKER_METRICS_BIND", format!("127.0.0.1:{worker_metrics}")),
         ("METRICS_BIND", format!("127.0.0.1:{api_metrics}")),
         ("RUST_LOG", "warn".to_owned()),
@@ -216,6 +266,13 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if args.pair {
+        let bouncer = env_or("PGBOUNCER_URL")?;
+        let base = bouncer.rsplit_once('/').map(|(b, _)| b).unwrap_or(&bouncer);
+        env.insert("DATABASE_URL".into(), format!("{base}/{}", args.database));
+        env.insert("DATABASE_DIRECT_URL".into(), db_url.clone());
+        env.insert("DATABASE_POOLER".into(), "transaction".into());
+    }
     for name in PASS_THROUGH {
         if let Ok(v) = std::env::var(name) {
             env.insert((*name).to_owned(), v);
@@ -258,6 +315,21 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
             let path = if unix { "its Unix socket" } else { "TCP" };
             format!("{version} (reached through {path})")
         },
+        postgres_settings: {
+            let rows = db
+                .query(
+                    "SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings
+                     WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers',
+                                    'max_wal_size', 'wal_compression', 'max_connections')
+                     ORDER BY name",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| format!("{} = {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
         redis: redis_version(&mut redis).await,
     };
     eprintln!(
@@ -267,12 +339,40 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
 
     let api = system::spawn("gateway-api", &["serve"], &env)?;
     let worker = system::spawn("gateway-worker", &[], &env)?;
-    let api_url = format!("http://127.0.0.1:{port}");
-    system::wait_healthy(&reqwest::Client::new(), &api_url).await?;
+    let mut api_urls = vec![format!("http://127.0.0.1:{port}")];
+    let mut worker_metrics = vec![env["WORKER_METRICS_BIND"].clone()];
+    let (mut api2, mut worker2) = (None, None);
+    if args.pair {
+        // The second pair: same settings, its own addresses.
+        let mut env2 = env.clone();
+        let port2 = free_port()?;
+        env2.insert("API_BIND".into(), format!("127.0.0.1:{port2}"));
+        env2.insert("METRICS_BIND".into(), format!("127.0.0.1:{}", free_port()?));
+        env2.insert(
+            "WORKER_METRICS_BIND".into(),
+            format!("127.0.0.1:{}", free_port()?),
+        );
+        api2 = Some(system::spawn(
+            "gateway-api",
+            &["serve", "--no-migrate"],
+            &env2,
+        )?);
+        worker2 = Some(system::spawn("gateway-worker", &[], &env2)?);
+        api_urls.push(format!("http://127.0.0.1:{port2}"));
+        worker_metrics.push(env2["WORKER_METRICS_BIND"].clone());
+    }
+    for url in &api_urls {
+        system::wait_healthy(&reqwest::Client::new(), url).await?;
+    }
     eprintln!(
-        "==> api (pid {}) and worker (pid {}) up after {:.0} s of set-up",
+        "==> api (pid {}) and worker (pid {}){} up after {:.0} s of set-up",
         api.pid,
         worker.pid,
+        match (&api2, &worker2) {
+            (Some(a), Some(w)) =>
+                format!(", second api (pid {}) and worker (pid {})", a.pid, w.pid),
+            _ => String::new(),
+        },
         started.elapsed().as_secs_f64()
     );
     Ok((
@@ -280,9 +380,12 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
             args,
             db,
             env,
-            api_url,
+            api_urls,
             api,
             worker,
+            api2,
+            worker2,
+            worker_metrics,
             smtp,
             config,
         },
@@ -290,7 +393,7 @@ async fn setup(args: Args) -> anyhow::Result<(Bench, report::Setup)> {
     ))
 }
 
-async fn redis_version(redis: &mut redis::aio::MultiplexedConnection) -> String {
+async fn redis_version(redis: &mut RedisConn) -> String {
     let info: String = redis::cmd("INFO")
         .arg("server")
         .query_async(redis)
@@ -315,6 +418,7 @@ async fn main() -> anyhow::Result<()> {
             "purchase" => results.purchase = Some(scenarios::purchase(&bench).await?),
             "emails" => results.emails = Some(scenarios::emails(&bench).await?),
             "renewals" => results.renewals = Some(scenarios::renewals(&bench).await?),
+            "jobs" => results.jobs = Some(scenarios::jobs(&bench).await?),
             other => anyhow::bail!("unknown scenario {other}"),
         }
         results.sample_memory(&bench);
@@ -322,6 +426,12 @@ async fn main() -> anyhow::Result<()> {
     results.sample_memory(&bench);
     let _ = bench.api.child.kill().await;
     let _ = bench.worker.child.kill().await;
+    for p in [bench.api2.as_mut(), bench.worker2.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        let _ = p.child.kill().await;
+    }
     if args.drop_database {
         let admin = connect(&env_or("PG_ADMIN_URL")?).await?;
         admin
@@ -331,9 +441,7 @@ async fn main() -> anyhow::Result<()> {
             ))
             .await?;
         // The queues went with the database they follow.
-        let mut redis = redis::Client::open(env_or("REDIS_URL")?.as_str())?
-            .get_multiplexed_async_connection()
-            .await?;
+        let mut redis = bench.redis().await?;
         gateway_testkit::clear_queues(&mut redis, &args.database).await?;
     }
     let table = results.table();

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::load::{Outcome, Pace};
-use crate::scenarios::{Dashboard, Emails, Purchase, Renewals};
+use crate::scenarios::{Dashboard, Emails, Jobs, Purchase, Renewals};
 use crate::{Args, Bench};
 
 pub struct Setup {
@@ -14,6 +14,8 @@ pub struct Setup {
     pub dashboard_benefit_rows: i64,
     pub build_secs: f64,
     pub postgres: String,
+    /// The server settings that bear on write throughput (`fsync`, `synchronous_commit`, …).
+    pub postgres_settings: String,
     pub redis: String,
 }
 
@@ -23,10 +25,10 @@ pub struct Results {
     pub purchase: Option<Purchase>,
     pub emails: Option<Emails>,
     pub renewals: Option<Renewals>,
-    pub api_peak_mib: f64,
-    pub worker_peak_mib: f64,
-    pub api_end_mib: f64,
-    pub worker_end_mib: f64,
+    pub jobs: Option<Jobs>,
+    /// Per process (api, worker, and with `--pair` the second ones): peak RSS (VmHWM) and
+    /// RSS at the end, MiB.
+    pub memory: Vec<(&'static str, f64, f64)>,
 }
 
 const BEGIN: &str = "<!-- bench:results (written by scripts/bench; edits here are replaced) -->";
@@ -49,20 +51,26 @@ impl Results {
             purchase: None,
             emails: None,
             renewals: None,
-            api_peak_mib: 0.0,
-            worker_peak_mib: 0.0,
-            api_end_mib: 0.0,
-            worker_end_mib: 0.0,
+            jobs: None,
+            memory: Vec::new(),
         }
     }
 
     /// VmHWM is the kernel's own peak since each process started.
     pub fn sample_memory(&mut self, bench: &Bench) {
         use crate::system::{peak_rss_mib, rss_mib};
-        self.api_peak_mib = peak_rss_mib(bench.api.pid).unwrap_or(self.api_peak_mib);
-        self.worker_peak_mib = peak_rss_mib(bench.worker.pid).unwrap_or(self.worker_peak_mib);
-        self.api_end_mib = rss_mib(bench.api.pid).unwrap_or(0.0);
-        self.worker_end_mib = rss_mib(bench.worker.pid).unwrap_or(0.0);
+        let before = std::mem::take(&mut self.memory);
+        for (name, pid) in bench.processes() {
+            let earlier = before
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map_or(0.0, |m| m.1);
+            self.memory.push((
+                name,
+                peak_rss_mib(pid).unwrap_or(earlier),
+                rss_mib(pid).unwrap_or(0.0),
+            ));
+        }
     }
 
     pub fn table(&self) -> String {
@@ -201,14 +209,47 @@ impl Results {
                 r.statements_per_renewal
             );
         }
+        if let Some(j) = &self.jobs {
+            let rate = f64::from(j.jobs) / j.done_secs;
+            let _ = writeln!(
+                t,
+                "| {} due-action jobs (one each, nothing to do), one worker: commit to last done | ≥ 10,000 jobs/s | {:.0} jobs/s (all done after {:.1} s) | {} |",
+                j.jobs,
+                rate,
+                j.done_secs,
+                met(rate >= 10_000.0)
+            );
+            let _ = writeln!(
+                t,
+                "| Jobs: worker SQL statements per job | ≤ 2 | {:.2} (relay and sweep included); all relayed after {:.1} s; Redis held ≤ {} waiting | {} |",
+                j.statements_per_job,
+                j.relayed_secs,
+                j.peak_redis_waiting,
+                met(j.statements_per_job <= 2.0)
+            );
+            let seconds: Vec<String> = j.per_second.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(
+                t,
+                "| Jobs: done in each second | | {} | |",
+                seconds.join(", ")
+            );
+        }
+        let peaks: Vec<String> = self
+            .memory
+            .iter()
+            .map(|(name, peak, _)| format!("{name} {peak:.0} MiB"))
+            .collect();
+        let ends: Vec<String> = self
+            .memory
+            .iter()
+            .map(|(_, _, end)| format!("{end:.0}"))
+            .collect();
         let _ = writeln!(
             t,
-            "| Memory: peak RSS (VmHWM) over all runs | ≤ 150 MB each | api {:.0} MiB, worker {:.0} MiB (at the end: {:.0} / {:.0} MiB) | {} |",
-            self.api_peak_mib,
-            self.worker_peak_mib,
-            self.api_end_mib,
-            self.worker_end_mib,
-            met(self.api_peak_mib <= 143.0 && self.worker_peak_mib <= 143.0)
+            "| Memory: peak RSS (VmHWM) over all runs | ≤ 150 MB each | {} (at the end: {} MiB) | {} |",
+            peaks.join(", "),
+            ends.join(" / "),
+            met(self.memory.iter().all(|(_, peak, _)| *peak <= 143.0))
         );
         t
     }
@@ -238,6 +279,13 @@ impl Results {
                 self.emails
                     .as_ref()
                     .map(|e| (&e.cpu, e.cpu.ms_per_op_of(e.delivered as f64))),
+            ),
+            (
+                "Jobs",
+                "job",
+                self.jobs
+                    .as_ref()
+                    .map(|j| (&j.cpu, j.cpu.ms_per_op_of(f64::from(j.jobs)))),
             ),
             (
                 "Renewal storm",
@@ -288,20 +336,37 @@ fn latency_rows(
     let target = format!("p99 ≤ {p99_target_ms:.0} ms at {rate_target:.0} {unit}");
     match at_rate {
         Some(o) => {
-            let offered = match o.pace {
-                Pace::Rate(r) => r,
-                Pace::Closed => 0.0,
+            let (offered, arrivals) = match o.pace {
+                Pace::Rate(r) => (r, "evenly spaced"),
+                Pace::Poisson(r) => (r, "Poisson arrivals"),
+                Pace::Closed => (0.0, ""),
             };
             let kept_up = o.rps() >= 0.99 * offered && o.errors == 0;
             let _ = writeln!(
                 t,
-                "| {name}: latency at {offered:.0} {unit} offered (open loop, same connections, {:.0} s) | {target} | answered {:.0} {unit} ({} ok, {} errors); {} | {} |",
+                "| {name}: latency at {offered:.0} {unit} offered (open loop, {arrivals}, same connections, {:.0} s) | {target} | answered {:.0} {unit} ({} ok, {} errors); {} | {} |",
                 o.elapsed.as_secs_f64(),
                 o.rps(),
                 o.ok,
                 o.errors,
                 percentiles(o),
                 met(kept_up && offered >= rate_target && o.ms(0.99) <= p99_target_ms)
+            );
+            let seconds: Vec<String> = o
+                .seconds
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({:.0})",
+                        s.ok,
+                        s.latency.value_at_quantile(0.99) as f64 / 1000.0
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "| {name}: each second of the open loop, answered (p99 ms) | | {} | |",
+                seconds.join(", ")
             );
             let _ = writeln!(
                 t,
@@ -337,7 +402,9 @@ fn plot(d: &Dashboard) -> String {
     let mut series: Vec<(String, &str, Vec<f64>)> = Vec::new();
     if let Some(o) = &d.at_rate {
         let label = match o.pace {
-            Pace::Rate(r) => format!("{r:.0} req/s offered (open loop): {:.0} answered", o.rps()),
+            Pace::Rate(r) | Pace::Poisson(r) => {
+                format!("{r:.0} req/s offered (open loop): {:.0} answered", o.rps())
+            }
             Pace::Closed => String::new(),
         };
         series.push((label, "#1f5fbf", curve(o, &quantiles)));
@@ -461,6 +528,24 @@ pub fn write(out: &Path, r: &Results, args: &Args) -> anyhow::Result<()> {
         body,
         "| Services | PostgreSQL {}, Redis {}, api + worker (release build), load generator and SMTP sink (`pbg-bench`): all on this machine |",
         r.setup.postgres, r.setup.redis
+    );
+    let _ = writeln!(
+        body,
+        "| PostgreSQL settings | {} |",
+        r.setup.postgres_settings
+    );
+    let _ = writeln!(
+        body,
+        "| Production-like | RS256 partner tokens checked against a JWKS; the dashboard document with variables and orders; the product's default relay (200 ms), sweep (10 s) and worker poll (250 ms) intervals; release builds |"
+    );
+    let _ = writeln!(
+        body,
+        "| Processes | {} |",
+        if args.pair {
+            "two apis and two workers (`--pair`), the load spread over both apis, through a three-master Redis Cluster and PgBouncer 1.18 in transaction mode (`DATABASE_POOLER=transaction`; LISTEN and migrations on `DATABASE_DIRECT_URL`)"
+        } else {
+            "one api and one worker, straight to PostgreSQL and one Redis"
+        }
     );
     let _ = writeln!(body, "\n### Data set\n");
     let _ = writeln!(

@@ -12,21 +12,37 @@ use crate::load::{self, Outcome, Pace, Request};
 use crate::system::CpuWindow;
 use crate::Bench;
 
-pub const DASHBOARD_QUERY: &str = "query Dashboard {
+/// The portal's home page as an SPA sends it: page sizes as variables (so the document's
+/// text is the same for every partner and page size, and is validated per request), with the
+/// latest orders.
+pub const DASHBOARD_QUERY: &str = "query Dashboard($subscriptions: Int!, $benefits: Int!, $invoices: Int!, $orders: Int!) {
   partner { id mpnId legalName vetting { status } networkMembership { since } }
-  subscriptions(first: 20) {
+  subscriptions(first: $subscriptions) {
     edges { node { id status autoRenew term anniversaryDate offer { id name kind level } } }
     pageInfo { hasNextPage }
   }
-  benefits(first: 50) {
+  benefits(first: $benefits) {
     edges { node { id category product unit quantity used remaining status expiresAt
                    activation { state expectedCompletionAt completedAt } } }
     pageInfo { hasNextPage endCursor }
   }
-  invoices(first: 5) {
+  invoices(first: $invoices) {
     edges { node { id number issuedAt total { amountMinor currency formatted } } }
   }
+  orders(first: $orders) {
+    edges { node { id number kind status placedAt total { amountMinor currency formatted } offer { name } } }
+    pageInfo { hasNextPage }
+  }
 }";
+
+/// The dashboard request's body.
+pub fn dashboard_body() -> serde_json::Value {
+    json!({
+        "query": DASHBOARD_QUERY,
+        "operationName": "Dashboard",
+        "variables": { "subscriptions": 20, "benefits": 50, "invoices": 5, "orders": 10 },
+    })
+}
 
 const PURCHASE: &str = "mutation Buy($input: PurchaseInput!) {
   purchaseOffer(input: $input) { id number status total { amountMinor } }
@@ -65,19 +81,17 @@ fn cpu(window: CpuWindow) -> Cpu {
         steal: used.steal_pct,
         cores: used.cores,
         secs: used.secs,
-        api: used.procs[0],
-        worker: used.procs[1],
+        // api, worker, then the second pair's (`--pair`).
+        api: used.procs.iter().step_by(2).sum(),
+        worker: used.procs.iter().skip(1).step_by(2).sum(),
     }
 }
 
+/// A partner user's access token as production's identity provider issues it: RS256, checked
+/// by the api against a JWKS (`JWT_JWKS_FILE`). The key pair is the repository's test fixture
+/// (domain/tests/fixtures), not a secret.
 fn token(bench: &Bench, mpn: u32) -> anyhow::Result<String> {
-    gateway_domain::auth::mint_dev_token(
-        &bench.config.auth,
-        &format!("bench-{mpn}"),
-        None,
-        None,
-        Duration::from_secs(4 * 3600),
-    )
+    crate::jwks::token(&bench.config.auth, &format!("bench-{mpn}"))
 }
 
 pub struct ListSize {
@@ -100,9 +114,9 @@ pub struct Dashboard {
 /// One dashboard request on its own, for its statement count.
 async fn statements_of(bench: &Bench, http: &reqwest::Client, mpn: u32) -> anyhow::Result<u64> {
     let resp = http
-        .post(format!("{}/graphql", bench.api_url))
+        .post(format!("{}/graphql", bench.api_urls[0]))
         .bearer_auth(token(bench, mpn)?)
-        .json(&json!({ "query": DASHBOARD_QUERY }))
+        .json(&dashboard_body())
         .send()
         .await?;
     let n = resp
@@ -128,10 +142,14 @@ async fn rate_then_closed(
     next: load::NextRequest,
     check: load::Check,
 ) -> anyhow::Result<(Option<Outcome>, Outcome, Cpu)> {
-    let url = format!("{}/graphql", bench.api_url);
+    let urls: Vec<String> = bench
+        .api_urls
+        .iter()
+        .map(|u| format!("{u}/graphql"))
+        .collect();
     let run = |pace| {
         load::run(
-            &url,
+            &urls,
             pace,
             connections,
             Duration::from_secs(bench.args.warmup_secs),
@@ -142,7 +160,12 @@ async fn rate_then_closed(
     };
     bench.drain(Duration::from_secs(120)).await?;
     let at_rate = if rate > 0.0 {
-        let o = run(Pace::Rate(rate)).await?;
+        let o = run(if bench.args.poisson {
+            Pace::Poisson(rate)
+        } else {
+            Pace::Rate(rate)
+        })
+        .await?;
         bench.drain(Duration::from_secs(120)).await?;
         Some(o)
     } else {
@@ -160,8 +183,7 @@ pub async fn dashboard(bench: &Bench) -> anyhow::Result<Dashboard> {
             .map(|i| token(bench, DASHBOARD_BASE + i))
             .collect::<anyhow::Result<_>>()?,
     );
-    let body =
-        serde_json::to_vec(&json!({ "query": DASHBOARD_QUERY, "operationName": "Dashboard" }))?;
+    let body = serde_json::to_vec(&dashboard_body())?;
     let next = {
         let tokens = tokens.clone();
         Arc::new(move || {
@@ -382,9 +404,7 @@ pub async fn emails(bench: &Bench) -> anyhow::Result<Emails> {
         )
         .await?
         .get(0);
-    let mut redis = redis::Client::open(bench.env["REDIS_URL"].as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut redis = bench.redis().await?;
     let prefix = &bench.env["QUEUE_PREFIX"];
     let mut peak_waiting = 0i64;
     let deadline = Instant::now() + Duration::from_secs(900);
@@ -536,6 +556,120 @@ pub async fn renewals(bench: &Bench) -> anyhow::Result<Renewals> {
         duplicate_charges: row.get(5),
         duplicate_orders: row.get(6),
         statements_per_renewal: statements as f64 / (row.get::<_, i64>(0).max(1) as f64),
+        cpu,
+    })
+}
+
+pub struct Jobs {
+    pub jobs: u32,
+    /// From the commit of the outbox rows to the last one relayed to Redis.
+    pub relayed_secs: f64,
+    /// From the commit to the last job done (apalis' done set holds all of them).
+    pub done_secs: f64,
+    pub peak_redis_waiting: i64,
+    /// Worker SQL statements per job (relay, job, sweep meanwhile).
+    pub statements_per_job: f64,
+    /// Jobs done in each second after the commit.
+    pub per_second: Vec<i64>,
+    pub cpu: Cpu,
+}
+
+/// One job per due action, no batching: `--jobs` due actions that are already final (each job
+/// reads its action, finds nothing to do and ends), queued on the `lifecycle` queue in one
+/// commit. Measures the job machinery itself: relay, Redis, apalis, the job's bookkeeping.
+pub async fn jobs(bench: &Bench) -> anyhow::Result<Jobs> {
+    let n = bench.args.jobs;
+    bench.drain(Duration::from_secs(300)).await?;
+    let prefix = &bench.env["QUEUE_PREFIX"];
+    let mut redis = bench.redis().await?;
+    let keys = gateway_domain::queues::keys::Keys::new(prefix, "lifecycle");
+    let done_before: i64 = redis::cmd("SCARD")
+        .arg(keys.done())
+        .query_async(&mut redis)
+        .await?;
+    let statements_before = bench.worker_statements().await?;
+    let max_id: i64 = bench
+        .db
+        .query_one("SELECT coalesce(max(id), 0) FROM outbox", &[])
+        .await?
+        .get(0);
+    let window = CpuWindow::start(&bench.pids());
+    let t0: chrono::DateTime<chrono::Utc> = bench
+        .db
+        .query_one(
+            &format!(
+                "WITH p AS (SELECT id FROM partners ORDER BY mpn_id LIMIT 1),
+                 a AS (INSERT INTO scheduled_actions
+                         (id, partner_id, kind, subject_id, term, tag, due_at, status)
+                     SELECT gen_random_uuid(), p.id, 'LAPSE', gen_random_uuid(), 1, 'bench-jobs',
+                         now(), 'DONE'
+                     FROM p, generate_series(1, {n}) RETURNING id),
+                 o AS (INSERT INTO outbox (queue, payload)
+                     SELECT 'lifecycle', jsonb_build_object('v', 1, 'action_id', a.id) FROM a
+                     RETURNING 1)
+                 SELECT clock_timestamp() FROM (SELECT count(*) FROM o) c"
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let started = Instant::now();
+    let mut peak_waiting = 0i64;
+    let mut per_second = Vec::new();
+    let mut last_done = 0i64;
+    let deadline = started + Duration::from_secs(600);
+    let mut next_second = started + Duration::from_secs(1);
+    loop {
+        let (done, active): (i64, i64) = redis::pipe()
+            .scard(keys.done())
+            .llen(keys.active())
+            .query_async(&mut redis)
+            .await?;
+        let done = done - done_before;
+        peak_waiting = peak_waiting.max(active);
+        if Instant::now() >= next_second {
+            per_second.push(done - last_done);
+            last_done = done;
+            next_second += Duration::from_secs(1);
+        }
+        if done >= i64::from(n) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The commit's time is Postgres' clock, on this machine.
+    let done_secs = (chrono::Utc::now() - t0)
+        .num_microseconds()
+        .unwrap_or(i64::MAX) as f64
+        / 1e6;
+    per_second.push(
+        (redis::cmd("SCARD")
+            .arg(keys.done())
+            .query_async::<i64>(&mut redis)
+            .await?
+            - done_before)
+            - last_done,
+    );
+    let cpu = cpu(window);
+    let relayed: Option<f64> = bench
+        .db
+        .query_one(
+            &format!(
+                "SELECT extract(epoch FROM max(dispatched_at) - $1)::float8 FROM outbox
+                 WHERE id > {max_id} AND queue = 'lifecycle'"
+            ),
+            &[&t0],
+        )
+        .await?
+        .get(0);
+    Ok(Jobs {
+        jobs: n,
+        relayed_secs: relayed.unwrap_or(f64::NAN),
+        done_secs,
+        peak_redis_waiting: peak_waiting,
+        statements_per_job: (bench.worker_statements().await? - statements_before) as f64
+            / f64::from(n),
+        per_second,
         cpu,
     })
 }

@@ -69,7 +69,16 @@ pub async fn run_many(
     let mut ids = action_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let answers = ask(conn, svc, &ids).await?;
+    // One plain read first: a duplicate or late job (every action final already) ends here,
+    // with that one statement and no transaction.
+    let rows = read(conn, &ids).await?;
+    if rows.iter().all(|a| a.status != ActionStatus::Pending) {
+        return Ok(rows
+            .iter()
+            .map(|a| (a.id, RunResult::AlreadyFinal))
+            .collect());
+    }
+    let answers = ask(conn, svc, &rows).await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         let actions = lock(conn, &ids).await?;
         let offsets = offsets(conn, svc, &actions).await?;
@@ -119,22 +128,33 @@ pub async fn run_many(
     .await
 }
 
-/// The first step: asks the gateway what the due actions among `ids` need from it, reading
-/// their rows without locks, outside any transaction.
-async fn ask(conn: &mut PgConn, svc: &Services, ids: &[Uuid]) -> AppResult<Answers> {
-    let actions: Vec<ScheduledAction> = scheduled_actions::table
+/// The actions, read without locks, outside any transaction, in id order.
+async fn read(conn: &mut PgConn, ids: &[Uuid]) -> AppResult<Vec<ScheduledAction>> {
+    Ok(scheduled_actions::table
         .filter(scheduled_actions::id.eq_any(ids))
-        .filter(scheduled_actions::status.eq(ActionStatus::Pending))
-        .filter(scheduled_actions::kind.eq_any([
-            ActionKind::RenewalCharge,
-            ActionKind::Lapse,
-            ActionKind::SettleOrder,
-            ActionKind::Refund,
-        ]))
         .order(scheduled_actions::id)
         .select(ScheduledAction::as_select())
         .load(conn)
-        .await?;
+        .await?)
+}
+
+/// The first step: asks the gateway what the pending ones among the `rows` just read need
+/// from it, outside any transaction.
+async fn ask(conn: &mut PgConn, svc: &Services, rows: &[ScheduledAction]) -> AppResult<Answers> {
+    let actions: Vec<ScheduledAction> = rows
+        .iter()
+        .filter(|a| a.status == ActionStatus::Pending)
+        .filter(|a| {
+            matches!(
+                a.kind,
+                ActionKind::RenewalCharge
+                    | ActionKind::Lapse
+                    | ActionKind::SettleOrder
+                    | ActionKind::Refund
+            )
+        })
+        .cloned()
+        .collect();
     let mut answers = Answers::default();
     if actions.is_empty() {
         return Ok(answers);

@@ -26,6 +26,8 @@ async fn the_benchmark_runs_every_scenario_at_a_small_scale() {
             "300",
             "--renewals",
             "50",
+            "--jobs",
+            "500",
             "--dashboard-secs",
             "2",
             "--purchase-secs",
@@ -66,6 +68,8 @@ async fn the_benchmark_runs_every_scenario_at_a_small_scale() {
     assert!(line("| Dashboard, 4 connections").contains(", 0 errors)"));
     assert!(line("| Purchase: integrity").contains(" 0 partners with two"));
     assert!(line("| 300 email jobs").contains("(300 delivered"));
+    assert!(line("| 500 due-action jobs").contains("all done after"));
+    assert!(line("| Jobs: worker SQL statements per job").contains("relay and sweep included"));
     let storm = line("| Renewal storm: 50 anniversaries");
     assert!(storm.contains("50 renewed, 50 invoiced"), "{storm}");
     assert!(line("| Renewal storm: duplicates").ends_with("| yes |"));

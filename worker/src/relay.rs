@@ -26,6 +26,8 @@ use gateway_domain::{outbox, AppError};
 const BATCH: i64 = 500;
 /// Email outbox rows claimed per pass (packed into jobs of `EMAIL_BATCH`).
 const EMAIL_ROWS: i64 = 5_000;
+/// How soon the relay looks again at a queue whose Redis window was full.
+const WINDOW_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
     let mut storages: Vec<(&str, RedisStorage<serde_json::Value, RedisConn>)> = QUEUES
@@ -39,6 +41,7 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
         .collect();
     loop {
         let mut moved_any = false;
+        let mut window_full = false;
         for (queue, storage) in storages.iter_mut() {
             let room = match room_in_redis(&mut redis.clone(), &config, queue).await {
                 Ok(room) => room,
@@ -48,6 +51,7 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
                 }
             };
             if room == 0 {
+                window_full = true;
                 continue;
             }
             let (limit, pack) = if *queue == SendEmail::QUEUE {
@@ -63,7 +67,14 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
             }
         }
         if !moved_any {
-            tokio::time::sleep(config.jobs.relay_interval).await;
+            // A full window means a backlog the workers are eating into: look again soon (a
+            // Redis read, no SQL), so they never wait a whole interval for their next jobs.
+            let pause = if window_full {
+                config.jobs.relay_interval.min(WINDOW_POLL)
+            } else {
+                config.jobs.relay_interval
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 }
