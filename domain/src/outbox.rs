@@ -69,9 +69,16 @@ pub async fn enqueue_many(
 /// instead, the plan it picks when its statistics saw a nearly empty outbox (the usual
 /// state, and the table is analyzed rarely): in a burst of 100,000 emails that plan sorted
 /// them all, on disk, for each claim, 64 ms against 0.4 ms (docs/BENCHMARKS.md, item 25).
+///
+/// The claiming transaction commits asynchronously (`synchronous_commit = off`): it waits for
+/// no WAL flush, which was about half of a 500-row pass. A commit lost in a crash leaves the
+/// rows undispatched and they are relayed again: a duplicate job, which every job absorbs.
 pub async fn claim_due(conn: &mut PgConn, queue: &str, limit: i64) -> AppResult<Vec<OutboxRow>> {
-    conn.batch_execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
-        .await?;
+    conn.batch_execute(
+        "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; \
+         SET LOCAL synchronous_commit = off",
+    )
+    .await?;
     Ok(outbox::table
         .filter(outbox::dispatched_at.is_null())
         .filter(outbox::queue.eq(queue))

@@ -13,6 +13,7 @@
 //! rows for the email queue).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
 use apalis_redis::RedisStorage;
@@ -27,7 +28,7 @@ const BATCH: i64 = 500;
 /// Email outbox rows claimed per pass (packed into jobs of `EMAIL_BATCH`).
 const EMAIL_ROWS: i64 = 5_000;
 /// How soon the relay looks again at a queue whose Redis window was full.
-const WINDOW_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+const WINDOW_POLL: Duration = Duration::from_millis(10);
 
 pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
     let mut storages: Vec<(&str, RedisStorage<serde_json::Value, RedisConn>)> = QUEUES
@@ -39,10 +40,17 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
             )
         })
         .collect();
+    // When each queue is looked at again: one whose last claim found nothing waits a relay
+    // interval, so a busy queue's passes do not pay for seven empty claims each.
+    let mut idle_until = vec![Instant::now(); storages.len()];
     loop {
         let mut moved_any = false;
         let mut window_full = false;
-        for (queue, storage) in storages.iter_mut() {
+        let now = Instant::now();
+        for (i, (queue, storage)) in storages.iter_mut().enumerate() {
+            if now < idle_until[i] {
+                continue;
+            }
             let room = match room_in_redis(&mut redis.clone(), &config, queue).await {
                 Ok(room) => room,
                 Err(e) => {
@@ -62,6 +70,7 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
                 (room.min(BATCH), 1)
             };
             match relay_once(&pool, queue, storage, limit, pack).await {
+                Ok(0) => idle_until[i] = Instant::now() + config.jobs.relay_interval,
                 Ok(n) => moved_any |= n as i64 == limit,
                 Err(e) => tracing::warn!(queue, error = %e, "outbox relay pass failed; will retry"),
             }
@@ -72,7 +81,9 @@ pub async fn run(config: Arc<Config>, pool: DbPool, redis: RedisConn) {
             let pause = if window_full {
                 config.jobs.relay_interval.min(WINDOW_POLL)
             } else {
-                config.jobs.relay_interval
+                let next = idle_until.iter().min().copied().unwrap_or(now);
+                next.saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), config.jobs.relay_interval)
             };
             tokio::time::sleep(pause).await;
         }
@@ -97,13 +108,18 @@ async fn relay_once(
     limit: i64,
     pack: usize,
 ) -> anyhow::Result<usize> {
+    let started = Instant::now();
     let mut conn = pool.get().await?;
+    let got_connection = started.elapsed();
     let storage = storage.clone();
+    let mut claimed = Duration::ZERO;
+    let mut pushed = Duration::ZERO;
     let n = conn
         .transaction::<_, anyhow::Error, _>(async |conn| {
             let rows = outbox::claim_due(conn, queue, limit)
                 .await
                 .map_err(app_err)?;
+            claimed = started.elapsed();
             if rows.is_empty() {
                 return Ok(0);
             }
@@ -125,12 +141,21 @@ async fn relay_once(
                 .push_bulk(payloads)
                 .await
                 .map_err(|e| anyhow::anyhow!("push to Redis: {e}"))?;
+            pushed = started.elapsed();
             outbox::mark_dispatched(conn, &ids).await.map_err(app_err)?;
             Ok(ids.len())
         })
         .await?;
     if n > 0 {
-        tracing::debug!(queue, n, "relayed outbox rows");
+        tracing::debug!(
+            queue,
+            n,
+            connection_ms = got_connection.as_secs_f64() * 1e3,
+            claimed_ms = claimed.as_secs_f64() * 1e3,
+            pushed_ms = pushed.as_secs_f64() * 1e3,
+            committed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "relayed outbox rows"
+        );
     }
     Ok(n)
 }
