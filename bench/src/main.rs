@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "dashboard,purchase,emails,renewals,jobs"
+        default_value = "dashboard,purchase,emails,jobs,renewals"
     )]
     pub scenarios: Vec<String>,
     /// Dashboard: concurrent connections and measured seconds (after a warm-up).
