@@ -411,6 +411,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (mut bench, setup) = setup(args.clone()).await?;
     let mut results = report::Results::new(setup);
+    results.pair = args.pair;
     for s in &args.scenarios {
         eprintln!("==> scenario: {s}");
         match s.as_str() {
