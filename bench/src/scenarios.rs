@@ -375,19 +375,11 @@ pub async fn emails(bench: &Bench) -> anyhow::Result<Emails> {
     let n = bench.args.emails;
     bench.drain(Duration::from_secs(300)).await?;
     let smtp_before = bench.smtp.accepted();
-    let statements_before = bench.worker_statements().await?;
-    let max_id: i64 = bench
-        .db
-        .query_one("SELECT coalesce(max(id), 0) FROM outbox", &[])
-        .await?
-        .get(0);
-    let window = CpuWindow::start(&bench.pids());
     // One transaction, as if 100,000 state changes had each queued an email at once.
-    let t0: chrono::DateTime<chrono::Utc> = bench
-        .db
-        .query_one(
-            &format!(
-                "WITH e AS (
+    let burst = Burst::commit(
+        bench,
+        &format!(
+            "WITH e AS (
                      INSERT INTO emails (id, template, recipient, subject, body_text, body_html,
                          status, next_attempt_at)
                      SELECT gen_random_uuid(), 'bench', 'reader' || g || '@bench.example',
@@ -399,11 +391,10 @@ pub async fn emails(bench: &Bench) -> anyhow::Result<Emails> {
                  o AS (INSERT INTO outbox (queue, payload)
                      SELECT 'email', jsonb_build_object('v', 1, 'email_id', id) FROM e RETURNING 1)
                  SELECT clock_timestamp() FROM (SELECT count(*) FROM o) c"
-            ),
-            &[],
-        )
-        .await?
-        .get(0);
+        ),
+    )
+    .await?;
+    let (max_id, t0) = (burst.max_id, burst.t0);
     let mut redis = bench.redis().await?;
     let prefix = &bench.env["QUEUE_PREFIX"];
     let mut peak_waiting = 0i64;
@@ -433,7 +424,7 @@ pub async fn emails(bench: &Bench) -> anyhow::Result<Emails> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cpu = cpu(window);
+    let cpu = cpu(burst.window);
     let row = bench
         .db
         .query_one(
@@ -456,7 +447,7 @@ pub async fn emails(bench: &Bench) -> anyhow::Result<Emails> {
         delivered: row.get(3),
         smtp_accepted: bench.smtp.accepted() - smtp_before,
         peak_redis_waiting: peak_waiting,
-        statements_per_job: (bench.worker_statements().await? - statements_before) as f64
+        statements_per_job: (bench.worker_statements().await? - burst.statements_before) as f64
             / f64::from(n),
         cpu,
     })
@@ -560,6 +551,35 @@ pub async fn renewals(bench: &Bench) -> anyhow::Result<Renewals> {
     })
 }
 
+/// A burst of outbox rows committed in one statement (the emails and jobs scenarios): the
+/// worker's statements, the last outbox id and the CPU before it, and the commit's time.
+struct Burst {
+    statements_before: u64,
+    max_id: i64,
+    window: CpuWindow,
+    t0: chrono::DateTime<chrono::Utc>,
+}
+
+impl Burst {
+    /// Runs `sql`, one statement that inserts the rows and returns `clock_timestamp()`.
+    async fn commit(bench: &Bench, sql: &str) -> anyhow::Result<Self> {
+        let statements_before = bench.worker_statements().await?;
+        let max_id: i64 = bench
+            .db
+            .query_one("SELECT coalesce(max(id), 0) FROM outbox", &[])
+            .await?
+            .get(0);
+        let window = CpuWindow::start(&bench.pids());
+        let t0 = bench.db.query_one(sql, &[]).await?.get(0);
+        Ok(Self {
+            statements_before,
+            max_id,
+            window,
+            t0,
+        })
+    }
+}
+
 pub struct Jobs {
     pub jobs: u32,
     /// From the commit of the outbox rows to the last one relayed to Redis.
@@ -587,18 +607,10 @@ pub async fn jobs(bench: &Bench) -> anyhow::Result<Jobs> {
         .arg(keys.done())
         .query_async(&mut redis)
         .await?;
-    let statements_before = bench.worker_statements().await?;
-    let max_id: i64 = bench
-        .db
-        .query_one("SELECT coalesce(max(id), 0) FROM outbox", &[])
-        .await?
-        .get(0);
-    let window = CpuWindow::start(&bench.pids());
-    let t0: chrono::DateTime<chrono::Utc> = bench
-        .db
-        .query_one(
-            &format!(
-                "WITH p AS (SELECT id FROM partners ORDER BY mpn_id LIMIT 1),
+    let burst = Burst::commit(
+        bench,
+        &format!(
+            "WITH p AS (SELECT id FROM partners ORDER BY mpn_id LIMIT 1),
                  a AS (INSERT INTO scheduled_actions
                          (id, partner_id, kind, subject_id, term, tag, due_at, status)
                      SELECT gen_random_uuid(), p.id, 'LAPSE', gen_random_uuid(), 1, 'bench-jobs',
@@ -608,11 +620,10 @@ pub async fn jobs(bench: &Bench) -> anyhow::Result<Jobs> {
                      SELECT 'lifecycle', jsonb_build_object('v', 1, 'action_id', a.id) FROM a
                      RETURNING 1)
                  SELECT clock_timestamp() FROM (SELECT count(*) FROM o) c"
-            ),
-            &[],
-        )
-        .await?
-        .get(0);
+        ),
+    )
+    .await?;
+    let (max_id, t0) = (burst.max_id, burst.t0);
     let started = Instant::now();
     let mut peak_waiting = 0i64;
     let mut per_second = Vec::new();
@@ -650,7 +661,7 @@ pub async fn jobs(bench: &Bench) -> anyhow::Result<Jobs> {
             - done_before)
             - last_done,
     );
-    let cpu = cpu(window);
+    let cpu = cpu(burst.window);
     let relayed: Option<f64> = bench
         .db
         .query_one(
@@ -667,7 +678,7 @@ pub async fn jobs(bench: &Bench) -> anyhow::Result<Jobs> {
         relayed_secs: relayed.unwrap_or(f64::NAN),
         done_secs,
         peak_redis_waiting: peak_waiting,
-        statements_per_job: (bench.worker_statements().await? - statements_before) as f64
+        statements_per_job: (bench.worker_statements().await? - burst.statements_before) as f64
             / f64::from(n),
         per_second,
         cpu,
